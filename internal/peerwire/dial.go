@@ -1,0 +1,123 @@
+package peerwire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/anacrolix/torrent/mse"
+	pp "github.com/anacrolix/torrent/peer_protocol"
+)
+
+// Dial connects to addr and completes the BitTorrent handshake under
+// cfg.Policy. With PolicyAuto a peer that drops the MSE handshake is dialled
+// again in plaintext. ctx bounds the whole exchange, fallback included.
+func Dial(ctx context.Context, addr netip.AddrPort, cfg Config) (*Conn, error) {
+	if cfg.Policy == "" {
+		cfg.Policy = PolicyAuto
+	}
+	switch cfg.Policy {
+	case PolicyPlaintext:
+		return dialOnce(ctx, addr, cfg, false)
+	case PolicyRequire:
+		return dialOnce(ctx, addr, cfg, true)
+	case PolicyAuto:
+		c, err := dialOnce(ctx, addr, cfg, true)
+		if err == nil || !errors.Is(err, errMSEDropped) {
+			return c, err
+		}
+		c, err2 := dialOnce(ctx, addr, cfg, false)
+		if err2 != nil {
+			return nil, fmt.Errorf("%w (after MSE was dropped: %v)", err2, err)
+		}
+		return c, nil
+	default:
+		return nil, fmt.Errorf("dial %s: unknown policy %q", addr, cfg.Policy)
+	}
+}
+
+// errMSEDropped marks an MSE attempt the peer hung up on (or never
+// answered), which under PolicyAuto triggers the plaintext retry.
+var errMSEDropped = errors.New("peer dropped the MSE handshake")
+
+func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, encrypt bool) (*Conn, error) {
+	start := time.Now()
+	var d interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	} = &net.Dialer{}
+	if cfg.Dialer != nil {
+		d = cfg.Dialer
+	}
+	raw, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, classify(err, ErrRefused))
+	}
+	stop := withDeadline(ctx, raw)
+	defer stop()
+	c, err := handshakeOutgoing(ctx, raw, cfg, encrypt)
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("handshake with %s: %w", addr, err)
+	}
+	c.HandshakeDuration = time.Since(start)
+	return c, nil
+}
+
+func handshakeOutgoing(ctx context.Context, raw net.Conn, cfg Config, encrypt bool) (*Conn, error) {
+	var c *Conn
+	if encrypt {
+		rw, method, err := mse.InitiateHandshakeContext(ctx, raw, cfg.InfoHash[:], nil, cryptoProvides(cfg.Policy))
+		if err != nil {
+			if isTimeout(err) {
+				// A peer that silently ignores MSE (reads but never sends Yb) also
+				// gets the plaintext retry under auto; the retry has the same ctx.
+				if cfg.Policy == PolicyAuto && ctx.Err() == nil {
+					return nil, newErr(errMSEDropped, err)
+				}
+				return nil, newErr(ErrTimeout, err)
+			}
+			if isDrop(err) {
+				if cfg.Policy == PolicyAuto {
+					return nil, newErr(errMSEDropped, err)
+				}
+				return nil, newErr(ErrHandshake, fmt.Errorf("peer dropped MSE: %w", err))
+			}
+			return nil, newErr(ErrHandshake, fmt.Errorf("MSE: %w", err))
+		}
+		switch method {
+		case mse.CryptoMethodRC4:
+			c = newConn(raw, rw, MethodRC4, cfg.maxMessage())
+		case mse.CryptoMethodPlaintext:
+			if cfg.Policy == PolicyRequire {
+				return nil, ErrPlaintextRefused
+			}
+			c = newConn(raw, rw, MethodMSEPlaintext, cfg.maxMessage())
+		default:
+			return nil, newErr(ErrHandshake, fmt.Errorf("MSE selected unknown method %#x", method))
+		}
+	} else {
+		c = newConn(raw, raw, MethodPlaintext, cfg.maxMessage())
+	}
+	ih := cfg.InfoHash
+	res, err := pp.Handshake(ctx, c.rw, &ih, cfg.PeerID, cfg.reserved())
+	if err != nil {
+		switch {
+		case isTimeout(err):
+			return nil, newErr(ErrTimeout, err)
+		case isDrop(err) && !encrypt:
+			return nil, newErr(ErrEncryptionRequired, fmt.Errorf("peer closed the connection at our plaintext handshake: %w", err))
+		default:
+			return nil, newErr(ErrHandshake, err)
+		}
+	}
+	if res.Hash != cfg.InfoHash {
+		return nil, newErr(ErrHandshake, fmt.Errorf("peer answered for info hash %x", res.Hash))
+	}
+	c.InfoHash = res.Hash
+	c.PeerID = res.PeerID
+	c.Reserved = res.PeerExtensionBits
+	return c, nil
+}
