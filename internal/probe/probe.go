@@ -142,6 +142,15 @@ func (s *session) run(ctx context.Context, addr netip.AddrPort) error {
 		return err
 	}
 	s.conn = conn
+	// ctx cancellation (not just its deadline) must unblock reads too.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	return s.talk(ctx)
+}
+
+// talk runs the conversation on an established connection.
+func (s *session) talk(ctx context.Context) error {
+	conn := s.conn
 	s.r.HandshakeMS = ms(conn.HandshakeDuration)
 	s.r.Encryption = string(conn.Method)
 	s.r.PeerID = printablePeerID(conn.PeerID)
@@ -155,9 +164,6 @@ func (s *session) run(ctx context.Context, addr netip.AddrPort) error {
 	s.choked = true
 	s.allowedFast = map[int]bool{}
 	deadline, _ := ctx.Deadline()
-	// ctx cancellation (not just its deadline) must unblock reads too.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 
 	var hello []pp.Message
 	if s.r.Extended {

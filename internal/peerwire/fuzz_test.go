@@ -1,0 +1,76 @@
+package peerwire
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/types/infohash"
+)
+
+func FuzzReadMessage(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 3, 5, 0xff, 0xc0})
+	f.Add([]byte{0, 0, 0, 13, 7, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4})
+	f.Add([]byte{0, 0, 0, 2, 20, 0, 'd', 'e'})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0, 0, 0, 3, 99, 1, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := NewStreamConn(data, 1<<12)
+		for i := 0; i < 1000; i++ {
+			m, err := c.ReadMessage()
+			if err != nil {
+				if !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrClosed) {
+					t.Fatalf("unclassified error %v", err)
+				}
+				return
+			}
+			if m.Size < 4 || m.Size > 4+1<<12 {
+				t.Fatalf("size %d outside the cap", m.Size)
+			}
+		}
+	})
+}
+
+func FuzzParseExtHandshake(f *testing.F) {
+	f.Add([]byte("d1:md6:ut_pexi1e11:ut_metadatai2ee1:v13:Transmission4:reqqi512e6:yourip4:\x7f\x00\x00\x011:ei1ee"))
+	f.Add([]byte("d1:mi5e1:v3:abce"))
+	f.Add([]byte("le"))
+	f.Add([]byte("d13:metadata_sizei-5e1:pi99999ee"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := ParseExtHandshake(data)
+		if err != nil {
+			return
+		}
+		if h.Reqq < 0 || h.ListenPort < 0 || h.ListenPort > 65535 || h.MetadataSize < 0 {
+			t.Fatalf("out of range field: %+v", h)
+		}
+		for name, id := range h.Extensions {
+			if id < 0 || id > 255 {
+				t.Fatalf("extension %q id %d", name, id)
+			}
+		}
+	})
+}
+
+// FuzzAcceptMSE feeds arbitrary bytes to the receiving side of a
+// handshake, plaintext or MSE: it must fail cleanly, never panic or hang.
+func FuzzAcceptMSE(f *testing.F) {
+	f.Add(bytes.Repeat([]byte{0x42}, 700))
+	f.Add(append([]byte("\x13BitTorrent protocol"), make([]byte, 48)...))
+	f.Add(make([]byte, 96))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ih := infohash.T{1}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := Accept(ctx, &streamConn{r: bytes.NewReader(data)}, AcceptConfig{
+			Known:          func(h infohash.T) bool { return h == ih },
+			InfoHash:       func(yield func(infohash.T) bool) { yield(ih) },
+			AllowPlaintext: true,
+		})
+		if err == nil && !bytes.HasPrefix(data, []byte("\x13BitTorrent protocol")) {
+			t.Fatal("accepted a handshake that was neither plaintext nor valid MSE")
+		}
+	})
+}

@@ -1,0 +1,138 @@
+package probe
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	pp "github.com/anacrolix/torrent/peer_protocol"
+
+	"github.com/swarmaudit/swarmaudit/internal/peerwire"
+)
+
+// hostilePeer accepts connections and runs script on each. If handshake is
+// set it first answers a plain BitTorrent handshake (without extension bits).
+func hostilePeer(t *testing.T, handshake bool, ih [20]byte, script func(net.Conn)) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				go func() { <-done; c.Close() }()
+				if handshake {
+					var b [68]byte
+					if _, err := io.ReadFull(c, b[:]); err != nil {
+						return
+					}
+					reply := []byte(pp.Protocol)
+					reply = append(reply, make([]byte, 8)...)
+					reply = append(reply, ih[:]...)
+					reply = append(reply, "-HO0001-hostilepeer1"...)
+					if _, err := c.Write(reply); err != nil {
+						return
+					}
+				}
+				script(c)
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+func frame(typ byte, payload ...byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(len(payload)+1))
+	return append(append(b, typ), payload...)
+}
+
+func TestProbeHostilePeers(t *testing.T) {
+	_, target := testPayload(10*64<<10, 64<<10) // 10 pieces: bitfield is 2 bytes
+	fullBitfield := frame(byte(pp.Bitfield), 0xff, 0xc0)
+	drain := func(c net.Conn) { io.Copy(io.Discard, c) }
+	tests := []struct {
+		name      string
+		handshake bool
+		policy    peerwire.Policy
+		script    func(net.Conn)
+		want      Outcome
+	}{
+		{"length prefix above the cap", true, peerwire.PolicyPlaintext, func(c net.Conn) {
+			c.Write(binary.BigEndian.AppendUint32(nil, 1<<30))
+			drain(c)
+		}, OutcomeProtocolError},
+		{"bitfield of the wrong length", true, peerwire.PolicyPlaintext, func(c net.Conn) {
+			c.Write(frame(byte(pp.Bitfield), 0xff, 0xc0, 0x00))
+			drain(c)
+		}, OutcomeProtocolError},
+		{"bitfield with spare bits set", true, peerwire.PolicyPlaintext, func(c net.Conn) {
+			c.Write(frame(byte(pp.Bitfield), 0xff, 0xff))
+			drain(c)
+		}, OutcomeProtocolError},
+		{"have for a piece past the end", true, peerwire.PolicyPlaintext, func(c net.Conn) {
+			c.Write(frame(byte(pp.Have), 0, 0, 0, 10))
+			drain(c)
+		}, OutcomeProtocolError},
+		{"piece we did not request", true, peerwire.PolicyPlaintext, func(c net.Conn) {
+			c.Write(fullBitfield)
+			c.Write(frame(byte(pp.Unchoke)))
+			c.Write(frame(byte(pp.Piece), append([]byte{0, 0, 0, 3, 0, 0, 0, 0}, make([]byte, 100)...)...))
+			drain(c)
+		}, OutcomeProtocolError},
+		{"stream of keep-alives after a bitfield", true, peerwire.PolicyPlaintext, func(c net.Conn) {
+			c.Write(fullBitfield)
+			for i := 0; i < 1000; i++ {
+				if _, err := c.Write([]byte{0, 0, 0, 0}); err != nil {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}, OutcomeChoked},
+		{"accepts TCP and never speaks", false, peerwire.PolicyPlaintext, drain, OutcomeTimeout},
+		{"accepts TCP and never speaks, auto", false, peerwire.PolicyAuto, drain, OutcomeTimeout},
+		{"garbage instead of MSE", false, peerwire.PolicyRequire, func(c net.Conn) {
+			junk := make([]byte, 2048)
+			for i := range junk {
+				junk[i] = byte(i * 7)
+			}
+			c.Write(junk)
+			drain(c)
+		}, OutcomeHandshakeFailed},
+		{"closes during the handshake", false, peerwire.PolicyPlaintext, func(c net.Conn) {
+			c.Read(make([]byte, 10))
+		}, OutcomeEncryptionRequired},
+		{"unknown message types are skipped", true, peerwire.PolicyPlaintext, func(c net.Conn) {
+			c.Write(frame(99, 1, 2, 3))
+			c.Write(frame(byte(pp.HaveNone))) // not allowed without fast, but harmless
+			drain(c)
+		}, OutcomeOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := hostilePeer(t, tt.handshake, target.InfoHash, tt.script)
+			ctx := context.Background()
+			r, err := Run(ctx, addr, target, Options{Policy: tt.policy, Timeout: 1500 * time.Millisecond, InitialWait: 500 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Outcome != tt.want {
+				t.Fatalf("outcome %s (%s), want %s", r.Outcome, r.Error, tt.want)
+			}
+			if r.DurationMS > 10000 { // a hang check, not a speed goal
+				t.Fatalf("probe overran its timeout: %.0f ms", r.DurationMS)
+			}
+		})
+	}
+}
