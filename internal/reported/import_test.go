@@ -176,8 +176,8 @@ func TestImportJSONLinesBadLines(t *testing.T) {
 		in.WriteString(tc.line + "\n")
 	}
 	in.WriteString(strings.Repeat("x", MaxLineBytes+1) + "\n") // too long
-	in.WriteString("   \n")                                   // blank
-	in.WriteString(goodJSON)                                  // last line without newline
+	in.WriteString("   \n")                                    // blank
+	in.WriteString(goodJSON)                                   // last line without newline
 
 	st, err := ImportJSONLines(strings.NewReader(in.String()), "f", func(Announce) error { return nil })
 	if err != nil {
