@@ -1,0 +1,146 @@
+package torrentmeta
+
+import (
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/types/infohash"
+)
+
+// MaxMagnetLength bounds the length of a magnet URI.
+const MaxMagnetLength = 64 << 10
+
+// ErrInvalidMagnet is wrapped by every error about a malformed magnet link.
+var ErrInvalidMagnet = errors.New("invalid magnet link")
+
+// Magnet is a BEP 9 magnet link.
+type Magnet struct {
+	InfoHash infohash.T
+	Name     string   // dn
+	Trackers []string // tr, in order, without duplicates
+	Peers    []string // x.pe, host:port as given
+}
+
+func badMagnet(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidMagnet}, args...)...)
+}
+
+// ParseMagnet parses a magnet URI. It needs an xt=urn:btih: info hash, in
+// hex (40 digits) or base32 (32 letters, either case); several xt are
+// allowed as long as the btih ones agree. A magnet with only
+// xt=urn:btmh: (BitTorrent v2) gives an error wrapping ErrV2Only.
+//
+// It is written on net/url rather than metainfo.ParseMagnetV2Uri because
+// that parser rejects lowercase base32 hashes and repeated btih values, and
+// silently drops malformed query escapes.
+func ParseMagnet(uri string) (*Magnet, error) {
+	if len(uri) > MaxMagnetLength {
+		return nil, badMagnet("%d bytes, limit %d", len(uri), MaxMagnetLength)
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, badMagnet("%w", err)
+	}
+	if u.Scheme != "magnet" {
+		return nil, badMagnet("scheme is %q, not magnet", u.Scheme)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, badMagnet("query: %w", err)
+	}
+	m := &Magnet{}
+	var haveV1, haveV2 bool
+	for _, xt := range q["xt"] {
+		lower := strings.ToLower(xt)
+		switch {
+		case strings.HasPrefix(lower, "urn:btih:"):
+			ih, err := decodeBTIH(xt[len("urn:btih:"):])
+			if err != nil {
+				return nil, badMagnet("xt %q: %w", xt, err)
+			}
+			if haveV1 && ih != m.InfoHash {
+				return nil, badMagnet("conflicting btih info hashes %s and %s", m.InfoHash.HexString(), ih.HexString())
+			}
+			m.InfoHash, haveV1 = ih, true
+		case strings.HasPrefix(lower, "urn:btmh:"):
+			haveV2 = true
+		}
+	}
+	if !haveV1 {
+		if haveV2 {
+			return nil, fmt.Errorf("magnet has only a btmh (v2) info hash: %w", ErrV2Only)
+		}
+		return nil, badMagnet("no xt=urn:btih: info hash")
+	}
+	if dn := q["dn"]; len(dn) > 0 {
+		m.Name = dn[0]
+	}
+	seen := make(map[string]bool)
+	for _, tr := range q["tr"] {
+		if tr != "" && !seen[tr] {
+			seen[tr] = true
+			m.Trackers = append(m.Trackers, tr)
+		}
+	}
+	for _, pe := range q["x.pe"] {
+		if err := checkHostPort(pe); err != nil {
+			return nil, badMagnet("x.pe %q: %w", pe, err)
+		}
+		m.Peers = append(m.Peers, pe)
+	}
+	return m, nil
+}
+
+func decodeBTIH(s string) (infohash.T, error) {
+	var ih infohash.T
+	var b []byte
+	var err error
+	switch len(s) {
+	case 40:
+		b, err = hex.DecodeString(s)
+	case 32:
+		b, err = base32.StdEncoding.DecodeString(strings.ToUpper(s))
+	default:
+		return ih, fmt.Errorf("info hash has %d characters, want 40 (hex) or 32 (base32)", len(s))
+	}
+	if err != nil {
+		return ih, fmt.Errorf("decode info hash: %w", err)
+	}
+	if len(b) != len(ih) {
+		return ih, fmt.Errorf("info hash decodes to %d bytes, want %d", len(b), len(ih))
+	}
+	copy(ih[:], b)
+	return ih, nil
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if host == "" {
+		return errors.New("empty host")
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+// String returns the magnet URI: xt with the hex info hash, then dn, tr and
+// x.pe.
+func (m *Magnet) String() string {
+	lm := metainfo.Magnet{InfoHash: m.InfoHash, DisplayName: m.Name, Trackers: m.Trackers}
+	if len(m.Peers) > 0 {
+		lm.Params = url.Values{"x.pe": m.Peers}
+	}
+	return lm.String()
+}

@@ -1,0 +1,422 @@
+// Package torrentmeta loads, validates and builds BitTorrent v1 metainfo
+// (.torrent files, raw info dictionaries fetched by magnet) so the rest of
+// swarmaudit can rely on a checked piece layout and info hash.
+//
+// Decoding is done by github.com/anacrolix/torrent/metainfo and bencode; this
+// package adds the validation those leave out (piece counts versus lengths,
+// unsafe file paths, size limits) and a flat, read-only view of the result.
+package torrentmeta
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/types/infohash"
+)
+
+// Limits applied to hostile input.
+const (
+	// MaxTorrentSize bounds a .torrent file and a raw info dictionary.
+	MaxTorrentSize = 32 << 20
+	// MaxPieceLength bounds the piece length we accept; whole pieces are
+	// held in memory when verified.
+	MaxPieceLength = 256 << 20
+	// MinBuildPieceLength is the smallest piece length Build accepts.
+	MinBuildPieceLength = 1 << 10
+)
+
+var (
+	// ErrInvalid is wrapped by every error about malformed metainfo.
+	ErrInvalid = errors.New("invalid torrent")
+	// ErrV2Only is returned for torrents (and magnets) that carry only a
+	// BitTorrent v2 (BEP 52) info hash.
+	ErrV2Only = errors.New("v2-only torrents are not supported yet")
+	// ErrTooLarge is returned when a file or info dictionary exceeds
+	// MaxTorrentSize.
+	ErrTooLarge = errors.New("torrent data too large")
+	// ErrInfoHashMismatch is matched (errors.Is) by *InfoHashMismatchError.
+	ErrInfoHashMismatch = errors.New("info hash mismatch")
+)
+
+// InfoHashMismatchError reports info bytes whose SHA-1 is not the expected
+// info hash.
+type InfoHashMismatchError struct {
+	Want, Got infohash.T
+}
+
+func (e *InfoHashMismatchError) Error() string {
+	return fmt.Sprintf("info hash mismatch: want %s, got %s", e.Want.HexString(), e.Got.HexString())
+}
+
+// Is makes errors.Is(err, ErrInfoHashMismatch) true.
+func (e *InfoHashMismatchError) Is(target error) bool { return target == ErrInfoHashMismatch }
+
+// File is one file of the torrent in v1 piece layout order.
+type File struct {
+	// Path is the slash-separated path where a client stores the file,
+	// relative to its download directory: the torrent name for a
+	// single-file torrent, name/dir/.../file for a multi-file one.
+	Path string
+	// Length in bytes.
+	Length int64
+	// Offset of the file's first byte in the concatenated torrent data.
+	Offset int64
+	// Padding marks a BEP 47 pad file (attr "p"), whose bytes are zeros
+	// that clients do not store.
+	Padding bool
+}
+
+// Torrent is a validated v1 (or hybrid v1/v2) torrent. Treat it as
+// read-only.
+type Torrent struct {
+	// InfoHash is the v1 info hash: SHA-1 of InfoBytes.
+	InfoHash    infohash.T
+	Name        string
+	PieceLength int64
+	TotalLength int64
+	NumPieces   int
+	Private     bool
+	// Hybrid is true for a v1/v2 hybrid torrent (meta version 2 with v1
+	// pieces). Only its v1 view is used.
+	Hybrid bool
+	// Trackers are BEP 12 tiers; a lone "announce" becomes one tier.
+	// Empty URLs and tiers are dropped.
+	Trackers [][]string
+	Files    []File
+	// InfoBytes is the raw bencoded info dictionary, as hashed.
+	InfoBytes []byte
+	CreatedBy string
+	Comment   string
+
+	pieces []byte // concatenated 20-byte SHA-1 piece hashes
+}
+
+// Load reads and parses a .torrent file of at most MaxTorrentSize bytes.
+func Load(path string) (*Torrent, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load torrent: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("load torrent %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("load torrent %s: not a regular file", path)
+	}
+	if fi.Size() > MaxTorrentSize {
+		return nil, fmt.Errorf("load torrent %s: %w: %d bytes, limit %d", path, ErrTooLarge, fi.Size(), MaxTorrentSize)
+	}
+	// The file may grow after Stat; never read past the limit.
+	data, err := io.ReadAll(io.LimitReader(f, MaxTorrentSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("load torrent %s: %w", path, err)
+	}
+	t, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("load torrent %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// Parse decodes and validates the bencoded contents of a .torrent file.
+func Parse(data []byte) (*Torrent, error) {
+	if len(data) > MaxTorrentSize {
+		return nil, fmt.Errorf("parse torrent: %w: %d bytes, limit %d", ErrTooLarge, len(data), MaxTorrentSize)
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("parse torrent: %w: empty input", ErrInvalid)
+	}
+	if data[0] != 'd' {
+		return nil, fmt.Errorf("parse torrent: %w: metainfo is not a bencoded dictionary", ErrInvalid)
+	}
+	var mi metainfo.MetaInfo
+	if err := bencode.Unmarshal(data, &mi); err != nil {
+		return nil, fmt.Errorf("parse torrent: %w: decode metainfo: %w", ErrInvalid, err)
+	}
+	if len(mi.InfoBytes) == 0 {
+		return nil, fmt.Errorf("parse torrent: %w: missing info dictionary", ErrInvalid)
+	}
+	t, err := parseInfo(mi.InfoBytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse torrent: %w", err)
+	}
+	t.Trackers = cleanTiers(mi.UpvertedAnnounceList())
+	t.CreatedBy = mi.CreatedBy
+	t.Comment = mi.Comment
+	return t, nil
+}
+
+// FromInfoBytes builds a Torrent from a raw info dictionary, such as one
+// fetched from peers for a magnet link (BEP 9). The SHA-1 of info must be
+// want, else the error is an *InfoHashMismatchError. The result has no
+// trackers.
+func FromInfoBytes(info []byte, want infohash.T) (*Torrent, error) {
+	if len(info) > MaxTorrentSize {
+		return nil, fmt.Errorf("info %s: %w: %d bytes, limit %d", want.HexString(), ErrTooLarge, len(info), MaxTorrentSize)
+	}
+	if got := infohash.HashBytes(info); got != want {
+		return nil, fmt.Errorf("info %s: %w", want.HexString(), &InfoHashMismatchError{Want: want, Got: got})
+	}
+	t, err := parseInfo(bytes.Clone(info))
+	if err != nil {
+		return nil, fmt.Errorf("info %s: %w", want.HexString(), err)
+	}
+	return t, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// v1Info is the v1 part of metainfo.Info. It is decoded instead of
+// metainfo.Info because that type also decodes the BEP 52 "file tree", whose
+// decoder re-parses every level's subtree: a hostile 30 MiB torrent with a
+// deep tree costs seconds and gigabytes. Here the tree is skipped unread.
+type v1Info struct {
+	PieceLength int64               `bencode:"piece length"`
+	Pieces      []byte              `bencode:"pieces,omitempty"`
+	Name        string              `bencode:"name"`
+	NameUtf8    string              `bencode:"name.utf-8,omitempty"`
+	Length      int64               `bencode:"length,omitempty"`
+	Private     *bool               `bencode:"private,omitempty"`
+	Files       []metainfo.FileInfo `bencode:"files,omitempty"`
+	MetaVersion int64               `bencode:"meta version,omitempty"`
+}
+
+// parseInfo validates a raw info dictionary and returns the torrent it
+// describes, without trackers. The torrent keeps raw as InfoBytes.
+func parseInfo(raw []byte) (*Torrent, error) {
+	if len(raw) == 0 || raw[0] != 'd' {
+		return nil, invalid("info is not a bencoded dictionary")
+	}
+	var info v1Info
+	if err := bencode.Unmarshal(raw, &info); err != nil {
+		return nil, invalid("decode info: %w", err)
+	}
+	t := &Torrent{
+		InfoHash:  infohash.HashBytes(raw),
+		InfoBytes: raw,
+	}
+	switch info.MetaVersion {
+	case 0, 1:
+	case 2:
+		if len(info.Pieces) == 0 {
+			return nil, fmt.Errorf("meta version 2 without v1 pieces: %w", ErrV2Only)
+		}
+		t.Hybrid = true
+	default:
+		return nil, invalid("unsupported meta version %d", info.MetaVersion)
+	}
+	if info.PieceLength <= 0 {
+		return nil, invalid("piece length %d is not positive", info.PieceLength)
+	}
+	if info.PieceLength > MaxPieceLength {
+		return nil, invalid("piece length %d exceeds limit %d", info.PieceLength, MaxPieceLength)
+	}
+	t.PieceLength = info.PieceLength
+	if len(info.Pieces) == 0 {
+		return nil, invalid("missing pieces")
+	}
+	if len(info.Pieces)%sha1.Size != 0 {
+		return nil, invalid("pieces length %d is not a multiple of 20", len(info.Pieces))
+	}
+	t.pieces = info.Pieces
+	t.NumPieces = len(info.Pieces) / sha1.Size
+
+	if err := checkName("name", info.Name); err != nil {
+		return nil, err
+	}
+	if info.NameUtf8 != "" {
+		if err := checkName("name.utf-8", info.NameUtf8); err != nil {
+			return nil, err
+		}
+	}
+	t.Name = info.Name
+	if info.NameUtf8 != "" {
+		t.Name = info.NameUtf8
+	}
+	if info.Private != nil {
+		t.Private = *info.Private
+	}
+
+	files, total, err := v1Files(&info, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	t.Files, t.TotalLength = files, total
+	want := total / t.PieceLength
+	if total%t.PieceLength != 0 {
+		want++
+	}
+	if int64(t.NumPieces) != want {
+		return nil, invalid("%d piece hashes, but total length %d with piece length %d needs %d",
+			t.NumPieces, total, t.PieceLength, want)
+	}
+	return t, nil
+}
+
+// v1Files lists the files of the v1 layout (including pad files, which take
+// part in v1 piece hashing) and checks their lengths and paths.
+func v1Files(info *v1Info, name string) ([]File, int64, error) {
+	if len(info.Files) == 0 {
+		if info.Length < 0 {
+			return nil, 0, invalid("negative length %d", info.Length)
+		}
+		if info.Length == 0 {
+			return nil, 0, invalid("torrent has no data (length 0 and no files)")
+		}
+		return []File{{Path: name, Length: info.Length}}, info.Length, nil
+	}
+	if info.Length != 0 {
+		return nil, 0, invalid("info has both length and files")
+	}
+	files := make([]File, 0, len(info.Files))
+	// Paths taken by files, and paths that must be directories: a file may
+	// not share its path with another file or with a directory.
+	taken := make(map[string]bool, len(info.Files))
+	dirs := make(map[string]bool)
+	var total int64
+	for i, fi := range info.Files {
+		if fi.Length < 0 {
+			return nil, 0, invalid("file %d: negative length %d", i, fi.Length)
+		}
+		if fi.Length > math.MaxInt64-total {
+			return nil, 0, invalid("file %d: total length overflows", i)
+		}
+		if err := checkPath(i, "path", fi.Path); err != nil {
+			return nil, 0, err
+		}
+		if len(fi.PathUtf8) != 0 {
+			if err := checkPath(i, "path.utf-8", fi.PathUtf8); err != nil {
+				return nil, 0, err
+			}
+		}
+		comps := fi.BestPath()
+		p := name + "/" + strings.Join(comps, "/")
+		if taken[p] || dirs[p] {
+			return nil, 0, invalid("file %d: path %q is used twice", i, p)
+		}
+		taken[p] = true
+		for j := range len(comps) - 1 {
+			d := name + "/" + strings.Join(comps[:j+1], "/")
+			if taken[d] {
+				return nil, 0, invalid("file %d: path %q is both a file and a directory", i, d)
+			}
+			dirs[d] = true
+		}
+		files = append(files, File{
+			Path:    p,
+			Length:  fi.Length,
+			Offset:  total,
+			Padding: strings.Contains(fi.Attr, "p"),
+		})
+		total += fi.Length
+	}
+	if total == 0 {
+		return nil, 0, invalid("torrent has no data (all %d files are empty)", len(files))
+	}
+	return files, total, nil
+}
+
+// checkName rejects torrent names a client could not use as a single path
+// component.
+func checkName(field, s string) error {
+	if s == "" {
+		return invalid("%s is empty", field)
+	}
+	if err := checkComponent(s); err != nil {
+		return invalid("%s %q: %s", field, s, err)
+	}
+	return nil
+}
+
+func checkPath(i int, field string, comps []string) error {
+	if len(comps) == 0 {
+		return invalid("file %d: empty %s", i, field)
+	}
+	for _, c := range comps {
+		if err := checkComponent(c); err != nil {
+			return invalid("file %d: %s %q: %s", i, field, strings.Join(comps, "/"), err)
+		}
+	}
+	return nil
+}
+
+// checkComponent returns why s is not a safe single path component, or nil.
+func checkComponent(s string) error {
+	switch {
+	case s == "":
+		return errors.New("empty path component")
+	case s == "." || s == "..":
+		return errors.New("path traversal component")
+	case strings.ContainsAny(s, "/\\"):
+		return errors.New("path separator inside a component")
+	case strings.IndexByte(s, 0) >= 0:
+		return errors.New("NUL byte in path")
+	}
+	return nil
+}
+
+// cleanTiers copies tiers without empty URLs or empty tiers.
+func cleanTiers(al metainfo.AnnounceList) [][]string {
+	var out [][]string
+	for _, tier := range al {
+		var t []string
+		for _, u := range tier {
+			if u != "" {
+				t = append(t, u)
+			}
+		}
+		if len(t) > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// PieceSize is the length of piece i (the last piece may be shorter), or 0
+// if i is out of range.
+func (t *Torrent) PieceSize(i int) int64 {
+	if i < 0 || i >= t.NumPieces {
+		return 0
+	}
+	if i == t.NumPieces-1 {
+		return t.TotalLength - int64(i)*t.PieceLength
+	}
+	return t.PieceLength
+}
+
+// PieceHash is the SHA-1 of piece i, or the zero array if i is out of range.
+func (t *Torrent) PieceHash(i int) [20]byte {
+	var h [20]byte
+	if i < 0 || i >= t.NumPieces {
+		return h
+	}
+	copy(h[:], t.pieces[i*sha1.Size:])
+	return h
+}
+
+// VerifyPiece reports whether data is exactly piece i.
+func (t *Torrent) VerifyPiece(i int, data []byte) bool {
+	if i < 0 || i >= t.NumPieces || int64(len(data)) != t.PieceSize(i) {
+		return false
+	}
+	return sha1.Sum(data) == t.PieceHash(i)
+}
+
+// Magnet returns a magnet link for the torrent with its name and trackers.
+func (t *Torrent) Magnet() *Magnet {
+	m := &Magnet{InfoHash: t.InfoHash, Name: t.Name}
+	m.Trackers = metainfo.AnnounceList(t.Trackers).DistinctValues()
+	return m
+}
