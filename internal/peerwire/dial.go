@@ -108,7 +108,7 @@ func handshakeOutgoing(ctx context.Context, raw net.Conn, cfg Config, encrypt bo
 		case isTimeout(err):
 			return nil, newErr(ErrTimeout, err)
 		case isDrop(err) && !encrypt:
-			return nil, newErr(ErrEncryptionRequired, fmt.Errorf("peer closed the connection at our plaintext handshake: %w", err))
+			return nil, newErr(ErrEncryptionRequired, fmt.Errorf("peer closed the connection at our plaintext handshake (it requires encryption, or refuses to be reconnected to this soon): %w", err))
 		default:
 			return nil, newErr(ErrHandshake, err)
 		}

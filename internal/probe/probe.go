@@ -71,7 +71,18 @@ func (o *Options) defaults() {
 	if o.Rand == nil {
 		o.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	if o.PeerID == ([20]byte{}) {
+		// Real clients drop connections whose peer_id looks like a
+		// duplicate; a fresh random id per probe avoids that.
+		copy(o.PeerID[:], DefaultPeerIDPrefix)
+		for i := len(DefaultPeerIDPrefix); i < 20; i++ {
+			o.PeerID[i] = "0123456789abcdefghijklmnopqrstuvwxyz"[rand.IntN(36)]
+		}
+	}
 }
+
+// DefaultPeerIDPrefix is the Azureus-style prefix of swarmaudit's peer_id.
+const DefaultPeerIDPrefix = "-SA0100-"
 
 // Run probes the peer at addr. It always returns a Result whose Outcome says
 // how far it got; the error is non-nil only when the probe could not be

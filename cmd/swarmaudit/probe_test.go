@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/probe"
+	"github.com/swarmaudit/swarmaudit/internal/testclients"
+)
+
+// run executes the CLI in-process and returns its stdout.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+// TestProbeJSONAgainstEncryptedTransmission is the foundation's acceptance
+// check: `swarmaudit probe --json` against an encryption-required
+// Transmission on loopback reports rc4 and a non-zero throughput.
+func TestProbeJSONAgainstEncryptedTransmission(t *testing.T) {
+	dir := t.TempDir()
+	payload := testclients.MakePayload(t, dir, 4<<20, 7)
+	tpath, _ := testclients.MakeTorrent(t, payload, 256<<10, nil, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := testclients.Start(ctx, t, testclients.Options{
+		Kind: testclients.Transmission, Encryption: testclients.EncRequired,
+		TorrentFile: tpath, DataDir: filepath.Dir(payload), Seed: true,
+	})
+	out, err := run(t, "probe", "--torrent", tpath, "--peer", c.Addr.String(), "--json", "--max-bytes", "1MiB")
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, out)
+	}
+	var r probe.Result
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	if r.Encryption != "rc4" || r.ThroughputBytesPerSec <= 0 || r.Outcome != probe.OutcomeOK || r.PiecesVerified == 0 {
+		t.Fatalf("encryption=%q throughput=%.0f outcome=%s verified=%d\n%s", r.Encryption, r.ThroughputBytesPerSec, r.Outcome, r.PiecesVerified, out)
+	}
+	if r.Client != "Transmission 3.00" || !r.Seeder {
+		t.Fatalf("client %q seeder %v", r.Client, r.Seeder)
+	}
+}
+
+func TestProbeArgumentErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"no torrent", []string{"probe", "--peer", "127.0.0.1:1"}},
+		{"bad policy", []string{"probe", "--sim", "--encryption", "maybe"}},
+		{"bad size", []string{"probe", "--sim", "--max-bytes", "lots"}},
+		{"missing file", []string{"probe", "--torrent", "/nonexistent.torrent", "--peer", "127.0.0.1:1"}},
+		{"bad peer", []string{"probe", "--torrent", "testdata/none.torrent", "--peer", "nope"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := run(t, tt.args...); err == nil {
+				t.Fatal("expected an error")
+			}
+		})
+	}
+}
+
+// TestProbeSim runs the self-contained simulated-swarm probe and checks
+// each peer's outcome against what it really is.
+func TestProbeSim(t *testing.T) {
+	out, err := run(t, "probe", "--sim", "--json", "--max-bytes", "512KiB", "--timeout", "5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct {
+		Truth  string       `json:"truth"`
+		Result probe.Result `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatal(err)
+	}
+	want := []probe.Outcome{probe.OutcomeOK, probe.OutcomeOK, probe.OutcomeOK, probe.OutcomeBadData, probe.OutcomeChoked, probe.OutcomeRefused}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for i, row := range rows {
+		if row.Result.Outcome != want[i] {
+			t.Errorf("%s: outcome %s, want %s", row.Truth, row.Result.Outcome, want[i])
+		}
+	}
+	if rows[0].Result.Encryption != "rc4" {
+		t.Errorf("encryption-required peer probed with %q", rows[0].Result.Encryption)
+	}
+}
