@@ -151,4 +151,3 @@ func printProbe(w io.Writer, r *probe.Result) {
 	}
 	tw.Flush()
 }
-

@@ -26,9 +26,9 @@ type AcceptConfig struct {
 	AllowPlaintext    bool
 	AllowMSEPlaintext bool
 	// RefuseMSE hangs up on MSE handshakes (a plaintext-only peer).
-	RefuseMSE bool
-	Reserved          pp.PeerExtensionBits
-	MaxMessage        int
+	RefuseMSE  bool
+	Reserved   pp.PeerExtensionBits
+	MaxMessage int
 }
 
 // Accept answers an incoming connection: it tells a plain handshake from an

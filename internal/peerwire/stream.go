@@ -31,4 +31,3 @@ func NewStreamConn(data []byte, maxMessage int) *Conn {
 	sc := &streamConn{r: bytes.NewReader(data)}
 	return newConn(sc, sc, MethodPlaintext, maxMessage)
 }
-

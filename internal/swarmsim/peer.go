@@ -42,7 +42,9 @@ type Payload struct {
 }
 
 // NumPieces is the number of pieces of the payload.
-func (p *Payload) NumPieces() int { return int((int64(len(p.Data)) + p.PieceLength - 1) / p.PieceLength) }
+func (p *Payload) NumPieces() int {
+	return int((int64(len(p.Data)) + p.PieceLength - 1) / p.PieceLength)
+}
 
 // PieceSize is the length of piece i.
 func (p *Payload) PieceSize(i int) int64 {
