@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -201,7 +200,7 @@ func BenchmarkRecordAnnounce(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		a := reported.Announce{At: t0.Add(time.Duration(i) * time.Millisecond), InfoHash: ih(1),
-			IP: netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}), Port: 6881, Uploaded: int64(i), Source: fmt.Sprint("bench")}
+			IP: netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}), Port: 6881, Uploaded: int64(i), Source: "bench"}
 		if err := s.RecordAnnounce(a); err != nil {
 			b.Fatal(err)
 		}

@@ -171,7 +171,11 @@ func runCrashChild(t *testing.T, path string, round, killAfter int) (lines []str
 	}
 	if killed {
 		var ee *exec.ExitError
-		if !errors.As(werr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		ws, ok := syscall.WaitStatus(0), false
+		if errors.As(werr, &ee) {
+			ws, ok = ee.Sys().(syscall.WaitStatus)
+		}
+		if !ok || ws.Signal() != syscall.SIGKILL {
 			return lines, killed, fmt.Errorf("child did not die by SIGKILL: %v; stderr: %s", werr, stderr.String())
 		}
 	}
