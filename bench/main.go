@@ -21,11 +21,13 @@ import (
 func main() {
 	benchtime := flag.String("benchtime", "2s", "go test -benchtime")
 	out := flag.String("out", "docs/benchmarks.md", "markdown file to write ('' for stdout only)")
-	pkgs := flag.String("pkgs", "./...", "packages to benchmark")
+	pkgs := flag.String("pkgs", "./...", "packages to benchmark, separated by commas")
 	filter := flag.String("bench", ".", "go test -bench regexp")
 	flag.Parse()
 
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", *filter, "-benchtime", *benchtime, "-benchmem", *pkgs)
+	args := []string{"test", "-run", "^$", "-bench", *filter, "-benchtime", *benchtime, "-benchmem"}
+	args = append(args, strings.Split(*pkgs, ",")...)
+	cmd := exec.Command("go", args...)
 	cmd.Stderr = os.Stderr
 	raw, err := cmd.Output()
 	if err != nil {
@@ -34,7 +36,7 @@ func main() {
 	}
 	table := render(raw)
 	var doc bytes.Buffer
-	fmt.Fprintf(&doc, "# Benchmarks\n\nProduced by `go run ./bench -benchtime %s` on %s; do not edit by hand.\n\n", *benchtime, time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&doc, "# Benchmarks\n\nProduced by `go run ./bench -benchtime %s -pkgs %s` on %s; do not edit by hand.\n\n", *benchtime, *pkgs, time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&doc, "Machine: %s, %d cores (GOMAXPROCS %d), %s/%s, %s.\n\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	doc.WriteString(notes)
 	doc.WriteString(table)
