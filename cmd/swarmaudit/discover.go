@@ -142,4 +142,3 @@ func printSummary(w io.Writer, s discover.Summary) {
 		fmt.Fprintf(w, "error: %s\n", e)
 	}
 }
-
