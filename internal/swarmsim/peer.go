@@ -65,7 +65,11 @@ type PeerConfig struct {
 	// NeverUnchoke keeps every requester choked.
 	NeverUnchoke bool
 	ClientName   string
-	Logger       *slog.Logger
+	// InfoBytes, when set, is served to ut_metadata requests (BEP 9).
+	InfoBytes []byte
+	// PEX lists addresses sent in a ut_pex message to peers that support it.
+	PEX    []netip.AddrPort
+	Logger *slog.Logger
 }
 
 // limiterChunk is the unit in which uploads take tokens from the limiter.
@@ -79,6 +83,8 @@ type Peer struct {
 	uploaded atomic.Int64
 	mu       sync.Mutex
 	have     bitfield.Bitfield
+	conns    map[*peerwire.Conn]bool
+	peerExt  map[*peerwire.Conn]peerwire.ExtHandshake
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
 }
@@ -99,7 +105,7 @@ func StartPeer(addr string, cfg PeerConfig) (*Peer, error) {
 		return nil, fmt.Errorf("swarmsim listen %s: %w", addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Peer{cfg: cfg, ln: ln, have: cfg.Have.Clone(), cancel: cancel}
+	p := &Peer{cfg: cfg, ln: ln, have: cfg.Have.Clone(), cancel: cancel, conns: map[*peerwire.Conn]bool{}, peerExt: map[*peerwire.Conn]peerwire.ExtHandshake{}}
 	if cfg.UploadRate > 0 {
 		// Burst of two blocks: enough to keep a connection busy, small
 		// enough that the cap holds over any window of a second or more.
@@ -173,10 +179,17 @@ func (p *Peer) serve(ctx context.Context, raw net.Conn) {
 	defer stop()
 	p.mu.Lock()
 	have := p.have.Clone()
+	p.conns[c] = true
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		delete(p.peerExt, c)
+		p.mu.Unlock()
+	}()
 	var hello []pp.Message
 	if c.SupportsExtended() {
-		hello = append(hello, peerwire.OurExtHandshake(p.clientName(), 500, 0))
+		hello = append(hello, peerwire.OurExtHandshake(p.clientName(), 500, len(p.cfg.InfoBytes)))
 	}
 	switch {
 	case c.SupportsFast() && have.Complete():
@@ -208,7 +221,14 @@ func (p *Peer) serve(ctx context.Context, raw net.Conn) {
 			if m.Keepalive || m.Unknown {
 				continue
 			}
+			p.mu.Lock()
+			have := p.have.Clone()
+			p.mu.Unlock()
 			if err := p.answer(ctx, c, m.Message, choked, have); err != nil {
+				return
+			}
+		case pp.Extended:
+			if err := p.extended(c, m.Message); err != nil {
 				return
 			}
 		}
@@ -242,6 +262,24 @@ func (p *Peer) answer(ctx context.Context, c *peerwire.Conn, m pp.Message, choke
 	}
 	p.uploaded.Add(length)
 	return nil
+}
+
+// Gain adds piece i to the peer's set and sends HAVE on every connection,
+// as a peer that just finished downloading it does.
+func (p *Peer) Gain(i int) {
+	p.mu.Lock()
+	if !p.have.Set(i) {
+		p.mu.Unlock()
+		return
+	}
+	conns := make([]*peerwire.Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		_ = c.WriteMessages(pp.Message{Type: pp.Have, Index: pp.Integer(i)})
+	}
 }
 
 func (p *Peer) clientName() string {

@@ -1,0 +1,225 @@
+// Package watch keeps a cheap, idle connection to one peer: it is not
+// interested and requests nothing, so the peer spends almost nothing on it,
+// while the auditor receives the peer's bitfield, every HAVE in real time,
+// and its PEX messages (BEP 11). It also fetches a torrent's info
+// dictionary from a peer by ut_metadata (BEP 9) when only a magnet is known.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	pp "github.com/anacrolix/torrent/peer_protocol"
+	"github.com/anacrolix/torrent/types/infohash"
+
+	"github.com/swarmaudit/swarmaudit/internal/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/discover/metadata"
+	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
+	"github.com/swarmaudit/swarmaudit/internal/peerwire"
+)
+
+// Events receives what a watched peer says. Callbacks run on the
+// connection's goroutine; nil callbacks are skipped.
+type Events struct {
+	// Connected reports the handshake (and the extension handshake, which
+	// is nil if the peer sent none within the first messages).
+	Connected func(c *peerwire.Conn, ext *peerwire.ExtHandshake)
+	// Bitfield reports the peer's full piece set: from a bitfield,
+	// HaveAll or HaveNone message.
+	Bitfield func(at time.Time, have bitfield.Bitfield)
+	// Have reports one HAVE message.
+	Have func(at time.Time, piece int)
+	// PEX reports one ut_pex message.
+	PEX func(at time.Time, m pex.Message)
+}
+
+// Options configure a watch.
+type Options struct {
+	InfoHash  infohash.T
+	NumPieces int
+	PeerID    [20]byte
+	Policy    peerwire.Policy
+	// ClientName goes into our extension handshake.
+	ClientName string
+	// HandshakeTimeout bounds connecting and handshaking (default 20 s).
+	HandshakeTimeout time.Duration
+	// KeepAlive is the interval of our keep-alives (default 60 s; peers
+	// drop connections idle for two minutes).
+	KeepAlive time.Duration
+}
+
+// Summary says how a watch went.
+type Summary struct {
+	Method    peerwire.Method
+	Messages  int
+	Haves     int
+	PEX       int
+	Connected time.Duration
+}
+
+// Watch connects to addr and reports the peer's messages to ev until ctx
+// ends or the peer hangs up. It returns the peer's error, or nil when ctx
+// ended the watch.
+func Watch(ctx context.Context, addr netip.AddrPort, o Options, ev Events) (Summary, error) {
+	var sum Summary
+	if o.NumPieces <= 0 {
+		return sum, errors.New("watch: number of pieces unknown")
+	}
+	c, err := dial(ctx, addr, o)
+	if err != nil {
+		return sum, err
+	}
+	defer c.Close()
+	sum.Method = c.Method
+	start := time.Now()
+	defer func() { sum.Connected = time.Since(start) }()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	go keepAlive(ctx, c, o.KeepAlive)
+
+	var ext *peerwire.ExtHandshake
+	announced := !c.SupportsExtended()
+	if announced && ev.Connected != nil {
+		ev.Connected(c, nil)
+	}
+	for {
+		m, err := c.ReadMessage()
+		if err != nil {
+			if ctx.Err() != nil {
+				return sum, nil
+			}
+			return sum, fmt.Errorf("watch %s: %w", addr, err)
+		}
+		sum.Messages++
+		now := time.Now()
+		if m.Keepalive || m.Unknown {
+			continue
+		}
+		if !announced && (m.Type != pp.Extended || m.ExtendedID != pp.HandshakeExtendedID) && sum.Messages > 3 {
+			announced = true
+			if ev.Connected != nil {
+				ev.Connected(c, nil)
+			}
+		}
+		switch m.Type {
+		case pp.Bitfield:
+			bf, err := bitfield.FromBools(m.Bitfield, o.NumPieces)
+			if err != nil {
+				return sum, fmt.Errorf("watch %s: %w: %v", addr, peerwire.ErrProtocol, err)
+			}
+			if ev.Bitfield != nil {
+				ev.Bitfield(now, bf)
+			}
+		case pp.HaveAll, pp.HaveNone:
+			bf := bitfield.New(o.NumPieces)
+			if m.Type == pp.HaveAll {
+				bf = bitfield.Full(o.NumPieces)
+			}
+			if ev.Bitfield != nil {
+				ev.Bitfield(now, bf)
+			}
+		case pp.Have:
+			if int(m.Index) >= o.NumPieces {
+				return sum, fmt.Errorf("watch %s: %w: have %d of %d pieces", addr, peerwire.ErrProtocol, m.Index, o.NumPieces)
+			}
+			sum.Haves++
+			if ev.Have != nil {
+				ev.Have(now, int(m.Index))
+			}
+		case pp.Extended:
+			switch m.ExtendedID {
+			case pp.HandshakeExtendedID:
+				h, err := peerwire.ParseExtHandshake(m.ExtendedPayload)
+				if err != nil {
+					return sum, fmt.Errorf("watch %s: %w: %v", addr, peerwire.ErrProtocol, err)
+				}
+				ext = &h
+				if !announced {
+					announced = true
+					if ev.Connected != nil {
+						ev.Connected(c, ext)
+					}
+				}
+			case peerwire.LocalPEXID:
+				pm, err := pex.Parse(m.ExtendedPayload)
+				if err != nil {
+					continue // one bad PEX message is not worth the connection
+				}
+				sum.PEX++
+				if ev.PEX != nil {
+					ev.PEX(now, pm)
+				}
+			case peerwire.LocalMetadataID:
+				if err := rejectMetadata(c, ext, m.ExtendedPayload); err != nil {
+					return sum, err
+				}
+			}
+		}
+	}
+}
+
+func dial(ctx context.Context, addr netip.AddrPort, o Options) (*peerwire.Conn, error) {
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 20 * time.Second
+	}
+	if o.ClientName == "" {
+		o.ClientName = "swarmaudit"
+	}
+	hctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
+	defer cancel()
+	c, err := peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy})
+	if err != nil {
+		return nil, err
+	}
+	var hello []pp.Message
+	if c.SupportsExtended() {
+		hello = append(hello, peerwire.OurExtHandshake(o.ClientName, 250, 0))
+	}
+	if c.SupportsFast() {
+		hello = append(hello, pp.Message{Type: pp.HaveNone})
+	}
+	c.SetDeadline(time.Now().Add(o.HandshakeTimeout))
+	if err := c.WriteMessages(hello...); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("watch %s: %w", addr, err)
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// keepAlive sends keep-alives until ctx ends or a write fails.
+func keepAlive(ctx context.Context, c *peerwire.Conn, every time.Duration) {
+	if every <= 0 {
+		every = 60 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	ka := pp.Message{Keepalive: true}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if c.WriteMessages(ka) != nil {
+				return
+			}
+		}
+	}
+}
+
+// rejectMetadata answers a peer's ut_metadata request: we serve no
+// metadata on a watch connection.
+func rejectMetadata(c *peerwire.Conn, ext *peerwire.ExtHandshake, payload []byte) error {
+	msg, err := metadata.Parse(payload)
+	if err != nil || msg.Type != metadata.Request || ext == nil {
+		return nil
+	}
+	id, ok := ext.ExtensionID(peerwire.ExtMetadata)
+	if !ok {
+		return nil
+	}
+	return c.WriteMessages(pp.Message{Type: pp.Extended, ExtendedID: id, ExtendedPayload: metadata.RejectPayload(msg.Piece)})
+}
