@@ -26,6 +26,9 @@ func FetchMetadata(ctx context.Context, addr netip.AddrPort, o Options) (*torren
 		return nil, err
 	}
 	defer c.Close()
+	if err := hello(c, o); err != nil {
+		return nil, err
+	}
 	if !c.SupportsExtended() {
 		return nil, fmt.Errorf("metadata from %s: %w (no extension protocol)", addr, ErrNoMetadata)
 	}

@@ -72,7 +72,23 @@ func Watch(ctx context.Context, addr netip.AddrPort, o Options, ev Events) (Summ
 	if err != nil {
 		return sum, err
 	}
+	return Follow(ctx, c, o, ev)
+}
+
+// Follow runs a watch on an established connection (one we dialled or one
+// the peer opened, see peerwire.Accept): it sends our extension handshake
+// and HaveNone, then reports the peer's messages until ctx ends or the peer
+// hangs up. It closes c.
+func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (Summary, error) {
+	var sum Summary
 	defer c.Close()
+	addr := c.Remote
+	if o.NumPieces <= 0 {
+		return sum, errors.New("watch: number of pieces unknown")
+	}
+	if err := hello(c, o); err != nil {
+		return sum, err
+	}
 	sum.Method = c.Method
 	start := time.Now()
 	defer func() { sum.Connected = time.Since(start) }()
@@ -165,14 +181,19 @@ func dial(ctx context.Context, addr netip.AddrPort, o Options) (*peerwire.Conn, 
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 20 * time.Second
 	}
+	hctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
+	defer cancel()
+	return peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy})
+}
+
+// hello sends our extension handshake (if the peer speaks BEP 10) and
+// HaveNone (if it speaks BEP 6): we have nothing and want nothing.
+func hello(c *peerwire.Conn, o Options) error {
 	if o.ClientName == "" {
 		o.ClientName = "swarmaudit"
 	}
-	hctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
-	defer cancel()
-	c, err := peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy})
-	if err != nil {
-		return nil, err
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 20 * time.Second
 	}
 	var hello []pp.Message
 	if c.SupportsExtended() {
@@ -181,13 +202,15 @@ func dial(ctx context.Context, addr netip.AddrPort, o Options) (*peerwire.Conn, 
 	if c.SupportsFast() {
 		hello = append(hello, pp.Message{Type: pp.HaveNone})
 	}
-	c.SetDeadline(time.Now().Add(o.HandshakeTimeout))
-	if err := c.WriteMessages(hello...); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("watch %s: %w", addr, err)
+	if len(hello) == 0 {
+		return nil
 	}
-	c.SetDeadline(time.Time{})
-	return c, nil
+	c.SetDeadline(time.Now().Add(o.HandshakeTimeout))
+	defer c.SetDeadline(time.Time{})
+	if err := c.WriteMessages(hello...); err != nil {
+		return fmt.Errorf("watch %s: %w", c.Remote, err)
+	}
+	return nil
 }
 
 // keepAlive sends keep-alives until ctx ends or a write fails.
