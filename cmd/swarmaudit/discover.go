@@ -7,20 +7,28 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/spf13/cobra"
 
 	"github.com/swarmaudit/swarmaudit/internal/discover"
+	"github.com/swarmaudit/swarmaudit/internal/discover/frompeers"
+	"github.com/swarmaudit/swarmaudit/internal/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
+	"github.com/swarmaudit/swarmaudit/internal/watch"
 )
 
 func newDiscoverCmd() *cobra.Command {
 	var (
-		torrentPath, magnet, bootstrap string
-		duration                       time.Duration
-		noDHT, asJSON, denyPrivate     bool
+		torrentPath, magnet, bootstrap, listen, saveTorrent, encryption string
+		duration                                                        time.Duration
+		noDHT, noPEX, asJSON, denyPrivate                               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "discover --torrent FILE | --magnet URI",
@@ -38,19 +46,25 @@ private addresses (off by default: private trackers on LANs exist).`,
   swarmaudit discover --magnet 'magnet:?xt=urn:btih:...&tr=udp://tracker.example:6969' --no-dht`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var cfg discover.Config
+			var (
+				cfg discover.Config
+				tor *torrentmeta.Torrent
+				m   *torrentmeta.Magnet
+			)
+			policy, err := peerwire.ParsePolicy(encryption)
+			if err != nil {
+				return err
+			}
 			switch {
 			case torrentPath != "" && magnet != "":
 				return errors.New("give --torrent or --magnet, not both")
 			case torrentPath != "":
-				t, err := torrentmeta.Load(torrentPath)
-				if err != nil {
+				if tor, err = torrentmeta.Load(torrentPath); err != nil {
 					return err
 				}
-				cfg = discover.FromTorrent(t)
+				cfg = discover.FromTorrent(tor)
 			case magnet != "":
-				m, err := torrentmeta.ParseMagnet(magnet)
-				if err != nil {
+				if m, err = torrentmeta.ParseMagnet(magnet); err != nil {
 					return err
 				}
 				var skipped []string
@@ -68,7 +82,33 @@ private addresses (off by default: private trackers on LANs exist).`,
 				cfg.Bootstrap = strings.Split(bootstrap, ",")
 			}
 			cfg.Logger = slog.Default()
-			return runDiscover(cmd.Context(), cmd.OutOrStdout(), cfg, asJSON)
+			if saveTorrent != "" && tor != nil {
+				return errors.New("--save-torrent goes with --magnet")
+			}
+			peers := frompeers.Config{
+				InfoHash: cfg.InfoHash, Torrent: tor, PEX: !noPEX && !cfg.Private,
+				Watch:  watch.Options{PeerID: peerid.New(peerid.Prefix), Policy: policy, ClientName: "swarmaudit " + version},
+				Logger: slog.Default(),
+			}
+			if listen != "" {
+				ln, err := net.Listen("tcp", listen)
+				if err != nil {
+					return fmt.Errorf("--listen: %w", err)
+				}
+				defer ln.Close()
+				peers.Listener = ln
+				cfg.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
+			}
+			if saveTorrent != "" {
+				peers.OnMetadata = func(t *torrentmeta.Torrent) {
+					if err := saveMetainfo(saveTorrent, t, m); err != nil {
+						slog.Error("save torrent", "err", err)
+					} else {
+						slog.Info("metadata fetched and saved", "file", saveTorrent)
+					}
+				}
+			}
+			return runDiscover(cmd.Context(), cmd.OutOrStdout(), cfg, peers, asJSON)
 		},
 	}
 	f := cmd.Flags()
@@ -76,18 +116,33 @@ private addresses (off by default: private trackers on LANs exist).`,
 	f.StringVar(&magnet, "magnet", "", "a magnet URI (btih, hex or base32)")
 	f.DurationVar(&duration, "duration", 60*time.Second, "how long to look for peers")
 	f.BoolVar(&noDHT, "no-dht", false, "do not search the DHT")
+	f.BoolVar(&noPEX, "no-pex", false, "do not keep connections to found peers to read their PEX messages")
+	f.StringVar(&listen, "listen", "", "accept incoming peer connections on ADDR (e.g. :6881) and announce its port")
+	f.StringVar(&saveTorrent, "save-torrent", "", "with --magnet: write the .torrent built from the fetched metadata to FILE")
+	f.StringVar(&encryption, "encryption", "auto", "encryption policy for connections to peers: auto, require or plaintext")
 	f.StringVar(&bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,... (default: the well-known public routers)")
 	f.BoolVar(&asJSON, "json", false, `print one JSON object per peer, then {"summary": ...}`)
 	f.BoolVar(&denyPrivate, "deny-private-trackers", false, "refuse trackers whose host resolves to a loopback or private address")
 	return cmd
 }
 
-// runDiscover runs the discoverer and streams the address book to w.
-func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, asJSON bool) error {
+// runDiscover runs the discoverer and the peer-side sources (PEX, metadata,
+// incoming) and streams the address book to w.
+func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, peers frompeers.Config, asJSON bool) error {
 	d, err := discover.New(cfg)
 	if err != nil {
 		return err
 	}
+	peers.Book, peers.AddPEX, peers.AddIncoming = d.Book(), d.AddPEX, d.AddIncoming
+	pctx, stopPeers := context.WithCancel(ctx)
+	peerStats := make(chan frompeers.Stats, 1)
+	go func() {
+		st, err := frompeers.Run(pctx, peers)
+		if err != nil {
+			slog.Warn("peer sources", "err", err)
+		}
+		peerStats <- st
+	}()
 	printed := make(chan struct{})
 	go func() {
 		defer close(printed)
@@ -108,20 +163,41 @@ func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, asJSON b
 		}
 	}()
 	runErr := d.Run(ctx)
+	stopPeers()
+	ps := <-peerStats
 	d.Book().Close()
 	<-printed
 	s := d.Summary()
 	if asJSON {
-		if err := json.NewEncoder(w).Encode(map[string]any{"summary": s}); err != nil {
+		if err := json.NewEncoder(w).Encode(map[string]any{"summary": s, "from_peers": ps}); err != nil {
 			return err
 		}
 	} else {
 		printSummary(w, s)
+		b, _ := json.Marshal(ps)
+		fmt.Fprintf(w, "from peers %s\n", b)
 	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) {
 		return runErr
 	}
 	return nil
+}
+
+// saveMetainfo writes a .torrent for metadata fetched by magnet, with the
+// magnet's trackers.
+func saveMetainfo(path string, t *torrentmeta.Torrent, m *torrentmeta.Magnet) error {
+	mi := metainfo.MetaInfo{InfoBytes: t.InfoBytes, CreatedBy: "swarmaudit " + version}
+	if len(m.Trackers) > 0 {
+		mi.Announce = m.Trackers[0]
+		for _, tr := range m.Trackers {
+			mi.AnnounceList = append(mi.AnnounceList, []string{tr})
+		}
+	}
+	b, err := bencode.Marshal(mi)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func printSummary(w io.Writer, s discover.Summary) {
