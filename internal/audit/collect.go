@@ -1,0 +1,418 @@
+// Package audit runs an audit of one swarm: it keeps discovery running,
+// schedules polite probes of every peer (a bitfield snapshot every
+// SnapshotInterval, a bandwidth probe at most every ProbeInterval), keeps
+// cheap idle connections that deliver HAVEs in real time, records every
+// observation in the store as it happens, and finally turns the stored
+// observations and announces into timelines, bounds and verdicts.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/peerwire"
+	"github.com/swarmaudit/swarmaudit/internal/probe"
+	"github.com/swarmaudit/swarmaudit/internal/store"
+	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
+	"github.com/swarmaudit/swarmaudit/internal/watch"
+)
+
+// CollectConfig configures the observation side of an audit.
+type CollectConfig struct {
+	Torrent *torrentmeta.Torrent
+	Store   *store.Store
+	Swarm   store.SwarmID
+	// Book is where discovery (trackers, DHT, PEX, the embedded tracker)
+	// puts addresses; every address in it is audited.
+	Book *addrbook.Book
+
+	SnapshotInterval time.Duration // default 60 s
+	ProbeInterval    time.Duration // default 10 min
+	ProbeBytes       int64         // default 2 MiB
+	ProbeTimeout     time.Duration // default 30 s
+	// MaxConns caps live connections (probes and watches); default 64.
+	MaxConns int
+	// MaxBandwidthProbes caps concurrent bandwidth probes, so the auditor's
+	// own download stays small; default 2.
+	MaxBandwidthProbes int
+	// Watch keeps an idle connection to peers that allow it.
+	Watch bool
+
+	Policy     peerwire.Policy
+	PeerID     [20]byte
+	ClientName string
+	Logger     *slog.Logger
+}
+
+func (c *CollectConfig) defaults() {
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = time.Minute
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 10 * time.Minute
+	}
+	if c.ProbeBytes <= 0 {
+		c.ProbeBytes = 2 << 20
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = 30 * time.Second
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 64
+	}
+	if c.MaxBandwidthProbes <= 0 {
+		c.MaxBandwidthProbes = 2
+	}
+	if c.Policy == "" {
+		c.Policy = peerwire.PolicyAuto
+	}
+	if c.PeerID == ([20]byte{}) {
+		c.PeerID = peerid.New(peerid.Prefix)
+	}
+	if c.ClientName == "" {
+		c.ClientName = "swarmaudit"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Progress is a live count of what the collector did.
+type Progress struct {
+	Discovered int   `json:"discovered"`
+	Watching   int   `json:"watching"`
+	Probed     int   `json:"probed"`     // peers with at least one bandwidth probe
+	Reached    int   `json:"reached"`    // peers that completed a handshake
+	Failed     int   `json:"failed"`     // peers whose last attempt failed
+	Probes     int   `json:"probes"`     // connections made for snapshots and probes
+	BytesIn    int64 `json:"bytes_in"`   // the auditor's own traffic, wire bytes
+	BytesOut   int64 `json:"bytes_out"`
+}
+
+// peerState is the schedule of one address; owned by the collector loop.
+type peerState struct {
+	addr         netip.AddrPort
+	busy         bool // a probe is running
+	watching     bool
+	nextSnapshot time.Time
+	nextProbe    time.Time
+	fails        int
+	probed       bool
+	reached      bool
+	lastFailed   bool
+}
+
+// Collector schedules and records observations until its context ends.
+type Collector struct {
+	cfg      CollectConfig
+	conns    chan struct{}
+	bwProbes chan struct{}
+	results  chan probeDone
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex
+	peers map[netip.AddrPort]*peerState
+
+	probes            atomic.Int64
+	bytesIn, bytesOut atomic.Int64
+}
+
+type probeDone struct {
+	addr      netip.AddrPort
+	bandwidth bool
+	r         *probe.Result
+}
+
+// NewCollector checks the configuration.
+func NewCollector(cfg CollectConfig) (*Collector, error) {
+	if cfg.Torrent == nil || cfg.Store == nil || cfg.Book == nil {
+		return nil, errors.New("audit: collector needs a torrent, a store and an address book")
+	}
+	cfg.defaults()
+	return &Collector{
+		cfg:      cfg,
+		conns:    make(chan struct{}, cfg.MaxConns),
+		bwProbes: make(chan struct{}, cfg.MaxBandwidthProbes),
+		results:  make(chan probeDone, cfg.MaxConns),
+		peers:    map[netip.AddrPort]*peerState{},
+	}, nil
+}
+
+// Progress returns the current counts; safe from any goroutine.
+func (c *Collector) Progress() Progress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := Progress{Discovered: len(c.peers), Probes: int(c.probes.Load()), BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load()}
+	for _, s := range c.peers {
+		if s.watching {
+			p.Watching++
+		}
+		if s.probed {
+			p.Probed++
+		}
+		if s.reached {
+			p.Reached++
+		}
+		if s.lastFailed {
+			p.Failed++
+		}
+	}
+	return p
+}
+
+// Run collects until ctx ends, then waits for its connections to close
+// and flushes the store.
+func (c *Collector) Run(ctx context.Context) error {
+	found := make(chan netip.AddrPort, 64)
+	go func() {
+		defer close(found)
+		cur := c.cfg.Book.Watch()
+		for {
+			e, err := cur.Next(ctx)
+			if err != nil {
+				return
+			}
+			c.recordPeer(ctx, e)
+			select {
+			case found <- e.Addr:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for range found {
+			}
+			c.wg.Wait()
+			c.drainResults()
+			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return c.cfg.Store.Flush(fctx)
+		case a, ok := <-found:
+			if !ok {
+				found = nil
+				continue
+			}
+			c.mu.Lock()
+			if _, seen := c.peers[a]; !seen {
+				c.peers[a] = &peerState{addr: a}
+			}
+			c.mu.Unlock()
+			c.schedule(ctx)
+		case d := <-c.results:
+			c.finish(ctx, d)
+			c.schedule(ctx)
+		case <-tick.C:
+			c.schedule(ctx)
+		}
+	}
+}
+
+func (c *Collector) drainResults() {
+	for {
+		select {
+		case d := <-c.results:
+			c.finish(context.Background(), d)
+		default:
+			return
+		}
+	}
+}
+
+// schedule starts every probe that is due, within the connection caps.
+func (c *Collector) schedule(ctx context.Context) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.peers {
+		if s.busy {
+			continue
+		}
+		bandwidth := !now.Before(s.nextProbe)
+		snapshot := !s.watching && !now.Before(s.nextSnapshot)
+		if !bandwidth && !snapshot {
+			continue
+		}
+		if bandwidth {
+			select {
+			case c.bwProbes <- struct{}{}:
+			default:
+				bandwidth = false
+				if !snapshot {
+					continue
+				}
+			}
+		}
+		select {
+		case c.conns <- struct{}{}:
+		default:
+			if bandwidth {
+				<-c.bwProbes
+			}
+			return // at the connection cap
+		}
+		s.busy = true
+		c.wg.Add(1)
+		go c.probe(ctx, s.addr, bandwidth)
+	}
+}
+
+// probe runs on its own goroutine: one connection to one peer.
+func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bool) {
+	defer c.wg.Done()
+	defer func() { <-c.conns }()
+	if bandwidth {
+		defer func() { <-c.bwProbes }()
+	}
+	t := c.cfg.Torrent
+	r, err := probe.Run(ctx, addr, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece}, probe.Options{
+		PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, MaxBytes: c.cfg.ProbeBytes, BitfieldOnly: !bandwidth,
+		Timeout: c.cfg.ProbeTimeout, ClientName: c.cfg.ClientName, ClientNameFromID: peerid.ClientName,
+	})
+	if err != nil {
+		c.cfg.Logger.Error("probe", "peer", addr, "err", err)
+		r = &probe.Result{Peer: addr.String(), Started: time.Now(), Outcome: probe.OutcomeProtocolError, Error: err.Error()}
+	}
+	c.probes.Add(1)
+	c.bytesIn.Add(r.WireBytesIn)
+	c.bytesOut.Add(r.WireBytesOut)
+	c.record(ctx, addr, bandwidth, r)
+	c.results <- probeDone{addr: addr, bandwidth: bandwidth, r: r}
+}
+
+// finish updates the schedule after a probe; it runs on the loop.
+func (c *Collector) finish(ctx context.Context, d probeDone) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.peers[d.addr]
+	s.busy = false
+	handshaken := d.r.Encryption != ""
+	s.nextSnapshot = now.Add(c.cfg.SnapshotInterval)
+	if d.bandwidth && handshaken {
+		s.nextProbe = now.Add(c.cfg.ProbeInterval)
+		s.probed = true
+	}
+	if handshaken {
+		s.reached, s.lastFailed, s.fails = true, false, 0
+		if c.cfg.Watch && !s.watching && ctx.Err() == nil {
+			s.watching = true
+			c.startWatch(ctx, s.addr)
+		}
+		return
+	}
+	// Back off exponentially from the snapshot interval, up to 30 min.
+	s.lastFailed = true
+	s.fails++
+	wait := c.cfg.SnapshotInterval << min(s.fails-1, 5)
+	wait = min(wait, 30*time.Minute)
+	s.nextSnapshot = now.Add(wait)
+	if s.nextProbe.Before(s.nextSnapshot) {
+		s.nextProbe = s.nextSnapshot
+	}
+}
+
+// startWatch keeps an idle connection that records the bitfield and every
+// HAVE; called with c.mu held.
+func (c *Collector) startWatch(ctx context.Context, addr netip.AddrPort) {
+	select {
+	case c.conns <- struct{}{}:
+	default:
+		c.peers[addr].watching = false
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-c.conns }()
+		sum, err := watch.Watch(ctx, addr, watch.Options{
+			InfoHash: c.cfg.Torrent.InfoHash, NumPieces: c.cfg.Torrent.NumPieces, PeerID: c.cfg.PeerID,
+			Policy: c.cfg.Policy, ClientName: c.cfg.ClientName,
+		}, watch.Events{
+			Bitfield: func(at time.Time, bf bitfield.Bitfield) { c.storeErr(c.cfg.Store.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf)) },
+			Have:     func(at time.Time, i int) { c.storeErr(c.cfg.Store.AddHave(ctx, c.cfg.Swarm, addr, at, i)) },
+		})
+		c.cfg.Logger.Debug("watch ended", "peer", addr, "messages", sum.Messages, "haves", sum.Haves, "err", err)
+		c.mu.Lock()
+		if s := c.peers[addr]; s != nil {
+			s.watching = false
+			s.nextSnapshot = time.Now().Add(c.cfg.SnapshotInterval)
+		}
+		c.mu.Unlock()
+	}()
+}
+
+// recordPeer stores a newly found address with its sources.
+func (c *Collector) recordPeer(ctx context.Context, e addrbook.Entry) {
+	c.storeErr(c.cfg.Store.UpsertPeer(ctx, c.cfg.Swarm, store.Peer{Addr: e.Addr, FirstSeen: e.FirstSeen, LastSeen: e.FirstSeen, Sources: e.Sources()}))
+}
+
+// record stores everything one probe learned, as soon as it ends.
+func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth bool, r *probe.Result) {
+	ctx = context.WithoutCancel(ctx) // a probe that ends at shutdown is still evidence
+	s := c.cfg.Store
+	ev := store.ConnEvent{Addr: addr, At: r.Started, Encryption: r.Encryption, Detail: r.Error}
+	switch {
+	case r.Outcome == probe.OutcomeRefused:
+		ev.Outcome = store.ConnRefused
+	case r.Outcome == probe.OutcomeTimeout && r.Encryption == "":
+		ev.Outcome = store.ConnTimeout
+	case r.Encryption == "":
+		ev.Outcome = store.ConnHandshakeFailed
+	case r.BitfieldKind == "none":
+		ev.Outcome = store.ConnNoBitfield
+	default:
+		ev.Outcome = store.ConnOK
+	}
+	c.storeErr(s.AddConnEvent(ctx, c.cfg.Swarm, ev))
+	if r.Encryption == "" {
+		return
+	}
+	id, _ := hex.DecodeString(r.PeerIDHex)
+	c.storeErr(s.UpsertPeer(ctx, c.cfg.Swarm, store.Peer{Addr: addr, PeerID: id, Client: r.Client, Encryption: r.Encryption, LastSeen: r.Started}))
+	if r.BitfieldKind != "none" {
+		bf, err := bitfield.FromWire(r.Bitfield, r.PiecesTotal)
+		if err == nil {
+			// The snapshot is what the peer had when its bitfield arrived,
+			// just after the handshake.
+			at := r.Started.Add(time.Duration(r.HandshakeMS * float64(time.Millisecond)))
+			if r.BitfieldKind == "haves_only" && len(r.Haves) > 0 {
+				at = r.Started.Add(time.Duration(r.Haves[0].AtMS * float64(time.Millisecond)))
+			}
+			c.storeErr(s.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf))
+		}
+	}
+	for _, h := range r.Haves {
+		c.storeErr(s.AddHave(ctx, c.cfg.Swarm, addr, r.Started.Add(time.Duration(h.AtMS*float64(time.Millisecond))), h.Piece))
+	}
+	if bandwidth {
+		raw, _ := json.Marshal(r)
+		_, err := s.AddProbe(ctx, c.cfg.Swarm, store.ProbeRecord{
+			Addr: addr, At: r.Started, Outcome: string(r.Outcome), Encryption: r.Encryption,
+			ThroughputBytesPerSec: r.ThroughputBytesPerSec, ThroughputSpread: r.ThroughputSpread,
+			BytesDownloaded: r.BytesDownloaded, PiecesVerified: r.PiecesVerified, PiecesFailed: r.PiecesFailed,
+			HandshakeMS: r.HandshakeMS, Result: raw,
+		})
+		c.storeErr(err)
+	}
+}
+
+func (c *Collector) storeErr(err error) {
+	if err != nil {
+		c.cfg.Logger.Error("store", "err", err)
+	}
+}

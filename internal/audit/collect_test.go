@@ -1,0 +1,135 @@
+package audit
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/store"
+	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
+)
+
+func openStore(t *testing.T, tor *torrentmeta.Torrent) (*store.Store, store.SwarmID) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	id, err := st.EnsureSwarm(ctx, store.SwarmInfo{InfoHash: tor.InfoHash, Name: tor.Name, PieceLength: tor.PieceLength, TotalLength: tor.TotalLength, NumPieces: tor.NumPieces})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, id
+}
+
+// TestCollectorRecordsEverything runs the collector against simulated peers
+// and checks the store holds snapshots, real-time HAVEs from the idle
+// connection, bandwidth probes, and the refused address.
+func TestCollectorRecordsEverything(t *testing.T) {
+	payload, tor, err := swarmsim.NewPayload("c.bin", 2<<20, 64<<10, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := tor.NumPieces
+	half := bitfield.New(n)
+	for i := 0; i < n/2; i++ {
+		half.Set(i)
+	}
+	seeder, _ := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(n), Encryption: swarmsim.EncRequired, UploadRate: 4 << 20})
+	defer seeder.Close()
+	leecher, _ := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: half, Encryption: swarmsim.EncDisabled})
+	defer leecher.Close()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := netip.MustParseAddrPort(ln.Addr().String())
+	ln.Close()
+
+	st, swarm := openStore(t, tor)
+	book := addrbook.New(addrbook.Options{})
+	for _, a := range []netip.AddrPort{seeder.Addr(), leecher.Addr(), dead} {
+		book.Add(a, addrbook.Tracker("http://127.0.0.1/announce"), 0)
+	}
+	col, err := NewCollector(CollectConfig{
+		Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: true,
+		SnapshotInterval: 300 * time.Millisecond, ProbeInterval: time.Hour, ProbeBytes: 256 << 10, ProbeTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- col.Run(ctx) }()
+	// Wait until the leecher is watched, then let it gain pieces.
+	deadline := time.Now().Add(10 * time.Second)
+	for col.Progress().Watching < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("progress %+v", col.Progress())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for i := n / 2; i < n/2+3; i++ {
+		leecher.Gain(i)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	p := col.Progress()
+	if p.Probed != 2 || p.Reached != 2 || p.Failed != 1 || p.BytesIn < 2*256<<10 {
+		t.Fatalf("progress %+v", p)
+	}
+
+	bg := context.Background()
+	haves, err := st.Haves(bg, swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(haves[leecher.Addr()]); got != 3 {
+		t.Fatalf("leecher HAVEs recorded: %d, want 3", got)
+	}
+	snaps, err := st.Snapshots(bg, swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := snaps[leecher.Addr()]
+	if len(ls) == 0 || ls[0].Bitfield.Count() != n/2 {
+		t.Fatalf("leecher snapshots %v", ls)
+	}
+	if ss := snaps[seeder.Addr()]; len(ss) == 0 || !ss[0].Bitfield.Complete() {
+		t.Fatalf("seeder snapshots %v", ss)
+	}
+	probes, err := st.Probes(bg, swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(probes) != 2 {
+		t.Fatalf("%d bandwidth probes recorded, want 2", len(probes))
+	}
+	for _, pr := range probes {
+		if pr.Outcome != "ok" || pr.PiecesVerified != 4 || pr.ThroughputBytesPerSec <= 0 {
+			t.Fatalf("probe %+v", pr)
+		}
+	}
+	events, err := st.ConnEvents(bg, swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, ev := range events {
+		if ev.Addr == dead && ev.Outcome == store.ConnRefused {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("refused attempts not recorded")
+	}
+}
