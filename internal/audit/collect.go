@@ -8,8 +8,8 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -91,11 +91,11 @@ func (c *CollectConfig) defaults() {
 type Progress struct {
 	Discovered int   `json:"discovered"`
 	Watching   int   `json:"watching"`
-	Probed     int   `json:"probed"`     // peers with at least one bandwidth probe
-	Reached    int   `json:"reached"`    // peers that completed a handshake
-	Failed     int   `json:"failed"`     // peers whose last attempt failed
-	Probes     int   `json:"probes"`     // connections made for snapshots and probes
-	BytesIn    int64 `json:"bytes_in"`   // the auditor's own traffic, wire bytes
+	Probed     int   `json:"probed"`   // peers with at least one bandwidth probe
+	Reached    int   `json:"reached"`  // peers that completed a handshake
+	Failed     int   `json:"failed"`   // peers whose last attempt failed
+	Probes     int   `json:"probes"`   // connections made for snapshots and probes
+	BytesIn    int64 `json:"bytes_in"` // the auditor's own traffic, wire bytes
 	BytesOut   int64 `json:"bytes_out"`
 }
 
@@ -343,8 +343,10 @@ func (c *Collector) startWatch(ctx context.Context, addr netip.AddrPort) {
 			InfoHash: c.cfg.Torrent.InfoHash, NumPieces: c.cfg.Torrent.NumPieces, PeerID: c.cfg.PeerID,
 			Policy: c.cfg.Policy, ClientName: c.cfg.ClientName,
 		}, watch.Events{
-			Bitfield: func(at time.Time, bf bitfield.Bitfield) { c.storeErr(c.cfg.Store.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf)) },
-			Have:     func(at time.Time, i int) { c.storeErr(c.cfg.Store.AddHave(ctx, c.cfg.Swarm, addr, at, i)) },
+			Bitfield: func(at time.Time, bf bitfield.Bitfield) {
+				c.storeErr(c.cfg.Store.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf))
+			},
+			Have: func(at time.Time, i int) { c.storeErr(c.cfg.Store.AddHave(ctx, c.cfg.Swarm, addr, at, i)) },
 		})
 		c.cfg.Logger.Debug("watch ended", "peer", addr, "messages", sum.Messages, "haves", sum.Haves, "err", err)
 		c.mu.Lock()
