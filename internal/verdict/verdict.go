@@ -237,15 +237,19 @@ type Verdict struct {
 	Status     Status   `json:"status"`
 	Confidence float64  `json:"confidence"`
 	// Reasons holds the strongest finding of each code.
-	Reasons    []Reason         `json:"reasons,omitempty"`
-	Announces  int              `json:"announces"`
-	Sessions   int              `json:"sessions"`
-	Uploaded   int64            `json:"uploaded"`   // Σ reported Δ within sessions
-	Downloaded int64            `json:"downloaded"` // Σ reported Δ within sessions
-	Observed   bool             `json:"observed"`   // any wire observation of it
-	PieceInfo  bool             `json:"piece_info"` // its pieces were seen
-	WirePeers  []netip.AddrPort `json:"wire_peers,omitempty"`
-	Checks     []Check          `json:"checks,omitempty"`
+	Reasons    []Reason `json:"reasons,omitempty"`
+	Announces  int      `json:"announces"`
+	Sessions   int      `json:"sessions"`
+	Uploaded   int64    `json:"uploaded"`   // Σ reported Δ within sessions
+	Downloaded int64    `json:"downloaded"` // Σ reported Δ within sessions
+	Observed   bool     `json:"observed"`   // any wire observation of it
+	PieceInfo  bool     `json:"piece_info"` // its pieces were seen
+	// NegativeDiscounted: its snapshots understated its pieces
+	// (super-seeding, a recheck, lost data), so they were read only as
+	// evidence of what it held, never of what it lacked.
+	NegativeDiscounted bool             `json:"negative_discounted,omitempty"`
+	WirePeers          []netip.AddrPort `json:"wire_peers,omitempty"`
+	Checks             []Check          `json:"checks,omitempty"`
 }
 
 // Window is the swarm conservation check over one window.
@@ -294,11 +298,15 @@ type identity struct {
 type group struct {
 	members []int // wire peer indices
 	obs     []timeline.Observation
-	tl      *timeline.Timeline
-	probes  []estimate.Sample
-	bad     map[int]bool
-	est     int // estimate peer index, or -1
-	until   time.Time
+	raw     *timeline.Timeline // all observations: counts, presence, absence
+	tl      *timeline.Timeline // piece evidence used for bounds (see discount)
+	// discounted: snapshots were read as positive evidence only (see
+	// Verdict.NegativeDiscounted).
+	discounted bool
+	probes     []estimate.Sample
+	bad        map[int]bool
+	est        int // estimate peer index, or -1
+	until      time.Time
 }
 
 var (
@@ -487,7 +495,9 @@ func (j *judge) groups() {
 		}
 	}
 	for g := range j.grps {
-		j.grps[g].tl = timeline.BuildWith(j.tor.NumPieces, j.grps[g].obs, j.cfg.Timeline)
+		gr := &j.grps[g]
+		gr.raw = timeline.BuildWith(j.tor.NumPieces, gr.obs, j.cfg.Timeline)
+		gr.tl = gr.raw
 	}
 	for _, id := range j.ids {
 		if id.group < 0 {
@@ -499,6 +509,69 @@ func (j *judge) groups() {
 			}
 		}
 	}
+	for g := range j.grps {
+		if gr := &j.grps[g]; j.negativeUnreliable(g) {
+			gr.discounted = true
+			gr.tl = timeline.BuildWith(j.tor.NumPieces, positiveOnly(gr.obs), j.cfg.Timeline)
+		}
+	}
+}
+
+// negativeUnreliable reports whether a group's snapshots understate what it
+// holds, so "lacked at t" cannot be trusted: a later snapshot lacked pieces
+// seen held before (super-seeding across connections, a recheck, deleted
+// data, two clients at one address), or, after announcing left=0, it
+// started a connection empty (HaveNone or no bitfield) yet offered pieces —
+// what a super-seeder (BEP 16) does: it hides its pieces and reveals them
+// one HAVE at a time. A peer that never offered any piece, or that sent a
+// real bitfield, keeps its negative evidence.
+func (j *judge) negativeUnreliable(g int) bool {
+	gr := &j.grps[g]
+	if _, lost := gr.raw.LostPiecesAt(); lost {
+		return true
+	}
+	if gr.raw.Final().Count() == 0 {
+		return false
+	}
+	var seeder time.Time // first announce claiming left=0
+	for _, id := range j.ids {
+		if id.group != g {
+			continue
+		}
+		for _, a := range id.ann {
+			if a.Left == 0 && (seeder.IsZero() || a.At.Before(seeder)) {
+				seeder = a.At
+			}
+		}
+	}
+	if seeder.IsZero() {
+		return false
+	}
+	from := seeder.Add(-j.cfg.Estimate.ClockSlack)
+	for _, o := range gr.obs {
+		if (o.Kind == timeline.KindHaveNone || o.Kind == timeline.KindNoBitfield) && !o.At.Before(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// positiveOnly rewrites observations so that they say only what was held:
+// bitfields become HAVEs, empty snapshots disappear.
+func positiveOnly(obs []timeline.Observation) []timeline.Observation {
+	out := make([]timeline.Observation, 0, len(obs))
+	for _, o := range obs {
+		switch o.Kind {
+		case timeline.KindBitfield:
+			for _, i := range o.Pieces.Indices() {
+				out = append(out, timeline.Observation{At: o.At, Kind: timeline.KindHave, Piece: i})
+			}
+		case timeline.KindHaveNone, timeline.KindNoBitfield:
+		default:
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // estimate builds the estimator: groups with piece information are observed
@@ -555,7 +628,8 @@ func (j *judge) verdict(k int) (Verdict, error) {
 	if id.group >= 0 {
 		gr = &j.grps[id.group]
 		v.Observed = len(gr.obs) > 0
-		v.PieceInfo = gr.tl.HasPieceInfo()
+		v.PieceInfo = gr.raw.HasPieceInfo()
+		v.NegativeDiscounted = gr.discounted
 		for _, m := range gr.members {
 			if a := j.in.Peers[m].Addr; a.IsValid() {
 				v.WirePeers = append(v.WirePeers, a)
@@ -614,7 +688,7 @@ func (j *judge) verdict(k int) (Verdict, error) {
 // coverage is the fraction of the identity's announced time in which the
 // wire showed it present.
 func (j *judge) coverage(id *identity, gr *group) float64 {
-	pres := gr.tl.Presence(j.cfg.Estimate.PresenceGap)
+	pres := gr.raw.Presence(j.cfg.Estimate.PresenceGap)
 	var total, seen time.Duration
 	for _, s := range id.sessions {
 		from, to := s.ann[0].At, s.ann[len(s.ann)-1].At
@@ -725,7 +799,9 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 	}
 	// Download.
 	if id := &j.ids[k]; id.group >= 0 && x.Observed {
-		_, lost := j.grps[id.group].tl.LostPiecesAt()
+		gr := &j.grps[id.group]
+		_, lost := gr.raw.LostPiecesAt()
+		lost = lost || gr.discounted
 		inflight := int64(j.cfg.InFlightPieces) * j.tor.PieceLength
 		lower := float64(b.DownloadedLower - inflight)
 		if !lost && lower > down*j.cfg.SuspectFactor+float64(j.slack) {
@@ -761,7 +837,7 @@ func (j *judge) absent(k int, a1, a2 reported.Announce, up float64, x estimate.E
 	span := a2.At.Sub(a1.At)
 	var absent time.Duration
 	if id.group >= 0 {
-		for _, iv := range j.grps[id.group].tl.Absence(j.cfg.Estimate.PresenceGap) {
+		for _, iv := range j.grps[id.group].raw.Absence(j.cfg.Estimate.PresenceGap) {
 			absent += iv.Overlap(a1.At, a2.At)
 		}
 	}
@@ -796,7 +872,7 @@ func (j *judge) absent(k int, a1, a2 reported.Announce, up float64, x estimate.E
 // hash checks.
 func (j *judge) wireReasons(id *identity, gr *group, uploaded int64) []Reason {
 	var out []Reason
-	counts := gr.tl.Counts()
+	counts := gr.raw.Counts()
 	claims := float64(uploaded) > float64(j.slack)
 	if claims && counts.Connected == 0 {
 		var refused, unreach, hsFail int

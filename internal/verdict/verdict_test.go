@@ -679,3 +679,65 @@ func TestFmtBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestHonestSuperSeeder: a BEP 16 super-seeder starts every connection with
+// HaveNone and reveals two pieces by HAVE; it shares the seeding with S.
+// Its snapshots understate what it holds, so they must not be read as
+// "lacked", whether it is seen many times (pieces "lost" between looks) or
+// once (left=0 announced, empty start).
+func TestHonestSuperSeeder(t *testing.T) {
+	tests := []struct {
+		name      string
+		from, to  float64
+		wantLost  bool
+		wantCodes []Code
+	}{
+		{name: "seen every 5 minutes", from: -600, to: 7200, wantLost: true},
+		{name: "seen once", from: 4000, to: 4000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := base()
+			k := 0
+			s.wire(2, looks(tc.from, tc.to, func(tm float64) []timeline.Observation {
+				k++
+				return []timeline.Observation{{At: at(tm), Kind: timeline.KindHaveNone},
+					{At: at(tm + 0.5), Kind: timeline.KindHave, Piece: (k * 7) % 100}, {At: at(tm + 0.5), Kind: timeline.KindHave, Piece: (k*7 + 3) % 100}}
+			}))
+			var ss []reported.Announce
+			for i, a := range s.in.Announces {
+				if a.PeerID == pid(1) {
+					s.in.Announces[i].Uploaded /= 2
+					b := s.in.Announces[i]
+					b.PeerID, b.IP = pid(2), addr(2).Addr()
+					ss = append(ss, b)
+				}
+			}
+			s.in.Announces = append(s.in.Announces, ss...)
+			rep := judgeSim(t, s, DefaultConfig())
+			v := verdictOf(t, rep, 2)
+			if v.Status != StatusOK || len(v.Reasons) > 0 || !v.NegativeDiscounted {
+				t.Errorf("super-seeder: %s discounted=%v %v", v.Status, v.NegativeDiscounted, v.Reasons)
+			}
+			if _, lost := timeline.Build(tor.NumPieces, s.in.Peers[len(s.in.Peers)-1].Observations).LostPiecesAt(); lost != tc.wantLost {
+				t.Errorf("lost-pieces anomaly %v, want %v", lost, tc.wantLost)
+			}
+			assertHonest(t, rep, honestIDs...)
+
+			// A left=0 peer that starts empty and never offers a piece is
+			// not a super-seeder: it keeps its negative evidence, and its
+			// claims, for pieces it never showed, are convicted.
+			for i := range s.in.Peers {
+				if s.in.Peers[i].Addr == addr(2) {
+					s.in.Peers[i].Observations = slices.DeleteFunc(slices.Clone(s.in.Peers[i].Observations), func(o timeline.Observation) bool {
+						return o.Kind == timeline.KindHave
+					})
+				}
+			}
+			rep = judgeSim(t, s, DefaultConfig())
+			if v := verdictOf(t, rep, 2); v.Status != StatusMisreporting || v.NegativeDiscounted {
+				t.Errorf("a left=0 peer that never offered a piece: %s discounted=%v", v.Status, v.NegativeDiscounted)
+			}
+		})
+	}
+}
