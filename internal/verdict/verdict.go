@@ -20,6 +20,7 @@ import (
 
 	"github.com/anacrolix/torrent/types/infohash"
 
+	"github.com/swarmaudit/swarmaudit/internal/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/estimate"
 	"github.com/swarmaudit/swarmaudit/internal/reported"
 	"github.com/swarmaudit/swarmaudit/internal/timeline"
@@ -512,7 +513,7 @@ func (j *judge) groups() {
 	for g := range j.grps {
 		if gr := &j.grps[g]; j.negativeUnreliable(g) {
 			gr.discounted = true
-			gr.tl = timeline.BuildWith(j.tor.NumPieces, positiveOnly(gr.obs), j.cfg.Timeline)
+			gr.tl = timeline.BuildWith(j.tor.NumPieces, positiveOnly(gr.obs, j.tor.NumPieces), j.cfg.Timeline)
 		}
 	}
 }
@@ -557,15 +558,30 @@ func (j *judge) negativeUnreliable(g int) bool {
 }
 
 // positiveOnly rewrites observations so that they say only what was held:
-// bitfields become HAVEs, empty snapshots disappear.
-func positiveOnly(obs []timeline.Observation) []timeline.Observation {
+// a bitfield becomes HAVEs for the pieces not seen before (first sightings
+// are all a positive-only timeline keeps) plus one HAVE as a contact; empty
+// snapshots disappear. The output is at most one HAVE per piece and per
+// observation.
+func positiveOnly(obs []timeline.Observation, numPieces int) []timeline.Observation {
+	sorted := slices.Clone(obs)
+	slices.SortStableFunc(sorted, func(a, b timeline.Observation) int { return a.At.Compare(b.At) })
+	seen := bitfield.New(numPieces)
 	out := make([]timeline.Observation, 0, len(obs))
-	for _, o := range obs {
+	for _, o := range sorted {
 		switch o.Kind {
 		case timeline.KindBitfield:
-			for _, i := range o.Pieces.Indices() {
+			if o.Pieces.Len() != numPieces {
+				out = append(out, o) // malformed: let the timeline record it
+				continue
+			}
+			idx := o.Pieces.Indices()
+			if len(idx) > 0 {
+				out = append(out, timeline.Observation{At: o.At, Kind: timeline.KindHave, Piece: idx[0]})
+			}
+			for _, i := range o.Pieces.Gained(seen) {
 				out = append(out, timeline.Observation{At: o.At, Kind: timeline.KindHave, Piece: i})
 			}
+			seen.Union(o.Pieces)
 		case timeline.KindHaveNone, timeline.KindNoBitfield:
 		default:
 			out = append(out, o)

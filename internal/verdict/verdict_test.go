@@ -741,3 +741,42 @@ func TestHonestSuperSeeder(t *testing.T) {
 		})
 	}
 }
+
+func TestPositiveOnly(t *testing.T) {
+	n := 10
+	bf := func(k int) bitfield.Bitfield {
+		b := bitfield.New(n)
+		for i := 0; i < k; i++ {
+			b.Set(i)
+		}
+		return b
+	}
+	obs := []timeline.Observation{
+		{At: at(20), Kind: timeline.KindBitfield, Pieces: bf(4)},
+		{At: at(10), Kind: timeline.KindBitfield, Pieces: bf(2)},
+		{At: at(30), Kind: timeline.KindHaveNone},
+		{At: at(31), Kind: timeline.KindHave, Piece: 7},
+		{At: at(40), Kind: timeline.KindNoBitfield},
+		{At: at(50), Kind: timeline.KindBitfield, Pieces: bitfield.New(n + 1)},
+	}
+	small := estimate.Torrent{NumPieces: n, PieceLength: 1, TotalLength: int64(n)}
+	got := positiveOnly(obs, small.NumPieces)
+	// 10 s: contact + 0,1; 20 s: contact + 2,3; 31 s: HAVE 7; 50 s: malformed kept.
+	if len(got) != 3+3+1+1 {
+		t.Fatalf("%d observations: %+v", len(got), got)
+	}
+	tl := timeline.Build(n, got)
+	var gains []int
+	for _, g := range tl.Gains() {
+		if !g.AtFirstSight() {
+			t.Errorf("piece %d has negative evidence %v", g.Piece, g.Lacked)
+		}
+		gains = append(gains, g.Piece)
+	}
+	if !slices.Equal(gains, []int{0, 1, 2, 3, 7}) || tl.LackingFrom(at(0)).Count() != 0 || tl.AnomalyCount() != 1 {
+		t.Errorf("gains %v, lacking %v, anomalies %d", gains, tl.LackingFrom(at(0)).Indices(), tl.AnomalyCount())
+	}
+	if h, _ := tl.HaveAt(at(20)); h.Count() != 4 {
+		t.Errorf("held at 20 s: %v", h.Indices())
+	}
+}
