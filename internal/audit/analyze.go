@@ -1,0 +1,164 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/probe"
+	"github.com/swarmaudit/swarmaudit/internal/reported"
+	"github.com/swarmaudit/swarmaudit/internal/store"
+	"github.com/swarmaudit/swarmaudit/internal/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
+	"github.com/swarmaudit/swarmaudit/internal/verdict"
+)
+
+// Evidence is everything stored about one swarm, read back for analysis.
+type Evidence struct {
+	Torrent   *torrentmeta.Torrent
+	Peers     []store.Peer
+	Wire      []verdict.WirePeer
+	Probes    []store.ProbeRecord
+	Announces []reported.Announce
+}
+
+// LoadEvidence reads a swarm's observations, probes and announces from the
+// store and turns them into the verdict package's input. extra holds
+// announces from other sources (imported logs).
+func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor *torrentmeta.Torrent, extra []reported.Announce) (*Evidence, error) {
+	if err := st.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	snaps, err := st.Snapshots(ctx, swarm)
+	if err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	haves, err := st.Haves(ctx, swarm)
+	if err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	events, err := st.ConnEvents(ctx, swarm)
+	if err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	probes, err := st.Probes(ctx, swarm)
+	if err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	peers, err := st.Peers(ctx, swarm)
+	if err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	anns, err := st.Announces(ctx, tor.InfoHash, time.Time{})
+	if err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	ev := &Evidence{Torrent: tor, Peers: peers, Probes: probes, Announces: append(anns, extra...)}
+
+	wire := map[netip.AddrPort]*verdict.WirePeer{}
+	get := func(a netip.AddrPort) *verdict.WirePeer {
+		w := wire[a]
+		if w == nil {
+			w = &verdict.WirePeer{Addr: a}
+			wire[a] = w
+		}
+		return w
+	}
+	for a, list := range snaps {
+		w := get(a)
+		for _, s := range list {
+			w.Observations = append(w.Observations, timeline.Observation{At: s.At, Kind: timeline.KindBitfield, Pieces: s.Bitfield})
+		}
+	}
+	for a, list := range haves {
+		w := get(a)
+		for _, h := range list {
+			w.Observations = append(w.Observations, timeline.Observation{At: h.At, Kind: timeline.KindHave, Piece: h.Piece})
+		}
+	}
+	for _, e := range events {
+		w := get(e.Addr)
+		switch e.Outcome {
+		case store.ConnOK:
+			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindConnected})
+		case store.ConnNoBitfield:
+			w.Observations = append(w.Observations,
+				timeline.Observation{At: e.At, Kind: timeline.KindConnected},
+				timeline.Observation{At: e.At, Kind: timeline.KindNoBitfield})
+		case store.ConnRefused:
+			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindRefused})
+		case store.ConnTimeout:
+			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindUnreachable})
+		default:
+			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindHandshakeFailed})
+		}
+	}
+	for _, p := range probes {
+		w := get(p.Addr)
+		if p.ThroughputBytesPerSec > 0 {
+			w.Probes = append(w.Probes, estimate.Sample{At: p.At, BytesPerSec: p.ThroughputBytesPerSec, Spread: p.ThroughputSpread, Bytes: p.BytesDownloaded})
+		}
+		if p.PiecesFailed > 0 {
+			var r probe.Result
+			if json.Unmarshal(p.Result, &r) == nil {
+				for _, i := range r.FailedPieces {
+					w.BadPieces = append(w.BadPieces, verdict.BadPiece{At: p.At, Piece: i})
+				}
+			}
+		}
+	}
+	for _, p := range peers {
+		if len(p.PeerID) == 20 {
+			w := get(p.Addr)
+			w.PeerIDs = append(w.PeerIDs, [20]byte(p.PeerID))
+		}
+	}
+	addrs := make([]netip.AddrPort, 0, len(wire))
+	for a := range wire {
+		addrs = append(addrs, a)
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Compare(addrs[j]) < 0 })
+	for _, a := range addrs {
+		ev.Wire = append(ev.Wire, *wire[a])
+	}
+	return ev, nil
+}
+
+// Judge runs the verdicts on loaded evidence.
+func (ev *Evidence) Judge(cfg verdict.Config) (*verdict.Report, error) {
+	t := ev.Torrent
+	return verdict.Judge(verdict.Input{
+		InfoHash:  t.InfoHash,
+		Torrent:   estimate.Torrent{NumPieces: t.NumPieces, PieceLength: t.PieceLength, TotalLength: t.TotalLength},
+		Announces: ev.Announces,
+		Peers:     ev.Wire,
+	}, cfg)
+}
+
+// SaveVerdicts stores the verdicts of a report (one row per identity, over
+// the span of its checks).
+func SaveVerdicts(ctx context.Context, st *store.Store, swarm store.SwarmID, run store.RunID, rep *verdict.Report) error {
+	rows := make([]store.Verdict, 0, len(rep.Verdicts))
+	now := time.Now()
+	for _, v := range rep.Verdicts {
+		from, to := now, now
+		for i, c := range v.Checks {
+			if i == 0 || c.From.Before(from) {
+				from = c.From
+			}
+			if i == 0 || c.To.After(to) {
+				to = c.To
+			}
+		}
+		reasons, err := json.Marshal(v.Reasons)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, store.Verdict{Run: run, Identity: v.Identity.Key, WindowStart: from, WindowEnd: to, Status: string(v.Status), Confidence: v.Confidence, Reasons: reasons})
+	}
+	return st.SaveVerdicts(ctx, swarm, rows)
+}

@@ -1,0 +1,40 @@
+package audit
+
+import (
+	"net/netip"
+
+	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
+	"github.com/swarmaudit/swarmaudit/internal/reported"
+)
+
+// SourceEmbeddedTracker is the address book source of peers that announced
+// to swarmaudit's own tracker.
+const SourceEmbeddedTracker = "tracker:embedded"
+
+// TeeRecorder records announces to the store (or any recorder) and puts
+// every announced address in the book, so that each reporting peer is
+// audited on the wire — including those that never answer.
+type TeeRecorder struct {
+	Next reported.Recorder
+	Book *addrbook.Book
+}
+
+// RecordAnnounce implements reported.Recorder.
+func (t TeeRecorder) RecordAnnounce(a reported.Announce) error {
+	if a.Port != 0 && a.Event != reported.EventStopped {
+		t.Book.Add(netip.AddrPortFrom(a.IP.Unmap(), a.Port), SourceEmbeddedTracker, 0)
+	}
+	return t.Next.RecordAnnounce(a)
+}
+
+// addPEX records a PEX message's added peers with their flags.
+func addPEX(b *addrbook.Book, from netip.AddrPort, m pex.Message) int {
+	n := 0
+	for _, p := range m.Added {
+		if isNew, err := b.Add(p.Addr, addrbook.PEX(from), p.Flags); err == nil && isNew {
+			n++
+		}
+	}
+	return n
+}
