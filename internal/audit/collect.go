@@ -375,7 +375,9 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 		ev.Outcome = store.ConnTimeout
 	case r.Encryption == "":
 		ev.Outcome = store.ConnHandshakeFailed
-	case r.BitfieldKind == "none":
+	case r.SnapshotBitfield == nil:
+		// It sent no bitfield, HaveAll or HaveNone (perhaps only HAVEs)
+		// while the probe waited: BEP 3 allows that only with no pieces.
 		ev.Outcome = store.ConnNoBitfield
 	default:
 		ev.Outcome = store.ConnOK
@@ -386,15 +388,9 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 	}
 	id, _ := hex.DecodeString(r.PeerIDHex)
 	c.storeErr(s.UpsertPeer(ctx, c.cfg.Swarm, store.Peer{Addr: addr, PeerID: id, Client: r.Client, Encryption: r.Encryption, LastSeen: r.Started}))
-	if r.BitfieldKind != "none" {
-		bf, err := bitfield.FromWire(r.Bitfield, r.PiecesTotal)
-		if err == nil {
-			// The snapshot is what the peer had when its bitfield arrived,
-			// just after the handshake.
-			at := r.Started.Add(time.Duration(r.HandshakeMS * float64(time.Millisecond)))
-			if r.BitfieldKind == "haves_only" && len(r.Haves) > 0 {
-				at = r.Started.Add(time.Duration(r.Haves[0].AtMS * float64(time.Millisecond)))
-			}
+	if r.SnapshotBitfield != nil {
+		if bf, err := bitfield.FromWire(r.SnapshotBitfield, r.PiecesTotal); err == nil {
+			at := r.Started.Add(time.Duration(r.SnapshotAtMS * float64(time.Millisecond)))
 			c.storeErr(s.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf))
 		}
 	}

@@ -281,11 +281,20 @@ func (s *session) handle(m peerwire.Message) error {
 		if err != nil {
 			return protoErr("bitfield: %v", err)
 		}
+		s.snapshot(bf, now)
 		bf.Union(s.have) // HAVEs that came first still count
 		s.have, s.haveKnown, s.r.BitfieldKind = bf, true, "bitfield"
 	case pp.HaveAll:
+		if s.haveKnown && s.r.BitfieldKind != "haves_only" {
+			return protoErr("HaveAll after the piece set was given")
+		}
+		s.snapshot(bitfield.Full(s.t.NumPieces), now)
 		s.have, s.haveKnown, s.r.BitfieldKind = bitfield.Full(s.t.NumPieces), true, "have_all"
 	case pp.HaveNone:
+		if s.haveKnown && s.r.BitfieldKind != "haves_only" {
+			return protoErr("HaveNone after the piece set was given")
+		}
+		s.snapshot(bitfield.New(s.t.NumPieces), now)
 		s.haveKnown, s.r.BitfieldKind = true, "have_none"
 	case pp.Have:
 		i := int(m.Index)
@@ -344,6 +353,14 @@ func (s *session) handle(m peerwire.Message) error {
 		}
 	}
 	return nil
+}
+
+// snapshot keeps the piece set exactly as the peer's bitfield (or
+// HaveAll/HaveNone) message stated it, and when: HAVEs before or after it
+// are separate evidence.
+func (s *session) snapshot(bf bitfield.Bitfield, at time.Time) {
+	s.r.SnapshotBitfield = bf.Bytes()
+	s.r.SnapshotAtMS = ms(at.Sub(s.start))
 }
 
 func (s *session) onPiece(m peerwire.Message, now time.Time) error {
