@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -17,7 +18,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmaudit/swarmaudit/internal/discover"
+	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/discover/frompeers"
+	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
 	"github.com/swarmaudit/swarmaudit/internal/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
@@ -127,17 +130,52 @@ private addresses (off by default: private trackers on LANs exist).`,
 }
 
 // runDiscover runs the discoverer and the peer-side sources (PEX, metadata,
-// incoming) and streams the address book to w.
+// incoming) for cfg.Duration and streams the addresses to w. The peer-side
+// sources feed a book of their own, which outlives the discoverer's (the
+// discoverer closes its book when its trackers and DHT are done, and may
+// have none at all, as with a magnet that lists only peers).
 func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, peers frompeers.Config, asJSON bool) error {
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+		cfg.Duration = 0
+	}
 	d, err := discover.New(cfg)
 	if err != nil {
 		return err
 	}
-	peers.Book, peers.AddPEX, peers.AddIncoming = d.Book(), d.AddPEX, d.AddIncoming
-	pctx, stopPeers := context.WithCancel(ctx)
+	book := addrbook.New(addrbook.Options{})
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		cur := d.Book().Watch()
+		for {
+			e, err := cur.Next(ctx)
+			if err != nil {
+				return
+			}
+			for _, s := range e.Sightings {
+				book.Add(e.Addr, s.Source, e.Flags)
+			}
+		}
+	}()
+	peers.Book = book
+	if !cfg.Private { // BEP 27: private torrents learn nothing from PEX
+		peers.AddPEX = func(from netip.AddrPort, m pex.Message) int {
+			n := 0
+			for _, p := range m.Added {
+				if isNew, err := book.Add(p.Addr, addrbook.PEX(from), p.Flags); err == nil && isNew {
+					n++
+				}
+			}
+			return n
+		}
+	}
+	peers.AddIncoming = func(a netip.AddrPort) { book.Add(a, addrbook.SourceIncoming, 0) }
 	peerStats := make(chan frompeers.Stats, 1)
 	go func() {
-		st, err := frompeers.Run(pctx, peers)
+		st, err := frompeers.Run(ctx, peers)
 		if err != nil {
 			slog.Warn("peer sources", "err", err)
 		}
@@ -147,7 +185,7 @@ func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, peers fr
 	go func() {
 		defer close(printed)
 		enc := json.NewEncoder(w)
-		cur := d.Book().Watch()
+		cur := book.Watch()
 		n := 0
 		for {
 			e, err := cur.Next(context.Background())
@@ -163,11 +201,13 @@ func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, peers fr
 		}
 	}()
 	runErr := d.Run(ctx)
-	stopPeers()
+	<-ctx.Done() // peer-side sources run for the whole duration
 	ps := <-peerStats
-	d.Book().Close()
+	<-copied
+	book.Close()
 	<-printed
 	s := d.Summary()
+	s.Peers = book.Len()
 	if asJSON {
 		if err := json.NewEncoder(w).Encode(map[string]any{"summary": s, "from_peers": ps}); err != nil {
 			return err
@@ -177,7 +217,10 @@ func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, peers fr
 		b, _ := json.Marshal(ps)
 		fmt.Fprintf(w, "from peers %s\n", b)
 	}
-	if runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) {
+	if runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) && !errors.Is(runErr, discover.ErrNoSource) {
+		return runErr
+	}
+	if errors.Is(runErr, discover.ErrNoSource) && book.Len() == 0 {
 		return runErr
 	}
 	return nil
