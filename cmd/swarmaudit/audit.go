@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/swarmaudit/swarmaudit/internal/audit"
+	"github.com/swarmaudit/swarmaudit/internal/discover"
+	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/peerwire"
+	"github.com/swarmaudit/swarmaudit/internal/reported"
+	"github.com/swarmaudit/swarmaudit/internal/store"
+	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
+	"github.com/swarmaudit/swarmaudit/internal/tracker"
+	"github.com/swarmaudit/swarmaudit/internal/verdict"
+)
+
+// auditFlags are the audit command's options.
+type auditFlags struct {
+	torrentPath, reportedPath, trackerListen, dbPath, jsonOut  string
+	encryption, bootstrap, listen, probeBytes, csvStart        string
+	duration, snapshotEvery, probeEvery, probeTimeout, csvStep time.Duration
+	maxConns, maxBWProbes                                      int
+	noDHT, noPEX, noWatch, noTrackers                          bool
+}
+
+func newAuditCmd() *cobra.Command {
+	var fl auditFlags
+	cmd := &cobra.Command{
+		Use:   "audit --torrent FILE [--duration 30m] [--tracker-listen ADDR] [--reported FILE] [--db PATH]",
+		Short: "Audit a swarm: observe every peer, then check what each one reported",
+		Long: `Run discovery continuously (the torrent's trackers, the DHT, PEX, incoming
+connections and, with --tracker-listen, an embedded tracker that records
+every announce), probe every peer politely — a bitfield snapshot every
+--snapshot-interval, a bandwidth probe of at most --probe-bytes every
+--probe-interval, idle connections that deliver HAVEs in real time — and
+record everything in the database as it happens. At the end, every
+reporting identity's announces (recorded, or imported with --reported) are
+checked against bounds built from the observations, and each gets a verdict:
+ok, suspect, misreporting or unverifiable, with reasons and numbers.
+
+A restart with the same --db continues the audit: earlier observations
+count. --reported takes JSON lines (see docs) or the CSV
+TorrentID,UserID,Addr,Event,Uploaded,Downloaded,Left; CSV has no time
+column, so --csv-start (and --csv-step) say when its lines were written.`,
+		Example: `  swarmaudit audit --torrent t.torrent --tracker-listen 127.0.0.1:6969 --duration 10m --json-out audit.json
+  swarmaudit audit --torrent t.torrent --reported announces.jsonl --db private.db`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAudit(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), fl)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&fl.torrentPath, "torrent", "", "the .torrent file (required)")
+	f.DurationVar(&fl.duration, "duration", 30*time.Minute, "how long to observe the swarm")
+	f.StringVar(&fl.reportedPath, "reported", "", "import announces from a log: JSON lines, or CSV (.csv)")
+	f.StringVar(&fl.csvStart, "csv-start", "", "time of the first CSV line (RFC 3339); required with a CSV --reported")
+	f.DurationVar(&fl.csvStep, "csv-step", time.Second, "time between CSV lines")
+	f.StringVar(&fl.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP)")
+	f.StringVar(&fl.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts")
+	f.StringVar(&fl.jsonOut, "json-out", "", "write the audit report as JSON to FILE")
+	f.DurationVar(&fl.snapshotEvery, "snapshot-interval", time.Minute, "bitfield snapshot of each peer this often")
+	f.DurationVar(&fl.probeEvery, "probe-interval", 10*time.Minute, "bandwidth probe of each peer at most this often")
+	f.StringVar(&fl.probeBytes, "probe-bytes", "2MiB", "payload requested per bandwidth probe at most")
+	f.DurationVar(&fl.probeTimeout, "probe-timeout", 30*time.Second, "bound on one probe")
+	f.IntVar(&fl.maxConns, "max-conns", 64, "live connections at most (probes and idle watches)")
+	f.IntVar(&fl.maxBWProbes, "max-bandwidth-probes", 2, "concurrent bandwidth probes at most (caps the auditor's own download)")
+	f.StringVar(&fl.encryption, "encryption", "auto", "auto, require or plaintext")
+	f.BoolVar(&fl.noDHT, "no-dht", false, "do not search the DHT")
+	f.BoolVar(&fl.noPEX, "no-pex", false, "do not read PEX")
+	f.BoolVar(&fl.noWatch, "no-watch", false, "do not keep idle connections for real-time HAVEs")
+	f.BoolVar(&fl.noTrackers, "no-trackers", false, "do not announce to the torrent's own trackers")
+	f.StringVar(&fl.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,...")
+	f.StringVar(&fl.listen, "listen", "", "accept incoming peer connections on ADDR")
+	return cmd
+}
+
+func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
+	if fl.torrentPath == "" {
+		return errors.New("audit needs --torrent")
+	}
+	t, err := torrentmeta.Load(fl.torrentPath)
+	if err != nil {
+		return err
+	}
+	policy, err := peerwire.ParsePolicy(fl.encryption)
+	if err != nil {
+		return err
+	}
+	pb, err := humanize.ParseBytes(fl.probeBytes)
+	if err != nil {
+		return fmt.Errorf("--probe-bytes: %w", err)
+	}
+	imported, err := importReported(fl, t, errOut)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, fl.dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	book := addrbook.New(addrbook.Options{})
+	cfg := audit.Config{
+		Torrent: t, Store: st, Book: book, PEX: !fl.noPEX, Duration: fl.duration, Imported: imported,
+		Verdict: verdict.DefaultConfig(), Logger: slog.Default(),
+		Collect: audit.CollectConfig{
+			SnapshotInterval: fl.snapshotEvery, ProbeInterval: fl.probeEvery, ProbeBytes: int64(pb),
+			ProbeTimeout: fl.probeTimeout, MaxConns: fl.maxConns, MaxBandwidthProbes: fl.maxBWProbes,
+			Watch: !fl.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: "swarmaudit " + version,
+		},
+	}
+	if fl.trackerListen != "" {
+		srv, err := tracker.New(tracker.Config{
+			HTTPAddr: fl.trackerListen, UDPAddr: fl.trackerListen, Interval: trackerInterval(fl.duration),
+			Recorder: audit.TeeRecorder{Next: st, Book: book}, Logger: slog.Default(),
+		})
+		if err != nil {
+			return err
+		}
+		if err := srv.Start(ctx); err != nil {
+			return err
+		}
+		defer srv.Close()
+		fmt.Fprintf(errOut, "embedded tracker: %s and %s\n", srv.HTTPURL(), srv.UDPURL())
+	}
+	if !fl.noTrackers || !fl.noDHT {
+		dc := discover.FromTorrent(t)
+		if fl.noTrackers {
+			dc.Trackers = nil
+		}
+		dc.DHT = !fl.noDHT
+		if fl.bootstrap != "" {
+			dc.Bootstrap = strings.Split(fl.bootstrap, ",")
+		}
+		cfg.Discover = &dc
+	}
+	if fl.listen != "" {
+		ln, err := net.Listen("tcp", fl.listen)
+		if err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		defer ln.Close()
+		cfg.Listener = ln
+		if cfg.Discover != nil {
+			cfg.Discover.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
+		}
+	}
+	cfg.Progress = progressPrinter(errOut)
+	res, err := audit.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if fl.jsonOut != "" {
+		if err := writeAuditJSON(fl.jsonOut, res); err != nil {
+			return err
+		}
+		fmt.Fprintf(errOut, "report written to %s\n", fl.jsonOut)
+	}
+	printVerdicts(out, res)
+	return nil
+}
+
+// trackerInterval asks clients to re-announce often enough that an audit
+// sees several reports: a tenth of the audit, between 10 s and 30 min.
+func trackerInterval(d time.Duration) time.Duration {
+	return min(max(d/10, 10*time.Second), 30*time.Minute)
+}
+
+// importReported reads --reported, reporting bad lines with their numbers.
+func importReported(fl auditFlags, t *torrentmeta.Torrent, errOut io.Writer) ([]reported.Announce, error) {
+	if fl.reportedPath == "" {
+		return nil, nil
+	}
+	f, err := os.Open(fl.reportedPath)
+	if err != nil {
+		return nil, fmt.Errorf("--reported: %w", err)
+	}
+	defer f.Close()
+	var out []reported.Announce
+	keep := func(a reported.Announce) error {
+		if a.InfoHash == t.InfoHash {
+			out = append(out, a)
+		}
+		return nil
+	}
+	source := "import:" + filepath.Base(fl.reportedPath)
+	var stats reported.ImportStats
+	if strings.EqualFold(filepath.Ext(fl.reportedPath), ".csv") {
+		if fl.csvStart == "" {
+			return nil, errors.New("--reported CSV has no time column: give --csv-start (and --csv-step)")
+		}
+		start, err := time.Parse(time.RFC3339, fl.csvStart)
+		if err != nil {
+			return nil, fmt.Errorf("--csv-start: %w", err)
+		}
+		stats, err = reported.ImportCSV(f, source, reported.CSVOptions{Time: reported.LineClock(start, fl.csvStep)}, keep)
+		if err != nil {
+			return nil, fmt.Errorf("--reported: %w", err)
+		}
+	} else if stats, err = reported.ImportJSONLines(f, source, keep); err != nil {
+		return nil, fmt.Errorf("--reported: %w", err)
+	}
+	fmt.Fprintf(errOut, "imported %s: %s; %d for this torrent\n", fl.reportedPath, stats, len(out))
+	for _, b := range stats.Bad {
+		fmt.Fprintf(errOut, "  %s: %v\n", fl.reportedPath, b)
+	}
+	return out, nil
+}
+
+// progressPrinter logs the audit's progress once every 10 s (a terminal
+// display replaces it where stderr is a terminal; see the demo issue).
+func progressPrinter(w io.Writer) func(audit.Progress, time.Duration) {
+	last := time.Time{}
+	return func(p audit.Progress, left time.Duration) {
+		if time.Since(last) < 10*time.Second {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(w, "audit: %d peers discovered, %d reached, %d watched, %d probed, %d failing; auditor moved %s in / %s out; %s left\n",
+			p.Discovered, p.Reached, p.Watching, p.Probed, p.Failed,
+			humanize.IBytes(uint64(p.BytesIn)), humanize.IBytes(uint64(p.BytesOut)), left.Round(time.Second))
+	}
+}
+
+// auditJSON is the report written by --json-out.
+type auditJSON struct {
+	InfoHash  string              `json:"info_hash"`
+	Name      string              `json:"name"`
+	Started   time.Time           `json:"started"`
+	Ended     time.Time           `json:"ended"`
+	Progress  audit.Progress      `json:"progress"`
+	Discovery *discover.Summary   `json:"discovery,omitempty"`
+	Verdicts  []verdict.Verdict   `json:"verdicts"`
+	Summary   verdict.Summary     `json:"summary"`
+	Peers     []store.Peer        `json:"peers"`
+	Probes    []store.ProbeRecord `json:"probes"`
+}
+
+func writeAuditJSON(path string, res *audit.Result) error {
+	t := res.Evidence.Torrent
+	rep := auditJSON{
+		InfoHash: t.InfoHash.HexString(), Name: t.Name, Started: res.Started, Ended: res.Ended,
+		Progress: res.Progress, Discovery: res.Discovery, Verdicts: res.Report.Verdicts, Summary: res.Report.Summary,
+		Peers: res.Evidence.Peers, Probes: res.Evidence.Probes,
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// printVerdicts prints one line per reporting identity, worst first.
+func printVerdicts(w io.Writer, res *audit.Result) {
+	vs := append([]verdict.Verdict(nil), res.Report.Verdicts...)
+	rank := map[verdict.Status]int{verdict.StatusMisreporting: 0, verdict.StatusSuspect: 1, verdict.StatusUnverifiable: 2, verdict.StatusOK: 3}
+	sort.SliceStable(vs, func(i, j int) bool { return rank[vs[i].Status] < rank[vs[j].Status] })
+	p := res.Progress
+	fmt.Fprintf(w, "%s: %d peers discovered, %d reached, %d probed; auditor moved %s\n\n", res.Evidence.Torrent.Name,
+		p.Discovered, p.Reached, p.Probed, humanize.IBytes(uint64(p.BytesIn+p.BytesOut)))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERDICT\tCONFIDENCE\tADDRESS\tREPORTED UP\tREPORTED DOWN\tREASON")
+	for _, v := range vs {
+		addr := "-"
+		if len(v.Identity.Addrs) > 0 {
+			addr = v.Identity.Addrs[0].String()
+		}
+		reason := ""
+		if len(v.Reasons) > 0 {
+			reason = string(v.Reasons[0].Code) + ": " + v.Reasons[0].Message
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\t%s\n", v.Status, v.Confidence, addr,
+			humanize.IBytes(uint64(max(v.Uploaded, 0))), humanize.IBytes(uint64(max(v.Downloaded, 0))), reason)
+	}
+	tw.Flush()
+	c := res.Report.Summary.Counts
+	fmt.Fprintf(w, "\n%d misreporting, %d suspect, %d ok, %d unverifiable\n", c[verdict.StatusMisreporting], c[verdict.StatusSuspect], c[verdict.StatusOK], c[verdict.StatusUnverifiable])
+}
