@@ -24,6 +24,7 @@ import (
 
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/discover/dhtsearch"
+	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
 	"github.com/swarmaudit/swarmaudit/internal/discover/tracker"
 	"github.com/swarmaudit/swarmaudit/internal/discover/tracker/httptracker"
 	"github.com/swarmaudit/swarmaudit/internal/discover/tracker/udptracker"
@@ -103,6 +104,11 @@ type Config struct {
 	// DHTResendDelay tunes the DHT query resend delay (library default 2 s
 	// if 0).
 	DHTResendDelay time.Duration
+
+	// Exclude lists addresses never recorded, typically the auditor's own
+	// listen addresses: trackers such as opentracker hand a client its own
+	// address back.
+	Exclude []netip.AddrPort
 
 	// Book receives the addresses (a new book with default options if
 	// nil).
@@ -254,7 +260,23 @@ func Dial(rawURL string, h httptracker.Options, u udptracker.Options) (tracker.C
 // Book().Watch() to stream peers as they are found.
 func (d *Discoverer) Book() *addrbook.Book { return d.book }
 
+func (d *Discoverer) excluded(a netip.AddrPort) bool {
+	n, err := addrbook.Normalize(a)
+	if err != nil {
+		return false
+	}
+	for _, x := range d.cfg.Exclude {
+		if xn, err := addrbook.Normalize(x); err == nil && xn == n {
+			return true
+		}
+	}
+	return false
+}
+
 func (d *Discoverer) add(a netip.AddrPort, src string) {
+	if d.excluded(a) {
+		return
+	}
 	if _, err := d.book.Add(a, src, 0); err != nil {
 		d.log.Debug("peer refused", "addr", a, "source", src, "err", err)
 	}
@@ -268,6 +290,33 @@ func (d *Discoverer) trackerPeers(u string, peers []tracker.Peer) {
 }
 
 func (d *Discoverer) dhtPeer(a netip.AddrPort) { d.add(a, addrbook.SourceDHT) }
+
+// AddPEX records the added peers of a PEX message received from the peer
+// at from, with their flags, and returns how many were new. Private
+// torrents ignore PEX (BEP 27): nothing is recorded.
+func (d *Discoverer) AddPEX(from netip.AddrPort, m pex.Message) int {
+	if d.cfg.Private {
+		return 0
+	}
+	src := addrbook.PEX(from)
+	n := 0
+	for _, p := range m.Added {
+		if d.excluded(p.Addr) {
+			continue
+		}
+		if isNew, err := d.book.Add(p.Addr, src, p.Flags); err == nil && isNew {
+			n++
+		}
+	}
+	return n
+}
+
+// AddIncoming records a peer that connected to us. Pass its listen
+// address (its IP with the port from its extension handshake "p"), not the
+// ephemeral source port of the connection.
+func (d *Discoverer) AddIncoming(listen netip.AddrPort) {
+	d.add(listen, addrbook.SourceIncoming)
+}
 
 // Run runs every source concurrently until ctx ends or Duration passes,
 // then sends the trackers' stopped announces (bounded) and closes the

@@ -16,6 +16,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/discover"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/discover/dhtsearch/dhttest"
+	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
 	"github.com/swarmaudit/swarmaudit/internal/discover/tracker/trackertest"
 	"github.com/swarmaudit/swarmaudit/internal/discover/tracker/udptracker"
 	"github.com/swarmaudit/swarmaudit/internal/reported"
@@ -262,5 +263,36 @@ func TestFromMagnetAndTorrent(t *testing.T) {
 	c2 := discover.FromTorrent(tor)
 	if c2.InfoHash != tor.InfoHash || !c2.Private || c2.Left != 99 || len(c2.Trackers) != 1 {
 		t.Errorf("from torrent %+v", c2)
+	}
+}
+
+func TestAddPEXAndIncoming(t *testing.T) {
+	payload := []byte("d5:added12:\x0a\x00\x00\x01\x1a\xe1\x0a\x00\x00\x02\x1a\xe17:added.f2:\x01\x02e")
+	m, err := pex.Parse(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := netip.MustParseAddrPort("10.9.9.9:1")
+	for _, private := range []bool{false, true} {
+		d, err := discover.New(discover.Config{InfoHash: infohash.T{5}, Private: private,
+			Exclude: []netip.AddrPort{netip.MustParseAddrPort("[::ffff:10.0.0.2]:6881")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := d.AddPEX(from, m)
+		d.AddIncoming(netip.MustParseAddrPort("10.0.0.1:6881"))
+		e, ok := d.Book().Get(netip.MustParseAddrPort("10.0.0.1:6881"))
+		if private {
+			if n != 0 || e.HasSource(addrbook.PEX(from)) || !e.HasSource(addrbook.SourceIncoming) {
+				t.Errorf("private: %d added, entry %+v", n, e)
+			}
+			continue
+		}
+		if _, self := d.Book().Get(netip.MustParseAddrPort("10.0.0.2:6881")); self {
+			t.Error("excluded address recorded")
+		}
+		if n != 1 || !ok || !e.HasSource(addrbook.PEX(from)) || !e.HasSource(addrbook.SourceIncoming) || e.Flags != pex.PrefersEncryption {
+			t.Errorf("public: %d added, entry %+v", n, e)
+		}
 	}
 }
