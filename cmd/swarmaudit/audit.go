@@ -36,6 +36,9 @@ type auditFlags struct {
 	encryption, bootstrap, listen, probeBytes, csvStart        string
 	duration, snapshotEvery, probeEvery, probeTimeout, csvStep time.Duration
 	maxConns, maxBWProbes                                      int
+	slack                                                      string
+	slackPieces                                                int
+	suspectFactor, misreportFactor                             float64
 	noDHT, noPEX, noWatch, noTrackers                          bool
 }
 
@@ -87,6 +90,11 @@ column, so --csv-start (and --csv-step) say when its lines were written.`,
 	f.BoolVar(&fl.noTrackers, "no-trackers", false, "do not announce to the torrent's own trackers")
 	f.StringVar(&fl.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,...")
 	f.StringVar(&fl.listen, "listen", "", "accept incoming peer connections on ADDR")
+	def := verdict.DefaultConfig()
+	f.StringVar(&fl.slack, "slack", humanize.IBytes(uint64(def.SlackBytes)), "tolerance: bytes a report may exceed a bound by (see docs/estimation.md)")
+	f.IntVar(&fl.slackPieces, "slack-pieces", def.SlackPieces, "tolerance: pieces a report may exceed a bound by (the larger slack applies)")
+	f.Float64Var(&fl.suspectFactor, "suspect-factor", def.SuspectFactor, "tolerance: a report above bound×this (plus slack) is suspect")
+	f.Float64Var(&fl.misreportFactor, "misreport-factor", def.MisreportFactor, "tolerance: a report above bound×this (plus slack) is misreporting")
 	return cmd
 }
 
@@ -106,6 +114,15 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 	if err != nil {
 		return fmt.Errorf("--probe-bytes: %w", err)
 	}
+	vc := verdict.DefaultConfig()
+	slack, err := humanize.ParseBytes(fl.slack)
+	if err != nil {
+		return fmt.Errorf("--slack: %w", err)
+	}
+	vc.SlackBytes, vc.SlackPieces, vc.SuspectFactor, vc.MisreportFactor = int64(slack), fl.slackPieces, fl.suspectFactor, fl.misreportFactor
+	if err := vc.Validate(); err != nil {
+		return err
+	}
 	imported, err := importReported(fl, t, errOut)
 	if err != nil {
 		return err
@@ -119,7 +136,7 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 	book := addrbook.New(addrbook.Options{})
 	cfg := audit.Config{
 		Torrent: t, Store: st, Book: book, PEX: !fl.noPEX, Duration: fl.duration, Imported: imported,
-		Verdict: verdict.DefaultConfig(), Logger: slog.Default(),
+		Verdict: vc, Logger: slog.Default(),
 		Collect: audit.CollectConfig{
 			SnapshotInterval: fl.snapshotEvery, ProbeInterval: fl.probeEvery, ProbeBytes: int64(pb),
 			ProbeTimeout: fl.probeTimeout, MaxConns: fl.maxConns, MaxBandwidthProbes: fl.maxBWProbes,

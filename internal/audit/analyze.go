@@ -100,7 +100,8 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 	for _, p := range probes {
 		w := get(p.Addr)
 		if p.ThroughputBytesPerSec > 0 {
-			w.Probes = append(w.Probes, estimate.Sample{At: p.At, BytesPerSec: p.ThroughputBytesPerSec, Spread: p.ThroughputSpread, Bytes: p.BytesDownloaded})
+			// The probe's spread is relative; the estimate wants bytes/s.
+			w.Probes = append(w.Probes, estimate.Sample{At: p.At, BytesPerSec: p.ThroughputBytesPerSec, Spread: p.ThroughputSpread * p.ThroughputBytesPerSec, Bytes: p.BytesDownloaded})
 		}
 		if p.PiecesFailed > 0 {
 			var r probe.Result

@@ -371,8 +371,8 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 	switch {
 	case r.Outcome == probe.OutcomeRefused:
 		ev.Outcome = store.ConnRefused
-	case r.Outcome == probe.OutcomeTimeout && r.Encryption == "":
-		ev.Outcome = store.ConnTimeout
+	case r.Outcome == probe.OutcomeTimeout && !r.TCPConnected:
+		ev.Outcome = store.ConnTimeout // nothing answered: absent, firewalled or NATed
 	case r.Encryption == "":
 		ev.Outcome = store.ConnHandshakeFailed
 	case r.SnapshotBitfield == nil:

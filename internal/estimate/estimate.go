@@ -146,6 +146,12 @@ type Unobserved struct {
 	ID      string
 	Present []timeline.Interval
 	MaxGain int64
+	// Seeding says the peer reported itself complete (left=0) throughout:
+	// it is not counted among the downloaders that may have shared another
+	// peer's upload with a probe. That trusts an unverified report, so it
+	// only tightens capacity bounds (whose findings stay suspect), never
+	// the availability bound, which still allows MaxGain.
+	Seeding bool
 }
 
 // Input is the swarm to estimate.
@@ -341,6 +347,7 @@ type unobs struct {
 	id      string
 	present [][2]int64
 	maxGain int64
+	seeding bool
 }
 
 // Estimator answers bound queries over one swarm. It is immutable after New
@@ -434,7 +441,7 @@ func New(in Input, cfg Config) (*Estimator, error) {
 			t, _ := clampNanos(iv.To)
 			pr = append(pr, [2]int64{f, t})
 		}
-		e.unobs = append(e.unobs, unobs{id: u.ID, present: pr, maxGain: mg})
+		e.unobs = append(e.unobs, unobs{id: u.ID, present: pr, maxGain: mg, seeding: u.Seeding})
 	}
 	e.indexPieces()
 	for k := range e.peers {
@@ -518,6 +525,9 @@ func (e *Estimator) competitors(k int, t int64) int {
 		n--
 	}
 	for _, u := range e.unobs {
+		if u.seeding {
+			continue
+		}
 		for _, iv := range u.present {
 			if iv[0] <= t && iv[1] >= t {
 				n++

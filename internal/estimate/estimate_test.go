@@ -689,3 +689,27 @@ func TestAgainstBruteForce(t *testing.T) {
 	}
 	t.Logf("positive availability/downloaded/upload-lower cases: %v", nonzero)
 }
+
+// TestSeedingUnobservedNotCompetitors: unobserved peers that reported
+// themselves complete do not widen the sharing multiplier; others do.
+func TestSeedingUnobservedNotCompetitors(t *testing.T) {
+	seeder := Peer{ID: "S", Timeline: timeline.Build(10, []timeline.Observation{haveAll(0)}),
+		Capacity: Capacity{Samples: []Sample{{At: at(50), BytesPerSec: 10}}}}
+	present := []timeline.Interval{{From: at(0), To: at(100)}}
+	tests := []struct {
+		name      string
+		seeding   bool
+		wantShare float64
+	}{
+		{"leecher", false, 2},
+		{"reported seeder", true, 1},
+	}
+	for _, tt := range tests {
+		e := mustNew(t, Input{Torrent: tor10, Peers: []Peer{seeder},
+			Unobserved: []Unobserved{{ID: "U", Present: present, MaxGain: -1, Seeding: tt.seeding}}}, exact())
+		c, _ := e.Capacity(0)
+		if c.Share != tt.wantShare {
+			t.Errorf("%s: share %v, want %v", tt.name, c.Share, tt.wantShare)
+		}
+	}
+}

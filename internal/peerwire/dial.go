@@ -31,7 +31,7 @@ func Dial(ctx context.Context, addr netip.AddrPort, cfg Config) (*Conn, error) {
 		}
 		c, err2 := dialOnce(ctx, addr, cfg, false)
 		if err2 != nil {
-			return nil, fmt.Errorf("%w (after MSE was dropped: %v)", err2, err)
+			return nil, fmt.Errorf("%w (after MSE was dropped: %w)", err2, err)
 		}
 		return c, nil
 	default:
@@ -60,7 +60,7 @@ func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, encrypt bool
 	c, err := handshakeOutgoing(ctx, raw, cfg, encrypt)
 	if err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("handshake with %s: %w", addr, err)
+		return nil, fmt.Errorf("handshake with %s: %w", addr, errors.Join(err, ErrConnected))
 	}
 	c.HandshakeDuration = time.Since(start)
 	return c, nil

@@ -33,6 +33,10 @@ var (
 	ErrProtocol = errors.New("protocol error")
 	// ErrClosed: the peer closed the connection after the handshake.
 	ErrClosed = errors.New("connection closed by peer")
+	// ErrConnected marks a failure that came after the TCP connection was
+	// established: something listens there, but did not complete a
+	// BitTorrent handshake (errors.Is finds it next to the failure's kind).
+	ErrConnected = errors.New("TCP connected")
 )
 
 // classify maps a low-level I/O error to one of the sentinels (keeping the

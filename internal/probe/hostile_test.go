@@ -130,6 +130,9 @@ func TestProbeHostilePeers(t *testing.T) {
 			if r.Outcome != tt.want {
 				t.Fatalf("outcome %s (%s), want %s", r.Outcome, r.Error, tt.want)
 			}
+			if tt.want == OutcomeTimeout && !r.TCPConnected {
+				t.Fatal("a peer that accepted TCP is not marked tcp_connected")
+			}
 			if r.DurationMS > 10000 { // a hang check, not a speed goal
 				t.Fatalf("probe overran its timeout: %.0f ms", r.DurationMS)
 			}

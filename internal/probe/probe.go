@@ -149,6 +149,7 @@ func (s *session) run(ctx context.Context, addr netip.AddrPort) error {
 	cfg := s.o.Dialer
 	cfg.InfoHash, cfg.PeerID, cfg.Policy = s.t.InfoHash, s.o.PeerID, s.o.Policy
 	conn, err := peerwire.Dial(ctx, addr, cfg)
+	s.r.TCPConnected = err == nil || errors.Is(err, peerwire.ErrConnected)
 	if err != nil {
 		return err
 	}

@@ -36,13 +36,16 @@ type HaveEvent struct {
 // Result is everything one probe learned. Its JSON form is the
 // `swarmaudit probe --json` output.
 type Result struct {
-	Peer         string                 `json:"peer"`
-	PeerID       string                 `json:"peer_id"`
-	PeerIDHex    string                 `json:"peer_id_hex,omitempty"`
-	Client       string                 `json:"client"`
-	Encryption   string                 `json:"encryption"`
-	Started      time.Time              `json:"started"`
-	DurationMS   float64                `json:"duration_ms"`
+	Peer       string    `json:"peer"`
+	PeerID     string    `json:"peer_id"`
+	PeerIDHex  string    `json:"peer_id_hex,omitempty"`
+	Client     string    `json:"client"`
+	Encryption string    `json:"encryption"`
+	Started    time.Time `json:"started"`
+	DurationMS float64   `json:"duration_ms"`
+	// TCPConnected is true when the TCP connection was established, even if
+	// no BitTorrent handshake followed.
+	TCPConnected bool                   `json:"tcp_connected"`
 	HandshakeMS  float64                `json:"handshake_ms"`
 	Fast         bool                   `json:"fast_extension"`
 	Extended     bool                   `json:"extension_protocol"`
@@ -64,18 +67,20 @@ type Result struct {
 	TTFBMS                float64     `json:"ttfb_ms,omitempty"`
 	BytesDownloaded       int64       `json:"bytes_downloaded"`
 	ThroughputBytesPerSec float64     `json:"throughput_bytes_per_sec"`
-	ThroughputSpread      float64     `json:"throughput_spread"`
-	ThroughputSamples     int         `json:"throughput_samples"`
-	PiecesVerified        int         `json:"pieces_verified"`
-	PiecesFailed          int         `json:"pieces_failed"`
-	FailedPieces          []int       `json:"failed_pieces,omitempty"`
-	Rejected              int         `json:"rejected_requests,omitempty"`
-	WireBytesIn           int64       `json:"wire_bytes_in"`
-	WireBytesOut          int64       `json:"wire_bytes_out"`
-	UnknownMessages       int         `json:"unknown_messages,omitempty"`
-	Keepalives            int         `json:"keepalives,omitempty"`
-	Outcome               Outcome     `json:"outcome"`
-	Error                 string      `json:"error,omitempty"`
+	// ThroughputSpread is the relative standard error of the rate (0.05
+	// means ±5%): the spread of per-segment rates over √segments.
+	ThroughputSpread  float64 `json:"throughput_spread"`
+	ThroughputSamples int     `json:"throughput_samples"`
+	PiecesVerified    int     `json:"pieces_verified"`
+	PiecesFailed      int     `json:"pieces_failed"`
+	FailedPieces      []int   `json:"failed_pieces,omitempty"`
+	Rejected          int     `json:"rejected_requests,omitempty"`
+	WireBytesIn       int64   `json:"wire_bytes_in"`
+	WireBytesOut      int64   `json:"wire_bytes_out"`
+	UnknownMessages   int     `json:"unknown_messages,omitempty"`
+	Keepalives        int     `json:"keepalives,omitempty"`
+	Outcome           Outcome `json:"outcome"`
+	Error             string  `json:"error,omitempty"`
 }
 
 // outcomeFor maps a connection error to the outcome vocabulary.

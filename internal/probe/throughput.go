@@ -11,10 +11,11 @@ import (
 const rampFraction = 0.25
 
 // throughput estimates the steady-state rate from block arrivals: it drops
-// the ramp-up, divides the remaining bytes by the time they took, and
-// measures the spread as the coefficient of variation of the rate over up to
-// eight equal-byte segments of the steady part. It returns 0s when fewer than
-// three blocks arrived.
+// the ramp-up and divides the remaining bytes by the time they took. The
+// spread is the relative standard error of that rate: the coefficient of
+// variation of the rate over up to eight equal-byte segments of the steady
+// part, divided by √segments. It returns 0s when fewer than three blocks
+// arrived.
 func throughput(arr []arrival) (rate, spread float64, segments int) {
 	if len(arr) < 3 {
 		return 0, 0, 0
@@ -71,7 +72,8 @@ func throughput(arr []arrival) (rate, spread float64, segments int) {
 	for _, r := range rates {
 		sq += (r - mean) * (r - mean)
 	}
-	return rate, math.Sqrt(sq/float64(len(rates)-1)) / mean, len(rates)
+	cv := math.Sqrt(sq/float64(len(rates)-1)) / mean
+	return rate, cv / math.Sqrt(float64(len(rates))), len(rates)
 }
 
 // rateOf is the bytes after the first arrival divided by the time from the

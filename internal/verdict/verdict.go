@@ -613,7 +613,10 @@ func (j *judge) estimate() error {
 		if id.group >= 0 && j.grps[id.group].est >= 0 {
 			continue
 		}
-		u := estimate.Unobserved{ID: id.id.Key, MaxGain: -1}
+		u := estimate.Unobserved{ID: id.id.Key, MaxGain: -1, Seeding: len(id.ann) > 0}
+		for _, a := range id.ann {
+			u.Seeding = u.Seeding && a.Left == 0
+		}
 		for _, s := range id.sessions {
 			u.Present = append(u.Present, timeline.Interval{From: s.ann[0].At, To: s.end})
 		}
