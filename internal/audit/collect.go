@@ -375,7 +375,7 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 		ev.Outcome = store.ConnTimeout // nothing answered: absent, firewalled or NATed
 	case r.Encryption == "":
 		ev.Outcome = store.ConnHandshakeFailed
-	case r.SnapshotBitfield == nil:
+	case r.SnapshotBitfield == nil && waitedForBitfield(r):
 		// It sent no bitfield, HaveAll or HaveNone (perhaps only HAVEs)
 		// while the probe waited: BEP 3 allows that only with no pieces.
 		ev.Outcome = store.ConnNoBitfield
@@ -407,6 +407,17 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 		})
 		c.storeErr(err)
 	}
+}
+
+// waitedForBitfield reports whether the probe got past its wait for the
+// peer's first message, so that the absence of a bitfield is evidence (a
+// probe cut short by its deadline or a protocol error proves nothing).
+func waitedForBitfield(r *probe.Result) bool {
+	switch r.Outcome {
+	case probe.OutcomeOK, probe.OutcomeChoked, probe.OutcomeBadData:
+		return true
+	}
+	return false
 }
 
 func (c *Collector) storeErr(err error) {
