@@ -12,6 +12,10 @@ import (
 // to swarmaudit's own tracker.
 const SourceEmbeddedTracker = "tracker:embedded"
 
+// SourceStored marks peers known from an earlier run on the same database
+// that recorded no source.
+const SourceStored = "stored"
+
 // TeeRecorder records announces to the store (or any recorder) and puts
 // every announced address in the book, so that each reporting peer is
 // audited on the wire — including those that never answer.

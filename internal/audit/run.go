@@ -77,6 +77,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	// A restart on the same database continues the audit: every peer known
+	// from earlier runs is audited again.
+	known, err := st.Peers(ctx, swarm)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	for _, p := range known {
+		src := SourceStored
+		if len(p.Sources) > 0 {
+			src = p.Sources[0]
+		}
+		cfg.Book.Add(p.Addr, src, 0)
+	}
 	res := &Result{Swarm: swarm, Started: time.Now()}
 	conf, _ := json.Marshal(map[string]any{"duration": cfg.Duration.String(), "snapshot_interval": cfg.Collect.SnapshotInterval.String(), "probe_interval": cfg.Collect.ProbeInterval.String(), "probe_bytes": cfg.Collect.ProbeBytes})
 	if res.Run, err = st.StartRun(ctx, swarm, res.Started, conf); err != nil {

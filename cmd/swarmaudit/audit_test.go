@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/cheat"
+	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/verdict"
+)
+
+// auditedSwarm is one loopback swarm reporting to swarmaudit's embedded
+// tracker while `swarmaudit audit` runs on it.
+type auditedSwarm struct {
+	dir, torrent, announce string
+	payload                string
+	ih                     [20]byte
+	ctx                    context.Context
+	done                   chan error
+	output                 string
+	report                 string
+}
+
+const auditFor = 70 * time.Second
+
+// startAuditedSwarm makes a 32 MiB private torrent announcing to an
+// embedded tracker and starts the audit on it.
+func startAuditedSwarm(t *testing.T, seed int64) *auditedSwarm {
+	t.Helper()
+	s := &auditedSwarm{dir: t.TempDir(), done: make(chan error, 1)}
+	if keep := os.Getenv("SWARMAUDIT_KEEP_AUDIT"); keep != "" { // for debugging: keep the database
+		s.dir = filepath.Join(keep, fmt.Sprint(seed))
+		os.RemoveAll(s.dir)
+		os.MkdirAll(s.dir, 0o755)
+	}
+	for _, d := range []string{"seed", "leech"} {
+		if err := os.Mkdir(filepath.Join(s.dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.payload = testclients.MakePayload(t, filepath.Join(s.dir, "seed"), 32<<20, seed)
+	trackerAddr := fmt.Sprintf("127.0.0.1:%d", testclients.FreePort(t, "127.0.0.1"))
+	s.announce = "http://" + trackerAddr + "/announce"
+	s.torrent, s.ih = testclients.MakeTorrent(t, s.payload, 256<<10, []string{s.announce}, true)
+	s.report = filepath.Join(s.dir, "audit.json")
+	go func() {
+		var err error
+		s.output, err = run(t, "audit", "--torrent", s.torrent, "--tracker-listen", trackerAddr,
+			"--duration", auditFor.String(), "--db", filepath.Join(s.dir, "audit.db"), "--json-out", s.report,
+			"--no-dht", "--no-trackers", "--snapshot-interval", "2s", "--probe-interval", "20s",
+			"--probe-bytes", "512KiB", "--probe-timeout", "6s", "--slack", "4MiB")
+		s.done <- err
+	}()
+	waitListening(t, trackerAddr)
+	var cancel context.CancelFunc
+	s.ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return s
+}
+
+// start runs a real client on the swarm (a seeder when seed is set).
+func (s *auditedSwarm) start(t *testing.T, kind testclients.Kind, torrent string, seed bool, o testclients.Options) *testclients.Client {
+	o.Kind, o.TorrentFile, o.Seed = kind, torrent, seed
+	if seed {
+		o.DataDir = filepath.Dir(s.payload)
+	} else {
+		o.DataDir = filepath.Join(s.dir, "leech")
+	}
+	return testclients.Start(s.ctx, t, o)
+}
+
+// finish stops the clients (they announce stopped), waits for the audit
+// and returns its verdicts by announced port.
+func (s *auditedSwarm) finish(t *testing.T, clients ...*testclients.Client) map[uint16]verdict.Verdict {
+	t.Helper()
+	for _, c := range clients {
+		c.Stop()
+	}
+	if err := <-s.done; err != nil {
+		t.Fatalf("audit: %v\n%s", err, s.output)
+	}
+	t.Logf("audit output:\n%s", s.output)
+	raw, err := os.ReadFile(s.report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Verdicts []verdict.Verdict `json:"verdicts"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	byPort := map[uint16]verdict.Verdict{}
+	for _, v := range rep.Verdicts {
+		for _, a := range v.Identity.Addrs {
+			byPort[a.Port()] = v
+		}
+	}
+	return byPort
+}
+
+// TestAuditRealClientsAndCheaters is the audit's end-to-end check: real
+// Transmission and libtorrent clients report to swarmaudit's embedded
+// tracker while it watches the swarm, next to the known cheating tools.
+// Every cheater must come out misreporting or suspect with the right
+// reason, and no honest client misreporting. The ratio proxy runs in a swarm
+// of its own: fake announcers that may be downloading out of sight widen
+// every availability bound (docs/estimation.md), which is the cover a
+// proxy user would lack in a swarm of honest peers.
+func TestAuditRealClientsAndCheaters(t *testing.T) {
+	testclients.Require(t, "transmission-daemon", "libtorrent")
+	t.Run("fake announcers", func(t *testing.T) {
+		t.Parallel()
+		s := startAuditedSwarm(t, 21)
+		tr := s.start(t, testclients.Transmission, s.torrent, true, testclients.Options{UploadLimitKiB: 1024, Encryption: testclients.EncRequired})
+		leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.3", Encryption: testclients.EncRequired})
+		cheaters := map[cheat.Kind]*cheat.Cheater{}
+		for i, kind := range cheat.Kinds() {
+			c, err := cheat.Start(s.ctx, cheat.Config{Kind: kind, Announce: s.announce, InfoHash: s.ih, Size: 32 << 20, Rate: 2 << 20, Interval: 5 * time.Second, Seed: uint64(i + 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cheaters[kind] = c
+		}
+		time.Sleep(auditFor - 15*time.Second)
+		for _, c := range cheaters {
+			c.Close()
+		}
+		byPort := s.finish(t, leecher, tr)
+		want := map[cheat.Kind][]verdict.Code{
+			cheat.Ghost:           {verdict.CodeNeverHandshaked, verdict.CodeUploadExceedsAvailability},
+			cheat.Mute:            {verdict.CodeNeverHandshaked, verdict.CodeUploadExceedsAvailability},
+			cheat.NoBitfield:      {verdict.CodeNoBitfield, verdict.CodeUploadExceedsAvailability},
+			cheat.LeecherFollower: {verdict.CodeUploadExceedsAvailability, verdict.CodeNeverHandshaked},
+			cheat.FlashSession:    {verdict.CodeUploadWhileAbsent, verdict.CodeUploadExceedsAvailability, verdict.CodeUploadExceedsCapacity},
+		}
+		for kind, c := range cheaters {
+			v, ok := byPort[c.Addr.Port()]
+			if !ok {
+				t.Errorf("%s cheater (port %d) has no verdict", kind, c.Addr.Port())
+				continue
+			}
+			t.Logf("%s: %s %.2f [%s]", kind, v.Status, v.Confidence, codes(v))
+			if v.Status != verdict.StatusMisreporting && v.Status != verdict.StatusSuspect {
+				t.Errorf("%s cheater: %s [%s]", kind, v.Status, codes(v))
+			}
+			if !hasCode(v, want[kind]...) {
+				t.Errorf("%s cheater: reasons [%s], want one of %v", kind, codes(v), want[kind])
+			}
+		}
+		checkHonest(t, byPort, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
+	})
+	t.Run("ratio proxy", func(t *testing.T) {
+		t.Parallel()
+		s := startAuditedSwarm(t, 22)
+		proxy, err := cheat.StartProxy("127.0.0.1", s.announce, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer proxy.Close()
+		// The same torrent announcing through the ratio proxy.
+		proxied, _ := testclients.MakeTorrent(t, s.payload, 256<<10, []string{proxy.URL}, true)
+		// Seeders first, each seen by the audit before the next arrives: a
+		// peer first seen with pieces may have gained them just before, so
+		// peers that appear together give each other cover.
+		tr := s.start(t, testclients.Transmission, s.torrent, true, testclients.Options{UploadLimitKiB: 256, Encryption: testclients.EncPreferred})
+		time.Sleep(5 * time.Second)
+		booster := s.start(t, testclients.Libtorrent, proxied, true, testclients.Options{UploadLimitKiB: 1024})
+		time.Sleep(5 * time.Second)
+		leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.4", Encryption: testclients.EncRequired})
+		time.Sleep(auditFor - 25*time.Second)
+		byPort := s.finish(t, leecher, tr, booster)
+		v, ok := byPort[booster.Addr.Port()]
+		if !ok {
+			t.Fatalf("the client behind the proxy (%s) has no verdict", booster.Addr)
+		}
+		t.Logf("×3 proxy: %s %.2f [%s] reported up %d", v.Status, v.Confidence, codes(v), v.Uploaded)
+		if v.Status != verdict.StatusMisreporting && v.Status != verdict.StatusSuspect {
+			b, _ := json.MarshalIndent(v, "", " ")
+			t.Errorf("the ×3 proxy was not caught: %s [%s]\n%s", v.Status, codes(v), b)
+		}
+		checkHonest(t, byPort, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
+	})
+}
+
+// checkHonest fails if an honest client is called misreporting.
+func checkHonest(t *testing.T, byPort map[uint16]verdict.Verdict, clients map[string]*testclients.Client) {
+	t.Helper()
+	for name, c := range clients {
+		v, ok := byPort[c.Addr.Port()]
+		if !ok {
+			t.Errorf("%s (%s) has no verdict", name, c.Addr)
+			continue
+		}
+		t.Logf("%s: %s %.2f [%s] reported up %d down %d", name, v.Status, v.Confidence, codes(v), v.Uploaded, v.Downloaded)
+		if v.Status == verdict.StatusMisreporting {
+			t.Errorf("honest %s called misreporting: [%s]", name, codes(v))
+		}
+	}
+}
+
+func codes(v verdict.Verdict) string {
+	var s []string
+	for _, r := range v.Reasons {
+		s = append(s, string(r.Code))
+	}
+	return strings.Join(s, ",")
+}
+
+func hasCode(v verdict.Verdict, codes ...verdict.Code) bool {
+	for _, r := range v.Reasons {
+		for _, c := range codes {
+			if r.Code == c {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("nothing listening on %s", addr)
+}
