@@ -379,6 +379,12 @@ func (b *builder) timeline() {
 			hs = append(hs, held{g.Had, g.Piece})
 		}
 		sort.Slice(hs, func(i, j int) bool { return hs[i].at.Before(hs[j].at) })
+		// The state is unknown before the first piece information: find
+		// the first bucket where it is known (HaveAt costs O(pieces)).
+		known := sort.Search(nb, func(k int) bool {
+			_, ok := r.tl.HaveAt(b.times[k])
+			return ok
+		})
 		bf := bitfield.New(n)
 		cnt, next := 0, 0
 		series := make([]*int, nb)
@@ -388,7 +394,7 @@ func (b *builder) timeline() {
 				cnt++
 				next++
 			}
-			if _, ok := r.tl.HaveAt(at); ok {
+			if k >= known {
 				c := cnt
 				series[k] = &c
 			}
