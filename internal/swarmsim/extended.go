@@ -12,8 +12,9 @@ import (
 )
 
 // extended answers extension messages: on the peer's extension handshake it
-// sends the configured PEX list; ut_metadata requests get the info
-// dictionary (or a reject when the peer has none to serve).
+// notes the remote's listening port and sends the configured PEX list;
+// ut_metadata requests get the info dictionary (or a reject when the peer
+// has none to serve). Replies go through the connection's writer.
 func (p *Peer) extended(c *peerwire.Conn, m pp.Message) error {
 	switch m.ExtendedID {
 	case pp.HandshakeExtendedID:
@@ -24,8 +25,9 @@ func (p *Peer) extended(c *peerwire.Conn, m pp.Message) error {
 		p.mu.Lock()
 		p.peerExt[c] = h
 		p.mu.Unlock()
+		p.noteListenPort(c, h.ListenPort)
 		if id, ok := h.ExtensionID(peerwire.ExtPEX); ok && len(p.cfg.PEX) > 0 {
-			return c.WriteMessages(pexMessage(p.cfg.PEX).Message(id))
+			return p.send(c, pexMessage(p.cfg.PEX).Message(id))
 		}
 	case peerwire.LocalMetadataID:
 		req, err := metadata.Parse(m.ExtendedPayload)
@@ -46,7 +48,7 @@ func (p *Peer) extended(c *peerwire.Conn, m pp.Message) error {
 		if len(p.cfg.InfoBytes) > 0 && req.Piece*metadata.PieceSize < len(p.cfg.InfoBytes) {
 			payload = metadata.DataPayload(req.Piece, p.cfg.InfoBytes)
 		}
-		return c.WriteMessages(pp.Message{Type: pp.Extended, ExtendedID: id, ExtendedPayload: payload})
+		return p.send(c, pp.Message{Type: pp.Extended, ExtendedID: id, ExtendedPayload: payload})
 	}
 	return nil
 }

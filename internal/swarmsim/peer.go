@@ -3,13 +3,23 @@
 // (plaintext and MSE, per-peer policy), with per-peer upload rate limits
 // and scripted misbehaviour. The demo, the benchmarks and the tests use it
 // as a swarm whose truth is known.
+//
+// A Peer on its own (StartPeer) serves the pieces it has. With
+// PeerConfig.Download it also fetches the pieces it lacks from the peers it
+// is connected to, verifies them by SHA-1, bans peers that send bad data and
+// announces HAVEs, so bitfields grow as in a real swarm. A Swarm (StartSwarm)
+// runs many such peers that find each other through a tracker, announcing
+// their true counters or lying about them as told, and records the truth.
 package swarmsim
 
 import (
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -34,11 +44,25 @@ const (
 	EncDisabled  Encryption = "disabled"  // plaintext only; MSE is hung up on
 )
 
+// dialPolicy is the policy a peer uses for the connections it opens.
+func (e Encryption) dialPolicy() peerwire.Policy {
+	switch e {
+	case EncRequired:
+		return peerwire.PolicyRequire
+	case EncDisabled:
+		return peerwire.PolicyPlaintext
+	}
+	return peerwire.PolicyAuto
+}
+
 // Payload is the content of the simulated torrent.
 type Payload struct {
 	InfoHash    infohash.T
 	PieceLength int64
 	Data        []byte
+
+	hashOnce sync.Once
+	hashes   [][20]byte
 }
 
 // NumPieces is the number of pieces of the payload.
@@ -50,6 +74,43 @@ func (p *Payload) NumPieces() int {
 func (p *Payload) PieceSize(i int) int64 {
 	return min(p.PieceLength, int64(len(p.Data))-int64(i)*p.PieceLength)
 }
+
+// PieceHash is the SHA-1 of piece i (computed once for all pieces, on first
+// use), the hash a downloading peer checks what it receives against.
+func (p *Payload) PieceHash(i int) [20]byte {
+	p.hashOnce.Do(func() {
+		p.hashes = make([][20]byte, p.NumPieces())
+		for j := range p.hashes {
+			off := int64(j) * p.PieceLength
+			p.hashes[j] = sha1.Sum(p.Data[off : off+p.PieceSize(j)])
+		}
+	})
+	if i < 0 || i >= len(p.hashes) {
+		return [20]byte{}
+	}
+	return p.hashes[i]
+}
+
+// Defaults for the zero values of PeerConfig.
+const (
+	DefaultMaxConns      = 30
+	DefaultRequestQueue  = 16
+	DefaultChokeInterval = 10 * time.Second
+	// BlockSize is the request size downloading peers use.
+	BlockSize = 16 << 10
+)
+
+// Internal bounds.
+const (
+	maxDials        = 4    // concurrent outgoing handshakes per peer
+	maxUploadQueue  = 500  // requests queued from one connection (our reqq)
+	maxOutbox       = 4096 // control messages queued for one connection
+	handshakeTime   = 10 * time.Second
+	readIdleTimeout = 2 * time.Minute
+	keepaliveEvery  = time.Minute
+	tickEvery       = 250 * time.Millisecond
+	pruneIdle       = 10 * time.Second
+)
 
 // PeerConfig configures one simulated peer.
 type PeerConfig struct {
@@ -70,79 +131,253 @@ type PeerConfig struct {
 	// PEX lists addresses sent in a ut_pex message to peers that support it.
 	PEX    []netip.AddrPort
 	Logger *slog.Logger
-}
 
-// limiterChunk is the unit in which uploads take tokens from the limiter.
-const limiterChunk = 16 << 10
+	// Download makes the peer fetch the pieces it lacks: from the peers
+	// that connect to it and from the addresses given to AddPeers, which it
+	// dials with the outgoing policy matching Encryption (required: RC4
+	// only; preferred: MSE with plaintext fallback; disabled: plaintext).
+	// Without it the peer only serves, as a static seed or snapshot does.
+	Download bool
+	// DownloadRate caps what the peer receives, in payload bytes per second
+	// over all its connections; 0 means unlimited.
+	DownloadRate float64
+	// UploadSlots bounds how many interested peers are unchoked at once;
+	// one slot is rotated to a waiting peer every ChokeInterval. 0 unchokes
+	// every interested peer at once.
+	UploadSlots   int
+	ChokeInterval time.Duration
+	// MaxConns bounds the peer's live connections, incoming and outgoing
+	// together (DefaultMaxConns when 0); further incoming ones are closed
+	// at once.
+	MaxConns int
+	// RequestQueue is the number of block requests a downloading peer keeps
+	// outstanding on each connection (DefaultRequestQueue when 0).
+	RequestQueue int
+	// Seed drives the peer's random choices: ties in rarest-first piece
+	// choice, dial order and which waiting peer gets a rotated slot.
+	Seed uint64
+	// KeepData keeps the bytes of every downloaded piece that passed its
+	// hash check, for Data (tests compare them to the payload).
+	KeepData bool
+	// Unconnectable makes the peer listen nowhere: Addr is then a port held
+	// by a bound socket that does not listen, so connections to it are
+	// refused, as for a peer behind NAT. It still dials out.
+	Unconnectable bool
+}
 
 // Peer is a running simulated peer.
 type Peer struct {
-	cfg      PeerConfig
-	ln       net.Listener
-	limiter  *rate.Limiter
-	uploaded atomic.Int64
-	mu       sync.Mutex
-	have     bitfield.Bitfield
-	conns    map[*peerwire.Conn]bool
-	peerExt  map[*peerwire.Conn]peerwire.ExtHandshake
-	wg       sync.WaitGroup
-	cancel   context.CancelFunc
+	cfg        PeerConfig
+	ln         net.Listener // nil when unconnectable
+	hold       io.Closer    // the bound, non-listening socket when unconnectable
+	addr       netip.AddrPort
+	limiter    *rate.Limiter
+	dlimiter   *rate.Limiter
+	uploaded   atomic.Int64
+	downloaded atomic.Int64
+	wasted     atomic.Int64
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup // accept loop and housekeeping
+	connWG     sync.WaitGroup // connection and dial goroutines
+	wake       chan struct{}  // nudges housekeeping (new addresses)
+	complete   chan struct{}  // closed when the peer has every piece
+	maxConns   int
+	queue      int
+
+	mu        sync.Mutex
+	closed    bool
+	have      bitfield.Bitfield
+	conns     map[*peerwire.Conn]*conn
+	peerExt   map[*peerwire.Conn]peerwire.ExtHandshake
+	pending   int // accepted or dialled connections not yet registered
+	dialing   int
+	connSeq   uint64
+	unchoked  int
+	rng       *rand.Rand
+	dl        *downloader // nil without Download
+	book      addrBook
+	lastChoke time.Time
+	lastAlive time.Time
+	doneAt    time.Time
 }
 
 // StartPeer listens on addr (e.g. "127.0.0.1:0") and serves until Close.
+// With cfg.Unconnectable it binds addr without listening.
 func StartPeer(addr string, cfg PeerConfig) (*Peer, error) {
 	if cfg.Payload == nil {
 		return nil, errors.New("swarmsim: peer needs a payload")
 	}
-	if cfg.Have.Len() != cfg.Payload.NumPieces() {
-		cfg.Have = bitfield.New(cfg.Payload.NumPieces())
+	if cfg.Payload.PieceLength <= 0 || len(cfg.Payload.Data) == 0 {
+		return nil, fmt.Errorf("swarmsim: payload of %d bytes with piece length %d", len(cfg.Payload.Data), cfg.Payload.PieceLength)
+	}
+	n := cfg.Payload.NumPieces()
+	if cfg.Have.Len() != n {
+		cfg.Have = bitfield.New(n)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("swarmsim listen %s: %w", addr, err)
+	if cfg.ChokeInterval <= 0 {
+		cfg.ChokeInterval = DefaultChokeInterval
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &Peer{cfg: cfg, ln: ln, have: cfg.Have.Clone(), cancel: cancel, conns: map[*peerwire.Conn]bool{}, peerExt: map[*peerwire.Conn]peerwire.ExtHandshake{}}
+	p := &Peer{
+		cfg:      cfg,
+		have:     cfg.Have.Clone(),
+		conns:    map[*peerwire.Conn]*conn{},
+		peerExt:  map[*peerwire.Conn]peerwire.ExtHandshake{},
+		wake:     make(chan struct{}, 1),
+		complete: make(chan struct{}),
+		maxConns: cfg.MaxConns,
+		queue:    cfg.RequestQueue,
+		rng:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x5851f42d4c957f2d)),
+	}
+	if p.maxConns <= 0 {
+		p.maxConns = DefaultMaxConns
+	}
+	if p.queue <= 0 {
+		p.queue = DefaultRequestQueue
+	}
+	if p.have.Complete() {
+		close(p.complete)
+	}
+	if cfg.Unconnectable {
+		h, ap, err := holdPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("swarmsim bind %s: %w", addr, err)
+		}
+		p.hold, p.addr = h, ap
+	} else {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("swarmsim listen %s: %w", addr, err)
+		}
+		p.ln = ln
+		p.addr = netip.MustParseAddrPort(ln.Addr().String())
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if cfg.UploadRate > 0 {
 		// Burst of two blocks: enough to keep a connection busy, small
 		// enough that the cap holds over any window of a second or more.
 		p.limiter = rate.NewLimiter(rate.Limit(cfg.UploadRate), 2*limiterChunk)
 	}
-	p.wg.Add(1)
-	go p.acceptLoop(ctx)
+	if cfg.DownloadRate > 0 {
+		p.dlimiter = rate.NewLimiter(rate.Limit(cfg.DownloadRate), 2*limiterChunk)
+	}
+	if cfg.Download {
+		p.dl = newDownloader(p)
+	}
+	if p.ln != nil {
+		p.wg.Add(1)
+		go p.acceptLoop()
+	}
+	if cfg.Download || cfg.UploadSlots > 0 {
+		p.wg.Add(1)
+		go p.housekeeping()
+	}
 	return p, nil
 }
 
-// Addr is the peer's listening address.
-func (p *Peer) Addr() netip.AddrPort { return netip.MustParseAddrPort(p.ln.Addr().String()) }
+// limiterChunk is the unit in which uploads take tokens from the limiter.
+const limiterChunk = 16 << 10
+
+// Addr is the peer's listening address (for an unconnectable peer, the
+// address it announces, where nothing listens).
+func (p *Peer) Addr() netip.AddrPort { return p.addr }
+
+// PeerID is the peer's id.
+func (p *Peer) PeerID() [20]byte { return p.cfg.PeerID }
 
 // Uploaded is the payload bytes the peer has sent (the ground truth).
 func (p *Peer) Uploaded() int64 { return p.uploaded.Load() }
 
+// Downloaded is the payload bytes the peer has received in piece messages,
+// including blocks it did not need and blocks of pieces that failed their
+// hash check (the ground truth of what a client reports as downloaded).
+func (p *Peer) Downloaded() int64 { return p.downloaded.Load() }
+
+// Left is the number of bytes of the pieces the peer does not have.
+func (p *Peer) Left() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leftLocked()
+}
+
+func (p *Peer) leftLocked() int64 {
+	var left int64
+	for i := range p.have.Len() {
+		if !p.have.Has(i) {
+			left += p.cfg.Payload.PieceSize(i)
+		}
+	}
+	return left
+}
+
+// Have returns a copy of the set of pieces the peer holds.
+func (p *Peer) Have() bitfield.Bitfield {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.have.Clone()
+}
+
+// Complete is closed once the peer holds every piece.
+func (p *Peer) Complete() <-chan struct{} { return p.complete }
+
 // Close stops the peer and waits for its connections to end.
 func (p *Peer) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	p.cancel()
-	err := p.ln.Close()
+	var err error
+	if p.ln != nil {
+		err = p.ln.Close()
+	}
+	if p.hold != nil {
+		err = p.hold.Close()
+	}
 	p.wg.Wait()
+	p.connWG.Wait()
 	return err
 }
 
-func (p *Peer) acceptLoop(ctx context.Context) {
+// admit reserves room for one more connection (counted as pending until it
+// is registered or fails); it refuses when the peer is full or closed.
+func (p *Peer) admit() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.conns)+p.pending >= p.maxConns {
+		return false
+	}
+	p.pending++
+	p.connWG.Add(1)
+	return true
+}
+
+func (p *Peer) acceptLoop() {
 	defer p.wg.Done()
-	var conns sync.WaitGroup
-	defer conns.Wait()
 	for {
 		raw, err := p.ln.Accept()
 		if err != nil {
-			return
+			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors and the like: wait a little, bounded by Close.
+			p.cfg.Logger.Debug("swarmsim accept", "err", err)
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
 		}
-		conns.Add(1)
+		if !p.admit() {
+			raw.Close()
+			continue
+		}
 		go func() {
-			defer conns.Done()
-			p.serve(ctx, raw)
+			defer p.connWG.Done()
+			p.serve(raw)
 		}()
 	}
 }
@@ -164,121 +399,56 @@ func (p *Peer) acceptConfig() peerwire.AcceptConfig {
 	return ac
 }
 
-// serve runs one incoming connection: the reader handles requests inline,
-// and pieces are written from this goroutine under the rate limiter.
-func (p *Peer) serve(ctx context.Context, raw net.Conn) {
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// serve handshakes one incoming connection and runs it.
+func (p *Peer) serve(raw net.Conn) {
+	hctx, cancel := context.WithTimeout(p.ctx, handshakeTime)
 	c, err := peerwire.Accept(hctx, raw, p.acceptConfig())
 	cancel()
 	if err != nil {
+		p.unpend()
 		p.cfg.Logger.Debug("swarmsim accept", "err", err)
 		return
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-	p.mu.Lock()
-	have := p.have.Clone()
-	p.conns[c] = true
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.conns, c)
-		delete(p.peerExt, c)
-		p.mu.Unlock()
-	}()
-	var hello []pp.Message
-	if c.SupportsExtended() {
-		hello = append(hello, peerwire.OurExtHandshake(p.clientName(), 500, len(p.cfg.InfoBytes)))
-	}
-	switch {
-	case c.SupportsFast() && have.Complete():
-		hello = append(hello, pp.Message{Type: pp.HaveAll})
-	case c.SupportsFast() && have.Count() == 0:
-		hello = append(hello, pp.Message{Type: pp.HaveNone})
-	case have.Count() > 0:
-		hello = append(hello, pp.Message{Type: pp.Bitfield, Bitfield: bools(have)})
-	}
-	if err := c.WriteMessages(hello...); err != nil {
-		return
-	}
-	choked := true
-	for {
-		c.SetDeadline(time.Now().Add(2 * time.Minute))
-		m, err := c.ReadMessage()
-		if err != nil {
-			return
-		}
-		switch m.Type {
-		case pp.Interested:
-			if choked && !p.cfg.NeverUnchoke && !m.Keepalive {
-				choked = false
-				if c.WriteMessages(pp.Message{Type: pp.Unchoke}) != nil {
-					return
-				}
-			}
-		case pp.Request:
-			if m.Keepalive || m.Unknown {
-				continue
-			}
-			p.mu.Lock()
-			have := p.have.Clone()
-			p.mu.Unlock()
-			if err := p.answer(ctx, c, m.Message, choked, have); err != nil {
-				return
-			}
-		case pp.Extended:
-			if err := p.extended(c, m.Message); err != nil {
-				return
-			}
-		}
-	}
+	p.run(c, false, netip.AddrPort{})
 }
 
-func (p *Peer) answer(ctx context.Context, c *peerwire.Conn, m pp.Message, choked bool, have bitfield.Bitfield) error {
-	i, begin, length := int(m.Index), int64(m.Begin), int64(m.Length)
-	ok := !choked && have.Has(i) && length > 0 && length <= 1<<17 && begin >= 0 && begin+length <= p.cfg.Payload.PieceSize(i)
-	if !ok {
-		if c.SupportsFast() {
-			return c.WriteMessages(pp.Message{Type: pp.Reject, Index: m.Index, Begin: m.Begin, Length: m.Length})
-		}
-		return nil
-	}
-	for left := int(length); p.limiter != nil && left > 0; left -= limiterChunk {
-		if err := p.limiter.WaitN(ctx, min(left, limiterChunk)); err != nil {
-			return err
-		}
-	}
-	off := int64(i)*p.cfg.Payload.PieceLength + begin
-	data := p.cfg.Payload.Data[off : off+length]
-	if p.cfg.BadData {
-		data = append([]byte(nil), data...)
-		for j := range data {
-			data[j] ^= 0x5a
-		}
-	}
-	if err := c.WriteMessages(pp.Message{Type: pp.Piece, Index: m.Index, Begin: m.Begin, Piece: data}); err != nil {
-		return err
-	}
-	p.uploaded.Add(length)
-	return nil
+func (p *Peer) unpend() {
+	p.mu.Lock()
+	p.pending--
+	p.mu.Unlock()
 }
 
 // Gain adds piece i to the peer's set and sends HAVE on every connection,
 // as a peer that just finished downloading it does.
 func (p *Peer) Gain(i int) {
 	p.mu.Lock()
+	p.gainLocked(i)
+	p.mu.Unlock()
+}
+
+// gainLocked sets piece i and tells every connection; for a downloading
+// peer it also drops interest where nothing is left to fetch and marks
+// completion.
+func (p *Peer) gainLocked(i int) {
 	if !p.have.Set(i) {
-		p.mu.Unlock()
 		return
 	}
-	conns := make([]*peerwire.Conn, 0, len(p.conns))
-	for c := range p.conns {
-		conns = append(conns, c)
+	for _, k := range p.conns {
+		k.enqueue(pp.Message{Type: pp.Have, Index: pp.Integer(i)})
 	}
-	p.mu.Unlock()
-	for _, c := range conns {
-		_ = c.WriteMessages(pp.Message{Type: pp.Have, Index: pp.Integer(i)})
+	if p.dl != nil {
+		p.dl.gained(i)
+	}
+	if p.have.Complete() {
+		select {
+		case <-p.complete:
+		default:
+			p.doneAt = time.Now()
+			close(p.complete)
+			if p.dl != nil {
+				p.dl.completed()
+			}
+		}
 	}
 }
 
