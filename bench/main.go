@@ -29,17 +29,19 @@ func main() {
 	args = append(args, strings.Split(*pkgs, ",")...)
 	cmd := exec.Command("go", args...)
 	cmd.Stderr = os.Stderr
-	raw, err := cmd.Output()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench: go test failed: %v\n%s", err, raw)
-		os.Exit(1)
-	}
+	raw, runErr := cmd.Output()
 	table := render(raw)
 	var doc bytes.Buffer
 	fmt.Fprintf(&doc, "# Benchmarks\n\nProduced by `go run ./bench -benchtime %s -pkgs %s` on %s; do not edit by hand.\n\n", *benchtime, *pkgs, time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&doc, "Machine: %s, %d cores (GOMAXPROCS %d), %s/%s, %s.\n\n", cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	doc.WriteString(notes)
 	doc.WriteString(table)
+	if failed := failures(raw); len(failed) > 0 {
+		doc.WriteString("\n## Benchmarks that failed in this run\n\n")
+		for _, f := range failed {
+			fmt.Fprintf(&doc, "- `%s`\n", f)
+		}
+	}
 	os.Stdout.Write(doc.Bytes())
 	if *out != "" {
 		if err := os.WriteFile(*out, doc.Bytes(), 0o644); err != nil {
@@ -47,6 +49,23 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	if runErr != nil {
+		fmt.Fprintf(os.Stderr, "bench: go test: %v (failures are listed in the table's last section)\n", runErr)
+		os.Exit(1)
+	}
+}
+
+// failures lists the lines of failing benchmarks and what they said.
+func failures(raw []byte) []string {
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(l, "--- FAIL") || strings.Contains(l, "_test.go:") {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 const notes = `Reference point: one 768-bit modular exponentiation with a 160-bit
@@ -69,7 +88,7 @@ func render(raw []byte) string {
 			fmt.Fprintf(&b, "\n## %s\n\n| benchmark | iterations | results |\n|---|---|---|\n", pkg)
 		case strings.HasPrefix(line, "Benchmark"):
 			f := strings.Fields(line)
-			if len(f) < 3 {
+			if len(f) < 3 || f[1] == "---" {
 				continue
 			}
 			var res []string

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/reported"
+	"github.com/swarmaudit/swarmaudit/internal/reports"
 	"github.com/swarmaudit/swarmaudit/internal/store"
 	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
 	"github.com/swarmaudit/swarmaudit/internal/tracker"
@@ -33,6 +33,7 @@ import (
 // auditFlags are the audit command's options.
 type auditFlags struct {
 	torrentPath, reportedPath, trackerListen, dbPath, jsonOut  string
+	htmlOut, csvOut                                            string
 	encryption, bootstrap, listen, probeBytes, csvStart        string
 	duration, snapshotEvery, probeEvery, probeTimeout, csvStep time.Duration
 	maxConns, maxBWProbes                                      int
@@ -76,7 +77,9 @@ column, so --csv-start (and --csv-step) say when its lines were written.`,
 	f.DurationVar(&fl.csvStep, "csv-step", time.Second, "time between CSV lines")
 	f.StringVar(&fl.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP)")
 	f.StringVar(&fl.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts")
-	f.StringVar(&fl.jsonOut, "json-out", "", "write the audit report as JSON to FILE")
+	f.StringVar(&fl.jsonOut, "json-out", "", "write the audit report as JSON to FILE (schema: docs/report-schema.md)")
+	f.StringVar(&fl.htmlOut, "html-out", "", "write the audit report as a self-contained HTML page to FILE")
+	f.StringVar(&fl.csvOut, "csv-out", "", "write the per-peer table as CSV to FILE")
 	f.DurationVar(&fl.snapshotEvery, "snapshot-interval", time.Minute, "bitfield snapshot of each peer this often")
 	f.DurationVar(&fl.probeEvery, "probe-interval", 10*time.Minute, "bandwidth probe of each peer at most this often")
 	f.StringVar(&fl.probeBytes, "probe-bytes", "2MiB", "payload requested per bandwidth probe at most")
@@ -184,13 +187,42 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 	if err != nil {
 		return err
 	}
-	if fl.jsonOut != "" {
-		if err := writeAuditJSON(fl.jsonOut, res); err != nil {
-			return err
-		}
-		fmt.Fprintf(errOut, "report written to %s\n", fl.jsonOut)
+	if err := writeReports(res, vc, nil, fl.jsonOut, fl.htmlOut, fl.csvOut, errOut); err != nil {
+		return err
 	}
 	printVerdicts(out, res)
+	return nil
+}
+
+// writeReports writes the JSON, HTML and CSV reports that were asked for.
+func writeReports(res *audit.Result, vc verdict.Config, truth *reports.Truth, jsonOut, htmlOut, csvOut string, errOut io.Writer) error {
+	if jsonOut == "" && htmlOut == "" && csvOut == "" {
+		return nil
+	}
+	rep, err := reports.Build(res, reports.Options{Generator: "swarmaudit " + version, Verdict: vc, Truth: truth})
+	if err != nil {
+		return err
+	}
+	for _, w := range []struct {
+		path  string
+		write func(io.Writer, *reports.Report) error
+	}{{jsonOut, reports.WriteJSON}, {htmlOut, reports.WriteHTML}, {csvOut, reports.WriteCSV}} {
+		if w.path == "" {
+			continue
+		}
+		f, err := os.Create(w.path)
+		if err != nil {
+			return err
+		}
+		if err := w.write(f, rep); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", w.path, err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		fmt.Fprintf(errOut, "report written to %s\n", w.path)
+	}
 	return nil
 }
 
@@ -254,34 +286,6 @@ func progressPrinter(w io.Writer) func(audit.Progress, time.Duration) {
 			p.Discovered, p.Reached, p.Watching, p.Probed, p.Failed,
 			humanize.IBytes(uint64(p.BytesIn)), humanize.IBytes(uint64(p.BytesOut)), left.Round(time.Second))
 	}
-}
-
-// auditJSON is the report written by --json-out.
-type auditJSON struct {
-	InfoHash  string              `json:"info_hash"`
-	Name      string              `json:"name"`
-	Started   time.Time           `json:"started"`
-	Ended     time.Time           `json:"ended"`
-	Progress  audit.Progress      `json:"progress"`
-	Discovery *discover.Summary   `json:"discovery,omitempty"`
-	Verdicts  []verdict.Verdict   `json:"verdicts"`
-	Summary   verdict.Summary     `json:"summary"`
-	Peers     []store.Peer        `json:"peers"`
-	Probes    []store.ProbeRecord `json:"probes"`
-}
-
-func writeAuditJSON(path string, res *audit.Result) error {
-	t := res.Evidence.Torrent
-	rep := auditJSON{
-		InfoHash: t.InfoHash.HexString(), Name: t.Name, Started: res.Started, Ended: res.Ended,
-		Progress: res.Progress, Discovery: res.Discovery, Verdicts: res.Report.Verdicts, Summary: res.Report.Summary,
-		Peers: res.Evidence.Peers, Probes: res.Evidence.Probes,
-	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // printVerdicts prints one line per reporting identity, worst first.

@@ -48,6 +48,6 @@ when, and how fast it can really upload.`,
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug details to stderr")
-	root.AddCommand(newProbeCmd(), newDiscoverCmd(), newAuditCmd(), newTrackerCmd())
+	root.AddCommand(newProbeCmd(), newDiscoverCmd(), newAuditCmd(), newTrackerCmd(), newDemoCmd())
 	return root
 }

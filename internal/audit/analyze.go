@@ -89,6 +89,8 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 			w.Observations = append(w.Observations,
 				timeline.Observation{At: e.At, Kind: timeline.KindConnected},
 				timeline.Observation{At: e.At, Kind: timeline.KindNoBitfield})
+		case store.ConnDisconnected:
+			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindDisconnected})
 		case store.ConnRefused:
 			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindRefused})
 		case store.ConnTimeout:

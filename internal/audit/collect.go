@@ -195,7 +195,9 @@ func (c *Collector) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			for range found {
+			if found != nil {
+				for range found {
+				}
 			}
 			c.wg.Wait()
 			c.drainResults()
@@ -339,16 +341,44 @@ func (c *Collector) startWatch(ctx context.Context, addr netip.AddrPort) {
 	go func() {
 		defer c.wg.Done()
 		defer func() { <-c.conns }()
+		// The connection's life is evidence of presence: record when it
+		// came up, a heartbeat every snapshot interval while it lasts, and
+		// when it ended.
+		wctx := context.WithoutCancel(ctx)
+		var enc string
+		hb := make(chan struct{})
+		defer close(hb)
 		sum, err := watch.Watch(ctx, addr, watch.Options{
 			InfoHash: c.cfg.Torrent.InfoHash, NumPieces: c.cfg.Torrent.NumPieces, PeerID: c.cfg.PeerID,
 			Policy: c.cfg.Policy, ClientName: c.cfg.ClientName,
 		}, watch.Events{
+			Connected: func(conn *peerwire.Conn, _ *peerwire.ExtHandshake) {
+				enc = string(conn.Method)
+				c.storeErr(c.cfg.Store.AddConnEvent(wctx, c.cfg.Swarm, store.ConnEvent{Addr: addr, At: time.Now(), Outcome: store.ConnOK, Encryption: enc, Detail: "watch"}))
+				go func() {
+					t := time.NewTicker(c.cfg.SnapshotInterval)
+					defer t.Stop()
+					for {
+						select {
+						case <-hb:
+							return
+						case <-ctx.Done():
+							return
+						case at := <-t.C:
+							c.storeErr(c.cfg.Store.AddConnEvent(wctx, c.cfg.Swarm, store.ConnEvent{Addr: addr, At: at, Outcome: store.ConnOK, Encryption: enc, Detail: "watching"}))
+						}
+					}
+				}()
+			},
 			Bitfield: func(at time.Time, bf bitfield.Bitfield) {
 				c.storeErr(c.cfg.Store.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf))
 			},
 			Have: func(at time.Time, i int) { c.storeErr(c.cfg.Store.AddHave(ctx, c.cfg.Swarm, addr, at, i)) },
 		})
 		c.cfg.Logger.Debug("watch ended", "peer", addr, "messages", sum.Messages, "haves", sum.Haves, "err", err)
+		if sum.Method != "" {
+			c.storeErr(c.cfg.Store.AddConnEvent(wctx, c.cfg.Swarm, store.ConnEvent{Addr: addr, At: time.Now(), Outcome: store.ConnDisconnected, Encryption: string(sum.Method)}))
+		}
 		c.mu.Lock()
 		if s := c.peers[addr]; s != nil {
 			s.watching = false

@@ -19,6 +19,9 @@ const (
 	ConnTimeout         ConnOutcome = "timeout"
 	ConnHandshakeFailed ConnOutcome = "handshake_failed"
 	ConnNoBitfield      ConnOutcome = "no_bitfield"
+	// ConnDisconnected is the end of an established connection (an idle
+	// watch the peer or the auditor closed).
+	ConnDisconnected ConnOutcome = "disconnected"
 )
 
 // ConnEvent is one connection attempt and its outcome.
