@@ -87,7 +87,7 @@ func demoSwarm(peers, cheaters int, seed uint64) []swarmsim.PeerSpec {
 		c := demoCheats[k%len(demoCheats)]
 		i := peers - 1 - k
 		if c.Cheat != "" {
-			specs[i] = swarmsim.PeerSpec{Cheat: c.Cheat, CheatRate: 2 << 20}
+			specs[i] = swarmsim.PeerSpec{Role: swarmsim.RoleLeecher, Cheat: c.Cheat, CheatRate: 2 << 20}
 		} else {
 			specs[i].Lie = c.Lie
 			if c.Lie.Kind == swarmsim.LieMultiply {
