@@ -35,6 +35,7 @@ type auditFlags struct {
 	torrentPath, reportedPath, trackerListen, dbPath, jsonOut  string
 	htmlOut, csvOut                                            string
 	encryption, bootstrap, listen, probeBytes, csvStart        string
+	auditorRate                                                string
 	duration, snapshotEvery, probeEvery, probeTimeout, csvStep time.Duration
 	maxConns, maxBWProbes                                      int
 	slack                                                      string
@@ -85,7 +86,8 @@ column, so --csv-start (and --csv-step) say when its lines were written.`,
 	f.StringVar(&fl.probeBytes, "probe-bytes", "2MiB", "payload requested per bandwidth probe at most")
 	f.DurationVar(&fl.probeTimeout, "probe-timeout", 30*time.Second, "bound on one probe")
 	f.IntVar(&fl.maxConns, "max-conns", 64, "live connections at most (probes and idle watches)")
-	f.IntVar(&fl.maxBWProbes, "max-bandwidth-probes", 2, "concurrent bandwidth probes at most (caps the auditor's own download)")
+	f.IntVar(&fl.maxBWProbes, "max-bandwidth-probes", 2, "concurrent bandwidth probes at most")
+	f.StringVar(&fl.auditorRate, "max-auditor-rate", "1MiB", "cap on the auditor's own average download for bandwidth probes, per second (0: none)")
 	f.StringVar(&fl.encryption, "encryption", "auto", "auto, require or plaintext")
 	f.BoolVar(&fl.noDHT, "no-dht", false, "do not search the DHT")
 	f.BoolVar(&fl.noPEX, "no-pex", false, "do not read PEX")
@@ -117,6 +119,10 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 	if err != nil {
 		return fmt.Errorf("--probe-bytes: %w", err)
 	}
+	auditorRate, err := humanize.ParseBytes(fl.auditorRate)
+	if err != nil {
+		return fmt.Errorf("--max-auditor-rate: %w", err)
+	}
 	vc := verdict.DefaultConfig()
 	slack, err := humanize.ParseBytes(fl.slack)
 	if err != nil {
@@ -142,7 +148,7 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 		Verdict: vc, Logger: slog.Default(),
 		Collect: audit.CollectConfig{
 			SnapshotInterval: fl.snapshotEvery, ProbeInterval: fl.probeEvery, ProbeBytes: int64(pb),
-			ProbeTimeout: fl.probeTimeout, MaxConns: fl.maxConns, MaxBandwidthProbes: fl.maxBWProbes,
+			ProbeTimeout: fl.probeTimeout, MaxConns: fl.maxConns, MaxBandwidthProbes: fl.maxBWProbes, MaxAuditorRate: float64(auditorRate),
 			Watch: !fl.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: "swarmaudit " + version,
 		},
 	}

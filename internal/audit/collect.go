@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/swarmaudit/swarmaudit/internal/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/peerid"
@@ -45,6 +47,11 @@ type CollectConfig struct {
 	// MaxBandwidthProbes caps concurrent bandwidth probes, so the auditor's
 	// own download stays small; default 2.
 	MaxBandwidthProbes int
+	// MaxAuditorRate caps the auditor's own average download for bandwidth
+	// probes, in bytes per second (0: no cap). Probes are never slowed down
+	// (that would falsify the measurement): they are started only when the
+	// budget allows another ProbeBytes.
+	MaxAuditorRate float64
 	// Watch keeps an idle connection to peers that allow it.
 	Watch bool
 
@@ -115,6 +122,7 @@ type peerState struct {
 // Collector schedules and records observations until its context ends.
 type Collector struct {
 	cfg      CollectConfig
+	budget   *rate.Limiter // bandwidth-probe bytes, nil when uncapped
 	conns    chan struct{}
 	bwProbes chan struct{}
 	results  chan probeDone
@@ -139,7 +147,12 @@ func NewCollector(cfg CollectConfig) (*Collector, error) {
 		return nil, errors.New("audit: collector needs a torrent, a store and an address book")
 	}
 	cfg.defaults()
+	var budget *rate.Limiter
+	if cfg.MaxAuditorRate > 0 {
+		budget = rate.NewLimiter(rate.Limit(cfg.MaxAuditorRate), int(cfg.ProbeBytes))
+	}
 	return &Collector{
+		budget:   budget,
 		cfg:      cfg,
 		conns:    make(chan struct{}, cfg.MaxConns),
 		bwProbes: make(chan struct{}, cfg.MaxBandwidthProbes),
@@ -248,6 +261,12 @@ func (c *Collector) schedule(ctx context.Context) {
 		snapshot := !s.watching && !now.Before(s.nextSnapshot)
 		if !bandwidth && !snapshot {
 			continue
+		}
+		if bandwidth && c.budget != nil && !c.budget.AllowN(now, int(c.cfg.ProbeBytes)) {
+			bandwidth = false // over the auditor's bandwidth budget: later
+			if !snapshot {
+				continue
+			}
 		}
 		if bandwidth {
 			select {

@@ -133,3 +133,38 @@ func TestCollectorRecordsEverything(t *testing.T) {
 		t.Fatal("refused attempts not recorded")
 	}
 }
+
+// TestCollectorBandwidthBudget: with a budget of one probe's bytes and
+// almost no refill, only one bandwidth probe runs; the other peer still gets
+// its bitfield snapshots.
+func TestCollectorBandwidthBudget(t *testing.T) {
+	payload, tor, err := swarmsim.NewPayload("b.bin", 1<<20, 64<<10, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, swarm := openStore(t, tor)
+	book := addrbook.New(addrbook.Options{})
+	for i := 0; i < 2; i++ {
+		p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		book.Add(p.Addr(), addrbook.SourceIncoming, 0)
+	}
+	col, err := NewCollector(CollectConfig{Torrent: tor, Store: st, Swarm: swarm, Book: book,
+		SnapshotInterval: 200 * time.Millisecond, ProbeInterval: time.Hour, ProbeBytes: 128 << 10, MaxAuditorRate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := col.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	probes, _ := st.Probes(context.Background(), swarm)
+	snaps, _ := st.Snapshots(context.Background(), swarm)
+	if len(probes) != 1 || len(snaps) != 2 {
+		t.Fatalf("%d bandwidth probes (want 1 within the budget), snapshots of %d peers (want 2)", len(probes), len(snaps))
+	}
+}
