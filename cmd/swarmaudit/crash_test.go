@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -107,11 +108,17 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := filepath.Join(dir, "audit.db")
+	var childOut bytes.Buffer // the audits' output, shown on failure
+	defer func() {
+		if t.Failed() {
+			t.Logf("audit output:\n%s", childOut.String())
+		}
+	}()
 	audit := func(duration string) *exec.Cmd {
 		cmd := exec.Command(bin, "audit", "--torrent", torrentPath, "--db", db, "--tracker-listen", trackerAddr,
 			"--duration", duration, "--no-dht", "--no-trackers", "--snapshot-interval", "500ms",
 			"--probe-interval", "2s", "--probe-bytes", "256KiB", "--probe-timeout", "5s")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.Stdout, cmd.Stderr = &childOut, &childOut
 		return cmd
 	}
 	first := audit("5m")
