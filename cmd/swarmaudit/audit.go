@@ -20,6 +20,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/discover"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/liveprogress"
 	"github.com/swarmaudit/swarmaudit/internal/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/reported"
@@ -188,8 +189,10 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 			cfg.Discover.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
 		}
 	}
-	cfg.Progress = progressPrinter(errOut)
+	live := liveprogress.New(errOut, fl.duration)
+	cfg.Progress = live.Update
 	res, err := audit.Run(ctx, cfg)
+	live.Close()
 	if err != nil {
 		return err
 	}
@@ -277,21 +280,6 @@ func importReported(fl auditFlags, t *torrentmeta.Torrent, errOut io.Writer) ([]
 		fmt.Fprintf(errOut, "  %s: %v\n", fl.reportedPath, b)
 	}
 	return out, nil
-}
-
-// progressPrinter logs the audit's progress once every 10 s (a terminal
-// display replaces it where stderr is a terminal; see the demo issue).
-func progressPrinter(w io.Writer) func(audit.Progress, time.Duration) {
-	last := time.Time{}
-	return func(p audit.Progress, left time.Duration) {
-		if time.Since(last) < 10*time.Second {
-			return
-		}
-		last = time.Now()
-		fmt.Fprintf(w, "audit: %d peers discovered, %d reached, %d watched, %d probed, %d failing; auditor moved %s in / %s out; %s left\n",
-			p.Discovered, p.Reached, p.Watching, p.Probed, p.Failed,
-			humanize.IBytes(uint64(p.BytesIn)), humanize.IBytes(uint64(p.BytesOut)), left.Round(time.Second))
-	}
 }
 
 // printVerdicts prints one line per reporting identity, worst first.

@@ -16,6 +16,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/cheat"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/liveprogress"
 	"github.com/swarmaudit/swarmaudit/internal/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
 	"github.com/swarmaudit/swarmaudit/internal/store"
@@ -143,10 +144,11 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 		err error
 	}
 	done := make(chan auditDone, 1)
+	live := liveprogress.New(errOut, duration)
 	go func() {
 		res, err := audit.Run(ctx, audit.Config{
 			Torrent: tor, Store: st, Book: book, PEX: true, Duration: duration, Verdict: vc, Logger: slog.Default(),
-			Progress: progressPrinter(errOut),
+			Progress: live.Update,
 			Collect: audit.CollectConfig{
 				SnapshotInterval: min(max(duration/30, 2*time.Second), time.Minute),
 				ProbeInterval:    min(max(duration/3, 10*time.Second), 10*time.Minute),
@@ -176,6 +178,7 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 	}
 	truth := sw.Truth()
 	d := <-done
+	live.Close()
 	if d.err != nil {
 		return d.err
 	}
