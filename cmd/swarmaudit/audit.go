@@ -305,6 +305,10 @@ func printVerdicts(w io.Writer, res *audit.Result) {
 			humanize.IBytes(uint64(max(v.Uploaded, 0))), humanize.IBytes(uint64(max(v.Downloaded, 0))), reason)
 	}
 	tw.Flush()
+	for _, sc := range res.Scrapes {
+		fmt.Fprintf(w, "scrape %s: %d seeders, %d leechers, %d completed; the wire showed %d seeders, %d leechers, %d completions. %s\n",
+			sc.Tracker, sc.Seeders, sc.Leechers, sc.Completed, sc.ObservedSeeders, sc.ObservedLeechers, sc.ObservedCompletions, sc.Note)
+	}
 	c := res.Report.Summary.Counts
 	fmt.Fprintf(w, "\n%d misreporting, %d suspect, %d ok, %d unverifiable\n", c[verdict.StatusMisreporting], c[verdict.StatusSuspect], c[verdict.StatusOK], c[verdict.StatusUnverifiable])
 }

@@ -56,6 +56,8 @@ type Result struct {
 	Report   *verdict.Report
 	// Discovery is the discoverer's summary (nil without one).
 	Discovery *discover.Summary
+	// Scrapes compare the trackers' scrape counts with the wire.
+	Scrapes   []ScrapeCheck
 	FromPeers frompeers.Stats
 }
 
@@ -191,6 +193,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if res.Evidence, err = LoadEvidence(bg, st, swarm, t, cfg.Imported); err != nil {
 		return res, err
+	}
+	if res.Discovery != nil {
+		res.Scrapes = CheckScrapes(res.Discovery.Trackers, res.Evidence)
 	}
 	vc := cfg.Verdict
 	if vc == (verdict.Config{}) {

@@ -94,6 +94,7 @@ func Build(res *audit.Result, opts Options) (*Report, error) {
 		GeneratedAt:   opts.GeneratedAt,
 		Swarm: Swarm{InfoHash: t.InfoHash.HexString(), Name: t.Name, Size: t.TotalLength, Pieces: t.NumPieces,
 			PieceLength: t.PieceLength},
+		Scrape: res.Scrapes,
 	}
 	if rep.Generator == "" {
 		rep.Generator = "swarmaudit"

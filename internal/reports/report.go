@@ -6,6 +6,7 @@ package reports
 
 import (
 	"errors"
+	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"time"
 )
 
@@ -42,6 +43,9 @@ type Report struct {
 	// Truth is present when the caller knew which peers cheat (the demo,
 	// the accuracy lab).
 	Truth *TruthReport `json:"truth,omitempty"`
+	// Scrape compares each tracker's scrape counts with the peers the wire
+	// showed; absent when no tracker was scraped.
+	Scrape []audit.ScrapeCheck `json:"scrape,omitempty"`
 }
 
 // Swarm describes the torrent and the span of the audit.

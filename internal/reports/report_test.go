@@ -415,6 +415,14 @@ func TestSchema(t *testing.T) {
 		}
 		reports[name] = r
 	}
+	withScrape := *s.res
+	withScrape.Scrapes = []audit.ScrapeCheck{{Tracker: "http://127.0.0.1:1/announce", Seeders: 5, Leechers: 2, Completed: 1,
+		ObservedSeeders: 1, ObservedLeechers: 2, Note: "the tracker counts 4 seeders the wire never showed complete"}}
+	if r, err := Build(&withScrape, Options{}); err != nil || len(r.Scrape) != 1 {
+		t.Fatalf("scrape: %v", err)
+	} else {
+		reports["with scrape"] = r
+	}
 	if !testing.Short() {
 		res, cheaters := auditFixture(t)
 		r, err := Build(res, Options{Truth: &Truth{Cheaters: cheaters}})
