@@ -21,15 +21,35 @@ import (
 func main() {
 	benchtime := flag.String("benchtime", "2s", "go test -benchtime")
 	out := flag.String("out", "docs/benchmarks.md", "markdown file to write ('' for stdout only)")
-	pkgs := flag.String("pkgs", "./...", "packages to benchmark, separated by commas")
+	pkgs := flag.String("pkgs", "./...", "packages to benchmark, separated by commas; PKG@N x runs that package's benchmarks N times each (e.g. ./internal/discover@5x)")
 	filter := flag.String("bench", ".", "go test -bench regexp")
 	flag.Parse()
 
-	args := []string{"test", "-run", "^$", "-bench", *filter, "-benchtime", *benchtime, "-benchmem"}
-	args = append(args, strings.Split(*pkgs, ",")...)
-	cmd := exec.Command("go", args...)
-	cmd.Stderr = os.Stderr
-	raw, runErr := cmd.Output()
+	// Packages with their own -benchtime run on their own.
+	groups := map[string][]string{}
+	var order []string
+	for _, p := range strings.Split(*pkgs, ",") {
+		bt := *benchtime
+		if i := strings.LastIndex(p, "@"); i >= 0 {
+			p, bt = p[:i], p[i+1:]
+		}
+		if _, ok := groups[bt]; !ok {
+			order = append(order, bt)
+		}
+		groups[bt] = append(groups[bt], p)
+	}
+	var raw []byte
+	var runErr error
+	for _, bt := range order {
+		args := append([]string{"test", "-run", "^$", "-bench", *filter, "-benchtime", bt, "-benchmem"}, groups[bt]...)
+		cmd := exec.Command("go", args...)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		raw = append(raw, out...)
+		if err != nil {
+			runErr = err
+		}
+	}
 	table := render(raw)
 	var doc bytes.Buffer
 	fmt.Fprintf(&doc, "# Benchmarks\n\nProduced by `go run ./bench -benchtime %s -pkgs %s` on %s; do not edit by hand.\n\n", *benchtime, *pkgs, time.Now().UTC().Format("2006-01-02"))
