@@ -3,13 +3,10 @@ package peerwire
 import (
 	"context"
 	"encoding/binary"
-	"net"
-	"net/netip"
 	"testing"
 	"time"
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
-	"github.com/anacrolix/torrent/types/infohash"
 )
 
 // BenchmarkMSEHandshake measures a full MSE + BitTorrent handshake pair
@@ -18,32 +15,7 @@ import (
 func BenchmarkMSEHandshake(b *testing.B) {
 	for _, policy := range []Policy{PolicyRequire, PolicyPlaintext} {
 		b.Run(string(policy), func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			ac := AcceptConfig{
-				AllowPlaintext: true,
-				Known:          func(h infohash.T) bool { return h == testIH },
-				InfoHash:       func(yield func(infohash.T) bool) { yield(testIH) },
-			}
-			go func() {
-				for {
-					raw, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-						defer cancel()
-						if c, err := Accept(ctx, raw, ac); err == nil {
-							c.Close()
-						}
-					}()
-				}
-			}()
-			addr := netip.MustParseAddrPort(ln.Addr().String())
+			addr, _ := listener(b, AcceptConfig{AllowPlaintext: true}, func(*Conn) {})
 			cfg := Config{InfoHash: testIH, Policy: policy}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

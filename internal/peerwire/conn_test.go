@@ -16,7 +16,7 @@ var testIH = infohash.T{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1
 
 // listener accepts connections with Accept under the given settings and
 // hands each established Conn to serve (or records the error).
-func listener(t *testing.T, ac AcceptConfig, serve func(*Conn)) (netip.AddrPort, chan error) {
+func listener(t testing.TB, ac AcceptConfig, serve func(*Conn)) (netip.AddrPort, chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
