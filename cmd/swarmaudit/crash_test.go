@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/discover/tracker/httptracker"
 	"github.com/swarmaudit/swarmaudit/internal/store"
 	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
 	"github.com/swarmaudit/swarmaudit/internal/testclients"
@@ -182,15 +183,8 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 // announceTo sends one started announce for a peer at port.
 func announceTo(t *testing.T, announce string, ih [20]byte, peerID string, port uint16) {
 	t.Helper()
-	esc := func(b []byte) string {
-		var sb strings.Builder
-		for _, c := range b {
-			fmt.Fprintf(&sb, "%%%02X", c)
-		}
-		return sb.String()
-	}
 	u := fmt.Sprintf("%s?info_hash=%s&peer_id=%s&port=%d&uploaded=0&downloaded=0&left=0&event=started&compact=1",
-		announce, esc(ih[:]), esc([]byte(peerID)), port)
+		announce, httptracker.Escape(ih[:]), httptracker.Escape([]byte(peerID)), port)
 	resp, err := http.Get(u)
 	if err != nil {
 		t.Fatal(err)

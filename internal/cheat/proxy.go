@@ -7,7 +7,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/discover/tracker/httptracker"
 )
 
 // Proxy is the "ratio booster" proxy: a real client announces through it,
@@ -66,31 +69,13 @@ func StartProxy(ip, upstream string, factor float64) (*Proxy, error) {
 func (p *Proxy) Close() error { return p.srv.Close() }
 
 // encodeQuery percent-encodes every byte that is not unreserved, as
-// BitTorrent clients do (url.Values.Encode writes a space as '+', which
-// some trackers do not decode inside info_hash).
+// BitTorrent clients do.
 func encodeQuery(q url.Values) string {
-	s := ""
+	var parts []string
 	for k, vs := range q {
 		for _, v := range vs {
-			if s != "" {
-				s += "&"
-			}
-			s += escape(k) + "=" + escape(v)
+			parts = append(parts, httptracker.Escape([]byte(k))+"="+httptracker.Escape([]byte(v)))
 		}
 	}
-	return s
-}
-
-func escape(s string) string {
-	const hex = "0123456789ABCDEF"
-	b := make([]byte, 0, len(s)*3)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
-			b = append(b, c)
-		} else {
-			b = append(b, '%', hex[c>>4], hex[c&15])
-		}
-	}
-	return string(b)
+	return strings.Join(parts, "&")
 }

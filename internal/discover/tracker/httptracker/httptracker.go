@@ -141,9 +141,10 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// escape percent-encodes every byte outside the RFC 3986 unreserved set,
-// as trackers expect for the binary info_hash and peer_id.
-func escape(b []byte) string {
+// Escape percent-encodes every byte outside the RFC 3986 unreserved set,
+// as trackers expect for the binary info_hash and peer_id (url.QueryEscape
+// writes a space as '+', which some trackers do not decode).
+func Escape(b []byte) string {
 	const hex = "0123456789ABCDEF"
 	var sb strings.Builder
 	for _, c := range b {
@@ -163,8 +164,8 @@ func escape(b []byte) string {
 // there and some insist it stays first).
 func AnnounceURL(base *url.URL, req tracker.Request) string {
 	var q strings.Builder
-	q.WriteString("info_hash=" + escape(req.InfoHash[:]))
-	q.WriteString("&peer_id=" + escape(req.PeerID[:]))
+	q.WriteString("info_hash=" + Escape(req.InfoHash[:]))
+	q.WriteString("&peer_id=" + Escape(req.PeerID[:]))
 	q.WriteString("&port=" + strconv.Itoa(int(req.Port)))
 	q.WriteString("&uploaded=" + strconv.FormatInt(req.Uploaded, 10))
 	q.WriteString("&downloaded=" + strconv.FormatInt(req.Downloaded, 10))
@@ -231,7 +232,7 @@ func (c *Client) Scrape(ctx context.Context, ih infohash.T) (tracker.Scrape, err
 	if su.RawQuery != "" {
 		su.RawQuery += "&"
 	}
-	su.RawQuery += "info_hash=" + escape(ih[:])
+	su.RawQuery += "info_hash=" + Escape(ih[:])
 	body, err := c.get(ctx, su.String())
 	if err != nil {
 		return tracker.Scrape{}, fmt.Errorf("scrape %s: %w", su.Redacted(), err)
