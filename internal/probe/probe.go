@@ -409,21 +409,19 @@ func (s *session) requestable() []int {
 // ones first while choked) until MaxBytes is covered. A piece larger than the
 // budget is requested in part: it measures bandwidth but cannot be verified.
 func (s *session) plan() {
-	cands := s.requestable()
-	s.o.Rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	shuffle := func(v []int) { s.o.Rand.Shuffle(len(v), func(i, j int) { v[i], v[j] = v[j], v[i] }) }
+	cands := s.requestable() // every piece it has, or only allowed-fast ones while choked
+	shuffle(cands)
 	if s.choked {
-		// allowed-fast pieces first; the rest after a later unchoke
+		// The rest come after a later unchoke.
 		var rest []int
 		for _, i := range s.have.Indices() {
 			if !s.allowedFast[i] {
 				rest = append(rest, i)
 			}
 		}
-		s.o.Rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+		shuffle(rest)
 		cands = append(cands, rest...)
-	} else {
-		cands = s.have.Indices()
-		s.o.Rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 	}
 	budget := s.o.MaxBytes
 	for _, p := range cands {
