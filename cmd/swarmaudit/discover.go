@@ -20,7 +20,6 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/discover"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/discover/frompeers"
-	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
 	"github.com/swarmaudit/swarmaudit/internal/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
@@ -149,28 +148,11 @@ func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, peers fr
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		cur := d.Book().Watch()
-		for {
-			e, err := cur.Next(ctx)
-			if err != nil {
-				return
-			}
-			for _, s := range e.Sightings {
-				book.Add(e.Addr, s.Source, e.Flags)
-			}
-		}
+		addrbook.Copy(ctx, book, d.Book())
 	}()
 	peers.Book = book
 	if !cfg.Private { // BEP 27: private torrents learn nothing from PEX
-		peers.AddPEX = func(from netip.AddrPort, m pex.Message) int {
-			n := 0
-			for _, p := range m.Added {
-				if isNew, err := book.Add(p.Addr, addrbook.PEX(from), p.Flags); err == nil && isNew {
-					n++
-				}
-			}
-			return n
-		}
+		peers.AddPEX = book.AddPEX
 	}
 	peers.AddIncoming = func(a netip.AddrPort) { book.Add(a, addrbook.SourceIncoming, 0) }
 	peerStats := make(chan frompeers.Stats, 1)

@@ -4,7 +4,6 @@ import (
 	"net/netip"
 
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
-	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
 	"github.com/swarmaudit/swarmaudit/internal/reported"
 )
 
@@ -30,15 +29,4 @@ func (t TeeRecorder) RecordAnnounce(a reported.Announce) error {
 		t.Book.Add(netip.AddrPortFrom(a.IP.Unmap(), a.Port), SourceEmbeddedTracker, 0)
 	}
 	return t.Next.RecordAnnounce(a)
-}
-
-// addPEX records a PEX message's added peers with their flags.
-func addPEX(b *addrbook.Book, from netip.AddrPort, m pex.Message) int {
-	n := 0
-	for _, p := range m.Added {
-		if isNew, err := b.Add(p.Addr, addrbook.PEX(from), p.Flags); err == nil && isNew {
-			n++
-		}
-	}
-	return n
 }

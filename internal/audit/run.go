@@ -13,7 +13,6 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/discover"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/discover/frompeers"
-	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
 	"github.com/swarmaudit/swarmaudit/internal/reported"
 	"github.com/swarmaudit/swarmaudit/internal/store"
 	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
@@ -132,13 +131,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			finished <- struct{}{}
 		}()
 		go func() {
-			copyBook(runCtx, disc.Book(), cfg.Book)
+			addrbook.Copy(runCtx, cfg.Book, disc.Book())
 			finished <- struct{}{}
 		}()
 	}
 	fp := frompeers.Config{
 		InfoHash: t.InfoHash, Torrent: t, PEX: cfg.PEX && !t.Private, Listener: cfg.Listener, Book: cfg.Book,
-		AddPEX:      func(from netip.AddrPort, m pex.Message) int { return addPEX(cfg.Book, from, m) },
+		AddPEX:      cfg.Book.AddPEX,
 		AddIncoming: func(a netip.AddrPort) { cfg.Book.Add(a, addrbook.SourceIncoming, 0) },
 		Watch:       watch.Options{PeerID: cc.PeerID, Policy: cc.Policy, ClientName: cc.ClientName},
 		Logger:      cfg.Logger,
@@ -208,19 +207,4 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, fmt.Errorf("audit: save verdicts: %w", err)
 	}
 	return res, nil
-}
-
-// copyBook copies every entry of src into dst, with all its sources, until
-// src is closed and read or ctx ends.
-func copyBook(ctx context.Context, src, dst *addrbook.Book) {
-	cur := src.Watch()
-	for {
-		e, err := cur.Next(ctx)
-		if err != nil {
-			return
-		}
-		for _, s := range e.Sightings {
-			dst.Add(e.Addr, s.Source, e.Flags)
-		}
-	}
 }

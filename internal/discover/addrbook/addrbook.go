@@ -326,3 +326,32 @@ func (c *Cursor) Next(ctx context.Context) (Entry, error) {
 		}
 	}
 }
+
+// AddPEX records the added peers of a PEX message received from the peer
+// at from, with their flags, and returns how many were new.
+func (b *Book) AddPEX(from netip.AddrPort, m pex.Message) int {
+	src := PEX(from)
+	n := 0
+	for _, p := range m.Added {
+		if isNew, err := b.Add(p.Addr, src, p.Flags); err == nil && isNew {
+			n++
+		}
+	}
+	return n
+}
+
+// Copy adds every entry of src to dst, with all its sources and flags, as
+// src finds them, until src is closed and read or ctx ends. It lets a book
+// outlive one that is closed when its sources stop.
+func Copy(ctx context.Context, dst, src *Book) {
+	cur := src.Watch()
+	for {
+		e, err := cur.Next(ctx)
+		if err != nil {
+			return
+		}
+		for _, s := range e.Sightings {
+			dst.Add(e.Addr, s.Source, e.Flags)
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/swarmaudit/swarmaudit/internal/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
-	"github.com/swarmaudit/swarmaudit/internal/discover/pex"
 	"github.com/swarmaudit/swarmaudit/internal/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
 	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
@@ -37,15 +36,6 @@ func TestMagnetThenPEXThenIncoming(t *testing.T) {
 	defer seed.Close()
 
 	book := addrbook.New(addrbook.Options{})
-	addPEX := func(from netip.AddrPort, m pex.Message) int {
-		n := 0
-		for _, p := range m.Added {
-			if isNew, _ := book.Add(p.Addr, addrbook.PEX(from), p.Flags); isNew {
-				n++
-			}
-		}
-		return n
-	}
 	var mu sync.Mutex
 	var incoming []netip.AddrPort
 	var fetched *torrentmeta.Torrent
@@ -58,7 +48,7 @@ func TestMagnetThenPEXThenIncoming(t *testing.T) {
 	done := make(chan Stats, 1)
 	go func() {
 		st, _ := Run(ctx, Config{
-			InfoHash: tor.InfoHash, PEX: true, Listener: ln, Book: book, AddPEX: addPEX,
+			InfoHash: tor.InfoHash, PEX: true, Listener: ln, Book: book, AddPEX: book.AddPEX,
 			AddIncoming: func(a netip.AddrPort) { mu.Lock(); incoming = append(incoming, a); mu.Unlock() },
 			OnMetadata:  func(t *torrentmeta.Torrent) { mu.Lock(); fetched = t; mu.Unlock() },
 		})
