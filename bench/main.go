@@ -21,7 +21,7 @@ import (
 func main() {
 	benchtime := flag.String("benchtime", "2s", "go test -benchtime")
 	out := flag.String("out", "docs/benchmarks.md", "markdown file to write ('' for stdout only)")
-	pkgs := flag.String("pkgs", "./...", "packages to benchmark, separated by commas; PKG@N x runs that package's benchmarks N times each (e.g. ./internal/discover@5x)")
+	pkgs := flag.String("pkgs", defaultPkgs, "packages to benchmark, separated by commas; PKG@N x runs that package's benchmarks N times each (e.g. ./internal/discover@5x)")
 	filter := flag.String("bench", ".", "go test -bench regexp")
 	flag.Parse()
 
@@ -88,10 +88,62 @@ func failures(raw []byte) []string {
 	return out
 }
 
-const notes = `Reference point: one 768-bit modular exponentiation with a 160-bit
-exponent takes about 68 µs on this class of machine, so a full MSE handshake
-pair (four of them, both sides in one process) is bounded near 3,700 pairs/s
-per core before TCP set-up, SHA-1, RC4 and scheduling.
+// defaultPkgs are the packages with benchmarks, each with the -benchtime
+// that keeps it bounded: the 1,000-peer swarm-map, audit-memory and demo
+// benchmarks run once.
+const defaultPkgs = "./internal/peerwire,./internal/tracker,./internal/discover@5x,./internal/estimate,./internal/torrentmeta,./internal/store,./internal/swarmsim,./internal/reports,./internal/probe@3s,./internal/audit@1x,./cmd/swarmaudit@1x"
+
+const notes = `Units beyond ns/op, B/op and allocs/op:
+
+- **internal/probe BenchmarkMSEModExp**: µs/modexp is one 768-bit modular
+  exponentiation with a 160-bit exponent (math/big, as MSE computes its
+  public key and its shared secret); ceiling-probes/s = cores / (4 × that
+  time), the encrypted-probe rate the MSE arithmetic alone allows when both
+  ends of every probe run in one process (two exponentiations per side).
+- **internal/probe BenchmarkEncryptedProbes**: probes/s, encrypted snapshot
+  probes (TCP connect, MSE with RC4, BitTorrent and extension handshakes,
+  bitfield, close) against a 1,000-peer simulated swarm whose peers all
+  require RC4, at most 16 or 64 at once, both ends in this process;
+  ceiling-probes/s as above, measured in the same run; cpu-µs/probe, the
+  process CPU time per probe (both ends); failed, probes that did not get
+  the bitfield over RC4.
+- **internal/audit BenchmarkSwarmMap**: s-to-map, the time until the
+  bitfield of each of 1,000 simulated peers (5-95% of 1,024 pieces each,
+  encryption required, preferred and disabled a third each; served by
+  bench/swarmmap in a process of its own) is known; mapped, how many were,
+  each checked against the peer's true bitfield (bounded at 120 s; 30 s for
+  swarmaudit-watch). B-recv and B-sent, the mapper's bytes counted at the
+  socket by the swarm's process (MSE handshakes included); own-B-recv and
+  own-B-sent, the mapper's own counters (swarmaudit's probe counters, which
+  leave out MSE handshakes; libtorrent's net.recv_bytes and net.sent_bytes);
+  map-B-recv and map-B-sent, swarmaudit's bytes less those of its bandwidth
+  probes (bw-probes of them: the audit's defaults start some at once).
+  swarmaudit is the audit's collector with the audit command's defaults and
+  --no-watch; swarmaudit-watch the same with the defaults' idle watches
+  (--max-conns 64); libtorrent is python3-libtorrent (bench/swarmmap/ltmap.py)
+  given every peer by connect_peer, with 1,200 connections and 1,000
+  connection attempts a second; libtorrent-default-speed the same at its
+  default of 30 attempts a second. As a downloader, libtorrent also fetches
+  pieces and sends every peer a HAVE for each piece it completes.
+- **internal/audit BenchmarkAuditMemory**: heap-B/peer, the heap in use after
+  a GC per peer, 60 s into an audit of a 1,000-peer simulated swarm (its own
+  process; HAVEs flowing) by the collector with idle watches on every peer
+  (watched), minus the heap before the collector started; goroutines/peer
+  likewise; heap-growth-B/peer-min, the change between 30 s and 60 s (near
+  zero in a steady state).
+- **internal/store BenchmarkDBPerPeerHour**: dbB/peer-hour, the SQLite file's
+  growth (after a WAL checkpoint) per peer per hour of observations, stored
+  as the collector stores them at its default rates, with watches (watch:
+  heartbeat events and every HAVE) or without (no-watch: a snapshot probe a
+  minute), plus bandwidth probes within the auditor's budget;
+  writes/peer-hour, HAVEs/peer-hour and bw-probes/peer-hour are the
+  observations behind it.
+- **cmd/swarmaudit BenchmarkDemo**: s-end-to-end, the wall time of
+  ` + "`swarmaudit demo --duration 30s`" + ` (defaults otherwise) until its reports are
+  written; s-beyond-duration, that less the 30 s audited; cpu-s, the process
+  CPU time over the run.
+
+Timings vary with other load on the machine.
 
 `
 
