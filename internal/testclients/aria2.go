@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"testing"
 )
 
 // aria2 drives aria2c 1.36 over its JSON-RPC interface. The torrent is
@@ -25,15 +24,19 @@ type aria2 struct {
 	p    *process
 }
 
-func (c *Client) prepareAria2(t testing.TB, o Options) (*exec.Cmd, error) {
-	// --rpc-listen-all=false makes aria2 listen on localhost only: 127.0.0.1, whatever o.IP is.
-	rpcPort := FreePort(t, "127.0.0.1")
+func (c *Client) prepareAria2(o Options) (*exec.Cmd, error) {
+	// aria2 cannot bind its RPC to one address. --rpc-listen-all=false
+	// makes it listen on localhost only: 127.0.0.1, whatever o.IP is. In a
+	// namespace it listens on all of the namespace's addresses, so the root
+	// namespace reaches it on o.IP.
+	listenAll := o.Netns != ""
 	// A GID is 16 hex digits; derive it from the infohash (never all zero).
 	gidN := binary.BigEndian.Uint64(c.InfoHash[:8]) | 1
 	gid := fmt.Sprintf("%016x", gidN)
 	args := []string{
 		"--no-conf=true",
-		"--enable-rpc=true", "--rpc-listen-all=false", "--rpc-listen-port=" + strconv.Itoa(rpcPort),
+		"--enable-rpc=true", "--rpc-listen-all=" + strconv.FormatBool(listenAll),
+		"--rpc-listen-port=" + strconv.Itoa(int(c.APIAddr.Port())),
 		"--listen-port=" + strconv.Itoa(int(c.Addr.Port())),
 		"--interface=" + o.IP, "--disable-ipv6=true", "--async-dns=false",
 		"--bt-enable-lpd=false", "--enable-dht6=false",
@@ -67,7 +70,7 @@ func (c *Client) prepareAria2(t testing.TB, o Options) (*exec.Cmd, error) {
 	args = append(args, o.TorrentFile)
 	c.proc.logFiles = append(c.proc.logFiles, filepath.Join(c.Dir, "aria2.log"))
 	c.api = &aria2{
-		url:  "http://127.0.0.1:" + strconv.Itoa(rpcPort) + "/jsonrpc",
+		url:  "http://" + c.APIAddr.String() + "/jsonrpc",
 		http: newHTTPClient(),
 		gid:  gid,
 		p:    c.proc,

@@ -215,6 +215,38 @@ func TestOpentrackerWhitelist(t *testing.T) {
 	}
 }
 
+// TestLaunchOpentrackerDir: a Dir under a private (0700) directory works
+// although opentracker may run as nobody, and Stop keeps a given Dir but
+// removes one it made.
+func TestLaunchOpentrackerDir(t *testing.T) {
+	Require(t, "opentracker")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	private := t.TempDir()
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	given := filepath.Join(private, "tracker")
+	var a [20]byte
+	rand.Read(a[:])
+	for _, dir := range []string{given, ""} {
+		tr, err := LaunchOpentracker(ctx, OpentrackerOptions{Dir: dir, Allow: [][20]byte{a}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.announce(ctx, a, "stopped"); err != nil {
+			t.Errorf("announce of an allowed torrent: %v\n%s", err, tr.Log())
+		}
+		made := tr.dir
+		tr.Stop()
+		tr.Stop() // idempotent
+		_, err = os.Stat(filepath.Join(made, whitelistName))
+		if kept := err == nil; kept != (dir != "") {
+			t.Errorf("Dir %q: after Stop, %s: %v; want it kept only when given", dir, made, err)
+		}
+	}
+}
+
 // errDropped: the peer closed the connection or stayed silent instead of
 // answering the handshake.
 var errDropped = errors.New("handshake dropped")

@@ -3,6 +3,7 @@ package testclients
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -103,13 +104,22 @@ var (
 // FreePort returns a port number that is free for both TCP and UDP on ip and
 // that this process has not handed out before. Another process may still take
 // it before the caller binds it; that is rare and makes the caller's start fail
-// loudly.
+// loudly. It fails the test when there is none.
 func FreePort(t testing.TB, ip string) int {
 	t.Helper()
+	port, err := freePort(ip)
+	if err != nil {
+		t.Fatalf("testclients: %v", err)
+	}
+	return port
+}
+
+// freePort is FreePort without the test.
+func freePort(ip string) (int, error) {
 	for range 50 {
 		l, err := net.Listen("tcp4", net.JoinHostPort(ip, "0"))
 		if err != nil {
-			t.Fatalf("testclients: free port on %s: %v", ip, err)
+			return 0, fmt.Errorf("free port on %s: %w", ip, err)
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		u, uerr := net.ListenPacket("udp4", net.JoinHostPort(ip, fmt.Sprint(port)))
@@ -123,26 +133,37 @@ func FreePort(t testing.TB, ip string) int {
 		ports[port] = true
 		portsMu.Unlock()
 		if !taken {
-			return port
+			return port, nil
 		}
 	}
-	t.Fatalf("testclients: no port free for both TCP and UDP on %s after 50 tries", ip)
-	return 0
+	return 0, fmt.Errorf("no port free for both TCP and UDP on %s after 50 tries", ip)
 }
 
-// MakePayload writes a file of size pseudo-random bytes, determined by seed
-// alone, to dir/payload-<seed>-<size>.bin and returns its path. The same
-// (size, seed) always gives the same bytes and name, so two directories can
-// hold the same payload for two clients.
+// MakePayload is WritePayload for tests: it fails the test on error.
 func MakePayload(t testing.TB, dir string, size int64, seed int64) string {
 	t.Helper()
+	path, err := WritePayload(dir, size, seed)
+	if err != nil {
+		t.Fatalf("testclients: %v", err)
+	}
+	return path
+}
+
+// WritePayload writes a file of size pseudo-random bytes, determined by seed
+// alone, to dir/payload-<seed>-<size>.bin (creating dir if missing) and
+// returns its path. The same (size, seed) always gives the same bytes and
+// name, so two directories can hold the same payload for two clients.
+func WritePayload(dir string, size int64, seed int64) (string, error) {
 	if size < 0 {
-		t.Fatalf("testclients: payload size %d < 0", size)
+		return "", fmt.Errorf("payload size %d < 0", size)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("payload dir: %w", err)
 	}
 	path := filepath.Join(dir, fmt.Sprintf("payload-%d-%d.bin", seed, size))
 	f, err := os.Create(path)
 	if err != nil {
-		t.Fatalf("testclients: payload: %v", err)
+		return "", fmt.Errorf("payload: %w", err)
 	}
 	var key [32]byte
 	for i := range 8 {
@@ -151,35 +172,67 @@ func MakePayload(t testing.TB, dir string, size int64, seed int64) string {
 	w := bufio.NewWriterSize(f, 256<<10)
 	if _, err := io.CopyN(w, rand.NewChaCha8(key), size); err != nil {
 		f.Close()
-		t.Fatalf("testclients: payload %s: %v", path, err)
+		return "", fmt.Errorf("payload %s: %w", path, err)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		t.Fatalf("testclients: payload %s: %v", path, err)
+		return "", fmt.Errorf("payload %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		t.Fatalf("testclients: payload %s: %v", path, err)
+		return "", fmt.Errorf("payload %s: %w", path, err)
 	}
-	return path
+	return path, nil
 }
 
-// MakeTorrent builds a .torrent for payload (a file, or a directory for a
-// multi-file torrent) with anacrolix/torrent's metainfo builder and writes it
-// to a new temp dir. Each tracker URL gets its own tier, in order (as
-// mktorrent does); clients in this package announce to all tiers. It returns
-// the file's path and the v1 infohash.
+// MakeTorrent is CreateTorrent for tests, except that it writes the .torrent
+// to a new t.TempDir as <name>.torrent; it fails the test on error.
 func MakeTorrent(t testing.TB, payload string, pieceLength int64, trackers []string, private bool) (path string, ih [20]byte) {
 	t.Helper()
+	b, name, ih, err := encodeTorrent(payload, pieceLength, trackers, private)
+	if err == nil {
+		path = filepath.Join(t.TempDir(), name+".torrent")
+		err = os.WriteFile(path, b, 0o644)
+	}
+	if err != nil {
+		t.Fatalf("testclients: torrent of %s: %v", payload, err)
+	}
+	return path, ih
+}
+
+// CreateTorrent builds a .torrent for payload (a file, or a directory for a
+// multi-file torrent) with anacrolix/torrent's metainfo builder. Each tracker
+// URL gets its own tier, in order (as mktorrent does); clients in this
+// package announce to all tiers. It writes the file next to the payload as
+// <payload>.<16 hex digits>.torrent, the digits from a hash of the file's
+// content: torrents of one payload with other trackers, piece lengths or
+// private flags do not overwrite each other, and the same call twice gives
+// the same file. It returns the file's path and the v1 infohash.
+func CreateTorrent(payload string, pieceLength int64, trackers []string, private bool) (path string, ih [20]byte, err error) {
+	b, _, ih, err := encodeTorrent(payload, pieceLength, trackers, private)
+	if err != nil {
+		return "", ih, fmt.Errorf("torrent of %s: %w", payload, err)
+	}
+	sum := sha256.Sum256(b)
+	path = fmt.Sprintf("%s.%x.torrent", filepath.Clean(payload), sum[:8])
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return "", ih, fmt.Errorf("torrent of %s: %w", payload, err)
+	}
+	return path, ih, nil
+}
+
+// encodeTorrent returns the bencoded .torrent of CreateTorrent, the
+// torrent's name and its infohash.
+func encodeTorrent(payload string, pieceLength int64, trackers []string, private bool) (b []byte, name string, ih [20]byte, err error) {
 	info := metainfo.Info{PieceLength: pieceLength}
 	if err := info.BuildFromFilePath(payload); err != nil {
-		t.Fatalf("testclients: torrent of %s: %v", payload, err)
+		return nil, "", ih, err
 	}
 	if private {
 		info.Private = &private
 	}
 	ib, err := bencode.Marshal(info)
 	if err != nil {
-		t.Fatalf("testclients: torrent of %s: encode info: %v", payload, err)
+		return nil, "", ih, fmt.Errorf("encode info: %w", err)
 	}
 	mi := metainfo.MetaInfo{InfoBytes: ib, CreatedBy: "swarmaudit testclients"}
 	if len(trackers) > 0 {
@@ -188,19 +241,10 @@ func MakeTorrent(t testing.TB, payload string, pieceLength int64, trackers []str
 			mi.AnnounceList = append(mi.AnnounceList, []string{tr})
 		}
 	}
-	path = filepath.Join(t.TempDir(), info.Name+".torrent")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatalf("testclients: torrent: %v", err)
+	if b, err = bencode.Marshal(mi); err != nil {
+		return nil, "", ih, fmt.Errorf("encode: %w", err)
 	}
-	if err := mi.Write(f); err != nil {
-		f.Close()
-		t.Fatalf("testclients: write %s: %v", path, err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatalf("testclients: write %s: %v", path, err)
-	}
-	return path, mi.HashInfoBytes()
+	return b, info.Name, mi.HashInfoBytes(), nil
 }
 
 // readBody reads at most maxResponse bytes of an API response.

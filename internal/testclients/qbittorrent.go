@@ -8,18 +8,17 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 )
 
 // qbittorrent drives qbittorrent-nox 4.5 over its Web API (v2), with the
-// Web UI's authentication bypassed for 127.0.0.0/8.
+// Web UI's authentication bypassed for 127.0.0.0/8 and, in a network
+// namespace, for the /24 of Options.IP.
 type qbittorrent struct {
 	base    string
 	http    *http.Client
@@ -32,8 +31,12 @@ type qbittorrent struct {
 	added bool
 }
 
-func (c *Client) prepareQBittorrent(t testing.TB, o Options) (*exec.Cmd, error) {
-	web := netip.AddrPortFrom(c.Addr.Addr(), uint16(FreePort(t, o.IP)))
+func (c *Client) prepareQBittorrent(o Options) (*exec.Cmd, error) {
+	web := c.APIAddr
+	whitelist := "127.0.0.0/8"
+	if o.Netns != "" {
+		whitelist += ", " + lan24(c.Addr.Addr()).String()
+	}
 	profile := filepath.Join(c.Dir, "profile")
 	conf := filepath.Join(profile, "qBittorrent", "config")
 	if err := os.MkdirAll(conf, 0o755); err != nil {
@@ -74,11 +77,11 @@ WebUI\Address=%s
 WebUI\Port=%d
 WebUI\LocalHostAuth=false
 WebUI\AuthSubnetWhitelistEnabled=true
-WebUI\AuthSubnetWhitelist=127.0.0.0/8
+WebUI\AuthSubnetWhitelist=%s
 WebUI\HostHeaderValidation=false
 WebUI\CSRFProtection=false
 WebUI\UseUPnP=false
-`, c.Addr.Port(), o.IP, enc, o.PEX, o.DataDir, o.UploadLimitKiB, o.DownloadLimitKiB, o.IP, web.Port())
+`, c.Addr.Port(), o.IP, enc, o.PEX, o.DataDir, o.UploadLimitKiB, o.DownloadLimitKiB, o.IP, web.Port(), whitelist)
 	if err := os.WriteFile(filepath.Join(conf, "qBittorrent.conf"), []byte(ini), 0o644); err != nil {
 		return nil, fmt.Errorf("qBittorrent.conf: %w", err)
 	}

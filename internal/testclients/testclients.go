@@ -1,15 +1,18 @@
-// Package testclients starts real third-party BitTorrent clients (Transmission,
-// libtorrent, qBittorrent, aria2) and the opentracker tracker on loopback
-// addresses for the project's integration tests, and reads each client's own
+// Package testclients runs real third-party BitTorrent clients (Transmission,
+// libtorrent, qBittorrent, aria2) and the opentracker tracker, on loopback
+// addresses or in network namespaces, and reads each client's own
 // ground-truth counters through its control API.
 //
-// Everything a client does stays on 127.0.0.0/8: it binds to the address in
-// Options.IP, DHT bootstraps only from loopback nodes the test names, LSD,
-// UPnP, NAT-PMP and uTP are off, and proxy variables of the test's environment
-// are not passed on. Each client runs in its own t.TempDir, in its own process
-// group; Stop (registered with t.Cleanup) ends only that group.
+// Everything a client does stays where it is put: it binds to the address in
+// Options.IP, DHT bootstraps only from the nodes the caller names, LSD, UPnP,
+// NAT-PMP and uTP are off, and proxy variables of the caller's environment
+// are not passed on. Each client runs in its own directory (Options.Dir), in
+// its own process group; Stop ends only that group, and a client dies with
+// the process that launched it even if Stop never runs.
 //
-// A typical test:
+// Tests use Start, StartOpentracker, MakePayload and MakeTorrent, which skip
+// or fail the test themselves (so they must be called from the test's own
+// goroutine) and register Stop with t.Cleanup:
 //
 //	payload := testclients.MakePayload(t, t.TempDir(), 1<<20, 1)
 //	tr := testclients.StartOpentracker(ctx, t)
@@ -19,10 +22,47 @@
 //		TorrentFile: torrent, DataDir: filepath.Dir(payload), Seed: true})
 //	st, err := seed.Stats(ctx)
 //
-// Start and the other helpers that take a testing.TB fail or skip the test
-// themselves, so they must be called from the test's own goroutine.
+// Other programs use the functions they wrap, which return errors and leave
+// Stop to the caller: Launch, LaunchOpentracker, WritePayload and
+// CreateTorrent. Without Options.Netns a client must bind to 127.0.0.0/8.
 //
-// Client quirks that shape loopback tests:
+// # Network namespaces
+//
+// With Options.Netns (and OpentrackerOptions.Netns) the program runs as
+// `ip netns exec NETNS PROGRAM ...` in a namespace the caller made (root
+// only). ip execs the program in place, so PID, process group and
+// parent-death signal stay the program's. The caller also sets up the
+// network: Options.IP is an address of the namespace that the root
+// namespace routes to, for example a namespace joined to a bridge:
+//
+//	ip netns add h1
+//	ip link add h1-br type veth peer name h1-in
+//	ip link set h1-br master br0 up            # br0: 10.77.0.1/24 in the root namespace
+//	ip link set h1-in netns h1
+//	ip -n h1 addr add 10.77.0.11/24 dev h1-in
+//	ip -n h1 link set h1-in up
+//	ip -n h1 link set lo up
+//
+// and then, in Go:
+//
+//	payload, err := testclients.WritePayload(dir+"/seed/data", 8<<20, 1)
+//	torrent, ih, err := testclients.CreateTorrent(payload, 256<<10, []string{trackerURL}, true)
+//	c, err := testclients.Launch(ctx, testclients.Options{Kind: testclients.QBittorrent,
+//		TorrentFile: torrent, Dir: dir + "/seed", Netns: "h1", IP: "10.77.0.11",
+//		Port: 6881, Seed: true}) // API on 10.77.0.11:7881 (Port+1000)
+//	defer c.Stop()
+//
+// In a namespace the peer port (Options.Port) is required, the API port
+// defaults to Port+1000, and the package talks to the client from the root
+// namespace: its API (which accepts unauthenticated requests from IP's /24,
+// so the root namespace's address must be in it), the readiness probe of
+// Options.Seed (from the root namespace's own address; it is closed before
+// Launch returns, so it does not hold Transmission's one connection per peer
+// IP) and Stop. DHT nodes must be in IP's /24, or loopback (the namespace's own).
+// aria2 cannot bind its RPC to one address: in a namespace it listens on all
+// of the namespace's addresses.
+//
+// Client quirks that shape tests:
 //   - Transmission 3.00 ignores 127.0.0.0/8 addresses it learns from trackers
 //     or PEX ("martian"); it only takes incoming connections from them. Start a
 //     Transmission leecher before its seeders, so that a seeder's first
@@ -97,29 +137,61 @@ type Options struct {
 	Encryption Encryption // default EncPreferred
 
 	TorrentFile string // the .torrent to add (required)
-	// DataDir is where the payload lives or is downloaded to (default: a new
-	// t.TempDir). If the payload is complete there, the client seeds it.
+	// Dir is the client's private directory: configuration, state and logs
+	// (required by Launch, created if missing; Start uses a new t.TempDir). It
+	// should be new: state an earlier client left there (resume files) would
+	// be picked up.
+	Dir string
+	// DataDir is where the payload lives or is downloaded to (default
+	// Dir/data, created if missing). If the payload is complete there, the
+	// client seeds it.
 	DataDir string
 
 	UploadLimitKiB   int // the client's own upload cap in KiB/s; 0 = unlimited
 	DownloadLimitKiB int // the client's own download cap in KiB/s; 0 = unlimited
 
-	// IP is the IPv4 loopback address the client binds to (default
-	// "127.0.0.1"). Any 127.0.0.0/8 address works on Linux without setup.
+	// Netns, when set, is the name of a network namespace (one `ip netns add`
+	// made, under /run/netns) the client runs in: its command becomes
+	// `ip netns exec NETNS PROGRAM ARGS...`, which switches namespace and
+	// execs the program, so the PID and process group are the program's own.
+	// The caller must be root and route the root namespace to IP; the
+	// package's own requests (API, readiness probe, Stop) come from the root
+	// namespace.
+	Netns string
+	// IP is the IPv4 address the client binds to: its peer port, its API and
+	// its outgoing connections. Without Netns it must be loopback (default
+	// "127.0.0.1"; any 127.0.0.0/8 address works on Linux without setup).
+	// With Netns it is required and may be any IPv4 unicast address of the
+	// namespace; the client's API then accepts unauthenticated requests from
+	// IP's /24 (and loopback), so the root namespace's address on the link
+	// must be in that /24.
 	IP string
+	// Port is the BitTorrent TCP listen port. 0 picks a free one (FreePort);
+	// with Netns it is required, since a port cannot be probed from outside
+	// the namespace.
+	Port int
+	// APIPort is the port of the client's control API (Transmission RPC,
+	// qBittorrent Web UI, aria2 JSON-RPC; libtorrent has none and ignores
+	// it). 0 picks a free one, or Port+1000 with Netns.
+	APIPort int
 
 	PEX bool // enable peer exchange (ut_pex); default off
 	// DHT enables the mainline DHT with DHTNodes as its only bootstrap nodes.
 	// Only libtorrent and aria2 support it: Transmission 3.00 and
-	// qBittorrent 4.5 fall back to hard-coded public routers, which these
-	// tests must never contact, so Start fails the test for them.
-	DHT      bool
-	DHTNodes []netip.AddrPort // loopback bootstrap nodes (aria2 uses the first)
+	// qBittorrent 4.5 fall back to hard-coded public routers, which must
+	// never be contacted, so Launch refuses DHT for them. The DHT listens on
+	// UDP Port; aria2's, without Netns, on a port of its own.
+	DHT bool
+	// DHTNodes are the bootstrap nodes (aria2 uses the first). Without Netns
+	// they must be loopback addresses; with Netns they must be in IP's /24 or
+	// loopback (which then is the namespace's own).
+	DHTNodes []netip.AddrPort
 
-	// Seed makes Start wait until the client reports the torrent complete,
+	// Seed makes Launch wait until the client reports the torrent complete,
 	// verified and seeding, and then completes a BitTorrent handshake (MSE
 	// when encryption is required) on its peer port: one short connection
-	// from ProbeSource with peer ID "-SA0000-readyprobe00".
+	// with peer ID "-SA0000-readyprobe00", from ProbeSource, or with Netns
+	// from the root namespace's own address on the link to IP.
 	Seed bool
 }
 
@@ -155,11 +227,17 @@ func (s Stats) String() string {
 // ErrExited is returned (wrapped) when the client process is gone.
 var ErrExited = errors.New("client process exited")
 
+// ErrNotInstalled is returned (wrapped) by Launch and LaunchOpentracker when
+// a program they need is missing.
+var ErrNotInstalled = errors.New("program not installed")
+
 // Client is one running client process with one torrent.
 type Client struct {
 	Kind       Kind
 	Encryption Encryption
+	Netns      string         // the network namespace it runs in; "" for the caller's
 	Addr       netip.AddrPort // BitTorrent TCP listen address
+	APIAddr    netip.AddrPort // control API address; zero for libtorrent (stdin/stdout)
 	DHTAddr    netip.AddrPort // DHT UDP address; zero unless Options.DHT
 	InfoHash   [20]byte
 	DataDir    string
@@ -167,6 +245,7 @@ type Client struct {
 
 	api      controller
 	proc     *process
+	probeSrc netip.Addr // source of the readiness probe; zero: the kernel's choice
 	stopOnce sync.Once
 }
 
@@ -181,7 +260,7 @@ type controller interface {
 
 // Timeouts; every wait in this package is bounded.
 const (
-	defaultStartTimeout = 60 * time.Second // when Start's ctx has no deadline
+	defaultStartTimeout = 60 * time.Second // when Launch's ctx has no deadline
 	requestTimeout      = 5 * time.Second  // one API request
 	stopGrace           = 10 * time.Second // graceful exit before SIGKILL
 	pollInterval        = 100 * time.Millisecond
@@ -189,64 +268,127 @@ const (
 	logTail             = 32 << 10
 )
 
-// Start starts a client on loopback, adds o.TorrentFile and waits until the
-// client's API reports the torrent (and, with o.Seed, until it seeds). It
-// skips the test when the client program is missing (see Require), fails it
-// with the client's log on any error, and registers Stop with t.Cleanup.
-// ctx bounds the start-up (default 60 s when it has no deadline).
+// apiPortOffset derives Options.APIPort from Options.Port with Netns.
+const apiPortOffset = 1000
+
+// Start is Launch for tests: it gives the client a new t.TempDir as Dir
+// unless o.Dir is set, skips the test when the client program is missing
+// (see Require), fails it with the client's log on any error, and registers
+// Stop with t.Cleanup.
 func Start(ctx context.Context, t testing.TB, o Options) *Client {
 	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
 	if err := o.normalize(); err != nil {
 		t.Fatalf("testclients: %v", err)
 	}
 	Require(t, string(o.Kind))
+	if o.Netns != "" {
+		Require(t, "ip")
+	}
+	c, err := Launch(ctx, o)
+	return started(t, c, err)
+}
+
+// started is the end of Start and StartOpentracker: it fails the test on
+// err, or registers v.Stop with t.Cleanup.
+func started[T interface{ Stop() }](t testing.TB, v T, err error) T {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("testclients: %v", err)
+	}
+	t.Cleanup(v.Stop)
+	return v
+}
+
+// Launch starts a client, adds o.TorrentFile and waits until the client's
+// API reports the torrent (and, with o.Seed, until it seeds and accepts a
+// peer). ctx bounds the start-up (default 60 s when it has no deadline). On
+// error nothing of the client is left running, and the error carries the
+// tail of its log; a missing program gives an error wrapping
+// ErrNotInstalled. The caller must call Stop.
+func Launch(ctx context.Context, o Options) (*Client, error) {
+	if err := o.normalize(); err != nil {
+		return nil, fmt.Errorf("options: %w", err)
+	}
+	if err := have(string(o.Kind)); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", o.Kind, ErrNotInstalled, err)
+	}
+	if o.Netns != "" {
+		if err := netnsReady(o.Netns); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Kind, err)
+		}
+	}
 	mi, err := metainfo.LoadFromFile(o.TorrentFile)
 	if err != nil {
-		t.Fatalf("testclients: load torrent %s: %v", o.TorrentFile, err)
+		return nil, fmt.Errorf("load torrent %s: %w", o.TorrentFile, err)
 	}
 	if _, err := mi.UnmarshalInfo(); err != nil {
-		t.Fatalf("testclients: torrent %s: info: %v", o.TorrentFile, err)
+		return nil, fmt.Errorf("torrent %s: info: %w", o.TorrentFile, err)
 	}
-	if o.DataDir == "" {
-		o.DataDir = t.TempDir()
+	if err := o.makeDirs(); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Kind, err)
 	}
-	if o.DataDir, err = filepath.Abs(o.DataDir); err != nil {
-		t.Fatalf("testclients: data dir: %v", err)
+	if err := o.assignPorts(); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Kind, err)
 	}
 	ip := netip.MustParseAddr(o.IP)
 	c := &Client{
 		Kind:       o.Kind,
 		Encryption: o.Encryption,
-		Addr:       netip.AddrPortFrom(ip, uint16(FreePort(t, o.IP))),
+		Netns:      o.Netns,
+		Addr:       netip.AddrPortFrom(ip, uint16(o.Port)),
 		InfoHash:   mi.HashInfoBytes(),
 		DataDir:    o.DataDir,
-		Dir:        t.TempDir(),
+		Dir:        o.Dir,
 		proc:       newProcess(),
 	}
-	if o.DHT {
-		// libtorrent's DHT shares the BitTorrent port number (UDP); aria2 takes its own.
-		port := c.Addr.Port()
-		if o.Kind == Aria2 {
-			port = uint16(FreePort(t, o.IP))
+	if o.Kind != Libtorrent {
+		apiIP := ip
+		if o.Kind == Aria2 && o.Netns == "" {
+			apiIP = netip.MustParseAddr("127.0.0.1") // see prepareAria2
 		}
-		c.DHTAddr = netip.AddrPortFrom(ip, port)
+		c.APIAddr = netip.AddrPortFrom(apiIP, uint16(o.APIPort))
 	}
-	cmd, err := c.prepare(t, o)
+	if o.Netns == "" {
+		c.probeSrc = probeSource
+	}
+	if o.DHT {
+		// libtorrent's DHT shares the BitTorrent port number (UDP); aria2
+		// takes its own, except in a namespace, where no port can be probed.
+		port := o.Port
+		if o.Kind == Aria2 && o.Netns == "" {
+			if port, err = freePort(o.IP); err != nil {
+				return nil, fmt.Errorf("%s: DHT port: %w", o.Kind, err)
+			}
+		}
+		c.DHTAddr = netip.AddrPortFrom(ip, uint16(port))
+	}
+	cmd, err := c.prepare(o)
 	if err != nil {
-		t.Fatalf("testclients: %s: %v", o.Kind, err)
+		return nil, fmt.Errorf("%s: %w", o.Kind, err)
+	}
+	if o.Netns != "" {
+		if err := inNetns(cmd, o.Netns); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Kind, err)
+		}
 	}
 	if err := c.proc.launch(cmd, c.Dir, "client.log", c.clientEnv()); err != nil {
-		t.Fatalf("testclients: %s: %v\n%s", o.Kind, err, c.Log())
+		return nil, fmt.Errorf("%s: %w\n%s", o.Kind, err, c.Log())
 	}
-	t.Cleanup(c.Stop)
 
 	ctx, cancel := withDefaultDeadline(ctx, defaultStartTimeout)
 	defer cancel()
 	if err := c.waitReady(ctx, o.Seed); err != nil {
 		c.Stop()
-		t.Fatalf("testclients: start %s (%s, %s): %v\n--- %s log ---\n%s", o.Kind, c.Addr, o.Encryption, err, o.Kind, c.Log())
+		where := c.Addr.String()
+		if c.Netns != "" {
+			where += " in netns " + c.Netns
+		}
+		return nil, fmt.Errorf("start %s (%s, %s): %w\n--- %s log ---\n%s", o.Kind, where, o.Encryption, err, o.Kind, c.Log())
 	}
-	return c
+	return c, nil
 }
 
 func (o *Options) normalize() error {
@@ -262,38 +404,127 @@ func (o *Options) normalize() error {
 	if o.TorrentFile == "" {
 		return errors.New("Options.TorrentFile is empty")
 	}
-	if o.IP == "" {
-		o.IP = "127.0.0.1"
+	if o.Dir == "" {
+		return errors.New("Options.Dir is empty")
 	}
-	ip, err := netip.ParseAddr(o.IP)
-	if err != nil || !ip.Is4() || !ip.IsLoopback() {
-		return fmt.Errorf("Options.IP %q: want an IPv4 loopback address (127.0.0.0/8)", o.IP)
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"Port", o.Port}, {"APIPort", o.APIPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return fmt.Errorf("Options.%s %d out of range", p.name, p.v)
+		}
+	}
+	if o.Netns != "" {
+		if err := o.normalizeNetns(); err != nil {
+			return err
+		}
+	} else {
+		if o.IP == "" {
+			o.IP = "127.0.0.1"
+		}
+		ip, err := netip.ParseAddr(o.IP)
+		if err != nil || !ip.Is4() || !ip.IsLoopback() {
+			return fmt.Errorf("Options.IP %q: want an IPv4 loopback address (127.0.0.0/8), or a Netns", o.IP)
+		}
+		for _, n := range o.DHTNodes {
+			if !n.Addr().IsLoopback() {
+				return fmt.Errorf("DHT node %s is not a loopback address", n)
+			}
+		}
+	}
+	if o.Port != 0 && o.Port == o.APIPort && o.Kind != Libtorrent {
+		return fmt.Errorf("Options.Port and APIPort are both %d", o.Port)
 	}
 	if o.UploadLimitKiB < 0 || o.DownloadLimitKiB < 0 {
 		return fmt.Errorf("negative rate limit (up %d, down %d KiB/s)", o.UploadLimitKiB, o.DownloadLimitKiB)
 	}
 	if o.DHT && (o.Kind == Transmission || o.Kind == QBittorrent) {
-		return fmt.Errorf("DHT with %s: it bootstraps from hard-coded public routers, which tests must not contact", o.Kind)
+		return fmt.Errorf("DHT with %s: it bootstraps from hard-coded public routers, which must not be contacted", o.Kind)
 	}
+	return nil
+}
+
+// normalizeNetns checks the options that differ in a network namespace.
+func (o *Options) normalizeNetns() error {
+	if err := checkNetnsName(o.Netns); err != nil {
+		return err
+	}
+	ip, err := parseNetnsIP(o.IP)
+	if err != nil {
+		return fmt.Errorf("Options.IP: %w", err)
+	}
+	if o.Port == 0 {
+		return fmt.Errorf("Options.Port is required with Netns %s", o.Netns)
+	}
+	if o.APIPort == 0 && o.Kind != Libtorrent {
+		if o.Port+apiPortOffset > 65535 {
+			return fmt.Errorf("Options.APIPort: Port %d + %d is out of range; set APIPort", o.Port, apiPortOffset)
+		}
+		o.APIPort = o.Port + apiPortOffset
+	}
+	lan := lan24(ip)
 	for _, n := range o.DHTNodes {
-		if !n.Addr().IsLoopback() {
-			return fmt.Errorf("DHT node %s is not a loopback address", n)
+		if !n.Addr().IsLoopback() && !lan.Contains(n.Addr()) {
+			return fmt.Errorf("DHT node %s is neither in %s nor loopback", n, lan)
+		}
+	}
+	return nil
+}
+
+// makeDirs makes Dir and DataDir absolute and creates them.
+func (o *Options) makeDirs() error {
+	var err error
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return fmt.Errorf("dir: %w", err)
+	}
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(o.Dir, "data")
+	}
+	if o.DataDir, err = filepath.Abs(o.DataDir); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	for _, d := range []string{o.Dir, o.DataDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// assignPorts picks free ports for Port and APIPort where they are 0
+// (normalize has filled them with Netns). aria2's RPC listens on 127.0.0.1
+// outside a namespace, so its port is picked there.
+func (o *Options) assignPorts() error {
+	var err error
+	if o.Port == 0 {
+		if o.Port, err = freePort(o.IP); err != nil {
+			return fmt.Errorf("peer port: %w", err)
+		}
+	}
+	if o.APIPort == 0 && o.Kind != Libtorrent {
+		ip := o.IP
+		if o.Kind == Aria2 {
+			ip = "127.0.0.1"
+		}
+		if o.APIPort, err = freePort(ip); err != nil {
+			return fmt.Errorf("API port: %w", err)
 		}
 	}
 	return nil
 }
 
 // prepare writes the client's configuration and returns its command.
-func (c *Client) prepare(t testing.TB, o Options) (*exec.Cmd, error) {
+func (c *Client) prepare(o Options) (*exec.Cmd, error) {
 	switch o.Kind {
 	case Transmission:
-		return c.prepareTransmission(t, o)
+		return c.prepareTransmission(o)
 	case Libtorrent:
 		return c.prepareLibtorrent(o)
 	case QBittorrent:
-		return c.prepareQBittorrent(t, o)
+		return c.prepareQBittorrent(o)
 	case Aria2:
-		return c.prepareAria2(t, o)
+		return c.prepareAria2(o)
 	}
 	return nil, fmt.Errorf("unknown kind %q", o.Kind)
 }
@@ -347,7 +578,7 @@ func (c *Client) waitReady(ctx context.Context, seed bool) error {
 		}
 	}
 	for {
-		last = probeHandshake(ctx, c.Addr, c.InfoHash, c.Encryption)
+		last = probeHandshake(ctx, c.Addr, c.InfoHash, c.Encryption, c.probeSrc)
 		if last == nil {
 			return nil
 		}
@@ -415,7 +646,7 @@ func withDefaultDeadline(ctx context.Context, d time.Duration) (context.Context,
 	return context.WithTimeout(ctx, d)
 }
 
-// newHTTPClient talks to a client's API on loopback: no proxy, bounded.
+// newHTTPClient talks to a client's API: no proxy, bounded.
 func newHTTPClient() *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, DisableCompression: true},

@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,89 +24,221 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 )
 
-// Tracker is a running opentracker on 127.0.0.1.
+// Tracker is a running opentracker.
 //
 // Debian builds opentracker with an info-hash whitelist (WANT_ACCESSLIST_WHITE)
 // and no way to turn it off: it refuses every torrent not on the list. Allow
-// adds torrents to the list; announces for other torrents get a
-// "failure reason" answer.
+// and AllowHashes add torrents to the list; announces for other torrents get
+// a "failure reason" answer.
 type Tracker struct {
-	HTTP string // HTTP announce URL, "http://127.0.0.1:PORT/announce"
-	UDP  string // UDP announce URL (BEP 15), "udp://127.0.0.1:PORT/announce"
+	HTTP string // HTTP announce URL, "http://IP:PORT/announce"
+	UDP  string // UDP announce URL (BEP 15), "udp://IP:PORT/announce"
 
-	dir  string
-	port int
-	proc *process
-	http *http.Client
+	dir      string
+	ownDir   bool // dir was made by LaunchOpentracker: Stop removes it
+	proc     *process
+	http     *http.Client
+	stopOnce sync.Once
 
-	mu      sync.Mutex // serialises Allow
+	mu      sync.Mutex // serialises allow
 	allowed []string   // hex infohashes
+}
+
+// OpentrackerOptions configures one opentracker.
+type OpentrackerOptions struct {
+	// IP is the IPv4 address it serves HTTP and UDP on. Without Netns it must
+	// be loopback (default "127.0.0.1"); with Netns it is required, as for
+	// Options.IP.
+	IP string
+	// Port serves both HTTP and UDP; 0 picks a free one (FreePort), which
+	// with Netns is not possible: then it is required.
+	Port int
+	// Netns runs it in this network namespace, as Options.Netns does for a
+	// client.
+	Netns string
+	// Dir is its working directory, holding the whitelist and its log
+	// (created if missing, and made readable for others: run as root,
+	// opentracker runs as nobody). "" makes a new one under os.TempDir,
+	// which Stop removes; Stop leaves a given Dir in place.
+	Dir string
+	// Allow is the initial whitelist.
+	Allow [][20]byte
 }
 
 // opentracker whitelist file name, relative to its working directory.
 const whitelistName = "whitelist"
 
-// StartOpentracker starts Debian's opentracker on 127.0.0.1, HTTP and UDP on
-// one free port number, allows the given infohashes and returns once it
-// answers. Start it before the clients that use it: cleanups run last-in
-// first-out, so it is stopped after them and receives their 'stopped'
-// announces. opentracker's announce interval is compiled in (~30 min): clients
-// announce when they start and stop, rarely in between.
+// nobody is the user and group ID opentracker runs as when started by root.
+const nobody = "65534"
+
+// StartOpentracker is LaunchOpentracker on 127.0.0.1 for tests: it skips the
+// test when opentracker is missing (see Require), fails it on error, and
+// registers Stop with t.Cleanup. Start it before the clients that use it:
+// cleanups run last-in first-out, so it is stopped after them and receives
+// their 'stopped' announces.
 func StartOpentracker(ctx context.Context, t testing.TB, allow ...[20]byte) *Tracker {
 	t.Helper()
-	Require(t, "opentracker")
-	// Not t.TempDir: as root, opentracker runs as nobody (below), and a
-	// t.TempDir's parent is not searchable by others.
-	dir, err := os.MkdirTemp("", "opentracker-")
-	if err != nil {
-		t.Fatalf("testclients: opentracker dir: %v", err)
+	Require(t, opentrackerPrograms()...)
+	tr, err := LaunchOpentracker(ctx, OpentrackerOptions{Allow: allow})
+	return started(t, tr, err)
+}
+
+// opentrackerPrograms are the programs LaunchOpentracker needs.
+func opentrackerPrograms() []string {
+	if os.Geteuid() == 0 {
+		return []string{"opentracker", "setpriv"}
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("testclients: opentracker dir: %v", err)
+	return []string{"opentracker"}
+}
+
+// LaunchOpentracker starts Debian's opentracker, HTTP and UDP on one port,
+// allows o.Allow and returns once it answers (bounded by ctx, default 60 s).
+// As root it runs as nobody (through setpriv, which keeps the parent-death
+// signal). opentracker's announce interval is compiled in (~30 min): clients
+// announce when they start and stop, rarely in between. On error nothing is
+// left running; a missing program gives an error wrapping ErrNotInstalled.
+// The caller must call Stop.
+func LaunchOpentracker(ctx context.Context, o OpentrackerOptions) (*Tracker, error) {
+	if err := o.normalize(); err != nil {
+		return nil, fmt.Errorf("opentracker options: %w", err)
 	}
-	port := FreePort(t, "127.0.0.1")
-	tr := &Tracker{
-		HTTP: fmt.Sprintf("http://127.0.0.1:%d/announce", port),
-		UDP:  fmt.Sprintf("udp://127.0.0.1:%d/announce", port),
-		dir:  dir,
-		port: port,
-		proc: newProcess(),
-		http: newHTTPClient(),
+	for _, prog := range opentrackerPrograms() {
+		if err := have(prog); err != nil {
+			return nil, fmt.Errorf("opentracker: %w: %v", ErrNotInstalled, err)
+		}
 	}
+	if o.Netns != "" {
+		if err := netnsReady(o.Netns); err != nil {
+			return nil, fmt.Errorf("opentracker: %w", err)
+		}
+	}
+	tr := &Tracker{dir: o.Dir, proc: newProcess(), http: newHTTPClient()}
+	if err := tr.makeDir(); err != nil {
+		return nil, fmt.Errorf("opentracker: %w", err)
+	}
+	if o.Port == 0 {
+		var err error
+		if o.Port, err = freePort(o.IP); err != nil {
+			tr.Stop()
+			return nil, fmt.Errorf("opentracker: %w", err)
+		}
+	}
+	hostPort := net.JoinHostPort(o.IP, strconv.Itoa(o.Port))
+	tr.HTTP = "http://" + hostPort + "/announce"
+	tr.UDP = "udp://" + hostPort + "/announce"
 	if _, err := tr.writeWhitelist(); err != nil {
-		t.Fatalf("testclients: opentracker: %v", err)
+		tr.Stop()
+		return nil, fmt.Errorf("opentracker: %w", err)
 	}
-	cmd := exec.Command("opentracker", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-P", strconv.Itoa(port),
-		"-d", dir, "-w", whitelistName)
+	argv := []string{"opentracker", "-i", o.IP, "-p", strconv.Itoa(o.Port), "-P", strconv.Itoa(o.Port),
+		"-d", ".", "-w", whitelistName} // "." is tr.dir, reachable even under a private parent
 	if os.Geteuid() == 0 {
 		// Run it as nobody from the start rather than let it chroot and drop
-		// privileges itself: a credential change in the child would clear the
-		// parent-death signal that ties it to the test binary.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		// privileges itself: a credential change clears the parent-death
+		// signal that ties it to this process, and setpriv sets it again.
+		argv = append([]string{"setpriv", "--reuid=" + nobody, "--regid=" + nobody, "--clear-groups",
+			"--pdeathsig=SIGKILL"}, argv...)
 	}
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "LANG=C"}
-	if err := tr.proc.launch(cmd, dir, "opentracker.log", env); err != nil {
-		t.Fatalf("testclients: opentracker: %v", err)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if o.Netns != "" {
+		if err := inNetns(cmd, o.Netns); err != nil {
+			tr.Stop()
+			return nil, fmt.Errorf("opentracker: %w", err)
+		}
 	}
-	t.Cleanup(tr.proc.kill)
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + tr.dir, "LANG=C"}
+	if err := tr.proc.launch(cmd, tr.dir, "opentracker.log", env); err != nil {
+		tr.Stop()
+		return nil, fmt.Errorf("opentracker: %w", err)
+	}
 
 	ctx, cancel := withDefaultDeadline(ctx, defaultStartTimeout)
 	defer cancel()
-	if err := tr.allow(ctx, allow...); err != nil {
-		tr.proc.kill()
-		t.Fatalf("testclients: start opentracker on 127.0.0.1:%d: %v\n%s", port, err, tr.proc.log())
+	if err := tr.allow(ctx, o.Allow...); err != nil {
+		log := tr.Log()
+		tr.Stop()
+		return nil, fmt.Errorf("start opentracker on %s: %w\n%s", hostPort, err, log)
 	}
-	return tr
+	return tr, nil
 }
 
-// Allow adds infohashes to the tracker's whitelist and waits (bounded by
-// ctx) until the tracker has reloaded it; it fails the test on error.
+func (o *OpentrackerOptions) normalize() error {
+	if o.Port < 0 || o.Port > 65535 {
+		return fmt.Errorf("Port %d out of range", o.Port)
+	}
+	if o.Netns != "" {
+		if err := checkNetnsName(o.Netns); err != nil {
+			return err
+		}
+		if _, err := parseNetnsIP(o.IP); err != nil {
+			return fmt.Errorf("IP: %w", err)
+		}
+		if o.Port == 0 {
+			return fmt.Errorf("Port is required with Netns %s", o.Netns)
+		}
+		return nil
+	}
+	if o.IP == "" {
+		o.IP = "127.0.0.1"
+	}
+	if ip, err := netip.ParseAddr(o.IP); err != nil || !ip.Is4() || !ip.IsLoopback() {
+		return fmt.Errorf("IP %q: want an IPv4 loopback address (127.0.0.0/8), or a Netns", o.IP)
+	}
+	return nil
+}
+
+// makeDir creates the working directory, readable for nobody. nobody need
+// not reach it by its path: opentracker starts in it and is told "-d .".
+func (tr *Tracker) makeDir() error {
+	var err error
+	if tr.dir == "" {
+		if tr.dir, err = os.MkdirTemp("", "opentracker-"); err != nil {
+			return fmt.Errorf("dir: %w", err)
+		}
+		tr.ownDir = true
+	} else {
+		if tr.dir, err = filepath.Abs(tr.dir); err != nil {
+			return fmt.Errorf("dir: %w", err)
+		}
+		if err := os.MkdirAll(tr.dir, 0o755); err != nil {
+			return fmt.Errorf("dir: %w", err)
+		}
+	}
+	if err := os.Chmod(tr.dir, 0o755); err != nil {
+		return fmt.Errorf("dir: %w", err)
+	}
+	return nil
+}
+
+// Stop kills the tracker and removes its directory if LaunchOpentracker made
+// it. It is idempotent and safe for concurrent use.
+func (tr *Tracker) Stop() {
+	tr.stopOnce.Do(func() {
+		tr.proc.kill()
+		if tr.ownDir {
+			if err := os.RemoveAll(tr.dir); err != nil {
+				slog.Warn("testclients: remove opentracker dir", "dir", tr.dir, "err", err)
+			}
+		}
+	})
+}
+
+// Allow is AllowHashes for tests: it fails the test on error.
 func (tr *Tracker) Allow(ctx context.Context, t testing.TB, ih ...[20]byte) {
 	t.Helper()
-	if err := tr.allow(ctx, ih...); err != nil {
-		t.Fatalf("testclients: opentracker allow: %v\n%s", err, tr.proc.log())
+	if err := tr.AllowHashes(ctx, ih...); err != nil {
+		t.Fatalf("testclients: %v", err)
 	}
+}
+
+// AllowHashes adds infohashes to the tracker's whitelist and waits (bounded
+// by ctx) until the tracker has reloaded it. The error carries the tail of
+// the tracker's log.
+func (tr *Tracker) AllowHashes(ctx context.Context, ih ...[20]byte) error {
+	if err := tr.allow(ctx, ih...); err != nil {
+		return fmt.Errorf("opentracker allow: %w\n%s", err, tr.Log())
+	}
+	return nil
 }
 
 // Log returns the tail of the tracker's output.

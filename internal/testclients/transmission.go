@@ -9,13 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -33,8 +31,15 @@ type transmission struct {
 	added bool
 }
 
-func (c *Client) prepareTransmission(t testing.TB, o Options) (*exec.Cmd, error) {
-	rpc := netip.AddrPortFrom(c.Addr.Addr(), uint16(FreePort(t, o.IP)))
+func (c *Client) prepareTransmission(o Options) (*exec.Cmd, error) {
+	rpc := c.APIAddr
+	// The RPC answers only whitelisted sources: loopback, and in a namespace
+	// the /24 of o.IP, where the root namespace's address on the link is.
+	whitelist := "127.*.*.*"
+	if o.Netns != "" {
+		b := c.Addr.Addr().As4()
+		whitelist += fmt.Sprintf(",%d.%d.%d.*", b[0], b[1], b[2])
+	}
 	conf := filepath.Join(c.Dir, "config")
 	if err := os.MkdirAll(conf, 0o755); err != nil {
 		return nil, fmt.Errorf("config dir: %w", err)
@@ -59,7 +64,7 @@ func (c *Client) prepareTransmission(t testing.TB, o Options) (*exec.Cmd, error)
 		"rpc-port":                     rpc.Port(),
 		"rpc-authentication-required":  false,
 		"rpc-whitelist-enabled":        true,
-		"rpc-whitelist":                "127.*.*.*",
+		"rpc-whitelist":                whitelist,
 		"rpc-host-whitelist-enabled":   false,
 		"download-dir":                 o.DataDir,
 		"incomplete-dir-enabled":       false,

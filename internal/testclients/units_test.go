@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -129,7 +130,7 @@ func TestPercentEncode(t *testing.T) {
 }
 
 func TestOptionsNormalize(t *testing.T) {
-	base := Options{Kind: Libtorrent, TorrentFile: "x.torrent"}
+	base := Options{Kind: Libtorrent, TorrentFile: "x.torrent", Dir: "d"}
 	tests := []struct {
 		name    string
 		mod     func(*Options)
@@ -152,6 +153,27 @@ func TestOptionsNormalize(t *testing.T) {
 		{"dht public node", func(o *Options) {
 			o.DHT, o.DHTNodes = true, []netip.AddrPort{netip.MustParseAddrPort("67.215.246.10:6881")}
 		}, "not a loopback"},
+		{"no dir", func(o *Options) { o.Dir = "" }, "Dir"},
+		{"port range", func(o *Options) { o.Port = 70000 }, "out of range"},
+		{"api port negative", func(o *Options) { o.APIPort = -1 }, "out of range"},
+		{"port equals api port", func(o *Options) { o.Kind, o.Port, o.APIPort = Aria2, 7000, 7000 }, "both 7000"},
+		{"fixed port on loopback", func(o *Options) { o.Port, o.APIPort = 7000, 8000 }, ""},
+		{"netns", func(o *Options) { o.Kind, o.Netns, o.IP, o.Port = Transmission, "sa-x", "10.77.0.5", 6881 }, ""},
+		{"netns libtorrent", func(o *Options) { o.Netns, o.IP, o.Port = "sa-x", "10.77.0.5", 6881 }, ""},
+		{"netns bad name", func(o *Options) { o.Netns, o.IP, o.Port = "../x", "10.77.0.5", 6881 }, "netns name"},
+		{"netns no ip", func(o *Options) { o.Netns, o.Port = "sa-x", 6881 }, "IPv4"},
+		{"netns loopback ip", func(o *Options) { o.Netns, o.IP, o.Port = "sa-x", "127.0.0.1", 6881 }, "unicast"},
+		{"netns ipv6", func(o *Options) { o.Netns, o.IP, o.Port = "sa-x", "fd00::1", 6881 }, "IPv4"},
+		{"netns no port", func(o *Options) { o.Netns, o.IP = "sa-x", "10.77.0.5" }, "Port is required"},
+		{"netns derived api port too big", func(o *Options) { o.Kind, o.Netns, o.IP, o.Port = Aria2, "sa-x", "10.77.0.5", 65000 }, "set APIPort"},
+		{"netns dht node in /24", func(o *Options) {
+			o.Netns, o.IP, o.Port, o.DHT = "sa-x", "10.77.0.5", 6881, true
+			o.DHTNodes = []netip.AddrPort{netip.MustParseAddrPort("10.77.0.9:6881"), netip.MustParseAddrPort("127.0.0.1:6881")}
+		}, ""},
+		{"netns dht node outside /24", func(o *Options) {
+			o.Netns, o.IP, o.Port, o.DHT = "sa-x", "10.77.0.5", 6881, true
+			o.DHTNodes = []netip.AddrPort{netip.MustParseAddrPort("10.77.1.9:6881")}
+		}, "neither in 10.77.0.0/24"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,7 +184,7 @@ func TestOptionsNormalize(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if o.IP == "" || o.Encryption == "" {
+				if o.IP == "" || o.Encryption == "" || (o.Netns != "" && o.Kind != Libtorrent && o.APIPort != o.Port+1000) {
 					t.Errorf("defaults not filled: %+v", o)
 				}
 				return
@@ -220,6 +242,93 @@ func TestMakeTorrent(t *testing.T) {
 		}
 		if mi.Announce != trackers[0] || len(mi.AnnounceList) != 2 || mi.AnnounceList[1][0] != trackers[1] {
 			t.Errorf("announce %q, list %q", mi.Announce, mi.AnnounceList)
+		}
+	}
+}
+
+func TestCreateTorrent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "dir")
+	src, err := WritePayload(dir, 100_000, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WritePayload(dir, -1, 5); err == nil {
+		t.Error("WritePayload with a negative size: no error")
+	}
+	var paths []string
+	for _, trackers := range [][]string{{"http://127.0.0.1:1/announce"}, {"http://127.0.0.1:2/announce"}} {
+		path, ih, err := CreateTorrent(src, 32<<10, trackers, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(path, src+".") || !strings.HasSuffix(path, ".torrent") {
+			t.Errorf("path %s, want %s.<hash>.torrent", path, src)
+		}
+		if again, _, err := CreateTorrent(src, 32<<10, trackers, true); err != nil || again != path {
+			t.Errorf("the same torrent again: %s, %v; want %s", again, err, path)
+		}
+		mi, err := metainfo.LoadFromFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mi.HashInfoBytes() != ih || mi.Announce != trackers[0] {
+			t.Errorf("%s: infohash %x announce %s; want %x %s", path, mi.HashInfoBytes(), mi.Announce, ih, trackers[0])
+		}
+		paths = append(paths, path)
+	}
+	if paths[0] == paths[1] {
+		t.Errorf("two torrents of one payload share the path %s", paths[0])
+	}
+	if _, _, err := CreateTorrent(filepath.Join(dir, "missing"), 32<<10, nil, false); err == nil {
+		t.Error("CreateTorrent of a missing payload: no error")
+	}
+}
+
+func TestInNetns(t *testing.T) {
+	Require(t, "ip", "sh")
+	cmd := exec.Command("sh", "-c", "echo hi")
+	sh := cmd.Path
+	if err := inNetns(cmd, "sa-x"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ip", "netns", "exec", "sa-x", sh, "-c", "echo hi"}
+	if filepath.Base(cmd.Path) != "ip" || !filepath.IsAbs(cmd.Path) || !slices.Equal(cmd.Args, want) {
+		t.Errorf("command %s %q, want ip's path and %q", cmd.Path, cmd.Args, want)
+	}
+	if err := inNetns(exec.Command("no-such-program-swarmaudit"), "sa-x"); err == nil {
+		t.Error("inNetns of a missing program: no error")
+	}
+}
+
+func TestOpentrackerOptionsNormalize(t *testing.T) {
+	tests := []struct {
+		o       OpentrackerOptions
+		wantIP  string
+		wantErr string
+	}{
+		{OpentrackerOptions{}, "127.0.0.1", ""},
+		{OpentrackerOptions{IP: "127.0.0.7", Port: 6969}, "127.0.0.7", ""},
+		{OpentrackerOptions{IP: "10.0.0.1"}, "", "loopback"},
+		{OpentrackerOptions{Port: 65536}, "", "out of range"},
+		{OpentrackerOptions{Netns: "sa-x", IP: "10.77.0.3", Port: 6969}, "10.77.0.3", ""},
+		{OpentrackerOptions{Netns: "sa-x", IP: "10.77.0.3"}, "", "Port is required"},
+		{OpentrackerOptions{Netns: "sa-x", Port: 6969}, "", "IPv4"},
+		{OpentrackerOptions{Netns: "a/b", IP: "10.77.0.3", Port: 6969}, "", "netns name"},
+	}
+	for _, tc := range tests {
+		o := tc.o
+		err := o.normalize()
+		if tc.wantErr == "" && (err != nil || o.IP != tc.wantIP) || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%+v: IP %s, err %v; want IP %s, error containing %q", tc.o, o.IP, err, tc.wantIP, tc.wantErr)
+		}
+	}
+}
+
+func TestCheckNetnsName(t *testing.T) {
+	for name, ok := range map[string]bool{"sa-tc-1a2b3c-0": true, "a_b.c": true, "": false, ".": false, "..": false,
+		"a/b": false, "a b": false, strings.Repeat("x", 64): true, strings.Repeat("x", 65): false} {
+		if err := checkNetnsName(name); (err == nil) != ok {
+			t.Errorf("checkNetnsName(%q) = %v, want ok %v", name, err, ok)
 		}
 	}
 }
