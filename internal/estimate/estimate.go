@@ -113,9 +113,11 @@ type Capacity struct {
 
 // CapacityEstimate is the capacity derived from the probes.
 type CapacityEstimate struct {
-	Known   bool    // at least one probe got data
-	Samples int     // probes that got data
-	Central float64 // bytes/s: median throughput to us
+	Known   bool // at least one probe got data
+	Samples int  // probes that got data
+	// Central (bytes/s) is the median throughput to us over the quiet
+	// probes if there are any (Quiet), else over all probes.
+	Central float64
 	// MeasuredUpper is the largest probe throughput plus SpreadZ spreads
 	// (bytes/s): the most the peer gave us.
 	MeasuredUpper float64
@@ -123,8 +125,12 @@ type CapacityEstimate struct {
 	// peer's upload with us when the probe that set Upper ran.
 	Share float64
 	// Upper is the upper estimate of the peer's whole upload rate (bytes/s):
-	// (throughput + SpreadZ×spread) × Share × Headroom, maximised over probes.
+	// (throughput + SpreadZ×spread) × Share × Headroom, maximised over the
+	// quiet probes if there are any (Quiet), else over all probes.
 	Upper float64
+	// Quiet says Upper comes from probes during which nobody else may have
+	// been downloading (Share 1): they measured the whole capacity.
+	Quiet bool
 }
 
 // Peer is one observed peer.
@@ -195,6 +201,11 @@ type Config struct {
 	UnobservedRate float64
 }
 
+// SameClockSlack is the ClockSlack for announces stamped by this process
+// (the embedded tracker): no clock offset, only the time between a client
+// reading its counters and the tracker receiving the announce.
+const SameClockSlack = 50 * time.Millisecond
+
 // DefaultConfig returns the defaults: Headroom 1.5, SpreadZ 2, MaxShare 20,
 // TransferLead 2 min, UnresolvedTail 45 min, PresenceGap 10 min, ClockSlack
 // 2 s, UnobservedRate 0 (uncapped).
@@ -263,9 +274,15 @@ type Explanation struct {
 	ObservedPresent time.Duration
 	KnownAbsent     time.Duration
 	Capacity        CapacityEstimate
-	// CapacityBound is Capacity.Upper × (upper window − KnownAbsent), or −1
-	// when the capacity is unknown (never probed: no capacity bound).
+	// CapacityBound is Capacity.Upper × min(upper window − KnownAbsent,
+	// DemandTime) + ProbeBytes, or −1 when the capacity is unknown (never
+	// probed: no capacity bound).
 	CapacityBound int64
+	// DemandTime is how long in the upper window somebody else may have
+	// been downloading: an observed peer within its possible-gain span, or
+	// an unobserved peer present without reporting itself complete. A peer
+	// uploads nothing to the swarm outside it (but to us: ProbeBytes).
+	DemandTime time.Duration
 	// AvailabilityBound = AvailabilityObserved + AvailabilityUnobserved +
 	// ProbeBytes.
 	AvailabilityBound      int64
@@ -360,6 +377,7 @@ type Estimator struct {
 	unobs   []unobs
 	spanAs  []int64 // sorted spanA of observed peers
 	spanBs  []int64 // sorted spanB
+	demand  demand
 	nInfo   int
 	minTime int64
 }
@@ -452,6 +470,18 @@ func New(in Input, cfg Config) (*Estimator, error) {
 	}
 	slices.Sort(e.spanAs)
 	slices.Sort(e.spanBs)
+	var spans [][2]int64
+	for k := range e.peers {
+		if pd := &e.peers[k]; pd.info && pd.spanA < pd.spanB {
+			spans = append(spans, [2]int64{pd.spanA, pd.spanB})
+		}
+	}
+	for _, u := range e.unobs {
+		if !u.seeding {
+			spans = append(spans, u.present...)
+		}
+	}
+	e.demand = newDemand(spans)
 	for k := range e.peers {
 		e.peers[k].capacity = e.capacity(k)
 	}
@@ -540,32 +570,51 @@ func (e *Estimator) competitors(k int, t int64) int {
 
 func (e *Estimator) capacity(k int) CapacityEstimate {
 	var ce CapacityEstimate
-	var rates []float64
+	var rates, quietRates []float64
+	quietUpper := 0.0
 	for _, p := range e.peers[k].probes {
 		if p.rate <= 0 {
 			continue
 		}
 		rates = append(rates, p.rate)
 		mu := p.rate + e.cfg.SpreadZ*p.sprd
-		share := min(1+float64(e.competitors(k, p.at)), e.cfg.MaxShare)
+		n := e.competitors(k, p.at)
+		share := min(1+float64(n), e.cfg.MaxShare)
 		up := mu * share * e.cfg.Headroom
 		ce.MeasuredUpper = max(ce.MeasuredUpper, mu)
 		if up > ce.Upper {
 			ce.Upper, ce.Share = up, share
 		}
+		if n == 0 {
+			quietUpper = max(quietUpper, up)
+			quietRates = append(quietRates, p.rate)
+		}
 	}
 	if len(rates) == 0 {
 		return CapacityEstimate{}
 	}
-	slices.Sort(rates)
 	ce.Known = true
 	ce.Samples = len(rates)
-	if m := len(rates) / 2; len(rates)%2 == 1 {
-		ce.Central = rates[m]
-	} else {
-		ce.Central = (rates[m-1] + rates[m]) / 2
+	ce.Central = median(rates)
+	if quietUpper > 0 {
+		// A probe nobody else competed with measured the peer's whole
+		// upload; the sharing multipliers of busy probes are only guesses
+		// (clients unchoke unevenly, and favour peers that upload to them),
+		// so quiet probes alone set Upper and Central.
+		ce.Upper, ce.Share, ce.Quiet = quietUpper, 1, true
+		ce.Central = median(quietRates)
 	}
 	return ce
+}
+
+// median sorts xs (non-empty) and returns its median.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	m := len(xs) / 2
+	if len(xs)%2 == 1 {
+		return xs[m]
+	}
+	return (xs[m-1] + xs[m]) / 2
 }
 
 // soleHolders finds, for every gain with a known interval, whether exactly
@@ -670,9 +719,14 @@ func (e *Estimator) Peer(i int, from, to time.Time) (Bounds, error) {
 	x.Capacity = p.capacity
 	x.CapacityBound = -1
 	b.UploadUpper, x.Limit = x.AvailabilityBound, LimitAvailability
+	own := [2]int64{posInf, posInf}
+	if p.info && p.spanA < p.spanB {
+		own = [2]int64{p.spanA, p.spanB}
+	}
+	x.DemandTime = time.Duration(e.demand.busy(w.uf, w.ut, own))
 	if p.capacity.Known {
 		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
-		x.CapacityBound = floatBytes(p.capacity.Upper * present.Seconds())
+		x.CapacityBound = satAdd(floatBytes(p.capacity.Upper*min(present, x.DemandTime).Seconds()), x.ProbeBytes)
 		if x.CapacityBound < b.UploadUpper {
 			b.UploadUpper, x.Limit = x.CapacityBound, LimitCapacity
 		}

@@ -342,7 +342,10 @@ func TestCapacity(t *testing.T) {
 		name      string
 		peers     []Peer
 		from, to  float64
+		unobs     []Unobserved
 		known     bool
+		quiet     bool
+		demand    time.Duration
 		central   float64
 		share     float64
 		upper     float64
@@ -355,38 +358,64 @@ func TestCapacity(t *testing.T) {
 		{
 			// At 350 nobody is downloading: share 1, upper 2×1.5.
 			name: "quiet probe", peers: withProbes(Sample{At: at(350), BytesPerSec: 2, Bytes: 700}),
-			from: 0, to: 400, known: true, central: 2, share: 1, upper: 3, capBound: 1200, upload: 1200, limit: LimitCapacity, probeByte: 700,
+			// Only L1 (0,300] and L2 (150,300] download: 300 s of demand,
+			// plus the 700 bytes we took ourselves.
+			from: 0, to: 400, known: true, quiet: true, central: 2, share: 1, upper: 3, demand: 300 * time.Second, capBound: 3*300 + 700, upload: 1600, limit: LimitCapacity, probeByte: 700,
 		},
 		{
 			// At 250 L1 (gaining 5-9) and L2 (gaining 0-4) compete: share 3.
 			name: "busy probe", peers: withProbes(Sample{At: at(250), BytesPerSec: 2, Spread: 0.5}),
-			from: 0, to: 400, known: true, central: 2, share: 3, upper: 3 * 3 * 1.5, capBound: 5400, upload: 1450, limit: LimitAvailability,
+			from: 0, to: 400, known: true, central: 2, share: 3, upper: 3 * 3 * 1.5, demand: 300 * time.Second, capBound: 4050, upload: 1450, limit: LimitAvailability,
+		},
+		{
+			// A quiet probe measured the whole capacity: the busy probe's
+			// sharing guess (3 × 3 × 1.5) no longer sets the upper estimate,
+			// and its lower rate (our share) not the central one.
+			name: "quiet probe wins", peers: withProbes(Sample{At: at(250), BytesPerSec: 1, Spread: 0.5}, Sample{At: at(350), BytesPerSec: 2}),
+			from: 0, to: 400, known: true, quiet: true, central: 2, share: 1, upper: 3, demand: 300 * time.Second, capBound: 900, upload: 900, limit: LimitCapacity,
+		},
+		{
+			// An unobserved leecher present in [320,380) adds demand; an
+			// unobserved peer reporting itself complete does not.
+			name: "unobserved demand", peers: withProbes(Sample{At: at(350), BytesPerSec: 2}),
+			unobs: []Unobserved{{ID: "U", Present: []timeline.Interval{{From: at(320), To: at(380)}}, MaxGain: 100},
+				{ID: "V", Present: []timeline.Interval{{From: at(300), To: at(400)}}, MaxGain: 100, Seeding: true}},
+			from: 0, to: 400, known: true, central: 2, share: 2, upper: 6, demand: 360 * time.Second, capBound: 6 * 360, upload: 1450 + 200, limit: LimitAvailability,
 		},
 		{
 			name: "median of several, choked probes ignored",
 			peers: withProbes(Sample{At: at(350), BytesPerSec: 1}, Sample{At: at(360), BytesPerSec: 3}, Sample{At: at(370), BytesPerSec: 2},
 				Sample{At: at(380), BytesPerSec: 0, Bytes: 0}, Sample{At: at(390), BytesPerSec: math.NaN()}),
-			from: 0, to: 400, known: true, central: 2, share: 1, upper: 4.5, capBound: 1800, upload: 1450, limit: LimitAvailability,
+			from: 0, to: 400, known: true, quiet: true, central: 2, share: 1, upper: 4.5, demand: 300 * time.Second, capBound: 1350, upload: 1350, limit: LimitCapacity,
 		},
 		{
 			// Refusals from 1000 to 1100: 100 s of the 300 s window known absent.
 			name: "known absence shortens the capacity bound", peers: withProbes(Sample{At: at(350), BytesPerSec: 2}),
-			from: 900, to: 1200, known: true, central: 2, share: 1, upper: 3, capBound: 600, absent: 100 * time.Second, upload: 0, limit: LimitAvailability,
+			unobs: []Unobserved{{ID: "U", Present: []timeline.Interval{{From: at(900), To: at(1200)}}, MaxGain: 1000}},
+			from:  900, to: 1200, known: true, quiet: true, central: 2, share: 1, upper: 3, demand: 300 * time.Second, capBound: 600, absent: 100 * time.Second, upload: 600, limit: LimitCapacity,
+		},
+		{
+			// Nobody downloads after 300: nothing to upload, whatever the capacity.
+			name: "no demand", peers: withProbes(Sample{At: at(350), BytesPerSec: 2}),
+			from: 400, to: 900, known: true, quiet: true, central: 2, share: 1, upper: 3, capBound: 0, upload: 0, limit: LimitAvailability,
 		},
 		{
 			name: "never probed: no capacity bound", peers: withProbes(),
-			from: 0, to: 400, capBound: -1, upload: 1450, limit: LimitAvailability,
+			from: 0, to: 400, demand: 300 * time.Second, capBound: -1, upload: 1450, limit: LimitAvailability,
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := mustNew(t, Input{Torrent: tor10, Peers: tc.peers}, exact())
+			e := mustNew(t, Input{Torrent: tor10, Peers: tc.peers, Unobserved: tc.unobs}, exact())
 			b := mustPeer(t, e, 0, tc.from, tc.to)
 			c := b.Explain.Capacity
-			if c.Known != tc.known || c.Central != tc.central || c.Share != tc.share || math.Abs(c.Upper-tc.upper) > 1e-9 {
-				t.Errorf("capacity %+v; want known %v central %v share %v upper %v", c, tc.known, tc.central, tc.share, tc.upper)
+			if c.Known != tc.known || c.Quiet != tc.quiet || c.Central != tc.central || c.Share != tc.share || math.Abs(c.Upper-tc.upper) > 1e-9 {
+				t.Errorf("capacity %+v; want known %v quiet %v central %v share %v upper %v", c, tc.known, tc.quiet, tc.central, tc.share, tc.upper)
 			}
 			x := b.Explain
+			if x.DemandTime != tc.demand {
+				t.Errorf("demand time %v, want %v", x.DemandTime, tc.demand)
+			}
 			if x.CapacityBound != tc.capBound || x.KnownAbsent != tc.absent || b.UploadUpper != tc.upload || x.Limit != tc.limit || x.ProbeBytes != tc.probeByte {
 				t.Errorf("capacity bound %d absent %v upload upper %d limit %s probe bytes %d; want %d %v %d %s %d",
 					x.CapacityBound, x.KnownAbsent, b.UploadUpper, x.Limit, x.ProbeBytes, tc.capBound, tc.absent, tc.upload, tc.limit, tc.probeByte)
