@@ -20,6 +20,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/discover"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/estimate"
 	"github.com/swarmaudit/swarmaudit/internal/liveprogress"
 	"github.com/swarmaudit/swarmaudit/internal/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/peerwire"
@@ -130,6 +131,12 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 		return fmt.Errorf("--slack: %w", err)
 	}
 	vc.SlackBytes, vc.SlackPieces, vc.SuspectFactor, vc.MisreportFactor = int64(slack), fl.slackPieces, fl.suspectFactor, fl.misreportFactor
+	if fl.reportedPath == "" {
+		// Every announce comes from the embedded tracker, stamped by this
+		// process's clock (the first snapshot of a peer is often taken
+		// within a second of its first announce).
+		vc.Estimate.ClockSlack = estimate.SameClockSlack
+	}
 	if err := vc.Validate(); err != nil {
 		return err
 	}

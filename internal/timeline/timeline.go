@@ -117,8 +117,10 @@ type Options struct {
 	HaveSettle time.Duration
 }
 
-// DefaultOptions returns the documented defaults: HaveSettle 10 s.
-func DefaultOptions() Options { return Options{HaveSettle: 10 * time.Second} }
+// DefaultOptions returns the documented defaults: HaveSettle 3 s (lazy
+// HAVEs follow the bitfield in the same burst; a longer settle discards real
+// gains seen on idle connections that deliver HAVEs in real time).
+func DefaultOptions() Options { return Options{HaveSettle: 3 * time.Second} }
 
 // AnomalyKind classifies an observation the timeline could not take at face
 // value.

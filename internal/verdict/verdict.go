@@ -138,6 +138,11 @@ type Config struct {
 	InFlightPieces int
 	// LeftSlackPieces is the rounding tolerance on `left`.
 	LeftSlackPieces int
+	// AnnounceLatency is how long before an announce's timestamp the client
+	// may have read the counters it reports (building the request, sending
+	// it, a loaded tracker): pieces seen held within it need not be in
+	// `left` yet. It only matters when it exceeds the estimate's ClockSlack.
+	AnnounceLatency time.Duration
 	// ShortSession: a started→stopped session no longer than this is
 	// checked for uploads it had no time to make.
 	ShortSession time.Duration
@@ -158,7 +163,7 @@ type Config struct {
 // DefaultConfig returns the defaults: SuspectFactor 1.15, MisreportFactor
 // 1.5, SlackBytes 32 MiB, SlackPieces 8, BurstWindow 10 s,
 // CapacityMisreportFactor 0 (off), MaxRate 1.25e9 B/s (10 Gbit/s),
-// InFlightPieces 32, LeftSlackPieces 1, ShortSession 2 min, AnnounceGrace
+// InFlightPieces 32, LeftSlackPieces 1, AnnounceLatency 5 s, ShortSession 2 min, AnnounceGrace
 // 45 min, MaxAnnounceGap 3 h, MinFailedAttempts 3, BadDataMisreportPieces 8,
 // and the timeline and estimate defaults.
 func DefaultConfig() Config {
@@ -173,6 +178,7 @@ func DefaultConfig() Config {
 		MaxRate:                1.25e9,
 		InFlightPieces:         32,
 		LeftSlackPieces:        1,
+		AnnounceLatency:        5 * time.Second,
 		ShortSession:           2 * time.Minute,
 		AnnounceGrace:          45 * time.Minute,
 		MaxAnnounceGap:         3 * time.Hour,
@@ -193,7 +199,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: CapacityMisreportFactor %v must be 0 or >= SuspectFactor", ErrConfig, c.CapacityMisreportFactor)
 	case !fin(c.MaxRate) || c.MaxRate < 0:
 		return fmt.Errorf("%w: MaxRate %v must be >= 0", ErrConfig, c.MaxRate)
-	case c.SlackBytes < 0 || c.SlackPieces < 0 || c.InFlightPieces < 0 || c.LeftSlackPieces < 0 || c.MinFailedAttempts < 1 || c.BadDataMisreportPieces < 1:
+	case c.SlackBytes < 0 || c.SlackPieces < 0 || c.InFlightPieces < 0 || c.LeftSlackPieces < 0 || c.AnnounceLatency < 0 || c.MinFailedAttempts < 1 || c.BadDataMisreportPieces < 1:
 		return fmt.Errorf("%w: counts must not be negative (MinFailedAttempts, BadDataMisreportPieces >= 1)", ErrConfig)
 	case c.BurstWindow < 0 || c.ShortSession < 0 || c.AnnounceGrace < 0 || c.MaxAnnounceGap <= 0:
 		return fmt.Errorf("%w: durations must not be negative (MaxAnnounceGap > 0)", ErrConfig)
@@ -960,7 +966,7 @@ func (j *judge) leftReasons(id *identity, gr *group) []Reason {
 	for _, a := range id.ann {
 		var gap, limit float64
 		var msg string
-		held, ok := gr.tl.HaveAt(a.At.Add(-cs))
+		held, ok := gr.tl.HaveAt(a.At.Add(-max(cs, j.cfg.AnnounceLatency)))
 		heldBytes := j.tor.Bytes(held.Indices())
 		lacking := j.tor.Bytes(gr.tl.LackingFrom(a.At.Add(cs)).Indices())
 		switch {
