@@ -324,7 +324,7 @@ func (b *builder) estimate() error {
 			}
 		}
 		r.p.Capacity = Capacity{Known: ce.Known, Samples: ce.Samples, Central: fin(ce.Central), Spread: fin(median(spreads)),
-			MeasuredUpper: fin(ce.MeasuredUpper), Share: fin(ce.Share), Upper: fin(ce.Upper)}
+			MeasuredUpper: fin(ce.MeasuredUpper), Share: fin(ce.Share), Upper: fin(ce.Upper), Quiet: ce.Quiet}
 		bd, err := e.Peer(r.est, b.from, b.to)
 		if err != nil {
 			return fmt.Errorf("estimate %s: %w", r.p.Address, err)

@@ -175,6 +175,10 @@ type Capacity struct {
 	MeasuredUpper float64 `json:"measured_upper"`
 	Share         float64 `json:"share"`
 	Upper         float64 `json:"upper"`
+	// Quiet says Central and Upper come from quiet probes only: probes
+	// taken while no other peer may have been downloading, which saw the
+	// peer's whole upload (docs/estimation.md).
+	Quiet bool `json:"quiet"`
 }
 
 // UploadBounds bound what the address uploaded over the whole audit span.
