@@ -43,6 +43,9 @@ type CollectConfig struct {
 	ProbeBytes       int64         // default 2 MiB
 	ProbeTimeout     time.Duration // default 30 s
 	// MaxConns caps live connections (probes and watches); default 64.
+	// Watches take at most MaxConns − max(MaxConns/4, MaxBandwidthProbes+2)
+	// of them, so that snapshots and probes of the other peers always have
+	// connections left.
 	MaxConns int
 	// MaxBandwidthProbes caps concurrent bandwidth probes, so the auditor's
 	// own download stays small; default 2.
@@ -124,6 +127,7 @@ type Collector struct {
 	cfg      CollectConfig
 	budget   *rate.Limiter // bandwidth-probe bytes, nil when uncapped
 	conns    chan struct{}
+	watches  chan struct{} // held by watches in addition to a conns slot
 	bwProbes chan struct{}
 	results  chan probeDone
 	wg       sync.WaitGroup
@@ -155,6 +159,7 @@ func NewCollector(cfg CollectConfig) (*Collector, error) {
 		budget:   budget,
 		cfg:      cfg,
 		conns:    make(chan struct{}, cfg.MaxConns),
+		watches:  make(chan struct{}, max(cfg.MaxConns-max(cfg.MaxConns/4, cfg.MaxBandwidthProbes+2), 1)),
 		bwProbes: make(chan struct{}, cfg.MaxBandwidthProbes),
 		results:  make(chan probeDone, cfg.MaxConns),
 		peers:    map[netip.AddrPort]*peerState{},
@@ -351,15 +356,22 @@ func (c *Collector) finish(ctx context.Context, d probeDone) {
 // HAVE; called with c.mu held.
 func (c *Collector) startWatch(ctx context.Context, addr netip.AddrPort) {
 	select {
+	case c.watches <- struct{}{}:
+	default:
+		c.peers[addr].watching = false
+		return
+	}
+	select {
 	case c.conns <- struct{}{}:
 	default:
+		<-c.watches
 		c.peers[addr].watching = false
 		return
 	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		defer func() { <-c.conns }()
+		defer func() { <-c.conns; <-c.watches }()
 		// The connection's life is evidence of presence: record when it
 		// came up, a heartbeat every snapshot interval while it lasts, and
 		// when it ended.

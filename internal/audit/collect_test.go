@@ -168,3 +168,44 @@ func TestCollectorBandwidthBudget(t *testing.T) {
 		t.Fatalf("%d bandwidth probes (want 1 within the budget), snapshots of %d peers (want 2)", len(probes), len(snaps))
 	}
 }
+
+// TestCollectorWatchesLeaveRoomForProbes: with more peers than connections,
+// idle watches must not take every connection: each peer still gets its
+// bitfield snapshot and its bandwidth probe.
+func TestCollectorWatchesLeaveRoomForProbes(t *testing.T) {
+	payload, tor, err := swarmsim.NewPayload("w.bin", 512<<10, 64<<10, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, swarm := openStore(t, tor)
+	book := addrbook.New(addrbook.Options{})
+	const peers = 24
+	for i := 0; i < peers; i++ {
+		p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		book.Add(p.Addr(), addrbook.SourceIncoming, 0)
+	}
+	col, err := NewCollector(CollectConfig{Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: true, MaxConns: 8,
+		SnapshotInterval: time.Minute, ProbeInterval: time.Hour, ProbeBytes: 64 << 10, ProbeTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- col.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for col.Progress().Probed < peers && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	p := col.Progress()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p.Probed != peers || p.Watching > 8-2 {
+		t.Fatalf("progress %+v: want all %d peers probed, at most 6 watched", p, peers)
+	}
+}

@@ -124,10 +124,15 @@ type Conn struct {
 	bytesOut int64
 }
 
+// readBufSize holds one whole block message (16 KiB + 13 bytes of framing).
+// The decoder reads larger messages through it; a bigger buffer only costs
+// memory, which matters for the auditor's many idle watch connections.
+const readBufSize = 16<<10 + 64
+
 func newConn(raw net.Conn, rw io.ReadWriter, method Method, maxMsg int) *Conn {
 	c := &Conn{raw: raw, maxMsg: maxMsg, Method: method}
 	c.rw = countingRW{rw: rw, c: c}
-	c.br = bufio.NewReaderSize(c.rw, 64<<10)
+	c.br = bufio.NewReaderSize(c.rw, readBufSize)
 	c.dec = pp.Decoder{R: c.br, MaxLength: pp.Integer(maxMsg)}
 	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
 		c.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
