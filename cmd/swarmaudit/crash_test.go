@@ -60,10 +60,7 @@ func countObservations(t *testing.T, db string, ih [20]byte) counts {
 // restarts the audit on the same database, which continues the swarm.
 func TestAuditSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "swarmaudit")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := builtBinary(t)
 	payload, tor, err := swarmsim.NewPayload("crash.bin", 4<<20, 64<<10, 31)
 	if err != nil {
 		t.Fatal(err)

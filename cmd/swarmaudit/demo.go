@@ -16,6 +16,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/cheat"
 	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/estimate"
 	"github.com/swarmaudit/swarmaudit/internal/liveprogress"
 	"github.com/swarmaudit/swarmaudit/internal/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
@@ -60,12 +61,12 @@ verdicts with the truth the demo knows.`,
 var demoCheats = []swarmsim.PeerSpec{
 	{Lie: swarmsim.Lie{Kind: swarmsim.LieMultiply, Factor: 3}},
 	{Cheat: cheat.Ghost},
+	{Lie: swarmsim.Lie{Kind: swarmsim.LieUnderreportDownload, Factor: 0.1}},
+	{Cheat: cheat.FlashSession},
 	{Cheat: cheat.NoBitfield},
 	{Lie: swarmsim.Lie{Kind: swarmsim.LieInflate, Rate: 4 << 20}},
-	{Cheat: cheat.FlashSession},
 	{Cheat: cheat.Mute},
 	{Cheat: cheat.LeecherFollower},
-	{Lie: swarmsim.Lie{Kind: swarmsim.LieUnderreportDownload, Factor: 0.1}},
 }
 
 // demoSwarm plans the swarm: a few seeders, leechers at various stages with
@@ -139,6 +140,13 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 		peers, cheaters, humanize.IBytes(uint64(tor.TotalLength)), srv.HTTPURL(), duration)
 	vc := verdict.DefaultConfig()
 	vc.SlackBytes = 4 << 20 // a small swarm: tighter than the default for real swarms
+	// The embedded tracker stamps announces with this process's clock: no
+	// offset between the tracker's and the auditor's times to allow for.
+	vc.Estimate.ClockSlack = estimate.SameClockSlack
+	// Simulated peers' rate limiters burst two blocks, and their counters
+	// are exact at announce time: a real client's 10 s allowance for bursts
+	// and counter lag is not needed.
+	vc.BurstWindow = 2 * time.Second
 	type auditDone struct {
 		res *audit.Result
 		err error
@@ -151,8 +159,8 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 			Progress: live.Update,
 			Collect: audit.CollectConfig{
 				SnapshotInterval: min(max(duration/30, 2*time.Second), time.Minute),
-				ProbeInterval:    min(max(duration/3, 10*time.Second), 10*time.Minute),
-				ProbeBytes:       512 << 10, ProbeTimeout: 10 * time.Second, MaxConns: 256, MaxBandwidthProbes: 4, Watch: true,
+				ProbeInterval:    min(max(duration/6, 5*time.Second), 10*time.Minute),
+				ProbeBytes:       512 << 10, ProbeTimeout: 10 * time.Second, MaxConns: 256, MaxBandwidthProbes: 8, Watch: true,
 				PeerID: peerid.New(peerid.Prefix), ClientName: "swarmaudit " + version,
 			},
 		})
@@ -170,7 +178,7 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 	// Stop the swarm a little before the audit ends, so that its stopped
 	// announces are part of the evidence.
 	select {
-	case <-time.After(duration - min(duration/6, 15*time.Second)):
+	case <-time.After(duration - min(duration/10, 15*time.Second)):
 	case <-ctx.Done():
 	}
 	if err := sw.Close(); err != nil {

@@ -25,10 +25,7 @@ import (
 // and reached; with stderr not a terminal it writes plain lines instead.
 func TestAuditProgressOnATerminal(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "swarmaudit")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := builtBinary(t)
 	payload, tor, err := swarmsim.NewPayload("tty.bin", 1<<20, 64<<10, 51)
 	if err != nil {
 		t.Fatal(err)
