@@ -34,8 +34,9 @@ type AcceptConfig struct {
 // Accept answers an incoming connection: it tells a plain handshake from an
 // MSE one by its first bytes and completes the BitTorrent handshake for a
 // torrent we know. ctx bounds the exchange. On error raw is closed.
-func Accept(ctx context.Context, raw net.Conn, cfg AcceptConfig) (c *Conn, err error) {
+func Accept(ctx context.Context, sock net.Conn, cfg AcceptConfig) (c *Conn, err error) {
 	start := time.Now()
+	raw := newCountingConn(sock)
 	stop := withDeadline(ctx, raw)
 	defer stop()
 	defer func() {

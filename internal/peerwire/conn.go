@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent/mse"
@@ -119,9 +120,7 @@ type Conn struct {
 	// to the peer's BitTorrent handshake.
 	HandshakeDuration time.Duration
 
-	statsMu  sync.Mutex
-	bytesIn  int64
-	bytesOut int64
+	wire *wireCounter
 }
 
 // readBufSize holds one whole block message (16 KiB + 13 bytes of framing).
@@ -130,8 +129,15 @@ type Conn struct {
 const readBufSize = 16<<10 + 64
 
 func newConn(raw net.Conn, rw io.ReadWriter, method Method, maxMsg int) *Conn {
-	c := &Conn{raw: raw, maxMsg: maxMsg, Method: method}
-	c.rw = countingRW{rw: rw, c: c}
+	c := &Conn{raw: raw, maxMsg: maxMsg, Method: method, rw: rw}
+	if cc, ok := raw.(*countingConn); ok {
+		// Counted on the socket since before the handshakes (MSE's key
+		// exchange and padding included).
+		c.wire = cc.n
+	} else {
+		c.wire = &wireCounter{}
+		c.rw = countingRW{rw: rw, n: c.wire}
+	}
 	c.br = bufio.NewReaderSize(c.rw, readBufSize)
 	c.dec = pp.Decoder{R: c.br, MaxLength: pp.Integer(maxMsg)}
 	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
@@ -154,32 +160,54 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
 func (c *Conn) Close() error { return c.raw.Close() }
 
 // Bytes returns the bytes read and written on the socket so far, including
-// protocol overhead (before decryption).
+// protocol overhead: the MSE key exchange and padding, the handshakes, and
+// message framing (before decryption). An MSE attempt that failed before a
+// plaintext retry (PolicyAuto) is not included.
 func (c *Conn) Bytes() (in, out int64) {
-	c.statsMu.Lock()
-	defer c.statsMu.Unlock()
-	return c.bytesIn, c.bytesOut
+	return c.wire.in.Load(), c.wire.out.Load()
 }
 
-// countingRW counts bytes that pass through the connection's stream.
+// wireCounter counts a connection's bytes.
+type wireCounter struct{ in, out atomic.Int64 }
+
+// countingConn counts what passes through a socket.
+type countingConn struct {
+	net.Conn
+	n *wireCounter
+}
+
+func newCountingConn(raw net.Conn) *countingConn {
+	return &countingConn{Conn: raw, n: &wireCounter{}}
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.in.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.n.out.Add(int64(n))
+	return n, err
+}
+
+// countingRW counts bytes that pass through a stream that is not a counted
+// socket (NewStreamConn).
 type countingRW struct {
 	rw io.ReadWriter
-	c  *Conn
+	n  *wireCounter
 }
 
 func (w countingRW) Read(p []byte) (int, error) {
 	n, err := w.rw.Read(p)
-	w.c.statsMu.Lock()
-	w.c.bytesIn += int64(n)
-	w.c.statsMu.Unlock()
+	w.n.in.Add(int64(n))
 	return n, err
 }
 
 func (w countingRW) Write(p []byte) (int, error) {
 	n, err := w.rw.Write(p)
-	w.c.statsMu.Lock()
-	w.c.bytesOut += int64(n)
-	w.c.statsMu.Unlock()
+	w.n.out.Add(int64(n))
 	return n, err
 }
 

@@ -95,6 +95,18 @@ func TestDialAcceptPolicies(t *testing.T) {
 			if err != nil || m.Type != pp.HaveAll {
 				t.Fatalf("first message = %+v, %v", m, err)
 			}
+			// Socket bytes include the handshakes: 68 bytes each way in
+			// plaintext (+5 for HaveAll); MSE adds at least the 96-byte
+			// key, the two 20-byte hashes and VC/crypto fields out, and
+			// the key, VC and crypto_select in.
+			in, out := c.Bytes()
+			wantIn, wantOut := int64(68+5), int64(68)
+			if c.Method != MethodPlaintext {
+				wantIn, wantOut = 96+8+4+2+68+5, 96+20+20+8+4+2+2+68
+			}
+			if in < wantIn || out < wantOut || (c.Method == MethodPlaintext && (in != wantIn || out != wantOut)) {
+				t.Fatalf("Bytes() = %d in, %d out; want at least %d, %d (exactly, in plaintext)", in, out, wantIn, wantOut)
+			}
 		})
 	}
 }

@@ -51,10 +51,11 @@ func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, encrypt bool
 	if cfg.Dialer != nil {
 		d = cfg.Dialer
 	}
-	raw, err := d.DialContext(ctx, "tcp", addr.String())
+	sock, err := d.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, classify(err, ErrRefused))
 	}
+	raw := newCountingConn(sock)
 	stop := withDeadline(ctx, raw)
 	defer stop()
 	c, err := handshakeOutgoing(ctx, raw, cfg, encrypt)
