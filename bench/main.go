@@ -114,13 +114,14 @@ const notes = `Units beyond ns/op, B/op and allocs/op:
   each checked against the peer's true bitfield (bounded at 120 s; 30 s for
   swarmaudit-watch). B-recv and B-sent, the mapper's bytes counted at the
   socket by the swarm's process (MSE handshakes included); own-B-recv and
-  own-B-sent, the mapper's own counters (swarmaudit's probe counters, which
-  leave out MSE handshakes; libtorrent's net.recv_bytes and net.sent_bytes);
+  own-B-sent, the mapper's own counters (swarmaudit's probe counters, on the
+  socket from before the MSE handshake; libtorrent's net.recv_bytes and
+  net.sent_bytes);
   map-B-recv and map-B-sent, swarmaudit's bytes less those of its bandwidth
   probes (bw-probes of them: the audit's defaults start some at once).
   swarmaudit is the audit's collector with the audit command's defaults and
   --no-watch; swarmaudit-watch the same with the defaults' idle watches
-  (--max-conns 64); libtorrent is python3-libtorrent (bench/swarmmap/ltmap.py)
+  (--max-conns 64, of which watches take at most 48); libtorrent is python3-libtorrent (bench/swarmmap/ltmap.py)
   given every peer by connect_peer, with 1,200 connections and 1,000
   connection attempts a second; libtorrent-default-speed the same at its
   default of 30 attempts a second. As a downloader, libtorrent also fetches

@@ -234,8 +234,8 @@ func auditDefaults(watch bool) CollectConfig {
 //     true bitfield.
 //   - swarmaudit-watch: the same with the defaults' idle watches on, bounded
 //     at 30 s: each watch holds one of the 64 connections until the audit
-//     ends, so once 64 peers are watched no further peer is probed, and
-//     mapped shows how far it got.
+//     ends, but watches take at most 48 of them, so the other peers are
+//     still snapshotted on the 16 left.
 //   - libtorrent and libtorrent-default-speed: a full client
 //     (python3-libtorrent, bench/swarmmap/ltmap.py) given every peer with
 //     connect_peer, connection limit 1,200, with connection_speed 1,000
@@ -430,8 +430,9 @@ func lastJSON(out []byte, v any) error {
 // BenchmarkAuditMemory is the collector's memory per tracked peer in a long
 // audit: a 1,000-peer simulated swarm (its own process; every peer gains a
 // piece every 10 s, so HAVEs flow on the idle watches), audited with the
-// audit command's defaults except --max-conns 1100 (so that every peer can
-// hold an idle watch; at the default 64 only 64 peers are watched) and
+// audit command's defaults except --max-conns 1400 (so that every peer can
+// hold an idle watch: watches take at most three quarters of the
+// connections; at the default 64 only 48 peers are watched) and
 // --snapshot-interval 2s (the watches' heartbeat events 30 times as often as
 // by default, to reach the steady state sooner). After 30 s and after 60 s,
 // heap in use (after a GC) and goroutines are read; the reported figures are
@@ -441,7 +442,7 @@ func lastJSON(out []byte, v any) error {
 func BenchmarkAuditMemory(b *testing.B) {
 	s := startSimSwarm(b, "-peers", fmt.Sprint(benchPeers), "-pieces", fmt.Sprint(benchPieces), "-gain", "10s")
 	cfg := auditDefaults(true)
-	cfg.MaxConns, cfg.SnapshotInterval = benchPeers+100, 2*time.Second
+	cfg.MaxConns, cfg.SnapshotInterval = benchPeers*4/3+100, 2*time.Second
 	var heap, growth, goroutines, watched float64
 	for b.Loop() {
 		col, _, _ := benchCollector(b, s, cfg)
