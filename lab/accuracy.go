@@ -1,0 +1,438 @@
+package main
+
+import (
+	"math"
+	"net"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/reports"
+)
+
+// Targets from issue #6.
+const (
+	TargetBWMedian     = 0.10 // bandwidth estimate, median relative error
+	TargetBWP90        = 0.20 // and 90th percentile
+	TargetDownloadP90  = 0.10 // observed download vs the client's counter, 60-s windows
+	TargetRecall       = 1.0  // every cheater caught
+	TargetProbed       = 1.0  // every connectable peer probed, per encryption policy
+	TargetAuditorShare = 0.02 // auditor's wire bytes / swarm's sent wire bytes
+)
+
+// Window is the length of the download-accuracy windows.
+const Window = 60 * time.Second
+
+// TCP payload per Ethernet frame at MTU 1500 with timestamps: 1448 of 1514
+// bytes. tbf caps frames, so a cap of C KiB/s carries C×1024×1448/1514
+// bytes/s of payload.
+const (
+	payloadPerFrame = 1448
+	framePerFrame   = 1514
+)
+
+// Goodput is the payload rate a tc cap of kib KiB/s allows, bytes/s.
+func Goodput(kib int) float64 { return float64(kib) * 1024 * payloadPerFrame / framePerFrame }
+
+// PeerResult is the accuracy of the audit for one lab host.
+type PeerResult struct {
+	Host       string  `json:"host"`
+	Role       string  `json:"role"`
+	Kind       string  `json:"kind"`
+	Encryption string  `json:"encryption"`
+	UpKiB      int     `json:"up_kib"`
+	Proxy      float64 `json:"proxy_factor"`
+	Cheater    bool    `json:"cheater"`
+	// Rows are the report rows matched to the host (by IP); Addr the main
+	// one (the peer port's).
+	Rows int    `json:"rows"`
+	Addr string `json:"addr"`
+	// Verdict is the worst verdict of its rows ("" when it is in no row),
+	// Flagged when that is suspect or misreporting; Reasons the codes.
+	Verdict string   `json:"verdict"`
+	Flagged bool     `json:"flagged"`
+	Reasons []string `json:"reasons"`
+	// Bandwidth: the cap's payload goodput against the report's
+	// capacity.central (both bytes/s); BWErr is (central-goodput)/goodput,
+	// set only with a cap and a known capacity.
+	Goodput       float64  `json:"goodput"`
+	CapacityKnown bool     `json:"capacity_known"`
+	Samples       int      `json:"samples"`
+	Central       float64  `json:"central"`
+	BWErr         *float64 `json:"bw_err"`
+	// Probe success, for real clients (Connectable): the auditor connected
+	// and learnt its pieces.
+	Connectable bool `json:"connectable"`
+	Connected   bool `json:"connected"`
+	PiecesKnown bool `json:"pieces_known"`
+	// Download windows: pieces the auditor saw it gain against its own
+	// counter. Spurious counts windows where the auditor saw at least two
+	// pieces while the client downloaded less than one.
+	Windows  []WindowResult `json:"windows"`
+	Spurious int            `json:"spurious"`
+	Counter  string         `json:"counter"` // "downloaded", or "have" (aria2: no downloaded counter)
+}
+
+// Probed reports whether the probe of a connectable peer succeeded.
+func (p PeerResult) Probed() bool { return p.Connected && p.PiecesKnown }
+
+// HonestMisreporting reports an honest host called misreporting.
+func (p PeerResult) HonestMisreporting() bool { return !p.Cheater && p.Verdict == "misreporting" }
+
+// WindowResult is one download window.
+type WindowResult struct {
+	From     time.Time `json:"from"`
+	To       time.Time `json:"to"`
+	Observed int64     `json:"observed"` // pieces the auditor saw gained × piece length
+	Truth    int64     `json:"truth"`    // the client's own counter's delta
+	Err      float64   `json:"err"`      // (observed-truth)/truth
+}
+
+// ScenarioResult is the accuracy of one run.
+type ScenarioResult struct {
+	Scenario string       `json:"scenario"`
+	Peers    []PeerResult `json:"peers"`
+	// AuditorWire: the auditor host's wire bytes, both ways; SwarmWire:
+	// what the client hosts sent; AuditorShare their ratio.
+	AuditorWire  uint64  `json:"auditor_wire"`
+	SwarmWire    uint64  `json:"swarm_wire"`
+	AuditorShare float64 `json:"auditor_share"`
+	// ReportAuditorBytes is what the auditor counted itself (payload and
+	// protocol, in and out).
+	ReportAuditorBytes int64 `json:"report_auditor_bytes"`
+	Buckets            int   `json:"buckets"`
+}
+
+// Evaluate compares one run's report with its truth. It is a pure function
+// of its inputs.
+func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) ScenarioResult {
+	res := ScenarioResult{Scenario: info.Scenario, Buckets: len(rep.Timeline.Times),
+		ReportAuditorBytes: rep.Summary.AuditorBytesIn + rep.Summary.AuditorBytesOut}
+	for _, h := range info.Hosts {
+		if ss := truth[h.Name]; len(ss) > 0 {
+			last := ss[len(ss)-1]
+			switch {
+			case h.Role == "auditor":
+				res.AuditorWire = last.WireSent + last.WireRecv
+			case h.Client():
+				res.SwarmWire += last.WireSent
+			}
+		}
+		if h.Role == "auditor" {
+			continue
+		}
+		res.Peers = append(res.Peers, evaluatePeer(h, info, rep, truth[h.Name]))
+	}
+	if res.SwarmWire > 0 {
+		res.AuditorShare = float64(res.AuditorWire) / float64(res.SwarmWire)
+	}
+	return res
+}
+
+var verdictRank = map[string]int{"": 0, reports.VerdictUnreported: 1, "ok": 2, "unverifiable": 3, "suspect": 4, "misreporting": 5}
+
+func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Sample) PeerResult {
+	p := PeerResult{Host: h.Name, Role: h.Role, Kind: h.Kind, Encryption: h.Encryption, UpKiB: h.UpKiB,
+		Proxy: h.Proxy, Cheater: h.Cheater, Connectable: h.Client(), Reasons: []string{}, Windows: []WindowResult{}}
+	main := net.JoinHostPort(h.IP, itoa(h.Port))
+	var best *reports.Peer
+	for i := range rep.Peers {
+		row := &rep.Peers[i]
+		if !rowOfIP(row, h.IP) {
+			continue
+		}
+		p.Rows++
+		if verdictRank[row.Verdict] > verdictRank[p.Verdict] {
+			p.Verdict = row.Verdict
+		}
+		for _, r := range row.Reasons {
+			if !slices.Contains(p.Reasons, r.Code) {
+				p.Reasons = append(p.Reasons, r.Code)
+			}
+		}
+		if row.Connections.Connected > 0 {
+			p.Connected = true
+		}
+		if row.Pieces.Known {
+			p.PiecesKnown = true
+		}
+		if best == nil || row.Address == main || (best.Address != main && row.Capacity.Samples > best.Capacity.Samples) {
+			best = row
+		}
+	}
+	p.Flagged = p.Verdict == "suspect" || p.Verdict == "misreporting"
+	if best == nil {
+		return p
+	}
+	p.Addr = best.Address
+	p.CapacityKnown, p.Samples, p.Central = best.Capacity.Known, best.Capacity.Samples, best.Capacity.Central
+	if h.UpKiB > 0 {
+		p.Goodput = Goodput(h.UpKiB)
+		if p.CapacityKnown {
+			e := (p.Central - p.Goodput) / p.Goodput
+			p.BWErr = &e
+		}
+	}
+	if h.Client() {
+		p.Counter = "downloaded"
+		if len(samples) > 0 && hasUnknownDownloaded(samples) {
+			p.Counter = "have"
+		}
+		p.Windows, p.Spurious = downloadWindows(rep, best.Pieces.Series, info.Size, info.PieceLength, samples, p.Counter)
+	}
+	return p
+}
+
+// rowOfIP reports whether a report row is the host's: its wire address or
+// one of its identities' announced addresses has the host's IP.
+func rowOfIP(row *reports.Peer, ip string) bool {
+	if hostOf(row.Address) == ip {
+		return true
+	}
+	if row.Reported != nil {
+		for _, id := range row.Reported.Identities {
+			for _, a := range id.Addrs {
+				if hostOf(a) == ip {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}
+
+func hasUnknownDownloaded(ss []Sample) bool {
+	for _, s := range ss {
+		if s.Client && s.Downloaded < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// downloadWindows cuts the timeline into consecutive Window-long spans from
+// the first bucket where the peer's pieces are known, and compares in each
+// the pieces the auditor saw it gain (× piece length, the last piece
+// counted at its real size) with the delta of the client's own counter
+// (interpolated at the bucket ends). Windows where the client downloaded
+// less than a piece are not rated (nothing to measure); of those, the ones
+// where the auditor saw two or more pieces are counted as spurious.
+func downloadWindows(rep *reports.Report, series []*int, size, plen int64, samples []Sample, counter string) ([]WindowResult, int) {
+	times := rep.Timeline.Times
+	out := []WindowResult{}
+	if rep.Timeline.Bucket <= 0 || len(series) != len(times) || plen <= 0 {
+		return out, 0
+	}
+	step := int(math.Round(Window.Seconds() / rep.Timeline.Bucket))
+	step = max(step, 1)
+	first := slices.IndexFunc(series, func(v *int) bool { return v != nil })
+	if first < 0 {
+		return out, 0
+	}
+	held := func(i int) int64 { return min(int64(*series[i])*plen, size) }
+	spurious := 0
+	for a := first; a+step < len(times); a += step {
+		b := a + step
+		if series[a] == nil || series[b] == nil {
+			continue
+		}
+		ta, oka := counterAt(samples, times[a], counter)
+		tb, okb := counterAt(samples, times[b], counter)
+		if !oka || !okb {
+			continue
+		}
+		obs, tru := held(b)-held(a), int64(math.Round(tb-ta))
+		if tru < plen {
+			if obs >= 2*plen {
+				spurious++
+			}
+			continue
+		}
+		out = append(out, WindowResult{From: times[a], To: times[b], Observed: obs, Truth: tru,
+			Err: float64(obs-tru) / float64(tru)})
+	}
+	return out, spurious
+}
+
+// counterAt interpolates the client's counter ("downloaded" or "have") at t
+// between the samples around it; false outside the samples' span.
+func counterAt(ss []Sample, t time.Time, counter string) (float64, bool) {
+	val := func(s Sample) float64 {
+		if counter == "have" {
+			return float64(s.Have())
+		}
+		return float64(s.Downloaded)
+	}
+	var prev *Sample
+	for i := range ss {
+		s := &ss[i]
+		if !s.Client {
+			continue
+		}
+		if !s.T.Before(t) {
+			if s.T.Equal(t) {
+				return val(*s), true
+			}
+			if prev == nil {
+				return 0, false
+			}
+			f := float64(t.Sub(prev.T)) / float64(s.T.Sub(prev.T))
+			return val(*prev) + f*(val(*s)-val(*prev)), true
+		}
+		prev = s
+	}
+	return 0, false
+}
+
+// Overall is the accuracy across scenarios.
+type Overall struct {
+	BWErrs       []float64 `json:"bw_errs"` // |relative error| per capped, measured peer
+	BWMedian     float64   `json:"bw_median"`
+	BWP90        float64   `json:"bw_p90"`
+	DLErrs       []float64 `json:"dl_errs"` // |relative error| per window
+	DLMedian     float64   `json:"dl_median"`
+	DLP90        float64   `json:"dl_p90"`
+	DLMax        float64   `json:"dl_max"`
+	Spurious     int       `json:"spurious"`
+	TP           int       `json:"tp"`
+	FP           int       `json:"fp"`
+	FN           int       `json:"fn"`
+	TN           int       `json:"tn"`
+	Precision    float64   `json:"precision"` // NaN when nothing was flagged
+	Recall       float64   `json:"recall"`    // NaN without cheaters
+	HonestMisrep int       `json:"honest_misreporting"`
+	// Probed counts probed and connectable peers per encryption policy.
+	Probed       map[string][2]int `json:"probed"`
+	AuditorWire  uint64            `json:"auditor_wire"`
+	SwarmWire    uint64            `json:"swarm_wire"`
+	AuditorShare float64           `json:"auditor_share"`
+}
+
+// Aggregate computes the overall numbers from the scenarios' results.
+func Aggregate(rs []ScenarioResult) Overall {
+	o := Overall{Probed: map[string][2]int{}, BWErrs: []float64{}, DLErrs: []float64{}}
+	for _, r := range rs {
+		o.AuditorWire += r.AuditorWire
+		o.SwarmWire += r.SwarmWire
+		for _, p := range r.Peers {
+			if p.BWErr != nil {
+				o.BWErrs = append(o.BWErrs, math.Abs(*p.BWErr))
+			}
+			for _, w := range p.Windows {
+				o.DLErrs = append(o.DLErrs, math.Abs(w.Err))
+			}
+			o.Spurious += p.Spurious
+			switch {
+			case p.Cheater && p.Flagged:
+				o.TP++
+			case p.Cheater:
+				o.FN++
+			case p.Flagged:
+				o.FP++
+			default:
+				o.TN++
+			}
+			if p.HonestMisreporting() {
+				o.HonestMisrep++
+			}
+			if p.Connectable {
+				c := o.Probed[p.Encryption]
+				c[1]++
+				if p.Probed() {
+					c[0]++
+				}
+				o.Probed[p.Encryption] = c
+			}
+		}
+	}
+	o.BWMedian, o.BWP90 = Quantile(o.BWErrs, 0.5), Quantile(o.BWErrs, 0.9)
+	o.DLMedian, o.DLP90, o.DLMax = Quantile(o.DLErrs, 0.5), Quantile(o.DLErrs, 0.9), Quantile(o.DLErrs, 1)
+	o.Precision = ratio(o.TP, o.TP+o.FP)
+	o.Recall = ratio(o.TP, o.TP+o.FN)
+	if o.SwarmWire > 0 {
+		o.AuditorShare = float64(o.AuditorWire) / float64(o.SwarmWire)
+	} else {
+		o.AuditorShare = math.NaN()
+	}
+	return o
+}
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return math.NaN()
+	}
+	return float64(a) / float64(b)
+}
+
+// Quantile is the q-quantile of xs, interpolated linearly between order
+// statistics (NaN for no data).
+func Quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	pos := q * float64(len(s)-1)
+	lo := int(math.Floor(pos))
+	hi := int(math.Ceil(pos))
+	return s[lo] + (pos-float64(lo))*(s[hi]-s[lo])
+}
+
+// Check is one number against its target.
+type Check struct {
+	Name   string
+	Value  string
+	Target string
+	Pass   bool
+	NoData bool
+}
+
+// Checks lists the overall numbers next to the issue's targets.
+func (o Overall) Checks() []Check {
+	le := func(name string, v, target float64, n int, unit string) Check {
+		c := Check{Name: name, Value: pct(v), Target: "≤ " + pct(target)}
+		if unit != "" {
+			c.Value += unit
+		}
+		c.NoData = n == 0 || math.IsNaN(v)
+		c.Pass = !c.NoData && v <= target
+		return c
+	}
+	cs := []Check{
+		le("bandwidth error, median", o.BWMedian, TargetBWMedian, len(o.BWErrs), fmtN(len(o.BWErrs), "peers")),
+		le("bandwidth error, p90", o.BWP90, TargetBWP90, len(o.BWErrs), ""),
+		le("download error per 60-s window, p90", o.DLP90, TargetDownloadP90, len(o.DLErrs),
+			" (median "+pct(o.DLMedian)+", max "+pct(o.DLMax)+", "+itoa(len(o.DLErrs))+" windows)"),
+	}
+	rc := Check{Name: "recall (cheaters flagged)", Value: pct(o.Recall) + " (" + itoa(o.TP) + "/" + itoa(o.TP+o.FN) + ")", Target: "100%"}
+	rc.NoData = math.IsNaN(o.Recall)
+	rc.Pass = !rc.NoData && o.Recall >= TargetRecall
+	cs = append(cs, rc)
+	cs = append(cs, Check{Name: "precision (flagged are cheaters)", Value: pct(o.Precision) + " (" + itoa(o.TP) + "/" + itoa(o.TP+o.FP) + ")",
+		Target: "—", Pass: true, NoData: math.IsNaN(o.Precision)})
+	cs = append(cs, Check{Name: "honest peers called misreporting", Value: itoa(o.HonestMisrep), Target: "0", Pass: o.HonestMisrep == 0})
+	encs := make([]string, 0, len(o.Probed))
+	for e := range o.Probed {
+		encs = append(encs, e)
+	}
+	sort.Strings(encs)
+	for _, e := range encs {
+		c := o.Probed[e]
+		v := ratio(c[0], c[1])
+		cs = append(cs, Check{Name: "connectable peers probed, " + e, Value: pct(v) + " (" + itoa(c[0]) + "/" + itoa(c[1]) + ")",
+			Target: "100%", Pass: c[1] > 0 && v >= TargetProbed, NoData: c[1] == 0})
+	}
+	sh := Check{Name: "auditor traffic / swarm traffic", Value: pct2(o.AuditorShare), Target: "< " + pct(TargetAuditorShare)}
+	sh.NoData = math.IsNaN(o.AuditorShare)
+	sh.Pass = !sh.NoData && o.AuditorShare < TargetAuditorShare
+	cs = append(cs, sh)
+	return cs
+}

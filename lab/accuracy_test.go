@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/reports"
+)
+
+// loadFixture reads a run directory kept from a real lab run.
+func loadFixture(t *testing.T, name string) (*RunInfo, ScenarioResult) {
+	t.Helper()
+	dir := filepath.Join("testdata", name)
+	b, err := os.ReadFile(filepath.Join(dir, runFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info RunInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		t.Fatal(err)
+	}
+	res, err := EvaluateDir(dir, &info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &info, res
+}
+
+// The short-scenario fixture: a Transmission seed capped at 1024 KiB/s
+// behind a ×3 proxy, a libtorrent leecher capped at 512 KiB/s that
+// downloaded the whole 24 MiB payload in the first minute.
+func TestEvaluateShortFixture(t *testing.T) {
+	_, res := loadFixture(t, "short")
+	if len(res.Peers) != 2 {
+		t.Fatalf("%d peers, want 2 (the auditor is not a peer)", len(res.Peers))
+	}
+	byHost := map[string]PeerResult{}
+	for _, p := range res.Peers {
+		byHost[p.Host] = p
+	}
+	seed, leech := byHost["seed"], byHost["leech"]
+	if !seed.Cheater || !seed.Flagged || seed.Verdict != "misreporting" || seed.Reasons[0] != "upload_exceeds_availability" {
+		t.Errorf("seed: %+v", seed)
+	}
+	if leech.Cheater || leech.Flagged || leech.Verdict != "ok" {
+		t.Errorf("leech: %+v", leech)
+	}
+	if want := 1024 * 1024 * 1448.0 / 1514; math.Abs(seed.Goodput-want) > 1e-6 {
+		t.Errorf("seed goodput %v, want %v", seed.Goodput, want)
+	}
+	if seed.BWErr == nil || math.Abs(*seed.BWErr-(seed.Central-seed.Goodput)/seed.Goodput) > 1e-12 || math.Abs(*seed.BWErr) > 0.05 {
+		t.Errorf("seed bandwidth error %v (central %v, goodput %v)", seed.BWErr, seed.Central, seed.Goodput)
+	}
+	if !seed.Probed() || !leech.Probed() {
+		t.Errorf("probed: seed %v leech %v", seed.Probed(), leech.Probed())
+	}
+	if seed.Addr != "10.77.0.11:6881" || leech.Addr != "10.77.0.12:6881" {
+		t.Errorf("addresses %s %s", seed.Addr, leech.Addr)
+	}
+	// the seed downloads nothing: no rated window; the leecher got all 96
+	// pieces inside its first window
+	if len(seed.Windows) != 0 || len(leech.Windows) != 1 {
+		t.Fatalf("windows: seed %v, leech %v", seed.Windows, leech.Windows)
+	}
+	w := leech.Windows[0]
+	if w.Observed != 24<<20 || w.Truth != 24<<20 || w.Err != 0 || w.To.Sub(w.From).Round(time.Second) != Window {
+		t.Errorf("leech window %+v", w)
+	}
+	if res.AuditorWire == 0 || res.SwarmWire == 0 || math.Abs(res.AuditorShare-float64(res.AuditorWire)/float64(res.SwarmWire)) > 1e-12 {
+		t.Errorf("auditor share %v = %d / %d", res.AuditorShare, res.AuditorWire, res.SwarmWire)
+	}
+	o := Aggregate([]ScenarioResult{res})
+	if o.TP != 1 || o.FP != 0 || o.FN != 0 || o.TN != 1 || o.Recall != 1 || o.Precision != 1 || o.HonestMisrep != 0 {
+		t.Errorf("confusion %+v", o)
+	}
+	if o.Probed["required"] != [2]int{1, 1} || o.Probed["preferred"] != [2]int{1, 1} {
+		t.Errorf("probed %v", o.Probed)
+	}
+	var md bytes.Buffer
+	WriteMarkdown(&md, Header{Date: time.Unix(0, 0), Machine: "m", Commit: "c", Command: "go run ./lab -all", Go: "go"},
+		[]ScenarioRun{{Scenario: &Scenario{Name: "short"}, Result: res}}, o)
+	for _, want := range []string{"do not edit by hand", "| auditor traffic / swarm traffic |", "FAIL", "| seed | transmission via ×3 proxy |", "Misses"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+}
+
+func ip(v int) *int { return &v }
+
+// series and samples for downloadWindows: a 120-s timeline of 2-s buckets.
+func TestDownloadWindows(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const plen, size = 1 << 20, 100 << 20
+	rep := &reports.Report{Timeline: reports.Timeline{Bucket: 2}}
+	for i := range 60 {
+		rep.Timeline.Times = append(rep.Timeline.Times, t0.Add(time.Duration(2*(i+1))*time.Second))
+	}
+	// client downloads 1 MiB/s from t0+10s; samples every second
+	var samples []Sample
+	for s := 0; s <= 125; s++ {
+		d := max(int64(s-10), 0) << 20
+		samples = append(samples, Sample{T: t0.Add(time.Duration(s) * time.Second), Client: true,
+			Downloaded: d, Size: size, Left: size - d})
+	}
+	tests := []struct {
+		name     string
+		series   func(i int, end time.Time) *int // pieces held at bucket i's end
+		counter  string
+		want     []float64 // window errors
+		spurious int
+	}{
+		{"exact", func(i int, end time.Time) *int {
+			return ip(int(max(end.Sub(t0)/time.Second-10, 0)))
+		}, "downloaded", []float64{0}, 0},
+		{"unknown until 20 s, then exact", func(i int, end time.Time) *int {
+			if end.Before(t0.Add(20 * time.Second)) {
+				return nil
+			}
+			return ip(int(end.Sub(t0)/time.Second - 10))
+		}, "downloaded", []float64{0}, 0},
+		{"auditor sees half", func(i int, end time.Time) *int {
+			return ip(int(max(end.Sub(t0)/time.Second-10, 0) / 2))
+		}, "downloaded", []float64{-0.5}, 0},
+		{"have counter", func(i int, end time.Time) *int {
+			return ip(int(max(end.Sub(t0)/time.Second-10, 0)))
+		}, "have", []float64{0}, 0},
+		{"never known", func(int, time.Time) *int { return nil }, "downloaded", nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			series := make([]*int, 60)
+			for i, end := range rep.Timeline.Times {
+				series[i] = tc.series(i, end)
+			}
+			ws, sp := downloadWindows(rep, series, size, plen, samples, tc.counter)
+			if len(ws) != len(tc.want) || sp != tc.spurious {
+				t.Fatalf("windows %+v spurious %d, want errors %v spurious %d", ws, sp, tc.want, tc.spurious)
+			}
+			for i, w := range ws {
+				if math.Abs(w.Err-tc.want[i]) > 1e-9 {
+					t.Errorf("window %d: err %v, want %v (%+v)", i, w.Err, tc.want[i], w)
+				}
+				if w.To.Sub(w.From) != Window {
+					t.Errorf("window %d spans %v", i, w.To.Sub(w.From))
+				}
+			}
+		})
+	}
+	t.Run("spurious", func(t *testing.T) {
+		flat := make([]Sample, len(samples))
+		for i, s := range samples {
+			s.Downloaded, s.Left = 0, size
+			flat[i] = s
+		}
+		series := make([]*int, 60)
+		for i := range series {
+			series[i] = ip(i)
+		}
+		ws, sp := downloadWindows(rep, series, size, plen, flat, "downloaded")
+		if len(ws) != 0 || sp != 1 {
+			t.Fatalf("windows %+v spurious %d, want none and 1", ws, sp)
+		}
+	})
+}
+
+func TestCounterAt(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ss := []Sample{
+		{T: t0, Client: true, Downloaded: 0},
+		{T: t0.Add(time.Second), Client: false}, // API error: skipped
+		{T: t0.Add(2 * time.Second), Client: true, Downloaded: 200},
+	}
+	tests := []struct {
+		at   time.Duration
+		want float64
+		ok   bool
+	}{
+		{-time.Second, 0, false}, {0, 0, true}, {500 * time.Millisecond, 50, true}, {2 * time.Second, 200, true}, {3 * time.Second, 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := counterAt(ss, t0.Add(tc.at), "downloaded")
+		if ok != tc.ok || (ok && math.Abs(got-tc.want) > 1e-9) {
+			t.Errorf("at %v: %v %v, want %v %v", tc.at, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	tests := []struct {
+		xs   []float64
+		q    float64
+		want float64
+	}{
+		{[]float64{3, 1, 2}, 0.5, 2},
+		{[]float64{4, 1, 2, 3}, 0.5, 2.5},
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 0.9, 9.1},
+		{[]float64{5}, 0.9, 5},
+		{[]float64{1, 9}, 1, 9},
+	}
+	for _, tc := range tests {
+		if got := Quantile(tc.xs, tc.q); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("Quantile(%v, %v) = %v, want %v", tc.xs, tc.q, got, tc.want)
+		}
+	}
+	if !math.IsNaN(Quantile(nil, 0.5)) {
+		t.Error("Quantile of nothing is not NaN")
+	}
+}
+
+func TestAggregateAndChecks(t *testing.T) {
+	e := func(v float64) *float64 { return &v }
+	rs := []ScenarioResult{{
+		Peers: []PeerResult{
+			{Host: "a", Encryption: "required", Connectable: true, Connected: true, PiecesKnown: true, BWErr: e(-0.05),
+				Windows: []WindowResult{{Err: 0.02}, {Err: -0.3}}},
+			{Host: "b", Encryption: "required", Connectable: true, Connected: true, BWErr: e(0.3), Cheater: true, Verdict: "misreporting", Flagged: true},
+			{Host: "c", Encryption: "disabled", Connectable: true, Verdict: "misreporting", Flagged: true},
+			{Host: "g", Cheater: true, Verdict: "unverifiable"},
+		},
+		AuditorWire: 10, SwarmWire: 1000,
+	}}
+	o := Aggregate(rs)
+	if o.TP != 1 || o.FP != 1 || o.FN != 1 || o.TN != 1 || o.HonestMisrep != 1 || o.Precision != 0.5 || o.Recall != 0.5 {
+		t.Errorf("confusion %+v", o)
+	}
+	if o.Probed["required"] != [2]int{1, 2} || o.Probed["disabled"] != [2]int{0, 1} {
+		t.Errorf("probed %v", o.Probed)
+	}
+	if math.Abs(o.BWMedian-0.175) > 1e-9 || math.Abs(o.DLMax-0.3) > 1e-9 || o.AuditorShare != 0.01 {
+		t.Errorf("bw median %v, dl max %v, share %v", o.BWMedian, o.DLMax, o.AuditorShare)
+	}
+	pass := map[string]bool{}
+	for _, c := range o.Checks() {
+		pass[c.Name] = c.Pass
+	}
+	for name, want := range map[string]bool{
+		"bandwidth error, median": false, "bandwidth error, p90": false, "recall (cheaters flagged)": false,
+		"honest peers called misreporting": false, "connectable peers probed, required": false,
+		"auditor traffic / swarm traffic": true,
+	} {
+		if pass[name] != want {
+			t.Errorf("check %q pass = %v, want %v", name, pass[name], want)
+		}
+	}
+}
+
+func TestParseScenario(t *testing.T) {
+	good := `{"name":"x","description":"d","payload_mib":8,"piece_kib":256,"duration":"60s","snapshot_interval":"10s","probe_interval":"20s",
+	"clients":[{"name":"s","kind":"transmission","role":"seed","encryption":"required","up_kib":1024,"down_kib":0}],
+	"cheaters":[{"name":"g","kind":"ghost","rate_kib":500}]}`
+	if _, err := ParseScenario(strings.NewReader(good)); err != nil {
+		t.Fatalf("good scenario: %v", err)
+	}
+	bad := []struct{ name, from, to string }{
+		{"unknown field", `"payload_mib"`, `"payload_mb":8,"payload_mib"`},
+		{"unknown client field", `"up_kib":1024`, `"upkib":1,"up_kib":1024`},
+		{"bad kind", `"transmission"`, `"utorrent"`},
+		{"bad role", `"seed"`, `"server"`},
+		{"bad encryption", `"required"`, `"rc4"`},
+		{"bad duration", `"60s"`, `"sixty"`},
+		{"too short", `"60s"`, `"5s"`},
+		{"probe beyond duration", `"20s"`, `"2m"`},
+		{"piece not a power of two", `"piece_kib":256`, `"piece_kib":300`},
+		{"auditor name taken", `"name":"s"`, `"name":"aud"`},
+		{"duplicate host", `"name":"g"`, `"name":"s"`},
+		{"bad cheat kind", `"ghost"`, `"vampire"`},
+		{"proxy factor 1", `"down_kib":0`, `"down_kib":0,"proxy_factor":1`},
+		{"no seed", `"role":"seed"`, `"role":"leech"`},
+		{"trailing data", `"rate_kib":500}]}`, `"rate_kib":500}]} {}`},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			in := strings.Replace(good, tc.from, tc.to, 1)
+			if in == good {
+				t.Fatalf("replacement %q not found", tc.from)
+			}
+			if _, err := ParseScenario(strings.NewReader(in)); err == nil {
+				t.Errorf("accepted: %s", in)
+			}
+		})
+	}
+}
+
+// Every shipped scenario parses.
+func TestShippedScenarios(t *testing.T) {
+	scs, err := AllScenarios("scenarios")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range scs {
+		if s.Description == "" {
+			t.Errorf("scenario %s has no description", s.Name)
+		}
+	}
+}
