@@ -86,6 +86,11 @@ type WindowResult struct {
 	Observed int64     `json:"observed"` // pieces the auditor saw gained × piece length
 	Truth    int64     `json:"truth"`    // the client's own counter's delta
 	Err      float64   `json:"err"`      // (observed-truth)/truth
+	// Have is the delta of the client's verified bytes (size − left) and
+	// HaveErr the error against it: the counter also counts bytes the client
+	// received twice or discarded (end-game duplicates, failed pieces).
+	Have    int64   `json:"have"`
+	HaveErr float64 `json:"have_err"`
 }
 
 // ScenarioResult is the accuracy of one run.
@@ -256,8 +261,13 @@ func downloadWindows(rep *reports.Report, series []*int, size, plen int64, sampl
 			}
 			continue
 		}
-		out = append(out, WindowResult{From: times[a], To: times[b], Observed: obs, Truth: tru,
-			Err: float64(obs-tru) / float64(tru)})
+		w := WindowResult{From: times[a], To: times[b], Observed: obs, Truth: tru, Err: float64(obs-tru) / float64(tru)}
+		ha, _ := counterAt(samples, times[a], "have")
+		hb, _ := counterAt(samples, times[b], "have")
+		if w.Have = int64(math.Round(hb - ha)); w.Have > 0 {
+			w.HaveErr = float64(obs-w.Have) / float64(w.Have)
+		}
+		out = append(out, w)
 	}
 	return out, spurious
 }
@@ -301,6 +311,9 @@ type Overall struct {
 	DLMedian     float64   `json:"dl_median"`
 	DLP90        float64   `json:"dl_p90"`
 	DLMax        float64   `json:"dl_max"`
+	HaveErrs     []float64 `json:"have_errs"` // |relative error| per window against verified bytes
+	HaveMedian   float64   `json:"have_median"`
+	HaveP90      float64   `json:"have_p90"`
 	Spurious     int       `json:"spurious"`
 	TP           int       `json:"tp"`
 	FP           int       `json:"fp"`
@@ -318,7 +331,7 @@ type Overall struct {
 
 // Aggregate computes the overall numbers from the scenarios' results.
 func Aggregate(rs []ScenarioResult) Overall {
-	o := Overall{Probed: map[string][2]int{}, BWErrs: []float64{}, DLErrs: []float64{}}
+	o := Overall{Probed: map[string][2]int{}, BWErrs: []float64{}, DLErrs: []float64{}, HaveErrs: []float64{}}
 	for _, r := range rs {
 		o.AuditorWire += r.AuditorWire
 		o.SwarmWire += r.SwarmWire
@@ -328,6 +341,9 @@ func Aggregate(rs []ScenarioResult) Overall {
 			}
 			for _, w := range p.Windows {
 				o.DLErrs = append(o.DLErrs, math.Abs(w.Err))
+				if w.Have > 0 {
+					o.HaveErrs = append(o.HaveErrs, math.Abs(w.HaveErr))
+				}
 			}
 			o.Spurious += p.Spurious
 			switch {
@@ -355,6 +371,7 @@ func Aggregate(rs []ScenarioResult) Overall {
 	}
 	o.BWMedian, o.BWP90 = Quantile(o.BWErrs, 0.5), Quantile(o.BWErrs, 0.9)
 	o.DLMedian, o.DLP90, o.DLMax = Quantile(o.DLErrs, 0.5), Quantile(o.DLErrs, 0.9), Quantile(o.DLErrs, 1)
+	o.HaveMedian, o.HaveP90 = Quantile(o.HaveErrs, 0.5), Quantile(o.HaveErrs, 0.9)
 	o.Precision = ratio(o.TP, o.TP+o.FP)
 	o.Recall = ratio(o.TP, o.TP+o.FN)
 	if o.SwarmWire > 0 {
@@ -412,6 +429,9 @@ func (o Overall) Checks() []Check {
 		le("download error per 60-s window, p90", o.DLP90, TargetDownloadP90, len(o.DLErrs),
 			" (median "+pct(o.DLMedian)+", max "+pct(o.DLMax)+", "+itoa(len(o.DLErrs))+" windows)"),
 	}
+	cs = append(cs, Check{Name: "download error vs verified bytes (size − left), p90",
+		Value:  pct(o.HaveP90) + " (median " + pct(o.HaveMedian) + ", " + itoa(len(o.HaveErrs)) + " windows)",
+		Target: "—", Pass: true, NoData: len(o.HaveErrs) == 0})
 	rc := Check{Name: "recall (cheaters flagged)", Value: pct(o.Recall) + " (" + itoa(o.TP) + "/" + itoa(o.TP+o.FN) + ")", Target: "100%"}
 	rc.NoData = math.IsNaN(o.Recall)
 	rc.Pass = !rc.NoData && o.Recall >= TargetRecall

@@ -273,6 +273,8 @@ func TestParseScenario(t *testing.T) {
 		{"bad cheat kind", `"ghost"`, `"vampire"`},
 		{"proxy factor 1", `"down_kib":0`, `"down_kib":0,"proxy_factor":1`},
 		{"no seed", `"role":"seed"`, `"role":"leech"`},
+		{"auditor flag the lab sets", `"probe_interval":"20s"`, `"probe_interval":"20s","auditor_args":["--duration=1h"]`},
+		{"auditor arg not a flag", `"probe_interval":"20s"`, `"probe_interval":"20s","auditor_args":["-v"]`},
 		{"trailing data", `"rate_kib":500}]}`, `"rate_kib":500}]} {}`},
 	}
 	for _, tc := range bad {

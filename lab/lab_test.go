@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,26 +97,11 @@ func TestShortScenario(t *testing.T) {
 // labLeftovers lists the lab's netns and links that still exist.
 func labLeftovers(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		t.Fatalf("ip netns list: %v", err)
-	}
-	var left []string
-	for _, f := range strings.Fields(string(out)) {
-		if strings.HasPrefix(f, netPrefix+"-") {
-			left = append(left, f)
-		}
-	}
-	ents, err := os.ReadDir("/sys/class/net")
+	netns, links, err := leftovers(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), netPrefix+"-") {
-			left = append(left, e.Name())
-		}
-	}
-	return strings.Join(left, " ")
+	return strings.Join(append(netns, links...), " ")
 }
 
 // testLogger logs to the test's log.

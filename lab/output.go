@@ -147,7 +147,11 @@ func probedStr(p PeerResult) string {
 func windowsStr(p PeerResult) string {
 	var parts []string
 	for _, w := range p.Windows {
-		parts = append(parts, signedPct(w.Err))
+		v := signedPct(w.Err)
+		if w.Have > 0 && p.Counter != "have" && math.Abs(w.HaveErr-w.Err) > 0.0005 {
+			v += " (" + signedPct(w.HaveErr) + " vs have)"
+		}
+		parts = append(parts, v)
 	}
 	if p.Spurious > 0 {
 		parts = append(parts, fmt.Sprintf("%d spurious", p.Spurious))
@@ -184,6 +188,8 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	p("  consecutive 60-s windows (aligned to the report's timeline buckets); in each, the pieces the\n")
 	p("  auditor saw the client gain × piece length against the delta of the client's own downloaded\n")
 	p("  counter, interpolated at the bucket ends (aria2 has none: its verified bytes, `have`, instead).\n")
+	p("  The same windows are also compared with the client's verified bytes (size − left, \"vs have\"),\n")
+	p("  which leave out blocks received twice or discarded.\n")
 	p("  Windows where the client downloaded less than one piece are not rated; *spurious* counts\n")
 	p("  those where the auditor nevertheless saw two or more pieces.\n")
 	p("- **Verdicts**: a host is flagged when its worst report row (matched by IP) is `suspect` or\n")
@@ -285,8 +291,10 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 			add("  %s/%s (%s) %s–%s: %s vs %s, %s.", x.scen, x.p.Host, x.p.Kind, x.w.From.Format("15:04:05"), x.w.To.Format("15:04:05"),
 				mib(uint64(max(x.w.Observed, 0))), mib(uint64(x.w.Truth)), signedPct(x.w.Err))
 		}
-		add("  The auditor counts whole verified pieces (a HAVE or a snapshot), the client counts bytes as")
-		add("  they arrive, including pieces still in flight at a window's end and bytes it discards.")
+		add("  The auditor counts whole verified pieces (a HAVE or a snapshot), the client's counter counts")
+		add("  payload bytes as they arrive, including pieces still in flight at a window's end and blocks")
+		add("  it received twice (end game) or discarded; the error against its verified bytes (\"vs have\")")
+		add("  separates the two.")
 	}
 	if failed["recall (cheaters flagged)"] {
 		add("- **Missed cheaters:**")

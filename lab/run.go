@@ -269,6 +269,7 @@ func startAuditor(aud *labnet.Host, sc *Scenario, o Options, torrent, announce s
 	if sc.MaxAuditorRate != "" {
 		args = append(args, "--max-auditor-rate", sc.MaxAuditorRate)
 	}
+	args = append(args, sc.AuditorArgs...)
 	if err := os.WriteFile(filepath.Join(o.Dir, "auditor.cmd"), []byte(fmt.Sprintf("%q\n", args)), 0o644); err != nil {
 		return nil, fmt.Errorf("auditor: %w", err)
 	}

@@ -38,6 +38,9 @@ type Scenario struct {
 	ProbeInterval    Duration `json:"probe_interval"`
 	ProbeBytes       string   `json:"probe_bytes,omitempty"`
 	MaxAuditorRate   string   `json:"max_auditor_rate,omitempty"`
+	// AuditorArgs are more `swarmaudit audit` flags ("--no-watch", ...);
+	// not those the lab sets itself.
+	AuditorArgs []string `json:"auditor_args,omitempty"`
 	// LeechStartDelay is how long after the seeders the leechers start
 	// (default 0); CheatStartDelay the same for the cheaters.
 	LeechStartDelay Duration `json:"leech_start_delay,omitempty"`
@@ -109,6 +112,10 @@ const (
 	auditorName  = "aud"
 	defaultProbe = "2MiB"
 )
+
+// labAuditorFlags are the audit flags the lab sets (startAuditor).
+var labAuditorFlags = []string{"torrent", "tracker-listen", "duration", "db", "json-out", "html-out", "no-dht", "no-trackers",
+	"snapshot-interval", "probe-interval", "probe-bytes", "max-auditor-rate"}
 
 // ParseScenario reads and validates one scenario. Unknown fields, trailing
 // data and invalid values are errors.
@@ -198,6 +205,12 @@ func (s *Scenario) Validate() error {
 	if s.LeechStartDelay < 0 || s.CheatStartDelay < 0 ||
 		s.LeechStartDelay.D() >= s.Duration.D() || s.CheatStartDelay.D() >= s.Duration.D() {
 		return bad("start delays must be in [0, duration)")
+	}
+	for _, a := range s.AuditorArgs {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !strings.HasPrefix(a, "--") || slices.Contains(labAuditorFlags, name) {
+			return bad("auditor_args: %q: want a --flag the lab does not set itself (it sets %v)", a, labAuditorFlags)
+		}
 	}
 	if len(s.Clients) == 0 {
 		return bad("no clients")
