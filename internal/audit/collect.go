@@ -111,9 +111,13 @@ type Progress struct {
 
 // peerState is the schedule of one address; owned by the collector loop.
 type peerState struct {
-	addr         netip.AddrPort
-	busy         bool // a probe is running
-	watching     bool
+	addr     netip.AddrPort
+	busy     bool // a probe is running
+	watching bool
+	// stopWatch ends the peer's watch, so that a bandwidth probe can
+	// connect: many clients (Transmission, qBittorrent, aria2) accept one
+	// connection per IP and torrent, and drop a second one mid-probe.
+	stopWatch    context.CancelFunc
 	nextSnapshot time.Time
 	nextProbe    time.Time
 	fails        int
@@ -267,6 +271,18 @@ func (c *Collector) schedule(ctx context.Context) {
 		if !bandwidth && !snapshot {
 			continue
 		}
+		if s.watching {
+			// A bandwidth probe is due: end the watch first (one
+			// connection per IP) when the probe could start now; it starts
+			// once the watch has closed, and a new watch after it.
+			canProbe := len(c.bwProbes) < cap(c.bwProbes) &&
+				(c.budget == nil || c.budget.TokensAt(now) >= float64(c.cfg.ProbeBytes))
+			if canProbe && s.stopWatch != nil {
+				s.stopWatch()
+				s.stopWatch = nil
+			}
+			continue
+		}
 		if bandwidth && c.budget != nil && !c.budget.AllowN(now, int(c.cfg.ProbeBytes)) {
 			bandwidth = false // over the auditor's bandwidth budget: later
 			if !snapshot {
@@ -368,10 +384,17 @@ func (c *Collector) startWatch(ctx context.Context, addr netip.AddrPort) {
 		c.peers[addr].watching = false
 		return
 	}
+	// The audit's end ends the watch; so does a due bandwidth probe, which
+	// must not count as the peer going away: the heartbeats and store
+	// writes below keep the audit's ctx.
+	auditCtx := ctx
+	ctx, stop := context.WithCancel(ctx)
+	c.peers[addr].stopWatch = stop
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer func() { <-c.conns; <-c.watches }()
+		defer stop()
 		// The connection's life is evidence of presence: record when it
 		// came up, a heartbeat every snapshot interval while it lasts, and
 		// when it ended.
@@ -402,17 +425,21 @@ func (c *Collector) startWatch(ctx context.Context, addr netip.AddrPort) {
 				}()
 			},
 			Bitfield: func(at time.Time, bf bitfield.Bitfield) {
-				c.storeErr(c.cfg.Store.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf))
+				c.storeErr(c.cfg.Store.AddSnapshot(auditCtx, c.cfg.Swarm, addr, at, bf))
 			},
-			Have: func(at time.Time, i int) { c.storeErr(c.cfg.Store.AddHave(ctx, c.cfg.Swarm, addr, at, i)) },
+			Have: func(at time.Time, i int) { c.storeErr(c.cfg.Store.AddHave(auditCtx, c.cfg.Swarm, addr, at, i)) },
 		})
 		c.cfg.Logger.Debug("watch ended", "peer", addr, "messages", sum.Messages, "haves", sum.Haves, "err", err)
 		if sum.Method != "" {
-			c.storeErr(c.cfg.Store.AddConnEvent(wctx, c.cfg.Swarm, store.ConnEvent{Addr: addr, At: time.Now(), Outcome: store.ConnDisconnected, Encryption: string(sum.Method)}))
+			detail := ""
+			if ctx.Err() != nil && auditCtx.Err() == nil {
+				detail = "closed by the auditor for a bandwidth probe"
+			}
+			c.storeErr(c.cfg.Store.AddConnEvent(wctx, c.cfg.Swarm, store.ConnEvent{Addr: addr, At: time.Now(), Outcome: store.ConnDisconnected, Encryption: string(sum.Method), Detail: detail}))
 		}
 		c.mu.Lock()
 		if s := c.peers[addr]; s != nil {
-			s.watching = false
+			s.watching, s.stopWatch = false, nil
 			s.nextSnapshot = time.Now().Add(c.cfg.SnapshotInterval)
 		}
 		c.mu.Unlock()

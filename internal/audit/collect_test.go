@@ -209,3 +209,60 @@ func TestCollectorWatchesLeaveRoomForProbes(t *testing.T) {
 		t.Fatalf("progress %+v: want all %d peers probed, at most 6 watched", p, peers)
 	}
 }
+
+// TestCollectorProbesWatchedPeers: a peer that accepts one connection per
+// IP (as Transmission, qBittorrent and aria2 do) still gets its periodic
+// bandwidth probes: the collector ends its idle watch for each probe and
+// watches again after it.
+func TestCollectorProbesWatchedPeers(t *testing.T) {
+	payload, tor, err := swarmsim.NewPayload("o.bin", 1<<20, 64<<10, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, swarm := openStore(t, tor)
+	book := addrbook.New(addrbook.Options{})
+	p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), OneConnPerIP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	book.Add(p.Addr(), addrbook.SourceIncoming, 0)
+	col, err := NewCollector(CollectConfig{Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: true,
+		SnapshotInterval: time.Minute, ProbeInterval: 400 * time.Millisecond, ProbeBytes: 64 << 10, ProbeTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := col.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	probes, err := st.Probes(context.Background(), swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := 0
+	for _, pr := range probes {
+		if pr.Outcome != "ok" {
+			t.Errorf("probe at %s: %s", pr.At.Format(time.StampMilli), pr.Outcome)
+			continue
+		}
+		ok++
+	}
+	if ok < 3 {
+		t.Fatalf("%d bandwidth probes ok in 3 s at one every 400 ms, want at least 3", ok)
+	}
+	events, err := st.ConnEvents(context.Background(), swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watches := 0
+	for _, ev := range events {
+		if ev.Outcome == store.ConnOK && ev.Detail == "watch" {
+			watches++
+		}
+	}
+	if watches < 2 {
+		t.Fatalf("%d watches started, want one after each probe", watches)
+	}
+}

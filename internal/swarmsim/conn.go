@@ -167,6 +167,13 @@ func (p *Peer) registerLocked(k *conn) string {
 	if p.closed {
 		return "peer closed"
 	}
+	if p.cfg.OneConnPerIP && !k.outgoing {
+		for _, o := range p.conns {
+			if !o.closed && o.c.Remote.Addr() == k.c.Remote.Addr() {
+				return "one connection per IP"
+			}
+		}
+	}
 	if p.dl != nil {
 		if k.id == p.cfg.PeerID && k.id != ([20]byte{}) {
 			p.book.markSelf(k.listen)

@@ -150,6 +150,10 @@ type PeerConfig struct {
 	// together (DefaultMaxConns when 0); further incoming ones are closed
 	// at once.
 	MaxConns int
+	// OneConnPerIP closes an incoming connection, after its handshake,
+	// from an IP that already has one, as Transmission, qBittorrent and
+	// aria2 do by default.
+	OneConnPerIP bool
 	// RequestQueue is the number of block requests a downloading peer keeps
 	// outstanding on each connection (DefaultRequestQueue when 0).
 	RequestQueue int
