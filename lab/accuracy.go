@@ -52,11 +52,20 @@ type PeerResult struct {
 	Verdict string   `json:"verdict"`
 	Flagged bool     `json:"flagged"`
 	Reasons []string `json:"reasons"`
+	// ReportedUp is the upload its identities reported (Σ of its rows),
+	// UploadBound the verdicts' bound for it, Limit which bound set the
+	// main row's upper bound; TrueUp the client's own upload counter at the
+	// end (clients only).
+	ReportedUp  int64  `json:"reported_up"`
+	UploadBound int64  `json:"upload_bound"`
+	Limit       string `json:"limit"`
+	TrueUp      int64  `json:"true_up"`
 	// Bandwidth: the cap's payload goodput against the report's
 	// capacity.central (both bytes/s); BWErr is (central-goodput)/goodput,
 	// set only with a cap and a known capacity.
 	Goodput       float64  `json:"goodput"`
 	CapacityKnown bool     `json:"capacity_known"`
+	Quiet         bool     `json:"quiet"` // the estimate comes from quiet probes only
 	Samples       int      `json:"samples"`
 	Central       float64  `json:"central"`
 	BWErr         *float64 `json:"bw_err"`
@@ -106,6 +115,10 @@ type ScenarioResult struct {
 	// protocol, in and out).
 	ReportAuditorBytes int64 `json:"report_auditor_bytes"`
 	Buckets            int   `json:"buckets"`
+	// GainUnobserved sums the windows' allowance for unobserved peers;
+	// UnobservedPeers is the most unobserved peers of a window.
+	GainUnobserved  int64 `json:"gain_unobserved"`
+	UnobservedPeers int   `json:"unobserved_peers"`
 }
 
 // Evaluate compares one run's report with its truth. It is a pure function
@@ -113,6 +126,10 @@ type ScenarioResult struct {
 func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) ScenarioResult {
 	res := ScenarioResult{Scenario: info.Scenario, Buckets: len(rep.Timeline.Times),
 		ReportAuditorBytes: rep.Summary.AuditorBytesIn + rep.Summary.AuditorBytesOut}
+	for _, w := range rep.Windows {
+		res.GainUnobserved += w.GainUnobserved
+		res.UnobservedPeers = max(res.UnobservedPeers, w.UnobservedPeers)
+	}
 	for _, h := range info.Hosts {
 		if ss := truth[h.Name]; len(ss) > 0 {
 			last := ss[len(ss)-1]
@@ -155,6 +172,10 @@ func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Samp
 				p.Reasons = append(p.Reasons, r.Code)
 			}
 		}
+		if row.Reported != nil {
+			p.ReportedUp += row.Reported.Uploaded
+			p.UploadBound += row.Reported.UploadBound
+		}
 		if row.Connections.Connected > 0 {
 			p.Connected = true
 		}
@@ -170,7 +191,16 @@ func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Samp
 		return p
 	}
 	p.Addr = best.Address
-	p.CapacityKnown, p.Samples, p.Central = best.Capacity.Known, best.Capacity.Samples, best.Capacity.Central
+	if best.UploadBounds != nil {
+		p.Limit = best.UploadBounds.Limit
+	}
+	for i := len(samples) - 1; i >= 0; i-- {
+		if samples[i].Client {
+			p.TrueUp = samples[i].Uploaded
+			break
+		}
+	}
+	p.CapacityKnown, p.Samples, p.Central, p.Quiet = best.Capacity.Known, best.Capacity.Samples, best.Capacity.Central, best.Capacity.Quiet
 	if h.UpKiB > 0 {
 		p.Goodput = Goodput(h.UpKiB)
 		if p.CapacityKnown {
@@ -307,7 +337,9 @@ type Overall struct {
 	BWErrs       []float64 `json:"bw_errs"` // |relative error| per capped, measured peer
 	BWMedian     float64   `json:"bw_median"`
 	BWP90        float64   `json:"bw_p90"`
-	DLErrs       []float64 `json:"dl_errs"` // |relative error| per window
+	Capped       int       `json:"capped"`       // real clients with an upload cap
+	CappedKnown  int       `json:"capped_known"` // of those, with a capacity estimate
+	DLErrs       []float64 `json:"dl_errs"`      // |relative error| per window
 	DLMedian     float64   `json:"dl_median"`
 	DLP90        float64   `json:"dl_p90"`
 	DLMax        float64   `json:"dl_max"`
@@ -338,6 +370,12 @@ func Aggregate(rs []ScenarioResult) Overall {
 		for _, p := range r.Peers {
 			if p.BWErr != nil {
 				o.BWErrs = append(o.BWErrs, math.Abs(*p.BWErr))
+			}
+			if p.Connectable && p.UpKiB > 0 {
+				o.Capped++
+				if p.CapacityKnown {
+					o.CappedKnown++
+				}
 			}
 			for _, w := range p.Windows {
 				o.DLErrs = append(o.DLErrs, math.Abs(w.Err))
@@ -426,6 +464,8 @@ func (o Overall) Checks() []Check {
 	cs := []Check{
 		le("bandwidth error, median", o.BWMedian, TargetBWMedian, len(o.BWErrs), fmtN(len(o.BWErrs), "peers")),
 		le("bandwidth error, p90", o.BWP90, TargetBWP90, len(o.BWErrs), ""),
+		{Name: "capped clients with a bandwidth estimate", Value: pct(ratio(o.CappedKnown, o.Capped)) + " (" + itoa(o.CappedKnown) + "/" + itoa(o.Capped) + ")",
+			Target: "—", Pass: true, NoData: o.Capped == 0},
 		le("download error per 60-s window, p90", o.DLP90, TargetDownloadP90, len(o.DLErrs),
 			" (median "+pct(o.DLMedian)+", max "+pct(o.DLMax)+", "+itoa(len(o.DLErrs))+" windows)"),
 	}

@@ -117,6 +117,9 @@ func estStr(p PeerResult) string {
 	if !p.CapacityKnown {
 		return "—"
 	}
+	if p.Quiet {
+		return kibps(p.Central) + "q"
+	}
 	return kibps(p.Central)
 }
 
@@ -195,6 +198,7 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	p("- **Verdicts**: a host is flagged when its worst report row (matched by IP) is `suspect` or\n")
 	p("  `misreporting`; cheaters are the fake announcers and the clients that announce through a\n")
 	p("  ratio-multiplying proxy. `unverifiable` counts as not flagged.\n")
+	p("  An estimate marked *q* comes from quiet probes only (taken while nobody else downloaded).\n")
 	p("- **Probed**: a real client is probed when the auditor connected and learnt its pieces\n")
 	p("  (bandwidth probes need a quiet peer with pieces; the `est` column shows which got one).\n")
 	p("- **Auditor traffic**: the auditor host's link bytes (both ways) over the bytes all client\n")
@@ -222,10 +226,7 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 		p("| host | kind | role | encryption | cap KiB/s | goodput KiB/s | estimate KiB/s | probes | bandwidth error | verdict | truth | reasons | probed | download error per window |\n")
 		p("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |\n")
 		for _, q := range r.Result.Peers {
-			kind := q.Kind
-			if q.Proxy > 0 {
-				kind += fmt.Sprintf(" via ×%g proxy", q.Proxy)
-			}
+			kind := q.Kind + proxyStr(q.Proxy)
 			p("| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", q.Host, kind, q.Role, dash(q.Encryption),
 				capStr(q.UpKiB), kibps(q.Goodput), estStr(q), q.Samples, bwErrStr(q), dash(q.Verdict), truthWord(q.Cheater),
 				dash(strings.Join(q.Reasons, ", ")), probedStr(q), windowsStr(q))
@@ -233,6 +234,22 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 		p("\nAuditor traffic: %s against %s sent by the clients: %s (the auditor counted %s itself).\n\n",
 			mib(r.Result.AuditorWire), mib(r.Result.SwarmWire), pct2(r.Result.AuditorShare), mib(uint64(max(r.Result.ReportAuditorBytes, 0))))
 	}
+}
+
+func proxyStr(f float64) string {
+	if f > 0 {
+		return fmt.Sprintf(" via ×%g proxy", f)
+	}
+	return ""
+}
+
+func scenarioOf(runs []ScenarioRun, name string) *ScenarioRun {
+	for i := range runs {
+		if runs[i].Scenario.Name == name {
+			return &runs[i]
+		}
+	}
+	return nil
 }
 
 // writeMisses explains, with the runs' data, each overall check that
@@ -274,6 +291,19 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		add("  the host (its cap was shared); one above it from a cap smaller than the auditor's request")
 		add("  window at the start of a probe (the tbf bucket and socket buffers let a burst through).")
 	}
+	var unmeasured []string
+	for _, x := range all {
+		if x.p.Connectable && x.p.UpKiB > 0 && !x.p.CapacityKnown {
+			unmeasured = append(unmeasured, fmt.Sprintf("%s/%s (%s)", x.scen, x.p.Host, x.p.Kind))
+		}
+	}
+	if len(unmeasured) > 0 {
+		add("- **Capped clients without a bandwidth estimate** (left out of the bandwidth error): %s.", strings.Join(unmeasured, ", "))
+		add("  Every bandwidth probe of them ended right after the handshake (reset or EOF, no bitfield; the")
+		add("  `probes` table of the run's audit.db): Transmission and libtorrent-based qBittorrent accept one")
+		add("  connection per peer IP, and the auditor's idle watch connection already holds it. Scenario")
+		add("  caps-nowatch runs caps with `--no-watch`: there every kind gets an estimate.")
+	}
 	if failed["download error per 60-s window, p90"] {
 		type win struct {
 			peerIn
@@ -300,7 +330,15 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		add("- **Missed cheaters:**")
 		for _, x := range all {
 			if x.p.Cheater && !x.p.Flagged {
-				add("  %s/%s (%s): verdict %s, reasons %s.", x.scen, x.p.Host, x.p.Kind, dash(x.p.Verdict), dash(strings.Join(x.p.Reasons, ", ")))
+				add("  %s/%s (%s%s): verdict %s, reasons %s; reported %s uploaded (its own counter: %s) against a bound of %s (set by %s).",
+					x.scen, x.p.Host, x.p.Kind, proxyStr(x.p.Proxy), dash(x.p.Verdict), dash(strings.Join(x.p.Reasons, ", ")),
+					mib(uint64(max(x.p.ReportedUp, 0))), mib(uint64(max(x.p.TrueUp, 0))), mib(uint64(max(x.p.UploadBound, 0))), dash(x.p.Limit))
+				if r := scenarioOf(runs, x.scen); r != nil && r.Result.UnobservedPeers > 0 {
+					add("  The swarm had up to %d unobserved peers (the fake announcers), whose allowance added %s to what the swarm",
+						r.Result.UnobservedPeers, mib(uint64(max(r.Result.GainUnobserved, 0))))
+					add("  could have absorbed, although every one of them announced left=0; they also count as competitors of")
+					add("  every probe, so no probe was quiet and the capacity bound is the shared-probe guess (docs/estimation.md).")
+				}
 			}
 		}
 	}
