@@ -44,7 +44,7 @@ func passWord(c Check) string {
 	case c.NoData:
 		return "no data"
 	case c.Target == "—":
-		return ""
+		return "info"
 	case c.Pass:
 		return "pass"
 	}
@@ -299,10 +299,11 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 	}
 	if len(unmeasured) > 0 {
 		add("- **Capped clients without a bandwidth estimate** (left out of the bandwidth error): %s.", strings.Join(unmeasured, ", "))
-		add("  Every bandwidth probe of them ended right after the handshake (reset or EOF, no bitfield; the")
-		add("  `probes` table of the run's audit.db): Transmission and libtorrent-based qBittorrent accept one")
-		add("  connection per peer IP, and the auditor's idle watch connection already holds it. Scenario")
-		add("  caps-nowatch runs caps with `--no-watch`: there every kind gets an estimate.")
+		add("  Their bandwidth probes end right after the handshake, before any bitfield (connection reset or")
+		add("  EOF: outcome protocol_error in the `probes` table of the run's audit.db): Transmission and the")
+		add("  libtorrent-based qBittorrent accept one connection per peer IP, and the auditor's idle watch")
+		add("  connection to the peer already holds it (a probe made before the watch existed succeeds).")
+		add("  Scenario caps-nowatch is caps with `--no-watch`: there every kind gets an estimate.")
 	}
 	if failed["download error per 60-s window, p90"] {
 		type win struct {
@@ -363,14 +364,14 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 	if failed["auditor traffic / swarm traffic"] {
 		add("- **Auditor traffic.** The auditor's bytes are mostly its bandwidth probes (probes × probe bytes),")
 		add("  a fixed cost per peer and probe interval, while the swarm's traffic is what its leechers")
-		add("  download. Per scenario (auditor / swarm; probes taken):")
+		add("  download. Per scenario (auditor / swarm; successful probes, at most the probe bytes each):")
 		for _, r := range runs {
 			probes := 0
 			for _, p := range r.Result.Peers {
 				probes += p.Samples
 			}
 			need := float64(r.Result.AuditorWire) / TargetAuditorShare
-			add("  %s: %s / %s = %s; %d probes; the swarm would have to move %s for %s.", r.Scenario.Name,
+			add("  %s: %s / %s = %s; %d successful probes; the swarm would have to move %s for %s.", r.Scenario.Name,
 				mib(r.Result.AuditorWire), mib(r.Result.SwarmWire), pct2(r.Result.AuditorShare), probes, mib(uint64(need)), pct(TargetAuditorShare))
 		}
 		add("  The lab's swarms are a handful of peers moving one payload in minutes, with a probe interval")
