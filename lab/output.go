@@ -303,7 +303,7 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		add("  EOF: outcome protocol_error in the `probes` table of the run's audit.db): Transmission and the")
 		add("  libtorrent-based qBittorrent accept one connection per peer IP, and the auditor's idle watch")
 		add("  connection to the peer already holds it (a probe made before the watch existed succeeds).")
-		add("  Scenario caps-nowatch is caps with `--no-watch`: there every kind gets an estimate.")
+		add("  A scenario with `\"auditor_args\": [\"--no-watch\"]` tells whether the watch is the cause.")
 	}
 	if failed["download error per 60-s window, p90"] {
 		type win struct {
