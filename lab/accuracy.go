@@ -100,6 +100,11 @@ type WindowResult struct {
 	// received twice or discarded (end-game duplicates, failed pieces).
 	Have    int64   `json:"have"`
 	HaveErr float64 `json:"have_err"`
+	// KnownStart is what the auditor knew the client held at the window's
+	// start (pieces × piece length), HaveStart what the client had verified
+	// then: a gap is the auditor's lag, which moves gain across windows.
+	KnownStart int64 `json:"known_start"`
+	HaveStart  int64 `json:"have_start"`
 }
 
 // ScenarioResult is the accuracy of one run.
@@ -294,6 +299,7 @@ func downloadWindows(rep *reports.Report, series []*int, size, plen int64, sampl
 		w := WindowResult{From: times[a], To: times[b], Observed: obs, Truth: tru, Err: float64(obs-tru) / float64(tru)}
 		ha, _ := counterAt(samples, times[a], "have")
 		hb, _ := counterAt(samples, times[b], "have")
+		w.KnownStart, w.HaveStart = held(a), int64(math.Round(ha))
 		if w.Have = int64(math.Round(hb - ha)); w.Have > 0 {
 			w.HaveErr = float64(obs-w.Have) / float64(w.Have)
 		}

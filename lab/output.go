@@ -319,13 +319,16 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		sort.Slice(ws, func(i, j int) bool { return math.Abs(ws[i].w.Err) > math.Abs(ws[j].w.Err) })
 		add("- **Download.** Largest window errors (auditor-seen gain vs the client's counter):")
 		for _, x := range ws[:min(len(ws), 6)] {
-			add("  %s/%s (%s) %s–%s: %s vs %s, %s.", x.scen, x.p.Host, x.p.Kind, x.w.From.Format("15:04:05"), x.w.To.Format("15:04:05"),
-				mib(uint64(max(x.w.Observed, 0))), mib(uint64(x.w.Truth)), signedPct(x.w.Err))
+			add("  %s/%s (%s) %s–%s: %s vs %s, %s; at the window's start the auditor knew %s of its pieces, the client had verified %s.",
+				x.scen, x.p.Host, x.p.Kind, x.w.From.Format("15:04:05"), x.w.To.Format("15:04:05"),
+				mib(uint64(max(x.w.Observed, 0))), mib(uint64(x.w.Truth)), signedPct(x.w.Err), mib(uint64(max(x.w.KnownStart, 0))), mib(uint64(max(x.w.HaveStart, 0))))
 		}
 		add("  The auditor counts whole verified pieces (a HAVE or a snapshot), the client's counter counts")
 		add("  payload bytes as they arrive, including pieces still in flight at a window's end and blocks")
 		add("  it received twice (end game) or discarded; the error against its verified bytes (\"vs have\")")
-		add("  separates the two.")
+		add("  separates the two. When the auditor's knowledge lags the client's (no HAVE yet, a watch not yet")
+		add("  open or closed for a probe), the lag at a window's start moves gain into that window: it shows")
+		add("  as a gap between what the auditor knew and what the client had verified at the start.")
 	}
 	if failed["recall (cheaters flagged)"] {
 		add("- **Missed cheaters:**")
