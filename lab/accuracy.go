@@ -309,7 +309,10 @@ func downloadWindows(rep *reports.Report, series []*int, size, plen int64, sampl
 }
 
 // counterAt interpolates the client's counter ("downloaded" or "have") at t
-// between the samples around it; false outside the samples' span.
+// between the samples around it; false outside the samples' span. Before
+// the client's first sample, while its host was already sampled, the client
+// was still starting: a leecher's counters were zero then (fresh data
+// directory), so that is 0 (its first sample is at most a second later).
 func counterAt(ss []Sample, t time.Time, counter string) (float64, bool) {
 	val := func(s Sample) float64 {
 		if counter == "have" {
@@ -328,7 +331,10 @@ func counterAt(ss []Sample, t time.Time, counter string) (float64, bool) {
 				return val(*s), true
 			}
 			if prev == nil {
-				return 0, false
+				if i == 0 || ss[0].T.After(t) || counter == "have" && s.Seeding {
+					return 0, false
+				}
+				return 0, true // not started yet: see above
 			}
 			f := float64(t.Sub(prev.T)) / float64(s.T.Sub(prev.T))
 			return val(*prev) + f*(val(*s)-val(*prev)), true

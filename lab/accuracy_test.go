@@ -173,6 +173,7 @@ func TestDownloadWindows(t *testing.T) {
 func TestCounterAt(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	ss := []Sample{
+		{T: t0.Add(-2 * time.Second), Client: false}, // host up, client starting
 		{T: t0, Client: true, Downloaded: 0},
 		{T: t0.Add(time.Second), Client: false}, // API error: skipped
 		{T: t0.Add(2 * time.Second), Client: true, Downloaded: 200},
@@ -182,7 +183,7 @@ func TestCounterAt(t *testing.T) {
 		want float64
 		ok   bool
 	}{
-		{-time.Second, 0, false}, {0, 0, true}, {500 * time.Millisecond, 50, true}, {2 * time.Second, 200, true}, {3 * time.Second, 0, false},
+		{-3 * time.Second, 0, false}, {-time.Second, 0, true}, {0, 0, true}, {500 * time.Millisecond, 50, true}, {2 * time.Second, 200, true}, {3 * time.Second, 0, false},
 	}
 	for _, tc := range tests {
 		got, ok := counterAt(ss, t0.Add(tc.at), "downloaded")
