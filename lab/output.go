@@ -187,6 +187,7 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	p("  against the payload goodput the cap allows: tbf counts whole Ethernet frames, a full TCP\n")
 	p("  segment carries 1448 payload bytes in a 1514-byte frame, so goodput = cap × 1024 × 1448/1514\n")
 	p("  bytes/s. Only peers with an upload cap and a measured capacity count.\n")
+	p("  An estimate marked *q* comes from quiet probes only (taken while nobody else downloaded).\n")
 	p("- **Download error**: from the first timeline bucket where the auditor knew a client's pieces,\n")
 	p("  consecutive 60-s windows (aligned to the report's timeline buckets); in each, the pieces the\n")
 	p("  auditor saw the client gain × piece length against the delta of the client's own downloaded\n")
@@ -198,9 +199,8 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	p("- **Verdicts**: a host is flagged when its worst report row (matched by IP) is `suspect` or\n")
 	p("  `misreporting`; cheaters are the fake announcers and the clients that announce through a\n")
 	p("  ratio-multiplying proxy. `unverifiable` counts as not flagged.\n")
-	p("  An estimate marked *q* comes from quiet probes only (taken while nobody else downloaded).\n")
 	p("- **Probed**: a real client is probed when the auditor connected and learnt its pieces\n")
-	p("  (bandwidth probes need a quiet peer with pieces; the `est` column shows which got one).\n")
+	p("  (the estimate column shows which also got a bandwidth probe).\n")
 	p("- **Auditor traffic**: the auditor host's link bytes (both ways) over the bytes all client\n")
 	p("  hosts sent.\n\n")
 
