@@ -117,13 +117,16 @@ type peerState struct {
 	// stopWatch ends the peer's watch, so that a bandwidth probe can
 	// connect: many clients (Transmission, qBittorrent, aria2) accept one
 	// connection per IP and torrent, and drop a second one mid-probe.
-	stopWatch    context.CancelFunc
-	nextSnapshot time.Time
-	nextProbe    time.Time
-	fails        int
-	probed       bool
-	reached      bool
-	lastFailed   bool
+	stopWatch context.CancelFunc
+	// awaitingProbe: its watch was ended for a bandwidth probe that has
+	// not started yet (counted in Collector.closing).
+	awaitingProbe bool
+	nextSnapshot  time.Time
+	nextProbe     time.Time
+	fails         int
+	probed        bool
+	reached       bool
+	lastFailed    bool
 }
 
 // Collector schedules and records observations until its context ends.
@@ -133,6 +136,7 @@ type Collector struct {
 	conns    chan struct{}
 	watches  chan struct{} // held by watches in addition to a conns slot
 	bwProbes chan struct{}
+	closing  int // watches ended for bandwidth probes not started yet; under mu
 	results  chan probeDone
 	wg       sync.WaitGroup
 
@@ -275,11 +279,15 @@ func (c *Collector) schedule(ctx context.Context) {
 			// A bandwidth probe is due: end the watch first (one
 			// connection per IP) when the probe could start now; it starts
 			// once the watch has closed, and a new watch after it.
-			canProbe := len(c.bwProbes) < cap(c.bwProbes) &&
-				(c.budget == nil || c.budget.TokensAt(now) >= float64(c.cfg.ProbeBytes))
-			if canProbe && s.stopWatch != nil {
+			// Only as many as the free probe slots and the budget allow
+			// at once, or a pass would end every due watch for one probe.
+			canProbe := len(c.bwProbes)+c.closing < cap(c.bwProbes) &&
+				(c.budget == nil || c.budget.TokensAt(now) >= float64(c.cfg.ProbeBytes)*float64(c.closing+1))
+			if canProbe && s.stopWatch != nil && !s.awaitingProbe {
 				s.stopWatch()
 				s.stopWatch = nil
+				s.awaitingProbe = true
+				c.closing++
 			}
 			continue
 		}
@@ -308,6 +316,10 @@ func (c *Collector) schedule(ctx context.Context) {
 			return // at the connection cap
 		}
 		s.busy = true
+		if s.awaitingProbe {
+			s.awaitingProbe = false
+			c.closing--
+		}
 		c.wg.Add(1)
 		go c.probe(ctx, s.addr, bandwidth)
 	}

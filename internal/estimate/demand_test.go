@@ -3,6 +3,7 @@ package estimate
 import (
 	"math"
 	"testing"
+	"time"
 )
 
 func TestDemandBusy(t *testing.T) {
@@ -32,5 +33,26 @@ func TestDemandBusy(t *testing.T) {
 				t.Errorf("busy(%d, %d) = %v, want %v", tc.x, tc.y, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestStalledLeecherIsNoDemand: a peer that never completed a piece while
+// observed (C lacks everything at 450, so with a 10 min tail it "may gain"
+// until 1050) is no demand for the capacity bound, and no competitor of a
+// probe; the availability bound still counts what it may have gained.
+func TestStalledLeecherIsNoDemand(t *testing.T) {
+	all := swarm()
+	ps := []Peer{all[0], all[1], all[3]} // S, L1 (done by 300), C
+	ps[0].Capacity = Capacity{Samples: []Sample{{At: at(350), BytesPerSec: 2}}}
+	cfg := exact()
+	cfg.UnresolvedTail = 10 * time.Minute
+	e := mustNew(t, Input{Torrent: tor10, Peers: ps}, cfg)
+	b := mustPeer(t, e, 0, 400, 900)
+	x := b.Explain
+	if x.DemandTime != 0 || x.CapacityBound != 0 || !x.Capacity.Quiet {
+		t.Errorf("demand %v, capacity bound %d, quiet %v; want 0, 0, true", x.DemandTime, x.CapacityBound, x.Capacity.Quiet)
+	}
+	if x.AvailabilityBound == 0 {
+		t.Error("availability must still allow the stalled leecher's possible gains")
 	}
 }

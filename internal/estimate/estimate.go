@@ -338,13 +338,18 @@ type transfer struct {
 }
 
 type peerData struct {
-	id       string
-	info     bool
-	lacked   []int64
-	had      []int64
-	a, b     []int64 // per piece: the possible-gain event (a, b]
-	spanA    int64   // union of events: (spanA, spanB]
-	spanB    int64
+	id     string
+	info   bool
+	lacked []int64
+	had    []int64
+	a, b   []int64 // per piece: the possible-gain event (a, b]
+	spanA  int64   // union of events: (spanA, spanB]
+	spanB  int64
+	// gained: some piece was seen lacking and later held. A peer that
+	// never completed a piece while observed (a stalled or fake leecher)
+	// is left out of the capacity bound's demand and of the probes'
+	// competitors: it cannot have been taking much of anyone's upload.
+	gained   bool
 	probes   []probe // sorted by time
 	capacity CapacityEstimate
 	presence [][2]int64
@@ -359,6 +364,11 @@ type pieceIndex struct {
 	owner  [2]int32
 	nOwner int
 }
+
+// demands says the peer's possible-gain span counts as demand (and
+// competition for probes): it has one, and it completed a piece while
+// observed.
+func (pd *peerData) demands() bool { return pd.info && pd.gained && pd.spanA < pd.spanB }
 
 type unobs struct {
 	id      string
@@ -443,6 +453,7 @@ func New(in Input, cfg Config) (*Estimator, error) {
 			pd.a[i], pd.b[i] = a, b
 			pd.spanA = min(pd.spanA, a)
 			pd.spanB = max(pd.spanB, b)
+			pd.gained = pd.gained || (l != negInf && h != posInf)
 		}
 	}
 	for _, u := range in.Unobserved {
@@ -463,7 +474,7 @@ func New(in Input, cfg Config) (*Estimator, error) {
 	}
 	e.indexPieces()
 	for k := range e.peers {
-		if e.peers[k].info && e.peers[k].spanA < e.peers[k].spanB {
+		if e.peers[k].demands() {
 			e.spanAs = append(e.spanAs, e.peers[k].spanA)
 			e.spanBs = append(e.spanBs, e.peers[k].spanB)
 		}
@@ -472,7 +483,7 @@ func New(in Input, cfg Config) (*Estimator, error) {
 	slices.Sort(e.spanBs)
 	var spans [][2]int64
 	for k := range e.peers {
-		if pd := &e.peers[k]; pd.info && pd.spanA < pd.spanB {
+		if pd := &e.peers[k]; pd.demands() {
 			spans = append(spans, [2]int64{pd.spanA, pd.spanB})
 		}
 	}
@@ -551,7 +562,7 @@ func (e *Estimator) indexPieces() {
 func (e *Estimator) competitors(k int, t int64) int {
 	// spans (a, b] containing t: a < t and b >= t; b < t implies a < t.
 	n := countLess(e.spanAs, t) - countLess(e.spanBs, t)
-	if pd := &e.peers[k]; pd.info && pd.spanA < t && pd.spanB >= t {
+	if pd := &e.peers[k]; pd.demands() && pd.spanA < t && pd.spanB >= t {
 		n--
 	}
 	for _, u := range e.unobs {
@@ -720,7 +731,7 @@ func (e *Estimator) Peer(i int, from, to time.Time) (Bounds, error) {
 	x.CapacityBound = -1
 	b.UploadUpper, x.Limit = x.AvailabilityBound, LimitAvailability
 	own := [2]int64{posInf, posInf}
-	if p.info && p.spanA < p.spanB {
+	if p.demands() {
 		own = [2]int64{p.spanA, p.spanB}
 	}
 	x.DemandTime = time.Duration(e.demand.busy(w.uf, w.ut, own))
