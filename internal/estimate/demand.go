@@ -90,12 +90,26 @@ func (d *demand) cum(prefix []float64, exactlyOne bool, t int64) float64 {
 		}
 		return -float64(d.ts[0] - t)
 	}
-	i := sort.Search(len(d.ts), func(i int) bool { return d.ts[i] > t }) - 1
+	i := d.seg(t)
 	v := prefix[i]
 	if counts(d.cnt[i], exactlyOne) {
 		v += float64(t - d.ts[i])
 	}
 	return v
+}
+
+// seg is the index of the segment holding t, or −1 before the first.
+func (d *demand) seg(t int64) int {
+	return sort.Search(len(d.ts), func(i int) bool { return d.ts[i] > t }) - 1
+}
+
+// at is the number of possible downloaders at t.
+func (d *demand) at(t int64) int {
+	i := d.seg(t)
+	if i < 0 {
+		return int(d.c0)
+	}
+	return int(d.cnt[i])
 }
 
 // busy is how many nanoseconds of [x, y) somebody other than the owner of

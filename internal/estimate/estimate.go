@@ -385,8 +385,6 @@ type Estimator struct {
 	peers   []peerData
 	pieces  []pieceIndex
 	unobs   []unobs
-	spanAs  []int64 // sorted spanA of observed peers
-	spanBs  []int64 // sorted spanB
 	demand  demand
 	nInfo   int
 	minTime int64
@@ -473,14 +471,6 @@ func New(in Input, cfg Config) (*Estimator, error) {
 		e.unobs = append(e.unobs, unobs{id: u.ID, present: pr, maxGain: mg, seeding: u.Seeding})
 	}
 	e.indexPieces()
-	for k := range e.peers {
-		if e.peers[k].demands() {
-			e.spanAs = append(e.spanAs, e.peers[k].spanA)
-			e.spanBs = append(e.spanBs, e.peers[k].spanB)
-		}
-	}
-	slices.Sort(e.spanAs)
-	slices.Sort(e.spanBs)
 	var spans [][2]int64
 	for k := range e.peers {
 		if pd := &e.peers[k]; pd.demands() {
@@ -557,24 +547,11 @@ func (e *Estimator) indexPieces() {
 }
 
 // competitors counts the peers other than peer k that may have been
-// downloading at t: observed peers with a possible gain spanning t, and
-// unobserved peers present at t.
+// downloading at t: the demand coverage there, less k's own span.
 func (e *Estimator) competitors(k int, t int64) int {
-	// spans (a, b] containing t: a < t and b >= t; b < t implies a < t.
-	n := countLess(e.spanAs, t) - countLess(e.spanBs, t)
-	if pd := &e.peers[k]; pd.demands() && pd.spanA < t && pd.spanB >= t {
+	n := e.demand.at(t)
+	if pd := &e.peers[k]; pd.demands() && pd.spanA <= t && t < pd.spanB {
 		n--
-	}
-	for _, u := range e.unobs {
-		if u.seeding {
-			continue
-		}
-		for _, iv := range u.present {
-			if iv[0] <= t && iv[1] >= t {
-				n++
-				break
-			}
-		}
 	}
 	return max(n, 0)
 }
