@@ -259,17 +259,7 @@ func TestBadDataBanned(t *testing.T) {
 		{Role: RoleSeeder, UploadRate: 2 << 20},
 		{Role: RoleLeecher}, {Role: RoleLeecher}, {Role: RoleLeecher},
 	}
-	sw, err := StartSwarm(context.Background(), SwarmConfig{Payload: payload, Peers: specs, Seed: 3, KeepData: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sw.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := sw.WaitComplete(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sw.Close()
+	sw := runToCompletion(t, SwarmConfig{Payload: payload, Peers: specs, Seed: 3, KeepData: true})
 	truth := sw.Truth()
 	for i, tr := range truth[2:] {
 		if !bytes.Equal(sw.Peers()[i+2].Data(), payload.Data) {
@@ -302,18 +292,8 @@ func TestUploadSlots(t *testing.T) {
 		// Leechers that cannot upload: only the seeder serves.
 		specs = append(specs, PeerSpec{Role: RoleLeecher, NeverUnchoke: true})
 	}
-	sw, err := StartSwarm(context.Background(), SwarmConfig{Payload: payload, Peers: specs, Seed: 4,
+	sw := runToCompletion(t, SwarmConfig{Payload: payload, Peers: specs, Seed: 4,
 		UploadSlots: 1, ChokeInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sw.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := sw.WaitComplete(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sw.Close()
 	closed := time.Now()
 	truth := sw.Truth()
 	seed := truth[0]
@@ -377,4 +357,22 @@ func TestTrackerOffLoopbackRefused(t *testing.T) {
 	if err := loopbackOnly("tcp", "[::1]:80", nil); err != nil {
 		t.Errorf("::1: %v", err)
 	}
+}
+
+// runToCompletion starts a swarm, waits (at most a minute) until every
+// downloading peer is complete, and closes it.
+func runToCompletion(t *testing.T, cfg SwarmConfig) *Swarm {
+	t.Helper()
+	sw, err := StartSwarm(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := sw.WaitComplete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sw.Close()
+	return sw
 }
