@@ -232,11 +232,17 @@ func runCmd(t *testing.T, cmd *exec.Cmd) string {
 // TestCaps sends 4 s worth of data through a capped host link, to the
 // controller (upload cap) and from it (download cap), and checks the goodput
 // against the cap and the link counters against the bytes sent.
+//
+// A cap is a ceiling: a sender or receiver starved of CPU (the race detector,
+// other test binaries on two cores) can only make the goodput lower. So the
+// goodput must never exceed the cap in any attempt, and the best of up to
+// three attempts must come within 3% of it.
 func TestCaps(t *testing.T) {
 	needRoot(t)
 	const capKiB = 1024
 	const seconds = 4
 	const size = capKiB * 1024 * seconds
+	const attempts = 3
 	for i, tc := range []struct {
 		name string
 		caps Caps
@@ -246,96 +252,112 @@ func TestCaps(t *testing.T) {
 		{"down", Caps{DownKiB: capKiB}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := testCtx(t, 60*time.Second)
+			ctx := testCtx(t, 90*time.Second)
 			n := newNet(t, ctx, testConfig(1+i))
 			h, err := n.AddHost(ctx, "capped", tc.caps)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ln := listenBridge(t, n)
-			before, err := h.Counters(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			type result struct {
-				m   measurement
-				err error
-			}
-			done := make(chan result, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					done <- result{err: err}
-					return
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				if tc.up {
-					m, err := measureRead(c)
-					done <- result{m, err}
-					return
-				}
-				_, err = io.Copy(c, io.LimitReader(zeros{}, size))
-				done <- result{err: err}
-			}()
-			var m measurement
-			if tc.up {
-				runHelper(t, ctx, h, "send", ln.Addr().String(), strconv.Itoa(size))
-				r := <-done
-				if r.err != nil {
-					t.Fatal(r.err)
-				}
-				m = r.m
-			} else {
-				out := runHelper(t, ctx, h, "recv", ln.Addr().String())
-				if r := <-done; r.err != nil {
-					t.Fatal(r.err)
-				}
-				var ns int64
-				if _, err := fmt.Sscan(out, &m.bytes, &m.first, &ns); err != nil {
-					t.Fatalf("recv output %q: %v", out, err)
-				}
-				m.span = time.Duration(ns)
-			}
-			after, err := h.Counters(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m.bytes != size {
-				t.Fatalf("received %d bytes, sent %d", m.bytes, size)
-			}
 			capB := float64(capKiB * 1024)
-			good := m.rate()
-			wire, pkts := after.SentBytes-before.SentBytes, after.SentPackets-before.SentPackets
-			back := after.RecvBytes - before.RecvBytes
-			if !tc.up {
-				wire, pkts = after.RecvBytes-before.RecvBytes, after.RecvPackets-before.RecvPackets
-				back = after.SentBytes - before.SentBytes
-			}
-			t.Logf("cap %d KiB/s %s: goodput %.1f KiB/s (%.1f%% of the cap) over %v; wire %d bytes in %d packets for %d payload bytes (%.2f%% overhead), %d bytes the other way",
-				capKiB, tc.name, good/1024, 100*good/capB, m.span.Round(time.Millisecond), wire, pkts, size,
-				100*(float64(wire)/size-1), back)
-			if good < 0.9*capB || good > 1.1*capB {
-				t.Errorf("goodput %.1f KiB/s, want %d KiB/s ±10%%", good/1024, capKiB)
-			}
 			// tbf caps frames: 1448 bytes of payload per 1514-byte frame is the
 			// exact expectation, and tbf meets it within a fraction of a percent
-			if want := capB * 1448 / 1514; good < 0.97*want || good > 1.03*want {
-				t.Errorf("goodput %.1f KiB/s, want %.1f KiB/s (the cap less Ethernet, IP and TCP headers) ±3%%", good/1024, want/1024)
+			want := capB * 1448 / 1514
+			best := 0.0
+			for a := 1; a <= attempts; a++ {
+				good := capTransfer(t, ctx, h, ln, size, tc.up)
+				t.Logf("attempt %d: cap %d KiB/s %s: goodput %.1f KiB/s (%.1f%% of the cap)", a, capKiB, tc.name, good/1024, 100*good/capB)
+				if good > 1.03*want {
+					t.Fatalf("goodput %.1f KiB/s is over the cap: want at most %.1f KiB/s (the cap less Ethernet, IP and TCP headers) +3%%", good/1024, want/1024)
+				}
+				best = max(best, good)
+				if best >= 0.97*want {
+					break
+				}
 			}
-			// one 1448-byte segment per 1514-byte frame (no GSO on the lab links)
-			// plus the handshake: the counters grow by about the bytes sent
-			if lo, hi := uint64(size*1514/1448), uint64(size*1514/1448+size/100); wire < lo || wire > hi {
-				t.Errorf("counters grew by %d bytes for %d payload bytes, want %d..%d", wire, size, lo, hi)
-			}
-			if lo := uint64(size / 1448); pkts < lo || pkts > lo+lo/50 {
-				t.Errorf("counters grew by %d packets for %d payload bytes, want about %d", pkts, size, lo)
-			}
-			if back == 0 || back > wire/10 {
-				t.Errorf("%d bytes the other way (ACKs) for %d bytes of data", back, wire)
+			if best < 0.97*want {
+				t.Errorf("best goodput of %d attempts %.1f KiB/s, want %.1f KiB/s (the cap less Ethernet, IP and TCP headers) -3%%", attempts, best/1024, want/1024)
 			}
 		})
 	}
+}
+
+// capTransfer moves size bytes between the controller (listening on ln) and
+// h, towards the controller when up, and returns the goodput in bytes/s. It
+// checks that h's link counters grew by the bytes sent, in full-size frames.
+func capTransfer(t *testing.T, ctx context.Context, h *Host, ln net.Listener, size int64, up bool) float64 {
+	t.Helper()
+	before, err := h.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		m   measurement
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if up {
+			m, err := measureRead(c)
+			done <- result{m, err}
+			return
+		}
+		_, err = io.Copy(c, io.LimitReader(zeros{}, size))
+		done <- result{err: err}
+	}()
+	var m measurement
+	if up {
+		runHelper(t, ctx, h, "send", ln.Addr().String(), strconv.FormatInt(size, 10))
+		r := <-done
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		m = r.m
+	} else {
+		out := runHelper(t, ctx, h, "recv", ln.Addr().String())
+		if r := <-done; r.err != nil {
+			t.Fatal(r.err)
+		}
+		var ns int64
+		if _, err := fmt.Sscan(out, &m.bytes, &m.first, &ns); err != nil {
+			t.Fatalf("recv output %q: %v", out, err)
+		}
+		m.span = time.Duration(ns)
+	}
+	after, err := h.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.bytes != size {
+		t.Fatalf("received %d bytes, sent %d", m.bytes, size)
+	}
+	wire, pkts := after.SentBytes-before.SentBytes, after.SentPackets-before.SentPackets
+	back := after.RecvBytes - before.RecvBytes
+	if !up {
+		wire, pkts = after.RecvBytes-before.RecvBytes, after.RecvPackets-before.RecvPackets
+		back = after.SentBytes - before.SentBytes
+	}
+	t.Logf("%v: wire %d bytes in %d packets for %d payload bytes (%.2f%% overhead), %d bytes the other way",
+		m.span.Round(time.Millisecond), wire, pkts, size, 100*(float64(wire)/float64(size)-1), back)
+	// one 1448-byte segment per 1514-byte frame (no GSO on the lab links)
+	// plus the handshake: the counters grow by about the bytes sent
+	if lo, hi := uint64(size*1514/1448), uint64(size*1514/1448+size/100); wire < lo || wire > hi {
+		t.Errorf("counters grew by %d bytes for %d payload bytes, want %d..%d", wire, size, lo, hi)
+	}
+	if lo := uint64(size / 1448); pkts < lo || pkts > lo+lo/50 {
+		t.Errorf("counters grew by %d packets for %d payload bytes, want about %d", pkts, size, lo)
+	}
+	if back == 0 || back > wire/10 {
+		t.Errorf("%d bytes the other way (ACKs) for %d bytes of data", back, wire)
+	}
+	return m.rate()
 }
 
 func TestCloseAndCleanup(t *testing.T) {
