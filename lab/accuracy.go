@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"net"
 	"slices"
 	"sort"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
 )
 
@@ -17,7 +19,7 @@ const (
 	TargetDownloadP90  = 0.10 // observed download vs the client's counter, 60-s windows
 	TargetRecall       = 1.0  // every cheater caught
 	TargetProbed       = 1.0  // every connectable peer probed, per encryption policy
-	TargetAuditorShare = 0.02 // auditor's wire bytes / swarm's sent wire bytes
+	TargetAuditorShare = 0.02 // auditor's wire bytes / swarm's sent wire bytes, at the audit's default intervals
 )
 
 // Window is the length of the download-accuracy windows.
@@ -69,6 +71,9 @@ type PeerResult struct {
 	Samples       int      `json:"samples"`
 	Central       float64  `json:"central"`
 	BWErr         *float64 `json:"bw_err"`
+	// Upper is the report's capacity.upper, the bound the verdicts use:
+	// it must not be below the goodput, or an honest peer could be accused.
+	Upper float64 `json:"upper"`
 	// Probe success, for real clients (Connectable): the auditor connected
 	// and learnt its pieces.
 	Connectable bool `json:"connectable"`
@@ -76,7 +81,8 @@ type PeerResult struct {
 	PiecesKnown bool `json:"pieces_known"`
 	// Download windows: pieces the auditor saw it gain against its own
 	// counter. Spurious counts windows where the auditor saw at least two
-	// pieces while the client downloaded less than one.
+	// pieces (beyond its lag) while the client downloaded or verified less
+	// than one.
 	Windows  []WindowResult `json:"windows"`
 	Spurious int            `json:"spurious"`
 	Counter  string         `json:"counter"` // "downloaded", or "have" (aria2: no downloaded counter)
@@ -116,6 +122,12 @@ type ScenarioResult struct {
 	AuditorWire  uint64  `json:"auditor_wire"`
 	SwarmWire    uint64  `json:"swarm_wire"`
 	AuditorShare float64 `json:"auditor_share"`
+	// DefaultIntervals: the auditor ran at `swarmaudit audit`'s default
+	// snapshot and probe intervals (or sparser), so its share of the
+	// traffic is the one a real audit has. The other scenarios probe every
+	// few tens of seconds, to get quiet probes in swarms that finish in
+	// minutes.
+	DefaultIntervals bool `json:"default_intervals"`
 	// ReportAuditorBytes is what the auditor counted itself (payload and
 	// protocol, in and out).
 	ReportAuditorBytes int64 `json:"report_auditor_bytes"`
@@ -130,7 +142,8 @@ type ScenarioResult struct {
 // of its inputs.
 func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) ScenarioResult {
 	res := ScenarioResult{Scenario: info.Scenario, Buckets: len(rep.Timeline.Times),
-		ReportAuditorBytes: rep.Summary.AuditorBytesIn + rep.Summary.AuditorBytesOut}
+		ReportAuditorBytes: rep.Summary.AuditorBytesIn + rep.Summary.AuditorBytesOut,
+		DefaultIntervals:   info.SnapshotInterval >= audit.DefaultSnapshotInterval && info.ProbeInterval >= audit.DefaultProbeInterval}
 	for _, w := range rep.Windows {
 		res.GainUnobserved += w.GainUnobserved
 		res.UnobservedPeers = max(res.UnobservedPeers, w.UnobservedPeers)
@@ -205,7 +218,7 @@ func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Samp
 			break
 		}
 	}
-	p.CapacityKnown, p.Samples, p.Central, p.Quiet = best.Capacity.Known, best.Capacity.Samples, best.Capacity.Central, best.Capacity.Quiet
+	p.CapacityKnown, p.Samples, p.Central, p.Quiet, p.Upper = best.Capacity.Known, best.Capacity.Samples, best.Capacity.Central, best.Capacity.Quiet, best.Capacity.Upper
 	if h.UpKiB > 0 {
 		p.Goodput = Goodput(h.UpKiB)
 		if p.CapacityKnown {
@@ -263,8 +276,12 @@ func hasUnknownDownloaded(ss []Sample) bool {
 // the pieces the auditor saw it gain (× piece length, the last piece
 // counted at its real size) with the delta of the client's own counter
 // (interpolated at the bucket ends). Windows where the client downloaded
-// less than a piece are not rated (nothing to measure); of those, the ones
-// where the auditor saw two or more pieces are counted as spurious.
+// less than a piece, or verified less than a piece (its counter then grew
+// only by blocks received twice or discarded), are not rated: there was no
+// download to see. Of those, the ones where the auditor saw two or more
+// pieces beyond its lag at the window's start (pieces the client had
+// verified before the window and announced late: Transmission sends HAVEs
+// in 10-s batches) are counted as spurious.
 func downloadWindows(rep *reports.Report, series []*int, size, plen int64, samples []Sample, counter string) ([]WindowResult, int) {
 	times := rep.Timeline.Times
 	out := []WindowResult{}
@@ -290,15 +307,20 @@ func downloadWindows(rep *reports.Report, series []*int, size, plen int64, sampl
 			continue
 		}
 		obs, tru := held(b)-held(a), int64(math.Round(tb-ta))
-		if tru < plen {
-			if obs >= 2*plen {
+		ha, okHa := counterAt(samples, times[a], "have")
+		hb, okHb := counterAt(samples, times[b], "have")
+		haveKnown := okHa && okHb
+		if tru < plen || haveKnown && hb-ha < float64(plen) {
+			lag := int64(0)
+			if haveKnown {
+				lag = max(int64(math.Round(ha))-held(a), 0)
+			}
+			if obs-lag >= 2*plen {
 				spurious++
 			}
 			continue
 		}
 		w := WindowResult{From: times[a], To: times[b], Observed: obs, Truth: tru, Err: float64(obs-tru) / float64(tru)}
-		ha, _ := counterAt(samples, times[a], "have")
-		hb, _ := counterAt(samples, times[b], "have")
 		w.KnownStart, w.HaveStart = held(a), int64(math.Round(ha))
 		if w.Have = int64(math.Round(hb - ha)); w.Have > 0 {
 			w.HaveErr = float64(obs-w.Have) / float64(w.Have)
@@ -346,9 +368,20 @@ func counterAt(ss []Sample, t time.Time, counter string) (float64, bool) {
 
 // Overall is the accuracy across scenarios.
 type Overall struct {
-	BWErrs       []float64 `json:"bw_errs"` // |relative error| per capped, measured peer
-	BWMedian     float64   `json:"bw_median"`
-	BWP90        float64   `json:"bw_p90"`
+	// BWErrs: |relative error| per capped peer measured by quiet probes
+	// (taken while nobody else could download from it: the probe sees its
+	// whole upload); BusyErrs the same for the others, whose probes shared
+	// the upload with the swarm and measure the auditor's share of it.
+	BWErrs     []float64 `json:"bw_errs"`
+	BWMedian   float64   `json:"bw_median"`
+	BWP90      float64   `json:"bw_p90"`
+	BusyErrs   []float64 `json:"busy_errs"`
+	BusyMedian float64   `json:"busy_median"`
+	BusyMax    float64   `json:"busy_max"`
+	// UpperHolds counts the capped, measured peers whose capacity upper
+	// bound is at least the cap's goodput, of UpperRated.
+	UpperHolds   int       `json:"upper_holds"`
+	UpperRated   int       `json:"upper_rated"`
 	Capped       int       `json:"capped"`       // real clients with an upload cap
 	CappedKnown  int       `json:"capped_known"` // of those, with a capacity estimate
 	DLErrs       []float64 `json:"dl_errs"`      // |relative error| per window
@@ -363,25 +396,72 @@ type Overall struct {
 	FP           int       `json:"fp"`
 	FN           int       `json:"fn"`
 	TN           int       `json:"tn"`
-	Precision    float64   `json:"precision"` // NaN when nothing was flagged
-	Recall       float64   `json:"recall"`    // NaN without cheaters
+	Precision    float64   `json:"precision"` // NaN (null in JSON) when nothing was flagged
+	Recall       float64   `json:"recall"`    // NaN (null in JSON) without cheaters
 	HonestMisrep int       `json:"honest_misreporting"`
 	// Probed counts probed and connectable peers per encryption policy.
 	Probed       map[string][2]int `json:"probed"`
 	AuditorWire  uint64            `json:"auditor_wire"`
 	SwarmWire    uint64            `json:"swarm_wire"`
 	AuditorShare float64           `json:"auditor_share"`
+	// The same over the scenarios run at the audit's default intervals:
+	// the one the target is about.
+	DefaultAuditorWire  uint64  `json:"default_auditor_wire"`
+	DefaultSwarmWire    uint64  `json:"default_swarm_wire"`
+	DefaultAuditorShare float64 `json:"default_auditor_share"`
+}
+
+// MarshalJSON writes the statistics that have no data (NaN) as null:
+// encoding/json refuses NaN.
+func (o Overall) MarshalJSON() ([]byte, error) {
+	type plain Overall
+	n := func(v float64) *float64 {
+		if math.IsNaN(v) {
+			return nil
+		}
+		return &v
+	}
+	// the outer fields shadow the embedded ones of the same JSON name
+	return json.Marshal(struct {
+		plain
+		BWMedian     *float64 `json:"bw_median"`
+		BWP90        *float64 `json:"bw_p90"`
+		BusyMedian   *float64 `json:"busy_median"`
+		BusyMax      *float64 `json:"busy_max"`
+		DLMedian     *float64 `json:"dl_median"`
+		DLP90        *float64 `json:"dl_p90"`
+		DLMax        *float64 `json:"dl_max"`
+		HaveMedian   *float64 `json:"have_median"`
+		HaveP90      *float64 `json:"have_p90"`
+		Precision    *float64 `json:"precision"`
+		Recall       *float64 `json:"recall"`
+		AuditorShare *float64 `json:"auditor_share"`
+		DefaultShare *float64 `json:"default_auditor_share"`
+	}{plain(o), n(o.BWMedian), n(o.BWP90), n(o.BusyMedian), n(o.BusyMax), n(o.DLMedian), n(o.DLP90), n(o.DLMax), n(o.HaveMedian), n(o.HaveP90),
+		n(o.Precision), n(o.Recall), n(o.AuditorShare), n(o.DefaultAuditorShare)})
 }
 
 // Aggregate computes the overall numbers from the scenarios' results.
 func Aggregate(rs []ScenarioResult) Overall {
-	o := Overall{Probed: map[string][2]int{}, BWErrs: []float64{}, DLErrs: []float64{}, HaveErrs: []float64{}}
+	o := Overall{Probed: map[string][2]int{}, BWErrs: []float64{}, BusyErrs: []float64{}, DLErrs: []float64{}, HaveErrs: []float64{}}
 	for _, r := range rs {
 		o.AuditorWire += r.AuditorWire
 		o.SwarmWire += r.SwarmWire
+		if r.DefaultIntervals {
+			o.DefaultAuditorWire += r.AuditorWire
+			o.DefaultSwarmWire += r.SwarmWire
+		}
 		for _, p := range r.Peers {
 			if p.BWErr != nil {
-				o.BWErrs = append(o.BWErrs, math.Abs(*p.BWErr))
+				if p.Quiet {
+					o.BWErrs = append(o.BWErrs, math.Abs(*p.BWErr))
+				} else {
+					o.BusyErrs = append(o.BusyErrs, math.Abs(*p.BWErr))
+				}
+				o.UpperRated++
+				if p.Upper >= p.Goodput {
+					o.UpperHolds++
+				}
 			}
 			if p.Connectable && p.UpKiB > 0 {
 				o.Capped++
@@ -420,16 +500,22 @@ func Aggregate(rs []ScenarioResult) Overall {
 		}
 	}
 	o.BWMedian, o.BWP90 = Quantile(o.BWErrs, 0.5), Quantile(o.BWErrs, 0.9)
+	o.BusyMedian, o.BusyMax = Quantile(o.BusyErrs, 0.5), Quantile(o.BusyErrs, 1)
 	o.DLMedian, o.DLP90, o.DLMax = Quantile(o.DLErrs, 0.5), Quantile(o.DLErrs, 0.9), Quantile(o.DLErrs, 1)
 	o.HaveMedian, o.HaveP90 = Quantile(o.HaveErrs, 0.5), Quantile(o.HaveErrs, 0.9)
 	o.Precision = ratio(o.TP, o.TP+o.FP)
 	o.Recall = ratio(o.TP, o.TP+o.FN)
-	if o.SwarmWire > 0 {
-		o.AuditorShare = float64(o.AuditorWire) / float64(o.SwarmWire)
-	} else {
-		o.AuditorShare = math.NaN()
-	}
+	o.AuditorShare = share(o.AuditorWire, o.SwarmWire)
+	o.DefaultAuditorShare = share(o.DefaultAuditorWire, o.DefaultSwarmWire)
 	return o
+}
+
+// share is a/b, NaN when b is 0.
+func share(a, b uint64) float64 {
+	if b == 0 {
+		return math.NaN()
+	}
+	return float64(a) / float64(b)
 }
 
 func ratio(a, b int) float64 {
@@ -474,8 +560,13 @@ func (o Overall) Checks() []Check {
 		return c
 	}
 	cs := []Check{
-		le("bandwidth error, median", o.BWMedian, TargetBWMedian, len(o.BWErrs), fmtN(len(o.BWErrs), "peers")),
-		le("bandwidth error, p90", o.BWP90, TargetBWP90, len(o.BWErrs), ""),
+		le("bandwidth error, quiet probes, median", o.BWMedian, TargetBWMedian, len(o.BWErrs), fmtN(len(o.BWErrs), "peers")),
+		le("bandwidth error, quiet probes, p90", o.BWP90, TargetBWP90, len(o.BWErrs), ""),
+		{Name: "bandwidth error, busy probes (the auditor's share of a shared upload)",
+			Value:  pct(o.BusyMedian) + " median, " + pct(o.BusyMax) + " max" + fmtN(len(o.BusyErrs), "peers"),
+			Target: "—", Pass: true, NoData: len(o.BusyErrs) == 0},
+		{Name: "capacity upper bound ≥ the cap's goodput", Value: pct(ratio(o.UpperHolds, o.UpperRated)) + " (" + itoa(o.UpperHolds) + "/" + itoa(o.UpperRated) + ")",
+			Target: "100%", Pass: o.UpperRated > 0 && o.UpperHolds == o.UpperRated, NoData: o.UpperRated == 0},
 		{Name: "capped clients with a bandwidth estimate", Value: pct(ratio(o.CappedKnown, o.Capped)) + " (" + itoa(o.CappedKnown) + "/" + itoa(o.Capped) + ")",
 			Target: "—", Pass: true, NoData: o.Capped == 0},
 		le("download error per 60-s window, p90", o.DLP90, TargetDownloadP90, len(o.DLErrs),
@@ -502,9 +593,11 @@ func (o Overall) Checks() []Check {
 		cs = append(cs, Check{Name: "connectable peers probed, " + e, Value: pct(v) + " (" + itoa(c[0]) + "/" + itoa(c[1]) + ")",
 			Target: "100%", Pass: c[1] > 0 && v >= TargetProbed, NoData: c[1] == 0})
 	}
-	sh := Check{Name: "auditor traffic / swarm traffic", Value: pct2(o.AuditorShare), Target: "< " + pct(TargetAuditorShare)}
-	sh.NoData = math.IsNaN(o.AuditorShare)
-	sh.Pass = !sh.NoData && o.AuditorShare < TargetAuditorShare
-	cs = append(cs, sh)
+	sh := Check{Name: "auditor traffic / swarm traffic, default intervals", Value: pct2(o.DefaultAuditorShare) + " (" + mib(o.DefaultAuditorWire) + " of " + mib(o.DefaultSwarmWire) + ")",
+		Target: "< " + pct(TargetAuditorShare)}
+	sh.NoData = math.IsNaN(o.DefaultAuditorShare)
+	sh.Pass = !sh.NoData && o.DefaultAuditorShare < TargetAuditorShare
+	cs = append(cs, sh, Check{Name: "auditor traffic / swarm traffic, all scenarios (most probe every 20–40 s)",
+		Value: pct2(o.AuditorShare) + " (" + mib(o.AuditorWire) + " of " + mib(o.SwarmWire) + ")", Target: "—", Pass: true, NoData: math.IsNaN(o.AuditorShare)})
 	return cs
 }

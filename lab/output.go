@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/audit"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -194,8 +196,11 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	p("  counter, interpolated at the bucket ends (aria2 has none: its verified bytes, `have`, instead).\n")
 	p("  The same windows are also compared with the client's verified bytes (size − left, \"vs have\"),\n")
 	p("  which leave out blocks received twice or discarded.\n")
-	p("  Windows where the client downloaded less than one piece are not rated; *spurious* counts\n")
-	p("  those where the auditor nevertheless saw two or more pieces.\n")
+	p("  Windows where the client downloaded or verified less than one piece are not rated (after\n")
+	p("  completion a client's counter still grows by duplicate blocks: there is no download to see);\n")
+	p("  *spurious* counts those where the auditor nevertheless saw two or more pieces beyond its lag\n")
+	p("  at the window's start (pieces verified before the window and announced late: Transmission\n")
+	p("  sends HAVEs in 10-s batches).\n")
 	p("- **Verdicts**: a host is flagged when its worst report row (matched by IP) is `suspect` or\n")
 	p("  `misreporting`; cheaters are the fake announcers and the clients that announce through a\n")
 	p("  ratio-multiplying proxy. `unverifiable` counts as not flagged.\n")
@@ -210,6 +215,7 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	}
 	p("\n")
 	writeMisses(w, runs, o)
+	writeNotes(w, runs, o)
 
 	p("## Scenarios\n\n| scenario | description | payload | audit | snapshot / probe interval | wall time |\n| --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range runs {
@@ -252,6 +258,61 @@ func scenarioOf(runs []ScenarioRun, name string) *ScenarioRun {
 	return nil
 }
 
+// trafficStr is a run's auditor traffic against the swarm's, with its
+// successful bandwidth probes and the swarm traffic the target would need.
+func trafficStr(r ScenarioRun) string {
+	probes := 0
+	for _, p := range r.Result.Peers {
+		probes += p.Samples
+	}
+	need := float64(r.Result.AuditorWire) / TargetAuditorShare
+	return fmt.Sprintf("%s / %s = %s; %d successful probes; %s of swarm traffic would make it %s",
+		mib(r.Result.AuditorWire), mib(r.Result.SwarmWire), pct2(r.Result.AuditorShare), probes, mib(uint64(need)), pct(TargetAuditorShare))
+}
+
+// writeNotes explains, with the runs' data, the informational rows that
+// need it: estimates from busy probes, and the auditor's traffic in the
+// scenarios that probe far more often than an audit does.
+func writeNotes(w io.Writer, runs []ScenarioRun, o Overall) {
+	var lines []string
+	add := func(format string, a ...any) { lines = append(lines, fmt.Sprintf(format, a...)) }
+	if len(o.BusyErrs) > 0 {
+		add("- **Busy probes.** A probe taken while other peers could download from the host shares its")
+		add("  upload with them: it measures the auditor's share, a lower bound of the capacity, and the")
+		add("  report marks it (`capacity.quiet` false). The verdicts then use `capacity.upper`, the")
+		add("  measured rate times the number of peers that could have competed (`capacity.share`), which")
+		add("  must stay at or above the truth. Per peer (estimate and upper bound against the goodput):")
+		for _, r := range runs {
+			for _, p := range r.Result.Peers {
+				if p.BWErr == nil || p.Quiet {
+					continue
+				}
+				add("  %s/%s (%s, %s): estimate %s, upper bound %s KiB/s against %s KiB/s (×%.1f).", r.Scenario.Name, p.Host, p.Kind, p.Role,
+					signedPct(*p.BWErr), kibps(p.Upper), kibps(p.Goodput), p.Upper/p.Goodput)
+			}
+		}
+		add("  A busy probe comes close to the capacity only when the host's other uploads leave room")
+		add("  (unchoke slots not all in use); in a swarm of busy leechers it is a fraction of it.")
+	}
+	accelerated := false
+	for _, r := range runs {
+		accelerated = accelerated || !r.Result.DefaultIntervals
+	}
+	if accelerated {
+		add("- **Auditor traffic in the accelerated scenarios.** Their swarms are a handful of peers moving")
+		add("  one payload in minutes, probed every few tens of seconds (with 2 MiB) so that every seeder gets")
+		add("  a quiet probe: far more often than an audit's default of one probe per peer every %v. Per scenario:", audit.DefaultProbeInterval)
+		for _, r := range runs {
+			if !r.Result.DefaultIntervals {
+				add("  %s: %s.", r.Scenario.Name, trafficStr(r))
+			}
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "### Notes, with the data behind them\n\n%s\n\n", strings.Join(lines, "\n"))
+	}
+}
+
 // writeMisses explains, with the runs' data, each overall check that
 // failed.
 func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
@@ -274,10 +335,10 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 			failed[c.Name] = true
 		}
 	}
-	if failed["bandwidth error, median"] || failed["bandwidth error, p90"] {
+	if failed["bandwidth error, quiet probes, median"] || failed["bandwidth error, quiet probes, p90"] {
 		var bw []peerIn
 		for _, x := range all {
-			if x.p.BWErr != nil {
+			if x.p.BWErr != nil && x.p.Quiet {
 				bw = append(bw, x)
 			}
 		}
@@ -287,9 +348,17 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 			add("  %s/%s (%s, %s, cap %d KiB/s): %s KiB/s vs %s KiB/s, %s over %d probes.", x.scen, x.p.Host, x.p.Kind, x.p.Role,
 				x.p.UpKiB, kibps(x.p.Central), kibps(x.p.Goodput), signedPct(*x.p.BWErr), x.p.Samples)
 		}
-		add("  An estimate below the goodput comes from probes taken while other peers also downloaded from")
-		add("  the host (its cap was shared); one above it from a cap smaller than the auditor's request")
-		add("  window at the start of a probe (the tbf bucket and socket buffers let a burst through).")
+		add("  An estimate above the goodput comes from a cap smaller than the auditor's request window at")
+		add("  the start of a probe (the tbf bucket and socket buffers let a burst through).")
+	}
+	if failed["capacity upper bound ≥ the cap's goodput"] {
+		add("- **Capacity upper bounds below the truth** (an honest peer could be accused):")
+		for _, x := range all {
+			if x.p.BWErr != nil && x.p.Upper < x.p.Goodput {
+				add("  %s/%s (%s): upper bound %s KiB/s, goodput %s KiB/s, estimate %s KiB/s over %d probes.", x.scen, x.p.Host, x.p.Kind,
+					kibps(x.p.Upper), kibps(x.p.Goodput), kibps(x.p.Central), x.p.Samples)
+			}
+		}
 	}
 	var unmeasured []string
 	for _, x := range all {
@@ -364,22 +433,13 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 			}
 		}
 	}
-	if failed["auditor traffic / swarm traffic"] {
-		add("- **Auditor traffic.** The auditor's bytes are mostly its bandwidth probes (probes × probe bytes),")
-		add("  a fixed cost per peer and probe interval, while the swarm's traffic is what its leechers")
-		add("  download. Per scenario (auditor / swarm; successful probes, at most the probe bytes each):")
+	if failed["auditor traffic / swarm traffic, default intervals"] {
+		add("- **Auditor traffic at the default intervals.** Per scenario run at them:")
 		for _, r := range runs {
-			probes := 0
-			for _, p := range r.Result.Peers {
-				probes += p.Samples
+			if r.Result.DefaultIntervals {
+				add("  %s: %s.", r.Scenario.Name, trafficStr(r))
 			}
-			need := float64(r.Result.AuditorWire) / TargetAuditorShare
-			add("  %s: %s / %s = %s; %d successful probes; the swarm would have to move %s for %s.", r.Scenario.Name,
-				mib(r.Result.AuditorWire), mib(r.Result.SwarmWire), pct2(r.Result.AuditorShare), probes, mib(uint64(need)), pct(TargetAuditorShare))
 		}
-		add("  The lab's swarms are a handful of peers moving one payload in minutes, with a probe interval")
-		add("  of tens of seconds so that every seeder is probed in the quiet phase; a real audit probes each")
-		add("  peer every 10 minutes (the default) in swarms that move far more per peer.")
 	}
 	if len(lines) == 0 {
 		return

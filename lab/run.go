@@ -67,6 +67,10 @@ type RunInfo struct {
 	Size        int64      `json:"size"`
 	PieceLength int64      `json:"piece_length"`
 	Hosts       []HostInfo `json:"hosts"`
+	// The auditor's intervals (zero in run directories from before they
+	// were recorded).
+	SnapshotInterval time.Duration `json:"snapshot_interval"`
+	ProbeInterval    time.Duration `json:"probe_interval"`
 }
 
 // Files of a run directory.
@@ -167,7 +171,8 @@ func Run(ctx context.Context, sc *Scenario, o Options) (info *RunInfo, err error
 	if err != nil {
 		return nil, err
 	}
-	info = &RunInfo{Scenario: sc.Name, Dir: o.Dir, Size: size, PieceLength: plen, Hosts: rn.infos}
+	info = &RunInfo{Scenario: sc.Name, Dir: o.Dir, Size: size, PieceLength: plen, Hosts: rn.infos,
+		SnapshotInterval: sc.SnapshotInterval.D(), ProbeInterval: sc.ProbeInterval.D()}
 
 	// ground truth from now on: every host's link counters, every client's API
 	sampler, err := startSampler(filepath.Join(o.Dir, truthFile), rn, log)

@@ -199,8 +199,11 @@ func (s *Scenario) Validate() error {
 	if s.SnapshotInterval <= 0 || s.ProbeInterval <= 0 {
 		return bad("snapshot_interval and probe_interval are required and positive")
 	}
-	if s.SnapshotInterval.D() > s.Duration.D() || s.ProbeInterval.D() > s.Duration.D() {
-		return bad("snapshot_interval and probe_interval must not exceed duration")
+	// A probe_interval beyond the duration is allowed: every peer gets the
+	// one bandwidth probe taken at first sight, as in the first minutes of a
+	// default audit (10 min).
+	if s.SnapshotInterval.D() > s.Duration.D() {
+		return bad("snapshot_interval must not exceed duration")
 	}
 	if s.LeechStartDelay < 0 || s.CheatStartDelay < 0 ||
 		s.LeechStartDelay.D() >= s.Duration.D() || s.CheatStartDelay.D() >= s.Duration.D() {

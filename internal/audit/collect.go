@@ -57,6 +57,14 @@ type CollectConfig struct {
 	MaxAuditorRate float64
 	// Watch keeps an idle connection to peers that allow it.
 	Watch bool
+	// RewatchAfter: a watch that the peer closed after lasting at least
+	// this long is taken up again at once, not after SnapshotInterval
+	// (default 10 s). Peers prune idle connections (aria2 closes one on
+	// which neither side is interested after 30 s); waiting a snapshot
+	// interval would leave the auditor blind to the peer's HAVEs for that
+	// long. A peer that closes a watch sooner waits the interval, so a
+	// peer costs at most a handshake and a bitfield per RewatchAfter.
+	RewatchAfter time.Duration
 
 	Policy     peerwire.Policy
 	PeerID     [20]byte
@@ -64,12 +72,19 @@ type CollectConfig struct {
 	Logger     *slog.Logger
 }
 
+// The default intervals of an audit: a bitfield snapshot of each peer a
+// minute and a bandwidth probe every ten.
+const (
+	DefaultSnapshotInterval = time.Minute
+	DefaultProbeInterval    = 10 * time.Minute
+)
+
 func (c *CollectConfig) defaults() {
 	if c.SnapshotInterval <= 0 {
-		c.SnapshotInterval = time.Minute
+		c.SnapshotInterval = DefaultSnapshotInterval
 	}
 	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = 10 * time.Minute
+		c.ProbeInterval = DefaultProbeInterval
 	}
 	if c.ProbeBytes <= 0 {
 		c.ProbeBytes = 2 << 20
@@ -94,6 +109,9 @@ func (c *CollectConfig) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RewatchAfter <= 0 {
+		c.RewatchAfter = 10 * time.Second
 	}
 }
 
@@ -449,10 +467,17 @@ func (c *Collector) startWatch(ctx context.Context, addr netip.AddrPort) {
 			}
 			c.storeErr(c.cfg.Store.AddConnEvent(wctx, c.cfg.Swarm, store.ConnEvent{Addr: addr, At: time.Now(), Outcome: store.ConnDisconnected, Encryption: string(sum.Method), Detail: detail}))
 		}
+		// A watch the peer closed after a good while is taken up again
+		// at once (see RewatchAfter); one we closed for a bandwidth probe
+		// is taken up after the probe.
+		next := c.cfg.SnapshotInterval
+		if ctx.Err() == nil && sum.Connected >= c.cfg.RewatchAfter {
+			next = 0
+		}
 		c.mu.Lock()
 		if s := c.peers[addr]; s != nil {
 			s.watching, s.stopWatch = false, nil
-			s.nextSnapshot = time.Now().Add(c.cfg.SnapshotInterval)
+			s.nextSnapshot = time.Now().Add(next)
 		}
 		c.mu.Unlock()
 	}()

@@ -266,3 +266,57 @@ func TestCollectorProbesWatchedPeers(t *testing.T) {
 		t.Fatalf("%d watches started, want one after each probe", watches)
 	}
 }
+
+// TestCollectorRewatchesPrunedWatches: a peer that closes idle connections
+// (as aria2 does after 30 s of mutual disinterest) is watched again at once
+// when the watch had lasted RewatchAfter, and only after the snapshot
+// interval when it was cut sooner.
+func TestCollectorRewatchesPrunedWatches(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		rewatchAfter time.Duration
+		min, max     int
+	}{
+		{"watch lasted long enough", 300 * time.Millisecond, 3, 10},
+		{"watch cut sooner", 5 * time.Second, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload, tor, err := swarmsim.NewPayload("r.bin", 1<<20, 64<<10, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, swarm := openStore(t, tor)
+			book := addrbook.New(addrbook.Options{})
+			p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.New(tor.NumPieces),
+				OneConnPerIP: true, DropUninterested: 500 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			book.Add(p.Addr(), addrbook.SourceIncoming, 0)
+			col, err := NewCollector(CollectConfig{Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: true,
+				SnapshotInterval: time.Minute, RewatchAfter: tc.rewatchAfter, ProbeTimeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+			defer cancel()
+			if err := col.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			events, err := st.ConnEvents(context.Background(), swarm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			watches := 0
+			for _, ev := range events {
+				if ev.Outcome == store.ConnOK && ev.Detail == "watch" {
+					watches++
+				}
+			}
+			if watches < tc.min || watches > tc.max {
+				t.Fatalf("%d watches in 4 s of a peer that drops them after 500 ms, want %d..%d", watches, tc.min, tc.max)
+			}
+		})
+	}
+}

@@ -3,14 +3,18 @@ package probe
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
 
+	"github.com/swarmaudit/swarmaudit/internal/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/peerwire"
 )
 
@@ -135,6 +139,66 @@ func TestProbeHostilePeers(t *testing.T) {
 			}
 			if r.DurationMS > 10000 { // a hang check, not a speed goal
 				t.Fatalf("probe overran its timeout: %.0f ms", r.DurationMS)
+			}
+		})
+	}
+}
+
+// TestLaterPieceSets: a bitfield, HaveAll or HaveNone after the first piece
+// set is an update when it only adds pieces (aria2 sends one instead of 20
+// or more HAVEs), recorded as HAVEs; one that drops pieces is a protocol
+// error. The snapshot stays the first set, as stated.
+func TestLaterPieceSets(t *testing.T) {
+	_, target := testPayload(10*64<<10, 64<<10) // 10 pieces: bitfield is 2 bytes
+	tests := []struct {
+		name      string
+		msgs      [][]byte
+		haves     []int
+		held      int
+		errSubstr string
+	}{
+		{"bitfield that adds pieces", [][]byte{frame(byte(pp.Bitfield), 0x80, 0), frame(byte(pp.Bitfield), 0xe0, 0)}, []int{1, 2}, 3, ""},
+		{"same bitfield again", [][]byte{frame(byte(pp.Bitfield), 0x80, 0), frame(byte(pp.Bitfield), 0x80, 0)}, nil, 1, ""},
+		{"HaveAll after a bitfield", [][]byte{frame(byte(pp.Bitfield), 0xff, 0), frame(byte(pp.HaveAll))}, []int{8, 9}, 10, ""},
+		{"HAVE, then a bitfield adding more", [][]byte{frame(byte(pp.HaveNone)), frame(byte(pp.Have), 0, 0, 0, 4), frame(byte(pp.Bitfield), 0x08, 0x40)}, []int{4, 9}, 2, ""},
+		{"bitfield dropping pieces", [][]byte{frame(byte(pp.Bitfield), 0xc0, 0), frame(byte(pp.Bitfield), 0x80, 0)}, nil, 0, "bitfield after the piece set drops 1 pieces"},
+		{"HaveNone after HaveAll", [][]byte{frame(byte(pp.HaveAll)), frame(byte(pp.HaveNone))}, nil, 0, "HaveNone after the piece set drops 10 pieces"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var data []byte
+			for _, m := range tc.msgs {
+				data = append(data, m...)
+			}
+			s := &session{t: target, r: &Result{PiecesTotal: target.NumPieces}, start: time.Now(), have: bitfield.New(target.NumPieces)}
+			s.conn = peerwire.NewStreamConn(data, peerwire.DefaultMaxMessage)
+			var err error
+			for range tc.msgs {
+				if err = s.step(time.Now().Add(time.Second)); err != nil {
+					break
+				}
+			}
+			if tc.errSubstr != "" {
+				if err == nil || !errors.Is(err, peerwire.ErrProtocol) || !strings.Contains(err.Error(), tc.errSubstr) {
+					t.Fatalf("err %v, want a protocol error with %q", err, tc.errSubstr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int
+			for _, h := range s.r.Haves {
+				got = append(got, h.Piece)
+			}
+			if !slices.Equal(got, tc.haves) || s.have.Count() != tc.held {
+				t.Fatalf("haves %v, held %d; want %v and %d", got, s.have.Count(), tc.haves, tc.held)
+			}
+			if tc.msgs[0][4] != byte(pp.Bitfield) {
+				return
+			}
+			if first := tc.msgs[0][5:]; !slices.Equal(s.r.SnapshotBitfield, first) {
+				t.Fatalf("snapshot %x, want the first set %x", s.r.SnapshotBitfield, first)
 			}
 		})
 	}

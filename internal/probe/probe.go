@@ -275,25 +275,25 @@ func (s *session) handle(m peerwire.Message) error {
 	}
 	switch m.Type {
 	case pp.Bitfield:
-		if s.haveKnown && s.r.BitfieldKind != "haves_only" {
-			return protoErr("second bitfield")
-		}
 		bf, err := bitfield.FromBools(m.Bitfield, s.t.NumPieces)
 		if err != nil {
 			return protoErr("bitfield: %v", err)
+		}
+		if s.pieceSetGiven() {
+			return s.laterPieceSet(bf, now, "bitfield")
 		}
 		s.snapshot(bf, now)
 		bf.Union(s.have) // HAVEs that came first still count
 		s.have, s.haveKnown, s.r.BitfieldKind = bf, true, "bitfield"
 	case pp.HaveAll:
-		if s.haveKnown && s.r.BitfieldKind != "haves_only" {
-			return protoErr("HaveAll after the piece set was given")
+		if s.pieceSetGiven() {
+			return s.laterPieceSet(bitfield.Full(s.t.NumPieces), now, "HaveAll")
 		}
 		s.snapshot(bitfield.Full(s.t.NumPieces), now)
 		s.have, s.haveKnown, s.r.BitfieldKind = bitfield.Full(s.t.NumPieces), true, "have_all"
 	case pp.HaveNone:
-		if s.haveKnown && s.r.BitfieldKind != "haves_only" {
-			return protoErr("HaveNone after the piece set was given")
+		if s.pieceSetGiven() {
+			return s.laterPieceSet(bitfield.New(s.t.NumPieces), now, "HaveNone")
 		}
 		s.snapshot(bitfield.New(s.t.NumPieces), now)
 		s.haveKnown, s.r.BitfieldKind = true, "have_none"
@@ -305,9 +305,7 @@ func (s *session) handle(m peerwire.Message) error {
 		if !s.haveKnown {
 			s.haveKnown, s.r.BitfieldKind = true, "haves_only"
 		}
-		if len(s.r.Haves) < 100000 {
-			s.r.Haves = append(s.r.Haves, HaveEvent{Piece: i, AtMS: ms(now.Sub(s.start))})
-		}
+		s.noteHave(i, now)
 	case pp.Choke:
 		s.choked = true
 		if !s.r.Fast {
@@ -354,6 +352,34 @@ func (s *session) handle(m peerwire.Message) error {
 		}
 	}
 	return nil
+}
+
+// pieceSetGiven reports whether a bitfield, HaveAll or HaveNone came
+// already.
+func (s *session) pieceSetGiven() bool { return s.haveKnown && s.r.BitfieldKind != "haves_only" }
+
+// laterPieceSet handles a bitfield, HaveAll or HaveNone after the first.
+// BEP 3 allows one only as the first message, but aria2 sends a whole
+// bitfield (or HaveAll once complete) instead of HAVEs when it gained 20 or
+// more pieces since it last sent any: an update, recorded as one HAVE per
+// new piece. A set that drops pieces the peer said it had is a protocol
+// error.
+func (s *session) laterPieceSet(bf bitfield.Bitfield, now time.Time, what string) error {
+	if dropped := s.have.Gained(bf); len(dropped) > 0 {
+		return protoErr("%s after the piece set drops %d pieces it had", what, len(dropped))
+	}
+	for _, i := range bf.Gained(s.have) {
+		s.have.Set(i)
+		s.noteHave(i, now)
+	}
+	return nil
+}
+
+// noteHave records that the peer announced piece i (the first 100,000).
+func (s *session) noteHave(i int, now time.Time) {
+	if len(s.r.Haves) < 100000 {
+		s.r.Haves = append(s.r.Haves, HaveEvent{Piece: i, AtMS: ms(now.Sub(s.start))})
+	}
 }
 
 // snapshot keeps the piece set exactly as the peer's bitfield (or

@@ -42,6 +42,7 @@ type conn struct {
 	amChoking        bool
 	remoteInterested bool
 	unchokedAt       time.Time
+	interestAt       time.Time // last tick either side was interested
 	// Download side (used only when the peer downloads).
 	remoteHave     bitfield.Bitfield
 	remoteChoking  bool
@@ -118,7 +119,7 @@ func (p *Peer) run(c *peerwire.Conn, outgoing bool, listen netip.AddrPort) {
 	defer c.Close()
 	now := time.Now()
 	k := &conn{p: p, c: c, outgoing: outgoing, id: c.PeerID, listen: listen, wakeW: make(chan struct{}, 1),
-		since: now, amChoking: true, remoteChoking: true, lastUseful: now}
+		since: now, interestAt: now, amChoking: true, remoteChoking: true, lastUseful: now}
 	p.mu.Lock()
 	p.pending--
 	if reason := p.registerLocked(k); reason != "" {

@@ -176,6 +176,9 @@ func (p *Peer) tick(now time.Time) {
 		}
 		p.lastAlive = now
 	}
+	if p.cfg.DropUninterested > 0 {
+		p.dropUninterestedLocked(now)
+	}
 	var dials []netip.AddrPort
 	if p.dl != nil && !p.have.Complete() {
 		p.pruneLocked(now)
@@ -224,6 +227,21 @@ func (p *Peer) pruneLocked(now time.Time) {
 	}
 	victim.closed = true
 	victim.c.Close()
+}
+
+// dropUninterestedLocked closes the connections on which neither side has
+// been interested for DropUninterested.
+func (p *Peer) dropUninterestedLocked(now time.Time) {
+	for _, k := range p.conns {
+		switch {
+		case k.closed:
+		case k.remoteInterested || k.amInterested:
+			k.interestAt = now
+		case now.Sub(k.interestAt) >= p.cfg.DropUninterested:
+			k.closed = true
+			k.c.Close()
+		}
+	}
 }
 
 // dial opens one connection (admitted by tick) and runs it.

@@ -2,6 +2,7 @@ package swarmsim
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"runtime"
@@ -408,4 +409,57 @@ func FuzzPeerMessages(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDropUninterested: with DropUninterested set, a connection on which
+// neither side is interested is closed after that long (as aria2 does), and
+// one whose remote is interested is kept.
+func TestDropUninterested(t *testing.T) {
+	payload, tor, err := NewPayload("idle.bin", 4*16<<10, 16<<10, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const idle = 300 * time.Millisecond
+	p, err := StartPeer("127.0.0.1:0", PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), DropUninterested: idle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func(interested bool) (*peerwire.Conn, time.Time) {
+		c, err := peerwire.Dial(ctx, p.Addr(), peerwire.Config{InfoHash: tor.InfoHash, PeerID: [20]byte{'w', byte(len(payload.Data))}, Policy: peerwire.PolicyPlaintext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if interested {
+			if err := c.WriteMessages(pp.Message{Type: pp.Interested}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c, time.Now()
+	}
+	// readUntilClosed reads until the peer hangs up or limit passes.
+	readUntilClosed := func(c *peerwire.Conn, limit time.Duration) bool {
+		c.SetDeadline(time.Now().Add(limit))
+		for {
+			if _, err := c.ReadMessage(); err != nil {
+				var ne net.Error
+				return !(errors.As(err, &ne) && ne.Timeout())
+			}
+		}
+	}
+	idleConn, opened := dial(false)
+	defer idleConn.Close()
+	busyConn, _ := dial(true)
+	defer busyConn.Close()
+	if !readUntilClosed(idleConn, 5*time.Second) {
+		t.Fatalf("an uninterested connection was still open after 5 s, want it closed after %v", idle)
+	}
+	if d := time.Since(opened); d < idle {
+		t.Errorf("closed after %v, before %v", d, idle)
+	}
+	if readUntilClosed(busyConn, 4*idle) {
+		t.Errorf("a connection whose remote is interested was closed")
+	}
 }

@@ -154,6 +154,9 @@ type PeerConfig struct {
 	// from an IP that already has one, as Transmission, qBittorrent and
 	// aria2 do by default.
 	OneConnPerIP bool
+	// DropUninterested closes a connection on which neither side has been
+	// interested for this long, as aria2 does after 30 s; 0 never does.
+	DropUninterested time.Duration
 	// RequestQueue is the number of block requests a downloading peer keeps
 	// outstanding on each connection (DefaultRequestQueue when 0).
 	RequestQueue int
@@ -275,7 +278,7 @@ func StartPeer(addr string, cfg PeerConfig) (*Peer, error) {
 		p.wg.Add(1)
 		go p.acceptLoop()
 	}
-	if cfg.Download || cfg.UploadSlots > 0 {
+	if cfg.Download || cfg.UploadSlots > 0 || cfg.DropUninterested > 0 {
 		p.wg.Add(1)
 		go p.housekeeping()
 	}

@@ -79,8 +79,7 @@ func Watch(ctx context.Context, addr netip.AddrPort, o Options, ev Events) (Summ
 // the peer opened, see peerwire.Accept): it sends our extension handshake
 // and HaveNone, then reports the peer's messages until ctx ends or the peer
 // hangs up. It closes c.
-func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (Summary, error) {
-	var sum Summary
+func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (sum Summary, err error) {
 	defer c.Close()
 	addr := c.Remote
 	if o.NumPieces <= 0 {
@@ -91,6 +90,7 @@ func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (Summar
 	}
 	sum.Method = c.Method
 	start := time.Now()
+	// named results: the deferred assignment reaches the caller
 	defer func() { sum.Connected = time.Since(start) }()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()

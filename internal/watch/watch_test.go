@@ -55,9 +55,13 @@ func TestWatchSeesHavesAndPEX(t *testing.T) {
 			gotAll := make(chan struct{})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			done := make(chan error, 1)
+			type result struct {
+				sum Summary
+				err error
+			}
+			done := make(chan result, 1)
 			go func() {
-				_, err := Watch(ctx, p.Addr(), Options{InfoHash: tor.InfoHash, NumPieces: tor.NumPieces, Policy: peerwire.PolicyAuto}, Events{
+				sum, err := Watch(ctx, p.Addr(), Options{InfoHash: tor.InfoHash, NumPieces: tor.NumPieces, Policy: peerwire.PolicyAuto}, Events{
 					Connected: func(c *peerwire.Conn, ext *peerwire.ExtHandshake) {
 						method = c.Method
 						close(connected)
@@ -79,7 +83,7 @@ func TestWatchSeesHavesAndPEX(t *testing.T) {
 						mu.Unlock()
 					},
 				})
-				done <- err
+				done <- result{sum, err}
 			}()
 			select {
 			case <-connected:
@@ -96,8 +100,13 @@ func TestWatchSeesHavesAndPEX(t *testing.T) {
 				t.Fatalf("HAVEs seen: %v", haves)
 			}
 			cancel()
-			if err := <-done; err != nil {
-				t.Fatalf("watch ended with %v", err)
+			r := <-done
+			if r.err != nil {
+				t.Fatalf("watch ended with %v", r.err)
+			}
+			// the watch lasted at least the 200 ms slept above
+			if r.sum.Haves != 3 || r.sum.Method != method || r.sum.Connected < 200*time.Millisecond {
+				t.Fatalf("summary %+v, want 3 HAVEs by %s over at least 200 ms", r.sum, method)
 			}
 			mu.Lock()
 			defer mu.Unlock()
