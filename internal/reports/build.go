@@ -337,6 +337,56 @@ func (b *builder) estimate() error {
 	return nil
 }
 
+// held is a piece and when it was seen held.
+type held struct {
+	at    time.Time
+	piece int
+}
+
+// announceBurst groups the pieces a peer announced together: HAVEs read
+// within this long of the first one of a group, or one later bitfield.
+const announceBurst = 100 * time.Millisecond
+
+// completionTimes estimates when the peer completed each gained piece, in
+// increasing order, for its series. Clients announce in bursts:
+// Transmission sends its HAVEs every 10 s, aria2 a whole bitfield for 20
+// or more new pieces, and a snapshot after a gap shows everything gained
+// in it. Every piece of a burst was completed after the previous burst
+// (or else it would have been in it) and after the last snapshot that
+// lacked it, so the burst's pieces are spread evenly over that span, the
+// last at the burst. A burst of one piece stays where it was seen, as do
+// pieces held at first sight. Only the series uses this central estimate:
+// availability and the estimates use the times pieces were seen held.
+func completionTimes(gains []timeline.Gain) []time.Time {
+	gs := slices.Clone(gains)
+	sort.Slice(gs, func(i, j int) bool { return gs[i].Had.Before(gs[j].Had) })
+	out := make([]time.Time, 0, len(gs))
+	var prev time.Time
+	for i := 0; i < len(gs); {
+		j := i + 1
+		for j < len(gs) && gs[j].Had.Sub(gs[i].Had) <= announceBurst {
+			j++
+		}
+		burst, end := gs[i:j], gs[j-1].Had
+		from := prev
+		for _, g := range burst {
+			if g.Lacked.After(from) {
+				from = g.Lacked
+			}
+		}
+		for k, g := range burst {
+			at := g.Had
+			if !g.AtFirstSight() && !from.IsZero() && from.Before(end) {
+				at = from.Add(time.Duration(float64(end.Sub(from)) * float64(k+1) / float64(len(burst))))
+			}
+			out = append(out, at)
+		}
+		prev, i = end, j
+	}
+	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
+	return out
+}
+
 // timeline fills the swarm series and each row's pieces series.
 func (b *builder) timeline() {
 	n := b.tor.NumPieces
@@ -370,16 +420,16 @@ func (b *builder) timeline() {
 			r.p.Pieces.Series = make([]*int, nb)
 			continue
 		}
-		// Pieces by the time they were first seen held.
-		type held struct {
-			at    time.Time
-			piece int
-		}
-		var hs []held
-		for _, g := range r.tl.Gains() {
+		// Pieces by the time they were first seen held (availability is
+		// evidence), and by when they were most likely completed (the
+		// peer's own series).
+		gains := r.tl.Gains()
+		hs := make([]held, 0, len(gains))
+		for _, g := range gains {
 			hs = append(hs, held{g.Had, g.Piece})
 		}
 		sort.Slice(hs, func(i, j int) bool { return hs[i].at.Before(hs[j].at) })
+		done := completionTimes(gains)
 		// The state is unknown before the first piece information: find
 		// the first bucket where it is known (HaveAt costs O(pieces)).
 		known := sort.Search(nb, func(k int) bool {
@@ -387,7 +437,7 @@ func (b *builder) timeline() {
 			return ok
 		})
 		bf := bitfield.New(n)
-		cnt, next := 0, 0
+		cnt, next, completed, nextDone := 0, 0, 0, 0
 		series := make([]*int, nb)
 		for k, at := range b.times {
 			for next < len(hs) && !hs[next].at.After(at) {
@@ -395,8 +445,12 @@ func (b *builder) timeline() {
 				cnt++
 				next++
 			}
+			for nextDone < len(done) && !done[nextDone].After(at) {
+				completed++
+				nextDone++
+			}
 			if k >= known {
-				c := cnt
+				c := completed
 				series[k] = &c
 			}
 			if present[k] && series[k] != nil {

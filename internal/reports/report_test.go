@@ -624,3 +624,47 @@ func TestRealAudit(t *testing.T) {
 		t.Errorf("pieces available %v (last %d), want all %d with the seeder present", r.Timeline.PiecesAvailable, last, r.Swarm.Pieces)
 	}
 }
+
+// TestCompletionTimes: pieces announced in a burst are spread over the span
+// since the previous burst (or the last snapshot lacking them); single
+// announcements and pieces held at first sight stay where they were seen.
+func TestCompletionTimes(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	gain := func(piece int, lacked, had time.Time) timeline.Gain {
+		return timeline.Gain{Piece: piece, Lacked: lacked, Had: had}
+	}
+	var none time.Time
+	tests := []struct {
+		name  string
+		gains []timeline.Gain
+		want  []float64 // seconds after t0
+	}{
+		{"batched HAVEs every 10 s (Transmission)", []timeline.Gain{
+			gain(0, t0, at(10)), gain(1, t0, at(10.00001)), gain(2, t0, at(10.00002)), gain(3, t0, at(10.00003)),
+			gain(4, t0, at(20)), gain(5, t0, at(20.00001)),
+		}, []float64{2.5000075, 5.000015, 7.5000225, 10.00003, 15.00002, 20.00001}},
+		{"HAVEs one at a time", []timeline.Gain{gain(0, t0, at(1)), gain(1, t0, at(2)), gain(2, t0, at(3))}, []float64{1, 2, 3}},
+		{"held at first sight, then a burst", []timeline.Gain{
+			gain(0, none, t0), gain(1, none, t0), gain(2, t0, at(10)), gain(3, t0, at(10)),
+		}, []float64{0, 0, 5, 10}},
+		{"a snapshot after a gap: not before the last snapshot lacking them", []timeline.Gain{
+			gain(0, t0, at(10)), gain(1, at(30), at(90)), gain(2, at(30), at(90)), gain(3, at(30), at(90)),
+		}, []float64{10, 50, 70, 90}},
+		{"HAVEs only (nothing ever lacked)", []timeline.Gain{gain(0, none, at(5)), gain(1, none, at(5))}, []float64{5, 5}},
+		{"none", nil, []float64{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := completionTimes(tc.gains)
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d times, want %d", len(got), len(tc.want))
+			}
+			for i, g := range got {
+				if d := g.Sub(at(tc.want[i])); d < -time.Microsecond || d > time.Microsecond {
+					t.Errorf("piece %d completed at %v, want %vs", i, g.Sub(t0), tc.want[i])
+				}
+			}
+		})
+	}
+}
