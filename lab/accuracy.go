@@ -136,6 +136,19 @@ type ScenarioResult struct {
 	// UnobservedPeers is the most unobserved peers of a window.
 	GainUnobserved  int64 `json:"gain_unobserved"`
 	UnobservedPeers int   `json:"unobserved_peers"`
+	// Opentracker is how the scenario's opentracker tier did (nil without
+	// one).
+	Opentracker *TrackerResult `json:"opentracker,omitempty"`
+}
+
+// TrackerResult is what an external tracker gave the audit: the clients it
+// listed to the auditor (a report row of the client's IP has it among its
+// sources), and its last scrape against the wire.
+type TrackerResult struct {
+	URL     string             `json:"url"`
+	Listed  []string           `json:"listed"` // client hosts
+	Clients int                `json:"clients"`
+	Scrape  *audit.ScrapeCheck `json:"scrape,omitempty"`
 }
 
 // Evaluate compares one run's report with its truth. It is a pure function
@@ -158,7 +171,7 @@ func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) Sce
 				res.SwarmWire += last.WireSent
 			}
 		}
-		if h.Role == "auditor" {
+		if h.Role == "auditor" || h.Role == "tracker" {
 			continue
 		}
 		res.Peers = append(res.Peers, evaluatePeer(h, info, rep, truth[h.Name]))
@@ -166,7 +179,34 @@ func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) Sce
 	if res.SwarmWire > 0 {
 		res.AuditorShare = float64(res.AuditorWire) / float64(res.SwarmWire)
 	}
+	if info.Opentracker != "" {
+		res.Opentracker = evaluateTracker(info, rep)
+	}
 	return res
+}
+
+// evaluateTracker finds what the tracker at info.Opentracker gave the audit.
+func evaluateTracker(info *RunInfo, rep *reports.Report) *TrackerResult {
+	tr := &TrackerResult{URL: info.Opentracker, Listed: []string{}}
+	source := "tracker:" + info.Opentracker
+	for _, h := range info.Hosts {
+		if !h.Client() {
+			continue
+		}
+		tr.Clients++
+		for i := range rep.Peers {
+			if row := &rep.Peers[i]; rowOfIP(row, h.IP) && slices.Contains(row.Sources, source) {
+				tr.Listed = append(tr.Listed, h.Name)
+				break
+			}
+		}
+	}
+	for i := range rep.Scrape {
+		if rep.Scrape[i].Tracker == info.Opentracker {
+			tr.Scrape = &rep.Scrape[i]
+		}
+	}
+	return tr
 }
 
 var verdictRank = map[string]int{"": 0, reports.VerdictUnreported: 1, "ok": 2, "unverifiable": 3, "suspect": 4, "misreporting": 5}

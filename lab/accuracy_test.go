@@ -6,10 +6,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
 )
 
@@ -374,5 +376,44 @@ func TestOverallJSONWithoutData(t *testing.T) {
 	}
 	if got["auditor_share"] != 0.01 || got["tn"] != 1.0 {
 		t.Errorf("auditor_share %v tn %v, want 0.01 and 1: %s", got["auditor_share"], got["tn"], b)
+	}
+}
+
+// TestEvaluateTracker: the clients an external tracker listed to the auditor
+// are the client hosts with a report row naming it among its sources; the
+// scrape is the report's check of that tracker.
+func TestEvaluateTracker(t *testing.T) {
+	const ot = "http://10.77.0.2:6969/announce"
+	info := &RunInfo{Opentracker: ot, Hosts: []HostInfo{
+		{Name: "aud", IP: "10.77.0.1", Role: "auditor"},
+		{Name: "otracker", IP: "10.77.0.2", Role: "tracker"},
+		{Name: "s", IP: "10.77.0.3", Port: 6881, Role: "seed"},
+		{Name: "l", IP: "10.77.0.4", Port: 6881, Role: "leech"},
+		{Name: "g", IP: "10.77.0.5", Role: "cheater"},
+	}}
+	rep := &reports.Report{
+		Peers: []reports.Peer{
+			{Address: "10.77.0.3:6881", Sources: []string{"tracker:embedded", "tracker:" + ot}},
+			{Address: "10.77.0.4:6881", Sources: []string{"tracker:embedded"}},
+			{Address: "10.77.0.5:6881", Sources: []string{"tracker:" + ot}},
+		},
+		Scrape: []audit.ScrapeCheck{{Tracker: "udp://other:1/announce"}, {Tracker: ot, Seeders: 2, ObservedSeeders: 2}},
+	}
+	got := evaluateTracker(info, rep)
+	if got.URL != ot || !slices.Equal(got.Listed, []string{"s"}) || got.Clients != 2 || got.Scrape == nil || got.Scrape.Seeders != 2 {
+		t.Fatalf("%+v", got)
+	}
+	if !strings.Contains(trackerStr(got), "listed 1 of 2 clients to the auditor (s); its last scrape: 2 seeders") {
+		t.Errorf("trackerStr: %s", trackerStr(got))
+	}
+	// the tracker host is not a peer
+	res := Evaluate(info, rep, nil)
+	for _, p := range res.Peers {
+		if p.Host == "otracker" || p.Host == "aud" {
+			t.Errorf("%s evaluated as a peer", p.Host)
+		}
+	}
+	if res.Opentracker == nil || len(res.Opentracker.Listed) != 1 {
+		t.Errorf("scenario result opentracker %+v", res.Opentracker)
 	}
 }

@@ -87,6 +87,9 @@ func WriteTable(w io.Writer, runs []ScenarioRun, o Overall) {
 				bwErrStr(p), dash(p.Verdict), truthWord(p.Cheater), probedStr(p), windowsStr(p))
 		}
 		fmt.Fprintf(w, "   auditor traffic %s of swarm traffic %s = %s\n", mib(r.Result.AuditorWire), mib(r.Result.SwarmWire), pct2(r.Result.AuditorShare))
+		if t := r.Result.Opentracker; t != nil {
+			fmt.Fprintf(w, "   %s\n", trackerStr(t))
+		}
 	}
 	fmt.Fprintf(w, "\n== overall\n")
 	for _, c := range o.Checks() {
@@ -181,8 +184,10 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	p("Every scenario builds a lab network (package labnet: one network namespace per host on a bridge,\n")
 	p("`tc` tbf caps on each host's link), runs real clients (Transmission, qBittorrent, libtorrent,\n")
 	p("aria2; package testclients) and fake announcers (package cheat) in their own namespaces, and\n")
-	p("`swarmaudit audit` in the auditor's namespace; its embedded tracker is the torrent's only\n")
-	p("tracker (no opentracker tier). Ground truth: the `tc` caps, each client's own API counters\n")
+	p("`swarmaudit audit` in the auditor's namespace; its embedded tracker is the torrent's first\n")
+	p("tier, where every announce is recorded. A scenario with `opentracker` adds an opentracker on\n")
+	p("its own host as the second tier: the auditor discovers peers through it and checks its scrape\n")
+	p("against the wire. Ground truth: the `tc` caps, each client's own API counters\n")
 	p("and every host's link counters, sampled every second (`truth.jsonl` in the run directory).\n\n")
 	p("How the numbers are computed (lab/accuracy.go):\n\n")
 	p("- **Bandwidth error**: the report's `capacity.central` (median probe throughput, payload bytes/s)\n")
@@ -239,6 +244,9 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 		}
 		p("\nAuditor traffic: %s against %s sent by the clients: %s (the auditor counted %s itself).\n\n",
 			mib(r.Result.AuditorWire), mib(r.Result.SwarmWire), pct2(r.Result.AuditorShare), mib(uint64(max(r.Result.ReportAuditorBytes, 0))))
+		if t := r.Result.Opentracker; t != nil {
+			p("%s\n\n", trackerStr(t))
+		}
 	}
 }
 
@@ -256,6 +264,21 @@ func scenarioOf(runs []ScenarioRun, name string) *ScenarioRun {
 		}
 	}
 	return nil
+}
+
+// trackerStr says what a scenario's opentracker gave the audit.
+func trackerStr(t *TrackerResult) string {
+	s := fmt.Sprintf("opentracker (%s, the second tier): listed %d of %d clients to the auditor (%s)", t.URL, len(t.Listed), t.Clients, dash(strings.Join(t.Listed, ", ")))
+	if c := t.Scrape; c != nil {
+		s += fmt.Sprintf("; its last scrape: %d seeders, %d leechers, %d completed; on the wire: %d seeders, %d leechers, %d completions seen",
+			c.Seeders, c.Leechers, c.Completed, c.ObservedSeeders, c.ObservedLeechers, c.ObservedCompletions)
+		if c.Note != "" {
+			s += " (" + c.Note + ")"
+		}
+	} else {
+		s += "; no scrape"
+	}
+	return s
 }
 
 // trafficStr is a run's auditor traffic against the swarm's, with its

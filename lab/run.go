@@ -46,7 +46,7 @@ type HostInfo struct {
 	Name       string  `json:"name"`
 	IP         string  `json:"ip"`
 	Port       int     `json:"port"`         // peer port (0 for the auditor)
-	Role       string  `json:"role"`         // seed, leech, cheater, auditor
+	Role       string  `json:"role"`         // seed, leech, cheater, auditor, tracker
 	Kind       string  `json:"kind"`         // client kind or cheat kind
 	Encryption string  `json:"encryption"`   // clients only
 	UpKiB      int     `json:"up_kib"`       // tc caps
@@ -71,6 +71,8 @@ type RunInfo struct {
 	// were recorded).
 	SnapshotInterval time.Duration `json:"snapshot_interval"`
 	ProbeInterval    time.Duration `json:"probe_interval"`
+	// Opentracker is its announce URL when the scenario has one.
+	Opentracker string `json:"opentracker,omitempty"`
 }
 
 // Files of a run directory.
@@ -84,6 +86,7 @@ const (
 type running struct {
 	mu       sync.Mutex
 	clients  map[string]*testclients.Client
+	trackers []*testclients.Tracker
 	procs    []*proc
 	hosts    map[string]*labnet.Host
 	infos    []HostInfo
@@ -121,6 +124,10 @@ func (r *running) stopAll() {
 			wg.Go(func() { p.stop(syscall.SIGTERM, stopGrace) })
 		}
 		wg.Wait()
+		// trackers last: the clients' stopped announces go to them
+		for _, t := range r.trackers {
+			t.Stop()
+		}
 	})
 }
 
@@ -167,12 +174,25 @@ func Run(ctx context.Context, sc *Scenario, o Options) (info *RunInfo, err error
 		return nil, err
 	}
 	announce := fmt.Sprintf("http://%s/announce", net.JoinHostPort(aud.IP.String(), strconv.Itoa(trackerPort)))
-	torrent, ih, err := testclients.CreateTorrent(payload, plen, []string{announce}, true)
+	tiers, otURL := []string{announce}, ""
+	if sc.Opentracker {
+		ot, err := startOpentracker(ctx, rn, o)
+		if err != nil {
+			return nil, err
+		}
+		tiers, otURL = append(tiers, ot.HTTP), ot.HTTP
+	}
+	torrent, ih, err := testclients.CreateTorrent(payload, plen, tiers, true)
 	if err != nil {
 		return nil, err
 	}
+	for _, ot := range rn.trackers {
+		if err := ot.AllowHashes(ctx, ih); err != nil {
+			return nil, fmt.Errorf("opentracker: %w", err)
+		}
+	}
 	info = &RunInfo{Scenario: sc.Name, Dir: o.Dir, Size: size, PieceLength: plen, Hosts: rn.infos,
-		SnapshotInterval: sc.SnapshotInterval.D(), ProbeInterval: sc.ProbeInterval.D()}
+		SnapshotInterval: sc.SnapshotInterval.D(), ProbeInterval: sc.ProbeInterval.D(), Opentracker: otURL}
 
 	// ground truth from now on: every host's link counters, every client's API
 	sampler, err := startSampler(filepath.Join(o.Dir, truthFile), rn, log)
@@ -243,6 +263,11 @@ func addHosts(ctx context.Context, nw *labnet.Net, sc *Scenario, rn *running) er
 	if err := add(HostInfo{Name: auditorName, Role: "auditor", Kind: "swarmaudit"}); err != nil {
 		return err
 	}
+	if sc.Opentracker {
+		if err := add(HostInfo{Name: trackerName, Port: trackerPort, Role: "tracker", Kind: "opentracker"}); err != nil {
+			return err
+		}
+	}
 	for _, c := range sc.Clients {
 		if err := add(HostInfo{Name: c.Name, Port: peerPort, Role: c.Role, Kind: c.Kind, Encryption: c.Encryption,
 			UpKiB: c.UpKiB, DownKiB: c.DownKiB, Proxy: c.ProxyFactor, Cheater: c.Cheater()}); err != nil {
@@ -257,6 +282,22 @@ func addHosts(ctx context.Context, nw *labnet.Net, sc *Scenario, rn *running) er
 	return nil
 }
 
+// startOpentracker starts opentracker on the tracker host (HTTP and UDP on
+// trackerPort); its whitelist gets the torrent's hash once it exists.
+func startOpentracker(ctx context.Context, rn *running, o Options) (*testclients.Tracker, error) {
+	h := rn.hosts[trackerName]
+	ot, err := testclients.LaunchOpentracker(ctx, testclients.OpentrackerOptions{
+		IP: h.IP.String(), Port: trackerPort, Netns: h.Netns, Dir: filepath.Join(o.Dir, "opentracker"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	rn.mu.Lock()
+	rn.trackers = append(rn.trackers, ot)
+	rn.mu.Unlock()
+	return ot, nil
+}
+
 // startAuditor starts `swarmaudit audit` in the auditor's host.
 func startAuditor(aud *labnet.Host, sc *Scenario, o Options, torrent, announce string) (*proc, error) {
 	args := []string{o.Bin, "audit",
@@ -266,10 +307,15 @@ func startAuditor(aud *labnet.Host, sc *Scenario, o Options, torrent, announce s
 		"--db", filepath.Join(o.Dir, "audit.db"),
 		"--json-out", filepath.Join(o.Dir, reportFile),
 		"--html-out", filepath.Join(o.Dir, "report.html"),
-		"--no-dht", "--no-trackers",
+		"--no-dht",
 		"--snapshot-interval", sc.SnapshotInterval.D().String(),
 		"--probe-interval", sc.ProbeInterval.D().String(),
 		"--probe-bytes", sc.probeBytes(),
+	}
+	if !sc.Opentracker {
+		// the embedded tracker is the only one (and the audit does not
+		// announce to its own)
+		args = append(args, "--no-trackers")
 	}
 	if sc.MaxAuditorRate != "" {
 		args = append(args, "--max-auditor-rate", sc.MaxAuditorRate)

@@ -41,6 +41,12 @@ type Scenario struct {
 	// AuditorArgs are more `swarmaudit audit` flags ("--no-watch", ...);
 	// not those the lab sets itself.
 	AuditorArgs []string `json:"auditor_args,omitempty"`
+	// Opentracker adds an opentracker on its own host as the torrent's
+	// second tier, after the auditor's embedded tracker: the clients that
+	// announce to every tier (Transmission, qBittorrent) also announce to
+	// it, and the auditor discovers peers through it and checks its scrape
+	// counts against the wire.
+	Opentracker bool `json:"opentracker,omitempty"`
 	// LeechStartDelay is how long after the seeders the leechers start
 	// (default 0); CheatStartDelay the same for the cheaters.
 	LeechStartDelay Duration `json:"leech_start_delay,omitempty"`
@@ -110,6 +116,7 @@ const (
 	maxDuration  = 30 * time.Minute
 	minDuration  = 20 * time.Second
 	auditorName  = "aud"
+	trackerName  = "otracker"
 	defaultProbe = "2MiB"
 )
 
@@ -218,14 +225,14 @@ func (s *Scenario) Validate() error {
 	if len(s.Clients) == 0 {
 		return bad("no clients")
 	}
-	if n := len(s.Clients) + len(s.Cheaters) + 1; n > maxHosts {
+	if n := len(s.Clients) + len(s.Cheaters) + 2; n > maxHosts {
 		return bad("%d hosts: at most %d", n, maxHosts)
 	}
-	names := map[string]bool{auditorName: true}
+	names := map[string]bool{auditorName: true, trackerName: true}
 	seeds := 0
 	for i, c := range s.Clients {
 		if !hostNameRE.MatchString(c.Name) || names[c.Name] {
-			return bad("clients[%d]: name %q: want a unique name of 1-32 characters [a-z0-9_-], not %q", i, c.Name, auditorName)
+			return bad("clients[%d]: name %q: want a unique name of 1-32 characters [a-z0-9_-], not %q or %q", i, c.Name, auditorName, trackerName)
 		}
 		names[c.Name] = true
 		if !slices.Contains(testclients.Kinds(), testclients.Kind(c.Kind)) {

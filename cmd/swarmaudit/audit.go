@@ -160,6 +160,7 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 			Watch: !fl.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: "swarmaudit " + version,
 		},
 	}
+	var embedded *tracker.Server
 	if fl.trackerListen != "" {
 		srv, err := tracker.New(tracker.Config{
 			HTTPAddr: fl.trackerListen, UDPAddr: fl.trackerListen, Interval: trackerInterval(fl.duration),
@@ -172,12 +173,17 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 			return err
 		}
 		defer srv.Close()
+		embedded = srv
 		fmt.Fprintf(errOut, "embedded tracker: %s and %s\n", srv.HTTPURL(), srv.UDPURL())
 	}
 	if !fl.noTrackers || !fl.noDHT {
 		dc := discover.FromTorrent(t)
 		if fl.noTrackers {
 			dc.Trackers = nil
+		}
+		if embedded != nil {
+			// the embedded tracker records announces; it does not need ours
+			dc.Trackers = withoutTrackers(dc.Trackers, embedded.Serves)
 		}
 		dc.DHT = !fl.noDHT
 		if fl.bootstrap != "" {
@@ -318,4 +324,22 @@ func printVerdicts(w io.Writer, res *audit.Result) {
 	}
 	c := res.Report.Summary.Counts
 	fmt.Fprintf(w, "\n%d misreporting, %d suspect, %d ok, %d unverifiable\n", c[verdict.StatusMisreporting], c[verdict.StatusSuspect], c[verdict.StatusOK], c[verdict.StatusUnverifiable])
+}
+
+// withoutTrackers returns the BEP 12 tiers without the trackers drop
+// matches, and without tiers left empty.
+func withoutTrackers(tiers [][]string, drop func(string) bool) [][]string {
+	var out [][]string
+	for _, tier := range tiers {
+		var kept []string
+		for _, u := range tier {
+			if !drop(u) {
+				kept = append(kept, u)
+			}
+		}
+		if len(kept) > 0 {
+			out = append(out, kept)
+		}
+	}
+	return out
 }

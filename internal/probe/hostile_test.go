@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,6 +200,90 @@ func TestLaterPieceSets(t *testing.T) {
 			}
 			if first := tc.msgs[0][5:]; !slices.Equal(s.r.SnapshotBitfield, first) {
 				t.Fatalf("snapshot %x, want the first set %x", s.r.SnapshotBitfield, first)
+			}
+		})
+	}
+}
+
+// TestAllowedFastIsNoCapacity: blocks of allowed-fast pieces (BEP 6) that a
+// choking peer trickles out do not count in the throughput; what it sends
+// once it unchokes does, and the unchoke time is recorded when it comes.
+func TestAllowedFastIsNoCapacity(t *testing.T) {
+	payload, target := testPayload(10*64<<10, 64<<10)
+	// serve answers requests: blocks of allowed-fast pieces every 100 ms
+	// while choking, the rest at once after unchokeAfter (never when 0).
+	serve := func(unchokeAfter time.Duration) func(net.Conn) {
+		return func(c net.Conn) {
+			c.Write(frame(byte(pp.Bitfield), 0xff, 0xc0))
+			c.Write(frame(byte(pp.AllowedFast), 0, 0, 0, 0))
+			c.Write(frame(byte(pp.AllowedFast), 0, 0, 0, 1))
+			var mu sync.Mutex // the writes of the unchoke timer and the loop
+			unchoked := false
+			if unchokeAfter > 0 {
+				timer := time.AfterFunc(unchokeAfter, func() {
+					mu.Lock()
+					defer mu.Unlock()
+					unchoked = true
+					c.Write(frame(byte(pp.Unchoke)))
+				})
+				defer timer.Stop()
+			}
+			var hdr [4]byte
+			for {
+				c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				if _, err := io.ReadFull(c, hdr[:]); err != nil {
+					return
+				}
+				msg := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+				if _, err := io.ReadFull(c, msg); err != nil {
+					return
+				}
+				if len(msg) != 13 || msg[0] != byte(pp.Request) {
+					continue
+				}
+				piece, begin, n := binary.BigEndian.Uint32(msg[1:]), binary.BigEndian.Uint32(msg[5:]), binary.BigEndian.Uint32(msg[9:])
+				mu.Lock()
+				now := unchoked
+				mu.Unlock()
+				if !now {
+					if piece > 1 {
+						continue
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				off := int64(piece)*payload.PieceLength + int64(begin)
+				mu.Lock()
+				c.Write(frame(byte(pp.Piece), append(msg[1:9:9], payload.Data[off:off+int64(n)]...)...))
+				mu.Unlock()
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name         string
+		unchokeAfter time.Duration
+		minRate      float64 // bytes/s; 0: no throughput at all
+	}{
+		{"never unchokes", 0, 0},
+		{"unchokes after a second", time.Second, 2 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := hostilePeer(t, true, target.InfoHash, serve(tc.unchokeAfter))
+			r, err := Run(context.Background(), addr, target, Options{Policy: peerwire.PolicyPlaintext, MaxBytes: 10 * 64 << 10,
+				Timeout: 4 * time.Second, InitialWait: 200 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.AllowedFast != 2 || r.BytesDownloaded < 64<<10 {
+				t.Fatalf("allowed fast %d, downloaded %d: want 2 pieces allowed and some served (%s: %s)", r.AllowedFast, r.BytesDownloaded, r.Outcome, r.Error)
+			}
+			if tc.minRate == 0 {
+				if r.ThroughputBytesPerSec != 0 || r.UnchokeMS != 0 {
+					t.Fatalf("throughput %.0f B/s, unchoke at %v ms: want none from allowed-fast blocks alone", r.ThroughputBytesPerSec, r.UnchokeMS)
+				}
+				return
+			}
+			if r.ThroughputBytesPerSec < tc.minRate || r.UnchokeMS < 900 {
+				t.Fatalf("throughput %.0f B/s (want ≥ %.0f), unchoke at %v ms (want about 1000)", r.ThroughputBytesPerSec, tc.minRate, r.UnchokeMS)
 			}
 		})
 	}

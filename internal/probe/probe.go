@@ -137,6 +137,10 @@ type block struct {
 type arrival struct {
 	at time.Time
 	n  int64
+	// choked: the block came while the peer choked us (an allowed-fast
+	// piece, BEP 6), served at the peer's discretion outside its unchoke
+	// slots: no measure of its upload capacity.
+	choked bool
 }
 
 type pieceBuf struct {
@@ -223,9 +227,6 @@ func (s *session) talk(ctx context.Context) error {
 			}
 			return err
 		}
-	}
-	if !s.choked {
-		s.r.UnchokeMS = ms(time.Since(s.start))
 	}
 	s.plan()
 
@@ -320,6 +321,9 @@ func (s *session) handle(m peerwire.Message) error {
 		}
 	case pp.Unchoke:
 		s.choked = false
+		if s.r.UnchokeMS == 0 {
+			s.r.UnchokeMS = ms(now.Sub(s.start))
+		}
 	case pp.AllowedFast:
 		if i := int(m.Index); i >= 0 && i < s.t.NumPieces {
 			s.allowedFast[i] = true
@@ -403,7 +407,7 @@ func (s *session) onPiece(m peerwire.Message, now time.Time) error {
 	pb.received[b.begin] = true
 	copy(pb.data[b.begin:], m.Piece)
 	pb.missing--
-	s.arrivals = append(s.arrivals, arrival{at: now, n: b.length})
+	s.arrivals = append(s.arrivals, arrival{at: now, n: b.length, choked: s.choked})
 	s.r.BytesDownloaded += b.length
 	if s.r.TTFBMS == 0 {
 		s.r.TTFBMS = ms(now.Sub(s.firstReq))
@@ -502,7 +506,7 @@ func (s *session) finish(err error) {
 		r.Bitfield = s.have.Bytes()
 	}
 	r.Choked = s.choked
-	r.ThroughputBytesPerSec, r.ThroughputSpread, r.ThroughputSamples = throughput(s.arrivals)
+	r.ThroughputBytesPerSec, r.ThroughputSpread, r.ThroughputSamples = throughput(unchokedArrivals(s.arrivals))
 	switch {
 	case errors.Is(err, errChokedThroughout):
 		r.Outcome = OutcomeChoked

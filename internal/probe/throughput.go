@@ -10,6 +10,20 @@ import (
 // the burst allowance of the peer's rate limiter, and would inflate it.
 const rampFraction = 0.25
 
+// unchokedArrivals leaves out the blocks that came while we were choked:
+// a peer serves allowed-fast pieces (BEP 6) outside its unchoke slots, as
+// slowly as it likes (libtorrent trickles them to a choked peer), so only
+// what it sent an unchoked peer measures what it can upload.
+func unchokedArrivals(arr []arrival) []arrival {
+	out := make([]arrival, 0, len(arr))
+	for _, a := range arr {
+		if !a.choked {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // throughput estimates the steady-state rate from block arrivals: it drops
 // the ramp-up and divides the remaining bytes by the time they took. The
 // spread is the relative standard error of that rate: the coefficient of

@@ -29,6 +29,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -381,6 +383,65 @@ func (s *Server) udpURLLocked() string {
 		return ""
 	}
 	return "udp://" + reachable(s.udpConn.LocalAddr()) + "/announce"
+}
+
+// Serves reports whether announceURL points at this server: an http(s) URL
+// at its HTTP listener or a udp URL at its UDP listener, by IP literal or
+// "localhost", on the listener's address (any local address when it listens
+// on all of them). The audit uses it not to announce to itself.
+func (s *Server) Serves(announceURL string) bool {
+	u, err := url.Parse(announceURL)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	var ln net.Addr
+	switch {
+	case (u.Scheme == "http" || u.Scheme == "https") && s.httpLn != nil:
+		ln = s.httpLn.Addr()
+	case u.Scheme == "udp" && s.udpConn != nil:
+		ln = s.udpConn.LocalAddr()
+	}
+	s.mu.Unlock()
+	if ln == nil {
+		return false
+	}
+	own, err := netip.ParseAddrPort(ln.String())
+	if err != nil {
+		return false
+	}
+	port, err := strconv.ParseUint(u.Port(), 10, 16)
+	if err != nil || uint16(port) != own.Port() {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false // a name: not resolved here
+	}
+	ip = ip.Unmap()
+	if ip == own.Addr().Unmap() {
+		return true
+	}
+	if !own.Addr().IsUnspecified() {
+		return false
+	}
+	if ip.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == ip {
+			return true
+		}
+	}
+	return false
 }
 
 func reachable(a net.Addr) string {

@@ -313,8 +313,10 @@ func (a *Announcer) scrape(ctx context.Context, u string, c Client) {
 	st.Scrape, st.ScrapeError = &s, ""
 }
 
-// stopAll sends event=stopped to every started tracker, concurrently,
-// within StopTimeout, and closes all clients.
+// stopAll scrapes every started tracker once more (with Scrape: the report
+// sets the trackers' counts against the wire at the audit's end, not at its
+// start), sends it event=stopped, concurrently, within StopTimeout, and
+// closes all clients.
 func (a *Announcer) stopAll(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.StopTimeout)
 	defer cancel()
@@ -329,6 +331,11 @@ func (a *Announcer) stopAll(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, u := range started {
 		wg.Go(func() {
+			if a.cfg.Scrape {
+				if c, err := a.client(u); err == nil {
+					a.scrape(ctx, u, c)
+				}
+			}
 			if _, err := a.announce(ctx, u, reported.EventStopped); err != nil {
 				a.cfg.Logger.Debug("stopped announce failed", "tracker", u, "err", err)
 			}

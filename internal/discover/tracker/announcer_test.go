@@ -44,7 +44,7 @@ func (f *fake) Scrape(ctx context.Context, ih infohash.T) (tracker.Scrape, error
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.scrapes++
-	return tracker.Scrape{Seeders: 1, Leechers: 2, Completed: 3}, nil
+	return tracker.Scrape{Seeders: 1, Leechers: 2, Completed: int64(2 + f.scrapes)}, nil
 }
 
 func (f *fake) Sent() int64 {
@@ -141,12 +141,13 @@ func TestFailoverAndEvents(t *testing.T) {
 			t.Errorf("call %d: %+v", i, c.req)
 		}
 	}
-	if fs["b"].scrapes != 1 || !fs["a"].closed || !fs["b"].closed {
+	// scraped after the first announce and once more at the end
+	if fs["b"].scrapes != 2 || !fs["a"].closed || !fs["b"].closed {
 		t.Errorf("scrapes %d closed %v %v", fs["b"].scrapes, fs["a"].closed, fs["b"].closed)
 	}
 	st := a.Status()
 	if len(st) != 2 || st[0].URL != "a" || st[0].Failures != 1 || st[0].Started || st[0].LastError == "" ||
-		st[1].URL != "b" || !st[1].Started || !st[1].Stopped || st[1].Scrape == nil || st[1].Scrape.Completed != 3 ||
+		st[1].URL != "b" || !st[1].Started || !st[1].Stopped || st[1].Scrape == nil || st[1].Scrape.Completed != 4 ||
 		st[1].Peers != got["b"] || st[1].Seeders != 1 {
 		t.Errorf("status %+v", st)
 	}
