@@ -391,11 +391,10 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 	}
 	if len(unmeasured) > 0 {
 		add("- **Capped clients without a bandwidth estimate** (left out of the bandwidth error): %s.", strings.Join(unmeasured, ", "))
-		add("  Their bandwidth probes end right after the handshake, before any bitfield (connection reset or")
-		add("  EOF: outcome protocol_error in the `probes` table of the run's audit.db): Transmission and the")
-		add("  libtorrent-based qBittorrent accept one connection per peer IP, and the auditor's idle watch")
-		add("  connection to the peer already holds it (a probe made before the watch existed succeeds).")
-		add("  A scenario with `\"auditor_args\": [\"--no-watch\"]` tells whether the watch is the cause.")
+		add("  None of their bandwidth probes measured a rate: the client had no piece yet (a leecher probed")
+		add("  at first sight is probed again at the next snapshot, and gets a probe interval after that),")
+		add("  or it kept the auditor choked (blocks of allowed-fast pieces are no measure of capacity). The")
+		add("  `probes` table of the run's audit.db has each probe's outcome, pieces held and unchoke time.")
 	}
 	if failed["download error per 60-s window, p90"] {
 		type win struct {

@@ -377,6 +377,12 @@ func (c *Collector) finish(ctx context.Context, d probeDone) {
 	s.nextSnapshot = now.Add(c.cfg.SnapshotInterval)
 	if d.bandwidth && handshaken {
 		s.nextProbe = now.Add(c.cfg.ProbeInterval)
+		if d.r.PiecesHave == 0 {
+			// A leecher first seen with nothing had nothing to serve: it
+			// cost a handshake, so try again at the next snapshot rather
+			// than a probe interval later, when it may have pieces.
+			s.nextProbe = now.Add(c.cfg.SnapshotInterval)
+		}
 		s.probed = true
 	}
 	if handshaken {

@@ -219,24 +219,9 @@ func TestCollectorProbesWatchedPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, swarm := openStore(t, tor)
-	book := addrbook.New(addrbook.Options{})
-	p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), OneConnPerIP: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	book.Add(p.Addr(), addrbook.SourceIncoming, 0)
-	col, err := NewCollector(CollectConfig{Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: true,
-		SnapshotInterval: time.Minute, ProbeInterval: 400 * time.Millisecond, ProbeBytes: 64 << 10, ProbeTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := col.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st, swarm := collectFromOnePeer(t, tor, swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), OneConnPerIP: true},
+		CollectConfig{Watch: true, SnapshotInterval: time.Minute, ProbeInterval: 400 * time.Millisecond, ProbeBytes: 64 << 10, ProbeTimeout: 5 * time.Second},
+		3*time.Second, nil)
 	probes, err := st.Probes(context.Background(), swarm)
 	if err != nil {
 		t.Fatal(err)
@@ -252,6 +237,43 @@ func TestCollectorProbesWatchedPeers(t *testing.T) {
 	if ok < 3 {
 		t.Fatalf("%d bandwidth probes ok in 3 s at one every 400 ms, want at least 3", ok)
 	}
+	if watches := countWatches(t, st, swarm); watches < 2 {
+		t.Fatalf("%d watches started, want one after each probe", watches)
+	}
+}
+
+// collectFromOnePeer runs a collector configured by cfg (the torrent, store,
+// swarm and book filled in) for d against one simulated peer; during, if
+// set, runs as the collector starts.
+func collectFromOnePeer(t *testing.T, tor *torrentmeta.Torrent, pc swarmsim.PeerConfig, cfg CollectConfig, d time.Duration, during func(*swarmsim.Peer)) (*store.Store, store.SwarmID) {
+	t.Helper()
+	st, swarm := openStore(t, tor)
+	book := addrbook.New(addrbook.Options{})
+	p, err := swarmsim.StartPeer("127.0.0.1:0", pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	book.Add(p.Addr(), addrbook.SourceIncoming, 0)
+	cfg.Torrent, cfg.Store, cfg.Swarm, cfg.Book = tor, st, swarm, book
+	col, err := NewCollector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during != nil {
+		go during(p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := col.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return st, swarm
+}
+
+// countWatches counts the watches the collector started.
+func countWatches(t *testing.T, st *store.Store, swarm store.SwarmID) int {
+	t.Helper()
 	events, err := st.ConnEvents(context.Background(), swarm)
 	if err != nil {
 		t.Fatal(err)
@@ -262,9 +284,7 @@ func TestCollectorProbesWatchedPeers(t *testing.T) {
 			watches++
 		}
 	}
-	if watches < 2 {
-		t.Fatalf("%d watches started, want one after each probe", watches)
-	}
+	return watches
 }
 
 // TestCollectorRewatchesPrunedWatches: a peer that closes idle connections
@@ -285,38 +305,45 @@ func TestCollectorRewatchesPrunedWatches(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, swarm := openStore(t, tor)
-			book := addrbook.New(addrbook.Options{})
-			p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.New(tor.NumPieces),
-				OneConnPerIP: true, DropUninterested: 500 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			book.Add(p.Addr(), addrbook.SourceIncoming, 0)
-			col, err := NewCollector(CollectConfig{Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: true,
-				SnapshotInterval: time.Minute, RewatchAfter: tc.rewatchAfter, ProbeTimeout: 5 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-			defer cancel()
-			if err := col.Run(ctx); err != nil {
-				t.Fatal(err)
-			}
-			events, err := st.ConnEvents(context.Background(), swarm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			watches := 0
-			for _, ev := range events {
-				if ev.Outcome == store.ConnOK && ev.Detail == "watch" {
-					watches++
-				}
-			}
+			st, swarm := collectFromOnePeer(t, tor, swarmsim.PeerConfig{Payload: payload, Have: bitfield.New(tor.NumPieces),
+				OneConnPerIP: true, DropUninterested: 500 * time.Millisecond},
+				CollectConfig{Watch: true, SnapshotInterval: time.Minute, RewatchAfter: tc.rewatchAfter, ProbeTimeout: 5 * time.Second},
+				4*time.Second, nil)
+			watches := countWatches(t, st, swarm)
 			if watches < tc.min || watches > tc.max {
 				t.Fatalf("%d watches in 4 s of a peer that drops them after 500 ms, want %d..%d", watches, tc.min, tc.max)
 			}
 		})
+	}
+}
+
+// TestCollectorReprobesEmptyLeechers: a bandwidth probe of a peer that had
+// no pieces measured nothing; the peer is probed again at the next snapshot,
+// not a probe interval later, and that probe measures it.
+func TestCollectorReprobesEmptyLeechers(t *testing.T) {
+	payload, tor, err := swarmsim.NewPayload("e.bin", 1<<20, 64<<10, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, swarm := collectFromOnePeer(t, tor, swarmsim.PeerConfig{Payload: payload, Have: bitfield.New(tor.NumPieces)},
+		CollectConfig{SnapshotInterval: time.Second, ProbeInterval: time.Hour, ProbeBytes: 256 << 10, ProbeTimeout: 5 * time.Second},
+		3*time.Second, func(p *swarmsim.Peer) {
+			time.Sleep(500 * time.Millisecond)
+			for i := range tor.NumPieces {
+				p.Gain(i)
+			}
+		})
+	probes, err := st.Probes(context.Background(), swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	measured := 0
+	for _, pr := range probes {
+		if pr.ThroughputBytesPerSec > 0 {
+			measured++
+		}
+	}
+	if len(probes) < 2 || measured != 1 {
+		t.Fatalf("%d bandwidth probes, %d measured: want the empty first one, then one measured (and no more within the hour)", len(probes), measured)
 	}
 }
