@@ -6,10 +6,12 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
+	"github.com/swarmaudit/swarmaudit/internal/testclients"
 )
 
 // Targets from issue #6.
@@ -77,6 +79,10 @@ type PeerResult struct {
 	// Probe success, for real clients (Connectable): the auditor connected
 	// and learnt its pieces.
 	Connectable bool `json:"connectable"`
+	// CrashedAfter is how long after its first sample the client's process
+	// was found gone (0: it was not). A crashed client is not connectable:
+	// it is left out of the probe and capacity counts.
+	CrashedAfter time.Duration `json:"crashed_after,omitempty"`
 	Connected   bool `json:"connected"`
 	PiecesKnown bool `json:"pieces_known"`
 	// Download windows: pieces the auditor saw it gain against its own
@@ -209,11 +215,26 @@ func evaluateTracker(info *RunInfo, rep *reports.Report) *TrackerResult {
 	return tr
 }
 
+// crashedAfter finds the first sample that found the client's process gone
+// (truth files from before Sample.Exited: by its error text), and how long
+// after the first sample that was.
+func crashedAfter(ss []Sample) (time.Duration, bool) {
+	for _, s := range ss {
+		if s.Exited || strings.Contains(s.Err, testclients.ErrExited.Error()) {
+			return max(s.T.Sub(ss[0].T), time.Nanosecond), true
+		}
+	}
+	return 0, false
+}
+
 var verdictRank = map[string]int{"": 0, reports.VerdictUnreported: 1, "ok": 2, "unverifiable": 3, "suspect": 4, "misreporting": 5}
 
 func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Sample) PeerResult {
 	p := PeerResult{Host: h.Name, Role: h.Role, Kind: h.Kind, Encryption: h.Encryption, UpKiB: h.UpKiB,
 		Proxy: h.Proxy, Cheater: h.Cheater, Connectable: h.Client(), Reasons: []string{}, Windows: []WindowResult{}}
+	if after, crashed := crashedAfter(samples); crashed {
+		p.CrashedAfter, p.Connectable = after, false
+	}
 	main := net.JoinHostPort(h.IP, itoa(h.Port))
 	var best *reports.Peer
 	for i := range rep.Peers {

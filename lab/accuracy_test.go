@@ -417,3 +417,29 @@ func TestEvaluateTracker(t *testing.T) {
 		t.Errorf("scenario result opentracker %+v", res.Opentracker)
 	}
 }
+
+// TestCrashedClient: a client whose process was found gone is marked, and
+// left out of the probe and capacity counts.
+func TestCrashedClient(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	info := &RunInfo{Hosts: []HostInfo{{Name: "lt", IP: "10.77.0.3", Port: 6881, Role: "leech", Kind: "libtorrent", Encryption: "preferred", UpKiB: 512}}}
+	truth := map[string][]Sample{"lt": {
+		{T: t0, Host: "lt", Client: true, Size: 100, Left: 100},
+		{T: t0.Add(time.Second), Host: "lt", Err: "libtorrent stats: client process exited"}, // before Sample.Exited
+		{T: t0.Add(2 * time.Second), Host: "lt", Err: "libtorrent stats: client process exited", Exited: true},
+	}}
+	res := Evaluate(info, &reports.Report{}, truth)
+	p := res.Peers[0]
+	if p.CrashedAfter != time.Second || p.Connectable || probedStr(p) != "crashed" {
+		t.Fatalf("crashed after %v, connectable %v, probed %q", p.CrashedAfter, p.Connectable, probedStr(p))
+	}
+	o := Aggregate([]ScenarioResult{res})
+	if o.Capped != 0 || len(o.Probed) != 0 {
+		t.Errorf("a crashed client counted: capped %d, probed %v", o.Capped, o.Probed)
+	}
+	var md bytes.Buffer
+	WriteMarkdown(&md, Header{Date: t0}, []ScenarioRun{{Scenario: &Scenario{Name: "s"}, Result: res}}, o)
+	if !strings.Contains(md.String(), "A client crashed:** s/lt (libtorrent) was gone 1s after its first sample") {
+		t.Errorf("markdown does not say the client crashed")
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ func TestShortScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	root, err := moduleRoot()
 	if err != nil {
@@ -63,8 +64,28 @@ func TestShortScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "short")
-	r := RunScenario(ctx, sc, Options{Dir: dir, Bin: bin, Self: self, Log: testLogger(t)}, false)
+	// A third-party client that crashes (python3-libtorrent has died of a
+	// general protection fault here, once in some fifty launches) says
+	// nothing about the audit: the scenario then runs once more.
+	var r ScenarioRun
+	var dir string
+	for attempt := 1; attempt <= 2; attempt++ {
+		dir = filepath.Join(t.TempDir(), "short")
+		r = RunScenario(ctx, sc, Options{Dir: dir, Bin: bin, Self: self, Log: testLogger(t)}, false)
+		crashed := ""
+		for _, p := range r.Result.Peers {
+			if p.CrashedAfter > 0 {
+				crashed += fmt.Sprintf(" %s (%s) after %v;", p.Host, p.Kind, p.CrashedAfter.Round(time.Second))
+			}
+		}
+		if crashed == "" {
+			break
+		}
+		if attempt == 2 {
+			t.Fatalf("a client crashed in both runs:%s logs in %s", crashed, dir)
+		}
+		t.Logf("a client crashed:%s running the scenario again (logs in %s)", crashed, dir)
+	}
 	t.Logf("short scenario: %v (with the build: %v)", r.Wall.Round(time.Second), time.Since(start).Round(time.Second))
 	var sb strings.Builder
 	WriteTable(&sb, []ScenarioRun{r}, Aggregate([]ScenarioResult{r.Result}))

@@ -143,6 +143,9 @@ func truthWord(cheater bool) string {
 }
 
 func probedStr(p PeerResult) string {
+	if p.CrashedAfter > 0 {
+		return "crashed"
+	}
 	if !p.Connectable {
 		return "—"
 	}
@@ -316,6 +319,25 @@ func writeNotes(w io.Writer, runs []ScenarioRun, o Overall) {
 		}
 		add("  A busy probe comes close to the capacity only when the host's other uploads leave room")
 		add("  (unchoke slots not all in use); in a swarm of busy leechers it is a fraction of it.")
+	}
+	for _, r := range runs {
+		for _, p := range r.Result.Peers {
+			if p.CrashedAfter > 0 {
+				add("- **A client crashed:** %s/%s (%s) was gone %v after its first sample (its log is in the run",
+					r.Scenario.Name, p.Host, p.Kind, p.CrashedAfter.Round(time.Second))
+				add("  directory; python3-libtorrent has died of a general protection fault in libstdc++ here). It is left")
+				add("  out of the probe and capacity counts; the rest of the swarm ran without it.")
+			}
+		}
+	}
+	for _, r := range runs {
+		if t := r.Result.Opentracker; t != nil && len(t.Listed) < t.Clients {
+			add("- **Peers from opentracker (%s).** It listed %d of %d clients to the auditor. The auditor", r.Scenario.Name, len(t.Listed), t.Clients)
+			add("  announces when the audit starts, before the clients, and then keeps to opentracker's min")
+			add("  interval (about 15 minutes): in a scenario of a few minutes its one answer comes too early.")
+			add("  The clients reached the auditor through the embedded tracker; opentracker's part here is its")
+			add("  last scrape (taken as the audit ends), set against the wire above.")
+		}
 	}
 	accelerated := false
 	for _, r := range runs {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,6 +36,9 @@ type Sample struct {
 	DownRate   int64  `json:"down_rate,omitempty"`
 	Peers      int    `json:"peers,omitempty"`
 	Err        string `json:"err,omitempty"`
+	// Exited: the client's process had exited (the lab stops clients only
+	// after the last sample: this is a crash).
+	Exited bool `json:"exited,omitempty"`
 }
 
 // Have is the payload the client holds (verified), bytes.
@@ -107,7 +111,7 @@ func sampleAll(ctx context.Context, rn *running) []Sample {
 				cancel()
 				s.Client = err == nil
 				if err != nil {
-					s.Err = err.Error()
+					s.Err, s.Exited = err.Error(), errors.Is(err, testclients.ErrExited)
 				} else {
 					s.Uploaded, s.Downloaded, s.Left, s.Size = st.Uploaded, st.Downloaded, st.Left, st.Size
 					s.Seeding, s.UpRate, s.DownRate, s.Peers = st.Seeding, st.UploadRate, st.DownloadRate, st.NumPeers
