@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"net"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -83,8 +84,8 @@ type PeerResult struct {
 	// was found gone (0: it was not). A crashed client is not connectable:
 	// it is left out of the probe and capacity counts.
 	CrashedAfter time.Duration `json:"crashed_after,omitempty"`
-	Connected   bool `json:"connected"`
-	PiecesKnown bool `json:"pieces_known"`
+	Connected    bool          `json:"connected"`
+	PiecesKnown  bool          `json:"pieces_known"`
 	// Download windows: pieces the auditor saw it gain against its own
 	// counter. Spurious counts windows where the auditor saw at least two
 	// pieces (beyond its lag) while the client downloaded or verified less
@@ -473,33 +474,34 @@ type Overall struct {
 }
 
 // MarshalJSON writes the statistics that have no data (NaN) as null:
-// encoding/json refuses NaN.
+// encoding/json refuses NaN. Every float64 field is covered, by reflection,
+// so a new statistic needs no change here.
 func (o Overall) MarshalJSON() ([]byte, error) {
 	type plain Overall
-	n := func(v float64) *float64 {
-		if math.IsNaN(v) {
-			return nil
+	cp := plain(o)
+	v := reflect.ValueOf(&cp).Elem()
+	var nulls []string
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if f.Kind() != reflect.Float64 || !math.IsNaN(f.Float()) {
+			continue
 		}
-		return &v
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		nulls = append(nulls, name)
+		f.SetFloat(0)
 	}
-	// the outer fields shadow the embedded ones of the same JSON name
-	return json.Marshal(struct {
-		plain
-		BWMedian     *float64 `json:"bw_median"`
-		BWP90        *float64 `json:"bw_p90"`
-		BusyMedian   *float64 `json:"busy_median"`
-		BusyMax      *float64 `json:"busy_max"`
-		DLMedian     *float64 `json:"dl_median"`
-		DLP90        *float64 `json:"dl_p90"`
-		DLMax        *float64 `json:"dl_max"`
-		HaveMedian   *float64 `json:"have_median"`
-		HaveP90      *float64 `json:"have_p90"`
-		Precision    *float64 `json:"precision"`
-		Recall       *float64 `json:"recall"`
-		AuditorShare *float64 `json:"auditor_share"`
-		DefaultShare *float64 `json:"default_auditor_share"`
-	}{plain(o), n(o.BWMedian), n(o.BWP90), n(o.BusyMedian), n(o.BusyMax), n(o.DLMedian), n(o.DLP90), n(o.DLMax), n(o.HaveMedian), n(o.HaveP90),
-		n(o.Precision), n(o.Recall), n(o.AuditorShare), n(o.DefaultAuditorShare)})
+	b, err := json.Marshal(cp)
+	if err != nil || len(nulls) == 0 {
+		return b, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for _, name := range nulls {
+		m[name] = json.RawMessage("null")
+	}
+	return json.Marshal(m)
 }
 
 // Aggregate computes the overall numbers from the scenarios' results.
