@@ -99,9 +99,32 @@ func (p peerRow) uploaded() int64 {
 	return p.Reported.Uploaded
 }
 
+// peerRows are the report's peer rows by address.
+type peerRows map[netip.AddrPort]peerRow
+
+// find returns the row of a: by address, else the only row on a's port (a
+// client may be reported under another loopback IP than the one it is
+// bound to). Two peers can share a port on different IPs, so the port alone
+// is not enough when both are in the report.
+func (rows peerRows) find(a netip.AddrPort) (peerRow, bool) {
+	if r, ok := rows[a]; ok {
+		return r, true
+	}
+	var found []peerRow
+	for ap, r := range rows {
+		if ap.Port() == a.Port() {
+			found = append(found, r)
+		}
+	}
+	if len(found) == 1 {
+		return found[0], true
+	}
+	return peerRow{}, false
+}
+
 // finish stops the clients (they announce stopped), waits for the audit
-// and returns the report's peer rows by port.
-func (s *auditedSwarm) finish(t *testing.T, clients ...*testclients.Client) map[uint16]peerRow {
+// and returns the report's peer rows.
+func (s *auditedSwarm) finish(t *testing.T, clients ...*testclients.Client) peerRows {
 	t.Helper()
 	for _, c := range clients {
 		c.Stop()
@@ -125,13 +148,13 @@ func (s *auditedSwarm) finish(t *testing.T, clients ...*testclients.Client) map[
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatal(err)
 	}
-	byPort := map[uint16]peerRow{}
+	rows := peerRows{}
 	for _, p := range rep.Peers {
 		if ap, err := netip.ParseAddrPort(p.Address); err == nil {
-			byPort[ap.Port()] = p
+			rows[ap] = p
 		}
 	}
-	return byPort
+	return rows
 }
 
 // TestAuditRealClientsAndCheaters is the audit's end-to-end check: real
@@ -161,7 +184,7 @@ func TestAuditRealClientsAndCheaters(t *testing.T) {
 		for _, c := range cheaters {
 			c.Close()
 		}
-		byPort := s.finish(t, leecher, tr)
+		rows := s.finish(t, leecher, tr)
 		want := map[cheat.Kind][]verdict.Code{
 			cheat.Ghost:           {verdict.CodeNeverHandshaked, verdict.CodeUploadExceedsAvailability},
 			cheat.Mute:            {verdict.CodeNeverHandshaked, verdict.CodeUploadExceedsAvailability},
@@ -170,9 +193,9 @@ func TestAuditRealClientsAndCheaters(t *testing.T) {
 			cheat.FlashSession:    {verdict.CodeUploadWhileAbsent, verdict.CodeUploadExceedsAvailability, verdict.CodeUploadExceedsCapacity},
 		}
 		for kind, c := range cheaters {
-			v, ok := byPort[c.Addr.Port()]
+			v, ok := rows.find(c.Addr)
 			if !ok {
-				t.Errorf("%s cheater (port %d) has no verdict", kind, c.Addr.Port())
+				t.Errorf("%s cheater (%s) has no verdict", kind, c.Addr)
 				continue
 			}
 			t.Logf("%s: %s %.2f [%s]", kind, v.Verdict, v.Confidence, codes(v))
@@ -183,7 +206,7 @@ func TestAuditRealClientsAndCheaters(t *testing.T) {
 				t.Errorf("%s cheater: reasons [%s], want one of %v", kind, codes(v), want[kind])
 			}
 		}
-		checkHonest(t, byPort, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
+		checkHonest(t, rows, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
 	})
 	t.Run("ratio proxy", func(t *testing.T) {
 		t.Parallel()
@@ -204,8 +227,8 @@ func TestAuditRealClientsAndCheaters(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.4", Encryption: testclients.EncRequired})
 		time.Sleep(auditFor - 25*time.Second)
-		byPort := s.finish(t, leecher, tr, booster)
-		v, ok := byPort[booster.Addr.Port()]
+		rows := s.finish(t, leecher, tr, booster)
+		v, ok := rows.find(booster.Addr)
 		if !ok {
 			t.Fatalf("the client behind the proxy (%s) has no verdict", booster.Addr)
 		}
@@ -213,15 +236,15 @@ func TestAuditRealClientsAndCheaters(t *testing.T) {
 		if !flagged(v) {
 			t.Errorf("the ×3 proxy was not caught: %s [%s]", v.Verdict, codes(v))
 		}
-		checkHonest(t, byPort, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
+		checkHonest(t, rows, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
 	})
 }
 
 // checkHonest fails if an honest client is called misreporting.
-func checkHonest(t *testing.T, byPort map[uint16]peerRow, clients map[string]*testclients.Client) {
+func checkHonest(t *testing.T, rows peerRows, clients map[string]*testclients.Client) {
 	t.Helper()
 	for name, c := range clients {
-		v, ok := byPort[c.Addr.Port()]
+		v, ok := rows.find(c.Addr)
 		if !ok {
 			t.Errorf("%s (%s) has no verdict", name, c.Addr)
 			continue
