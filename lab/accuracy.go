@@ -568,20 +568,13 @@ func Aggregate(rs []ScenarioResult) Overall {
 	o.HaveMedian, o.HaveP90 = Quantile(o.HaveErrs, 0.5), Quantile(o.HaveErrs, 0.9)
 	o.Precision = ratio(o.TP, o.TP+o.FP)
 	o.Recall = ratio(o.TP, o.TP+o.FN)
-	o.AuditorShare = share(o.AuditorWire, o.SwarmWire)
-	o.DefaultAuditorShare = share(o.DefaultAuditorWire, o.DefaultSwarmWire)
+	o.AuditorShare = ratio(o.AuditorWire, o.SwarmWire)
+	o.DefaultAuditorShare = ratio(o.DefaultAuditorWire, o.DefaultSwarmWire)
 	return o
 }
 
-// share is a/b, NaN when b is 0.
-func share(a, b uint64) float64 {
-	if b == 0 {
-		return math.NaN()
-	}
-	return float64(a) / float64(b)
-}
-
-func ratio(a, b int) float64 {
+// ratio is a/b, NaN when b is 0 (no data).
+func ratio[T int | uint64](a, b T) float64 {
 	if b == 0 {
 		return math.NaN()
 	}

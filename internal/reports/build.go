@@ -347,8 +347,8 @@ type held struct {
 // within this long of the first one of a group, or one later bitfield.
 const announceBurst = 100 * time.Millisecond
 
-// completionTimes estimates when the peer completed each gained piece, in
-// increasing order, for its series. Clients announce in bursts:
+// completionTimes estimates when the peer completed each gained piece
+// (gains sorted by Had), in increasing order, for its series. Clients announce in bursts:
 // Transmission sends its HAVEs every 10 s, aria2 a whole bitfield for 20
 // or more new pieces, and a snapshot after a gap shows everything gained
 // in it. Every piece of a burst was completed after the previous burst
@@ -357,9 +357,7 @@ const announceBurst = 100 * time.Millisecond
 // last at the burst. A burst of one piece stays where it was seen, as do
 // pieces held at first sight. Only the series uses this central estimate:
 // availability and the estimates use the times pieces were seen held.
-func completionTimes(gains []timeline.Gain) []time.Time {
-	gs := slices.Clone(gains)
-	sort.Slice(gs, func(i, j int) bool { return gs[i].Had.Before(gs[j].Had) })
+func completionTimes(gs []timeline.Gain) []time.Time {
 	out := make([]time.Time, 0, len(gs))
 	var prev time.Time
 	for i := 0; i < len(gs); {
@@ -424,11 +422,11 @@ func (b *builder) timeline() {
 		// evidence), and by when they were most likely completed (the
 		// peer's own series).
 		gains := r.tl.Gains()
+		sort.Slice(gains, func(i, j int) bool { return gains[i].Had.Before(gains[j].Had) })
 		hs := make([]held, 0, len(gains))
 		for _, g := range gains {
 			hs = append(hs, held{g.Had, g.Piece})
 		}
-		sort.Slice(hs, func(i, j int) bool { return hs[i].at.Before(hs[j].at) })
 		done := completionTimes(gains)
 		// The state is unknown before the first piece information: find
 		// the first bucket where it is known (HaveAt costs O(pieces)).
