@@ -506,7 +506,7 @@ func (s *session) finish(err error) {
 		r.Bitfield = s.have.Bytes()
 	}
 	r.Choked = s.choked
-	r.ThroughputBytesPerSec, r.ThroughputSpread, r.ThroughputSamples = throughput(unchokedArrivals(s.arrivals))
+	r.ThroughputBytesPerSec, r.ThroughputSpread, r.ThroughputSamples = throughput(s.arrivals)
 	switch {
 	case errors.Is(err, errChokedThroughout):
 		r.Outcome = OutcomeChoked

@@ -10,10 +10,10 @@ import (
 // the burst allowance of the peer's rate limiter, and would inflate it.
 const rampFraction = 0.25
 
-// unchokedArrivals leaves out the blocks that came while we were choked:
-// a peer serves allowed-fast pieces (BEP 6) outside its unchoke slots, as
-// slowly as it likes (libtorrent trickles them to a choked peer), so only
-// what it sent an unchoked peer measures what it can upload.
+// unchokedArrivals is a sorted copy of the blocks that came while we were
+// unchoked: a peer serves allowed-fast pieces (BEP 6) outside its unchoke
+// slots, as slowly as it likes (libtorrent trickles them to a choked peer),
+// so only what it sent an unchoked peer measures what it can upload.
 func unchokedArrivals(arr []arrival) []arrival {
 	out := make([]arrival, 0, len(arr))
 	for _, a := range arr {
@@ -21,21 +21,21 @@ func unchokedArrivals(arr []arrival) []arrival {
 			out = append(out, a)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
 	return out
 }
 
-// throughput estimates the steady-state rate from block arrivals: it drops
-// the ramp-up and divides the remaining bytes by the time they took. The
-// spread is the relative standard error of that rate: the coefficient of
+// throughput estimates the steady-state rate from the block arrivals
+// received while unchoked (unchokedArrivals): it drops the ramp-up and
+// divides the remaining bytes by the time they took. The spread is the relative standard error of that rate: the coefficient of
 // variation of the rate over up to eight equal-byte segments of the steady
 // part, divided by √segments. It returns 0s when fewer than three blocks
 // arrived.
 func throughput(arr []arrival) (rate, spread float64, segments int) {
+	arr = unchokedArrivals(arr)
 	if len(arr) < 3 {
 		return 0, 0, 0
 	}
-	arr = append([]arrival(nil), arr...)
-	sort.Slice(arr, func(i, j int) bool { return arr[i].at.Before(arr[j].at) })
 	var total int64
 	for _, a := range arr {
 		total += a.n
