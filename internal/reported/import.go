@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 )
 
 // Limits that keep an import of a hostile file bounded.
@@ -170,6 +171,27 @@ func importLines(r io.Reader, parse func(line []byte, n int) (a Announce, skip b
 type fatalError struct{ error }
 
 // parseCount reads a non-negative byte count.
+// Announce times outside [MinTime, MaxTime) are refused: no tracker log
+// holds them, and times before year 1 cannot be written back in RFC 3339.
+var (
+	MinTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// parseTime reads an RFC 3339 time (fractional seconds allowed) within
+// [MinTime, MaxTime) and returns it in UTC; the offset it was written with
+// is not kept.
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if t.Before(MinTime) || !t.Before(MaxTime) {
+		return time.Time{}, fmt.Errorf("%s is outside %d..%d", s, MinTime.Year(), MaxTime.Year()-1)
+	}
+	return t.UTC(), nil
+}
+
 func parseCount(field, s string) (int64, error) {
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {

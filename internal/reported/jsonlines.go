@@ -18,7 +18,8 @@ import (
 //	 "event":"started","key":"a1b2c3d4","passkey":"...","user_agent":"...",
 //	 "source":"http","user_id":"..."}
 //
-// Required: time (RFC 3339, fractional seconds allowed), info_hash (40 hex
+// Required: time (RFC 3339, fractional seconds allowed, years 1970..2199,
+// read into UTC), info_hash (40 hex
 // digits), ip, port, uploaded, downloaded, left (non-negative integers).
 // Optional: peer_id, event (see ParseEvent), key, passkey, user_agent, source,
 // user_id. Unknown fields are ignored.
@@ -126,7 +127,7 @@ func parseJSONLine(line []byte) (Announce, error) {
 	if in.Time == nil {
 		return a, missingField("time")
 	}
-	if a.At, err = time.Parse(time.RFC3339, *in.Time); err != nil {
+	if a.At, err = parseTime(*in.Time); err != nil {
 		return a, invalidField("time", err)
 	}
 	if in.InfoHash == nil {
