@@ -47,6 +47,7 @@ type PeerResult struct {
 	Encryption string  `json:"encryption"`
 	UpKiB      int     `json:"up_kib"`
 	Proxy      float64 `json:"proxy_factor"`
+	Rewrite    string  `json:"rewrite,omitempty"`
 	Cheater    bool    `json:"cheater"`
 	// Rows are the report rows matched to the host (by IP); Addr the main
 	// one (the peer port's).
@@ -232,7 +233,7 @@ var verdictRank = map[string]int{"": 0, reports.VerdictUnreported: 1, "ok": 2, "
 
 func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Sample) PeerResult {
 	p := PeerResult{Host: h.Name, Role: h.Role, Kind: h.Kind, Encryption: h.Encryption, UpKiB: h.UpKiB,
-		Proxy: h.Proxy, Cheater: h.Cheater, Connectable: h.Client(), Reasons: []string{}, Windows: []WindowResult{}}
+		Proxy: h.Proxy, Rewrite: h.Rewrite, Cheater: h.Cheater, Connectable: h.Client(), Reasons: []string{}, Windows: []WindowResult{}}
 	if after, crashed := crashedAfter(samples); crashed {
 		p.CrashedAfter, p.Connectable = after, false
 	}

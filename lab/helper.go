@@ -43,22 +43,28 @@ func helperMain(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "proxy":
 		upstream := fs.String("upstream", "", "tracker announce URL")
-		factor := fs.Float64("factor", 0, "upload multiplier")
+		spec := fs.String("rewrite", "", "what to rewrite, cheat.Rewrite as JSON")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
-		err = runProxy(ctx, min(*life, helperMaxLife), *ip, *upstream, *factor, stdout)
+		var rw cheat.Rewrite
+		if err := json.Unmarshal([]byte(*spec), &rw); err != nil {
+			fmt.Fprintf(stderr, "lab helper: -rewrite %q: %v\n", *spec, err)
+			return 2
+		}
+		err = runProxy(ctx, min(*life, helperMaxLife), *ip, *upstream, rw, stdout)
 	case "cheat":
 		kind := fs.String("kind", "", "cheat kind")
 		announce := fs.String("announce", "", "tracker announce URL")
 		ih := fs.String("infohash", "", "info hash, 40 hex digits")
 		size := fs.Int64("size", 0, "torrent size, bytes")
+		plen := fs.Int64("piece-length", 0, "piece length, bytes")
 		rate := fs.Float64("rate", 0, "claimed upload, bytes/s")
 		seed := fs.Uint64("seed", 1, "random seed (and peer_id)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
-		cfg := cheat.Config{Kind: cheat.Kind(*kind), Announce: *announce, Size: *size, Rate: *rate, IP: *ip, Seed: *seed}
+		cfg := cheat.Config{Kind: cheat.Kind(*kind), Announce: *announce, Size: *size, PieceLength: *plen, Rate: *rate, IP: *ip, Seed: *seed}
 		b, derr := hex.DecodeString(*ih)
 		if derr != nil || len(b) != len(cfg.InfoHash) {
 			fmt.Fprintf(stderr, "lab helper: -infohash %q: want 40 hex digits\n", *ih)
@@ -77,11 +83,11 @@ func helperMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runProxy(ctx context.Context, life time.Duration, ip, upstream string, factor float64, out io.Writer) error {
-	if ip == "" || upstream == "" || factor <= 1 {
-		return fmt.Errorf("want -ip, -upstream and -factor > 1")
+func runProxy(ctx context.Context, life time.Duration, ip, upstream string, rw cheat.Rewrite, out io.Writer) error {
+	if ip == "" || upstream == "" || !rw.Active() {
+		return fmt.Errorf("want -ip, -upstream and a -rewrite that changes something")
 	}
-	p, err := cheat.StartProxy(ip, upstream, factor)
+	p, err := cheat.StartRewriter(ip, upstream, rw)
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}

@@ -6,6 +6,7 @@
 //
 //	go run ./lab -scenario short            # one scenario (name in lab/scenarios, or a path)
 //	go run ./lab -all                       # every scenario; writes docs/accuracy.md
+//	go run ./lab -rejudge DIR               # judge the runs in DIR again with this tree's swarmaudit
 //
 // It needs root (network namespaces, tc) and the client programs (see
 // internal/testclients). Everything it creates is named "salab-*" and removed
@@ -16,6 +17,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,6 +57,7 @@ func labMain(args []string, stdout, stderr io.Writer) int {
 	keep := fs.String("keep", "", "directory for the run directories (default: a new one under the temp dir; always kept)")
 	keepData := fs.Bool("keep-data", false, "keep the payload and the clients' data in the run directories")
 	verbose := fs.Bool("v", false, "debug logging")
+	rejudge := fs.String("rejudge", "", "judge again every run directory under DIR (from an earlier -keep) with this tree's swarmaudit report, without running any client")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -68,6 +71,13 @@ func labMain(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
+	if *rejudge != "" {
+		if err := rejudgeRuns(*rejudge, *out, args, stdout, log); err != nil {
+			fmt.Fprintf(stderr, "lab: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	if err := run(names, *all, *out, *keep, *keepData, args, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "lab: %v\n", err)
 		return 1
@@ -161,6 +171,94 @@ func run(names []string, all bool, out, keep string, keepData bool, args []strin
 		return fmt.Errorf("scenarios failed: %v", failed)
 	}
 	return nil
+}
+
+// rejudgeRuns runs `swarmaudit report` on the stored evidence of every run
+// directory under base (the auditor's database and the run's .torrent),
+// then evaluates the new reports against the stored truth, as a lab run
+// does. The audit's own report stays as report.audit.json.
+func rejudgeRuns(base, out string, args []string, stdout io.Writer, log *slog.Logger) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	tmp, err := os.MkdirTemp("", "swarmaudit-rejudge-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bin, err := buildAuditor(ctx, root, tmp)
+	if err != nil {
+		return err
+	}
+	dirs, err := filepath.Glob(filepath.Join(base, "*", runFile))
+	if err != nil || len(dirs) == 0 {
+		return fmt.Errorf("no run directories (with %s) under %s", runFile, base)
+	}
+	var runs []ScenarioRun
+	for _, rf := range dirs {
+		dir := filepath.Dir(rf)
+		r, err := rejudgeDir(ctx, bin, root, dir)
+		if err != nil {
+			log.Error("rejudge", "dir", dir, "err", err)
+			r.Err = err.Error()
+		}
+		runs = append(runs, r)
+	}
+	results := make([]ScenarioResult, len(runs))
+	for i, r := range runs {
+		results[i] = r.Result
+	}
+	o := Aggregate(results)
+	WriteTable(stdout, runs, o)
+	if out != "" {
+		var buf bytes.Buffer
+		WriteMarkdown(&buf, header(ctx, root, args), runs, o)
+		if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", out, err)
+		}
+		fmt.Fprintf(stdout, "\nwrote %s\n", out)
+	}
+	return nil
+}
+
+func rejudgeDir(ctx context.Context, bin, root, dir string) (ScenarioRun, error) {
+	r := ScenarioRun{Dir: dir, Scenario: &Scenario{Name: filepath.Base(dir)}}
+	b, err := os.ReadFile(filepath.Join(dir, runFile))
+	if err != nil {
+		return r, err
+	}
+	var info RunInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return r, fmt.Errorf("%s: %w", runFile, err)
+	}
+	r.Result.Scenario = info.Scenario
+	if sc, err := LoadScenario(filepath.Join(root, "lab", "scenarios"), info.Scenario); err == nil {
+		r.Scenario = sc
+	}
+	torrent := filepath.Join(dir, torrentFile)
+	report := filepath.Join(dir, reportFile)
+	orig := filepath.Join(dir, "report.audit.json")
+	if _, err := os.Stat(orig); errors.Is(err, os.ErrNotExist) {
+		if err := os.Rename(report, orig); err != nil {
+			return r, err
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, bin, "report", "--torrent", torrent, "--db", filepath.Join(dir, "audit.db"),
+		"--json-out", report, "--html-out", filepath.Join(dir, "report.html"))
+	if outb, err := cmd.CombinedOutput(); err != nil {
+		return r, fmt.Errorf("swarmaudit report: %w\n%s", err, outb)
+	}
+	res, err := EvaluateDir(dir, &info)
+	if err != nil {
+		return r, err
+	}
+	r.Result = res
+	return r, writeJSON(filepath.Join(dir, "accuracy.json"), res)
 }
 
 // RunScenario runs one scenario and evaluates it; a failed run is reported

@@ -240,7 +240,7 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 		p("| host | kind | role | encryption | cap KiB/s | goodput KiB/s | estimate KiB/s | probes | bandwidth error | verdict | truth | reasons | probed | download error per window |\n")
 		p("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |\n")
 		for _, q := range r.Result.Peers {
-			kind := q.Kind + proxyStr(q.Proxy)
+			kind := q.Kind + proxyStr(q.Proxy, q.Rewrite)
 			p("| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", q.Host, kind, q.Role, dash(q.Encryption),
 				capStr(q.UpKiB), kibps(q.Goodput), estStr(q), q.Samples, bwErrStr(q), dash(q.Verdict), truthWord(q.Cheater),
 				dash(strings.Join(q.Reasons, ", ")), probedStr(q), windowsStr(q))
@@ -253,9 +253,14 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	}
 }
 
-func proxyStr(f float64) string {
-	if f > 0 {
+func proxyStr(f float64, rewrite string) string {
+	switch {
+	case f > 0 && rewrite != "":
+		return fmt.Sprintf(" via ×%g proxy, %s", f, rewrite)
+	case f > 0:
 		return fmt.Sprintf(" via ×%g proxy", f)
+	case rewrite != "":
+		return fmt.Sprintf(" via proxy, %s", rewrite)
 	}
 	return ""
 }
@@ -448,7 +453,7 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		for _, x := range all {
 			if x.p.Cheater && !x.p.Flagged {
 				add("  %s/%s (%s%s): verdict %s, reasons %s; reported %s uploaded (its own counter: %s) against a bound of %s (set by %s).",
-					x.scen, x.p.Host, x.p.Kind, proxyStr(x.p.Proxy), dash(x.p.Verdict), dash(strings.Join(x.p.Reasons, ", ")),
+					x.scen, x.p.Host, x.p.Kind, proxyStr(x.p.Proxy, x.p.Rewrite), dash(x.p.Verdict), dash(strings.Join(x.p.Reasons, ", ")),
 					mib(uint64(max(x.p.ReportedUp, 0))), mib(uint64(max(x.p.TrueUp, 0))), mib(uint64(max(x.p.UploadBound, 0))), dash(x.p.Limit))
 				if r := scenarioOf(runs, x.scen); r != nil && r.Result.UnobservedPeers > 0 {
 					add("  The swarm had up to %d unobserved peers (the fake announcers), whose allowance added %s to what the swarm",

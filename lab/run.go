@@ -45,13 +45,14 @@ type Options struct {
 type HostInfo struct {
 	Name       string  `json:"name"`
 	IP         string  `json:"ip"`
-	Port       int     `json:"port"`         // peer port (0 for the auditor)
-	Role       string  `json:"role"`         // seed, leech, cheater, auditor, tracker
-	Kind       string  `json:"kind"`         // client kind or cheat kind
-	Encryption string  `json:"encryption"`   // clients only
-	UpKiB      int     `json:"up_kib"`       // tc caps
-	DownKiB    int     `json:"down_kib"`     //
-	Proxy      float64 `json:"proxy_factor"` // announces through a ×factor proxy
+	Port       int     `json:"port"`              // peer port (0 for the auditor)
+	Role       string  `json:"role"`              // seed, leech, cheater, auditor, tracker
+	Kind       string  `json:"kind"`              // client kind or cheat kind
+	Encryption string  `json:"encryption"`        // clients only
+	UpKiB      int     `json:"up_kib"`            // tc caps
+	DownKiB    int     `json:"down_kib"`          //
+	Proxy      float64 `json:"proxy_factor"`      // announces through a ×factor proxy
+	Rewrite    string  `json:"rewrite,omitempty"` // what else its proxy rewrites
 	Cheater    bool    `json:"cheater"`
 }
 
@@ -77,9 +78,10 @@ type RunInfo struct {
 
 // Files of a run directory.
 const (
-	reportFile = "report.json"
-	truthFile  = "truth.jsonl"
-	runFile    = "run.json"
+	reportFile  = "report.json"
+	truthFile   = "truth.jsonl"
+	runFile     = "run.json"
+	torrentFile = "swarm.torrent"
 )
 
 // running is what a run started and must stop.
@@ -186,6 +188,10 @@ func Run(ctx context.Context, sc *Scenario, o Options) (info *RunInfo, err error
 	if err != nil {
 		return nil, err
 	}
+	// kept with the run (the payload directory is not): `-rejudge` needs it
+	if err := linkOrCopy(torrent, filepath.Join(o.Dir, torrentFile)); err != nil {
+		return nil, err
+	}
 	for _, ot := range rn.trackers {
 		if err := ot.AllowHashes(ctx, ih); err != nil {
 			return nil, fmt.Errorf("opentracker: %w", err)
@@ -227,7 +233,7 @@ func Run(ctx context.Context, sc *Scenario, o Options) (info *RunInfo, err error
 			return info, err
 		}
 	}
-	if err := startCheaters(sc, o, rn, announce, ih, size); err != nil {
+	if err := startCheaters(sc, o, rn, announce, ih, size, plen); err != nil {
 		return info, err
 	}
 	log.Info("swarm up; waiting for the audit to end", "scenario", sc.Name,
@@ -270,7 +276,7 @@ func addHosts(ctx context.Context, nw *labnet.Net, sc *Scenario, rn *running) er
 	}
 	for _, c := range sc.Clients {
 		if err := add(HostInfo{Name: c.Name, Port: peerPort, Role: c.Role, Kind: c.Kind, Encryption: c.Encryption,
-			UpKiB: c.UpKiB, DownKiB: c.DownKiB, Proxy: c.ProxyFactor, Cheater: c.Cheater()}); err != nil {
+			UpKiB: c.UpKiB, DownKiB: c.DownKiB, Proxy: c.ProxyFactor, Rewrite: rewriteStr(c.Rewrite()), Cheater: c.Cheater()}); err != nil {
 			return err
 		}
 	}
@@ -356,9 +362,13 @@ func startClient(ctx context.Context, c ClientSpec, o Options, rn *running, payl
 			return fmt.Errorf("client %s: payload: %w", c.Name, err)
 		}
 	}
-	if c.ProxyFactor > 0 {
+	if rw := c.Rewrite(); rw.Active() {
+		spec, err := json.Marshal(rw)
+		if err != nil {
+			return fmt.Errorf("client %s: %w", c.Name, err)
+		}
 		p, ready, err := startHelper(h, o.Self, "proxy "+c.Name, filepath.Join(o.Dir, "proxy-"+c.Name+".log"),
-			"proxy", "-ip", h.IP.String(), "-upstream", announce, "-factor", strconv.FormatFloat(c.ProxyFactor, 'g', -1, 64))
+			"proxy", "-ip", h.IP.String(), "-upstream", announce, "-rewrite", string(spec))
 		if err != nil {
 			return fmt.Errorf("client %s: %w", c.Name, err)
 		}
@@ -386,12 +396,13 @@ func startClient(ctx context.Context, c ClientSpec, o Options, rn *running, payl
 }
 
 // startCheaters starts one cheat helper per cheater host.
-func startCheaters(sc *Scenario, o Options, rn *running, announce string, ih [20]byte, size int64) error {
+func startCheaters(sc *Scenario, o Options, rn *running, announce string, ih [20]byte, size, plen int64) error {
 	for i, c := range sc.Cheaters {
 		h := rn.hosts[c.Name]
 		p, ready, err := startHelper(h, o.Self, "cheater "+c.Name, filepath.Join(o.Dir, "cheat-"+c.Name+".log"),
 			"cheat", "-kind", c.Kind, "-ip", h.IP.String(), "-announce", announce,
 			"-infohash", hex.EncodeToString(ih[:]), "-size", strconv.FormatInt(size, 10),
+			"-piece-length", strconv.FormatInt(plen, 10),
 			"-rate", strconv.Itoa(c.RateKiB*1024), "-seed", strconv.Itoa(100+i),
 			"-life", (sc.Duration.D() + auditGrace).String())
 		if err != nil {

@@ -70,6 +70,21 @@ type ClientSpec struct {
 	// proxy (cheat.StartProxy) that multiplies its reported upload by it:
 	// the client is then a cheater.
 	ProxyFactor float64 `json:"proxy_factor,omitempty"`
+	// Proxy rewrites more of the client's announces through the same
+	// proxy (cheat.Rewrite: hide_download, download_coupled, left_zero);
+	// its upload factor, if set, is proxy_factor's.
+	Proxy *cheat.Rewrite `json:"proxy,omitempty"`
+}
+
+// Rewrite is what the client's proxy does to its announces (inactive:
+// the client announces directly).
+func (c ClientSpec) Rewrite() cheat.Rewrite {
+	var rw cheat.Rewrite
+	if c.Proxy != nil {
+		rw = *c.Proxy
+	}
+	rw.Upload = c.ProxyFactor
+	return rw
 }
 
 // CheaterSpec is one fake announcer (package cheat) on its own lab host.
@@ -81,7 +96,7 @@ type CheaterSpec struct {
 }
 
 // Cheater reports whether the client's truth is "cheater".
-func (c ClientSpec) Cheater() bool { return c.ProxyFactor > 0 }
+func (c ClientSpec) Cheater() bool { return c.Rewrite().Active() }
 
 // Duration is a time.Duration written as a Go duration string in JSON.
 type Duration time.Duration
@@ -253,6 +268,9 @@ func (s *Scenario) Validate() error {
 		if c.ProxyFactor < 0 || (c.ProxyFactor > 0 && c.ProxyFactor <= 1) || c.ProxyFactor > 1000 {
 			return bad("client %s: proxy_factor %v: want 0 (none) or in (1, 1000]", c.Name, c.ProxyFactor)
 		}
+		if c.Proxy != nil && (c.Proxy.Upload != 0 || c.Proxy.DownloadCoupled < 0 || c.Proxy.DownloadCoupled > 1000) {
+			return bad("client %s: proxy: set the upload factor in proxy_factor; download_coupled in [0, 1000]", c.Name)
+		}
 	}
 	if seeds == 0 {
 		return bad("no seed: nothing would move")
@@ -278,4 +296,19 @@ func (s *Scenario) probeBytes() string {
 		return defaultProbe
 	}
 	return s.ProbeBytes
+}
+
+// rewriteStr names what a proxy rewrites besides the upload factor.
+func rewriteStr(rw cheat.Rewrite) string {
+	var parts []string
+	if rw.HideDownload {
+		parts = append(parts, "downloaded=0")
+	}
+	if rw.DownloadCoupled > 0 {
+		parts = append(parts, fmt.Sprintf("uploaded+=%g×downloaded", rw.DownloadCoupled))
+	}
+	if rw.LeftZero {
+		parts = append(parts, "left=0")
+	}
+	return strings.Join(parts, ", ")
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/discover"
@@ -34,16 +35,53 @@ import (
 
 // auditFlags are the audit command's options.
 type auditFlags struct {
-	torrentPath, reportedPath, trackerListen, dbPath, jsonOut  string
-	htmlOut, csvOut                                            string
-	encryption, bootstrap, listen, probeBytes, csvStart        string
-	auditorRate                                                string
-	duration, snapshotEvery, probeEvery, probeTimeout, csvStep time.Duration
-	maxConns, maxBWProbes                                      int
-	slack                                                      string
-	slackPieces                                                int
-	suspectFactor, misreportFactor                             float64
-	noDHT, noPEX, noWatch, noTrackers                          bool
+	judgeFlags
+	torrentPath, trackerListen, dbPath                string
+	encryption, bootstrap, listen, probeBytes         string
+	auditorRate                                       string
+	duration, snapshotEvery, probeEvery, probeTimeout time.Duration
+	maxConns, maxBWProbes                             int
+	noDHT, noPEX, noWatch, noTrackers                 bool
+}
+
+// judgeFlags are the options shared by every command that judges stored
+// evidence (audit, report): imported announces, tolerances and report
+// files.
+type judgeFlags struct {
+	reportedPath, csvStart         string
+	csvStep                        time.Duration
+	jsonOut, htmlOut, csvOut       string
+	slack                          string
+	slackPieces                    int
+	suspectFactor, misreportFactor float64
+}
+
+// register adds the judging flags to f.
+func (fl *judgeFlags) register(f *pflag.FlagSet) {
+	def := verdict.DefaultConfig()
+	f.StringVar(&fl.slack, "slack", humanize.IBytes(uint64(def.SlackBytes)), "tolerance: bytes a report may exceed a bound by (see docs/estimation.md)")
+	f.IntVar(&fl.slackPieces, "slack-pieces", def.SlackPieces, "tolerance: pieces a report may exceed a bound by (the larger slack applies)")
+	f.Float64Var(&fl.suspectFactor, "suspect-factor", def.SuspectFactor, "tolerance: a report above bound×this (plus slack) is suspect")
+	f.Float64Var(&fl.misreportFactor, "misreport-factor", def.MisreportFactor, "tolerance: a report above bound×this (plus slack) is misreporting")
+}
+
+// verdictConfig is the verdict configuration the flags ask for. Announces
+// that all come from this process (the embedded tracker or its recording
+// proxy, no --reported log) are judged with the same-clock slack.
+func (fl *judgeFlags) verdictConfig() (verdict.Config, error) {
+	vc := verdict.DefaultConfig()
+	slack, err := humanize.ParseBytes(fl.slack)
+	if err != nil {
+		return vc, fmt.Errorf("--slack: %w", err)
+	}
+	vc.SlackBytes, vc.SlackPieces, vc.SuspectFactor, vc.MisreportFactor = int64(slack), fl.slackPieces, fl.suspectFactor, fl.misreportFactor
+	if fl.reportedPath == "" {
+		// The embedded tracker stamps announces with this process's clock
+		// (the first snapshot of a peer is often taken within a second of
+		// its first announce).
+		vc.Estimate.ClockSlack = estimate.SameClockSlack
+	}
+	return vc, vc.Validate()
 }
 
 func newAuditCmd() *cobra.Command {
@@ -97,11 +135,7 @@ column, so --csv-start (and --csv-step) say when its lines were written.`,
 	f.BoolVar(&fl.noTrackers, "no-trackers", false, "do not announce to the torrent's own trackers")
 	f.StringVar(&fl.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,...")
 	f.StringVar(&fl.listen, "listen", "", "accept incoming peer connections on ADDR")
-	def := verdict.DefaultConfig()
-	f.StringVar(&fl.slack, "slack", humanize.IBytes(uint64(def.SlackBytes)), "tolerance: bytes a report may exceed a bound by (see docs/estimation.md)")
-	f.IntVar(&fl.slackPieces, "slack-pieces", def.SlackPieces, "tolerance: pieces a report may exceed a bound by (the larger slack applies)")
-	f.Float64Var(&fl.suspectFactor, "suspect-factor", def.SuspectFactor, "tolerance: a report above bound×this (plus slack) is suspect")
-	f.Float64Var(&fl.misreportFactor, "misreport-factor", def.MisreportFactor, "tolerance: a report above bound×this (plus slack) is misreporting")
+	fl.judgeFlags.register(f)
 	return cmd
 }
 
@@ -125,22 +159,11 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 	if err != nil {
 		return fmt.Errorf("--max-auditor-rate: %w", err)
 	}
-	vc := verdict.DefaultConfig()
-	slack, err := humanize.ParseBytes(fl.slack)
+	vc, err := fl.verdictConfig()
 	if err != nil {
-		return fmt.Errorf("--slack: %w", err)
-	}
-	vc.SlackBytes, vc.SlackPieces, vc.SuspectFactor, vc.MisreportFactor = int64(slack), fl.slackPieces, fl.suspectFactor, fl.misreportFactor
-	if fl.reportedPath == "" {
-		// Every announce comes from the embedded tracker, stamped by this
-		// process's clock (the first snapshot of a peer is often taken
-		// within a second of its first announce).
-		vc.Estimate.ClockSlack = estimate.SameClockSlack
-	}
-	if err := vc.Validate(); err != nil {
 		return err
 	}
-	imported, err := importReported(fl, t, errOut)
+	imported, err := importReported(fl.judgeFlags, t, errOut)
 	if err != nil {
 		return err
 	}
@@ -255,7 +278,7 @@ func trackerInterval(d time.Duration) time.Duration {
 }
 
 // importReported reads --reported, reporting bad lines with their numbers.
-func importReported(fl auditFlags, t *torrentmeta.Torrent, errOut io.Writer) ([]reported.Announce, error) {
+func importReported(fl judgeFlags, t *torrentmeta.Torrent, errOut io.Writer) ([]reported.Announce, error) {
 	if fl.reportedPath == "" {
 		return nil, nil
 	}

@@ -40,17 +40,17 @@ func TestImportReported(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		fl       auditFlags
+		fl       judgeFlags
 		want     int
 		badLine  string
 		wantErr  bool
 		firstAt  time.Time
 		secondUp int64
 	}{
-		{name: "json lines", fl: auditFlags{reportedPath: write("a.jsonl", jsonl)}, want: 2, badLine: "line 3", firstAt: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), secondUp: 5000},
-		{name: "csv with a clock", fl: auditFlags{reportedPath: write("b.csv", csv), csvStart: "2026-11-01T12:00:00Z", csvStep: time.Minute}, want: 2, badLine: "line 3", firstAt: time.Date(2026, 11, 1, 12, 1, 0, 0, time.UTC), secondUp: 900},
-		{name: "csv without a clock", fl: auditFlags{reportedPath: write("c.csv", csv)}, wantErr: true},
-		{name: "missing file", fl: auditFlags{reportedPath: filepath.Join(dir, "none.jsonl")}, wantErr: true},
+		{name: "json lines", fl: judgeFlags{reportedPath: write("a.jsonl", jsonl)}, want: 2, badLine: "line 3", firstAt: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), secondUp: 5000},
+		{name: "csv with a clock", fl: judgeFlags{reportedPath: write("b.csv", csv), csvStart: "2026-11-01T12:00:00Z", csvStep: time.Minute}, want: 2, badLine: "line 3", firstAt: time.Date(2026, 11, 1, 12, 1, 0, 0, time.UTC), secondUp: 900},
+		{name: "csv without a clock", fl: judgeFlags{reportedPath: write("c.csv", csv)}, wantErr: true},
+		{name: "missing file", fl: judgeFlags{reportedPath: filepath.Join(dir, "none.jsonl")}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

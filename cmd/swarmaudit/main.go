@@ -48,6 +48,6 @@ when, and how fast it can really upload.`,
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug details to stderr")
-	root.AddCommand(newProbeCmd(), newDiscoverCmd(), newAuditCmd(), newTrackerCmd(), newDemoCmd())
+	root.AddCommand(newProbeCmd(), newDiscoverCmd(), newAuditCmd(), newReportCmd(), newTrackerCmd(), newDemoCmd())
 	return root
 }

@@ -165,3 +165,34 @@ func SaveVerdicts(ctx context.Context, st *store.Store, swarm store.SwarmID, run
 	}
 	return st.SaveVerdicts(ctx, swarm, rows)
 }
+
+// Rejudge judges again, with cfg, everything stored for a torrent's swarm:
+// no peer is contacted. The result has the evidence and the report; the
+// run bounds are those of the stored runs (zero when none was stored).
+func Rejudge(ctx context.Context, st *store.Store, tor *torrentmeta.Torrent, imported []reported.Announce, cfg verdict.Config) (*Result, error) {
+	sw, err := st.LookupSwarm(ctx, tor.InfoHash)
+	if err != nil {
+		return nil, fmt.Errorf("rejudge: %w", err)
+	}
+	res := &Result{Swarm: sw.ID}
+	runs, err := st.Runs(ctx, sw.ID)
+	if err != nil {
+		return nil, fmt.Errorf("rejudge: %w", err)
+	}
+	for i, r := range runs {
+		if i == 0 || r.Started.Before(res.Started) {
+			res.Started = r.Started
+		}
+		if r.Stopped.After(res.Ended) {
+			res.Ended = r.Stopped
+		}
+		res.Run = r.ID
+	}
+	if res.Evidence, err = LoadEvidence(ctx, st, sw.ID, tor, imported); err != nil {
+		return nil, err
+	}
+	if res.Report, err = res.Evidence.Judge(cfg); err != nil {
+		return nil, fmt.Errorf("rejudge: %w", err)
+	}
+	return res, nil
+}

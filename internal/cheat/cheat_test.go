@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/types/infohash"
 
 	"github.com/swarmaudit/swarmaudit/internal/peerwire"
@@ -44,37 +45,78 @@ func TestKinds(t *testing.T) {
 			time.Sleep(900 * time.Millisecond)
 			dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			_, dialErr := peerwire.Dial(dctx, c.Addr, peerwire.Config{InfoHash: ih, Policy: peerwire.PolicyPlaintext})
+			conn, dialErr := peerwire.Dial(dctx, c.Addr, peerwire.Config{InfoHash: ih, Policy: peerwire.PolicyPlaintext})
+			var first peerwire.Message
+			var readErr error
+			if dialErr == nil {
+				_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+				first, readErr = conn.ReadMessage()
+				conn.Close()
+			}
 			c.Close()
 			switch kind {
-			case Ghost, LeecherFollower, FlashSession:
+			case Ghost, LeecherFollower, FlashSession, RatioMaster, RatioPy, FlashBurst:
 				if !errors.Is(dialErr, peerwire.ErrRefused) {
 					t.Errorf("dial: %v, want refused", dialErr)
 				}
-			case Mute:
+			case Mute, JOAL:
 				if !errors.Is(dialErr, peerwire.ErrTimeout) {
 					t.Errorf("dial: %v, want a timeout", dialErr)
 				}
 			case NoBitfield:
-				if dialErr != nil {
-					t.Errorf("dial: %v, want a handshake", dialErr)
+				if dialErr != nil || !errors.Is(readErr, peerwire.ErrTimeout) {
+					t.Errorf("dial: %v, first message %v, %v; want a handshake and silence", dialErr, first, readErr)
+				}
+			case Rustatio:
+				if dialErr != nil || !errors.Is(readErr, peerwire.ErrClosed) {
+					t.Errorf("dial: %v, first message %v, %v; want a handshake closed without a word", dialErr, first, readErr)
+				}
+			case SilentSeeder:
+				if dialErr != nil || readErr != nil || first.Type != pp.HaveAll {
+					t.Errorf("dial: %v, first message %v, %v; want HaveAll", dialErr, first, readErr)
 				}
 			}
-			var last reported.Announce
-			n := 0
+			var ann []reported.Announce
 			for _, a := range rec.Announces() {
 				if a.Port == c.Addr.Port() && a.InfoHash == ih {
-					last, n = a, n+1
+					ann = append(ann, a)
 				}
 			}
-			if n < 2 || last.Event != reported.EventStopped {
-				t.Fatalf("%d announces, last %+v", n, last)
+			if len(ann) < 2 || ann[len(ann)-1].Event != reported.EventStopped {
+				t.Fatalf("announces %+v", ann)
 			}
-			if kind != LeecherFollower && last.Uploaded == 0 {
-				t.Fatalf("claims nothing: %+v", last)
-			}
-			if kind == FlashSession && last.Uploaded != 1800<<20 {
-				t.Fatalf("flash session claims %d", last.Uploaded)
+			last := ann[len(ann)-1]
+			switch kind {
+			case LeecherFollower, JOAL, Rustatio:
+				// No leechers in this swarm: they idle.
+				if last.Uploaded != 0 {
+					t.Fatalf("claims %d with no leechers", last.Uploaded)
+				}
+			case FlashSession:
+				if last.Uploaded != 1800<<20 {
+					t.Fatalf("flash session claims %d", last.Uploaded)
+				}
+			case FlashBurst:
+				starts := 0
+				for k, a := range ann {
+					if a.Event == reported.EventStarted {
+						starts++
+						if k+1 >= len(ann) || ann[k+1].Event != reported.EventStopped || ann[k+1].At.Sub(a.At) > time.Second {
+							t.Fatalf("a started not followed at once by stopped: %+v", ann)
+						}
+					}
+				}
+				if starts < 2 || last.Uploaded == 0 {
+					t.Fatalf("%d bursts, last %+v", starts, last)
+				}
+			case RatioMaster:
+				if last.Uploaded == 0 || last.Downloaded == 0 || last.Left >= 1<<19 || ann[0].Left != 1<<19 {
+					t.Fatalf("leecher phase: first %+v, last %+v", ann[0], last)
+				}
+			default:
+				if last.Uploaded == 0 || last.Downloaded != 0 || last.Left != 0 {
+					t.Fatalf("fake seeder claims %+v", last)
+				}
 			}
 		})
 	}
@@ -98,5 +140,45 @@ func TestProxyMultiplies(t *testing.T) {
 	as := rec.Announces()
 	if len(as) != 1 || as[0].Uploaded != 3000 || as[0].Downloaded != 5 || as[0].InfoHash != ih {
 		t.Fatalf("recorded %+v", as)
+	}
+}
+
+// TestRewrites: each proxy rewrite changes exactly its fields.
+func TestRewrites(t *testing.T) {
+	srv, rec := startTracker(t)
+	ih := infohash.T{0x20, 0x2c}
+	for _, tc := range []struct {
+		name           string
+		rw             Rewrite
+		up, down, left int64
+	}{
+		{"greedy-x2", Rewrite{Upload: 2}, 2000, 500, 700},
+		{"hide-download", Rewrite{HideDownload: true}, 1000, 0, 700},
+		{"ratioghost", Rewrite{DownloadCoupled: 1.5}, 1750, 500, 700},
+		{"left-zero", Rewrite{LeftZero: true}, 1000, 500, 0},
+		{"none", Rewrite{}, 1000, 500, 700},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := StartRewriter("127.0.0.1", srv.HTTPURL(), tc.rw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			n := len(rec.Announces())
+			q := url.Values{"info_hash": {string(ih[:])}, "peer_id": {"-LT2080-abcdefghijkl"}, "port": {"6881"},
+				"uploaded": {"1000"}, "downloaded": {"500"}, "left": {"700"}}
+			resp, err := http.Get(p.URL + "?" + encodeQuery(q))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			as := rec.Announces()[n:]
+			if len(as) != 1 || as[0].Uploaded != tc.up || as[0].Downloaded != tc.down || as[0].Left != tc.left {
+				t.Fatalf("recorded %+v", as)
+			}
+			if tc.rw.Active() == (tc.name == "none") {
+				t.Fatalf("Active() = %v", tc.rw.Active())
+			}
+		})
 	}
 }

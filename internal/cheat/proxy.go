@@ -13,10 +13,54 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/discover/tracker/httptracker"
 )
 
-// Proxy is the "ratio booster" proxy: a real client announces through it,
-// and it multiplies the client's reported upload before forwarding the
-// announce to the real tracker. The client is honest on the wire, so only
-// bandwidth and conservation bounds can catch it.
+// Rewrite is what a rewriting proxy does to a client's announce. The zero
+// value forwards announces unchanged.
+type Rewrite struct {
+	// Upload multiplies `uploaded` (GreedyTorrent's upload ratio; 0 or 1:
+	// unchanged).
+	Upload float64 `json:"upload,omitempty"`
+	// HideDownload reports `downloaded` as 0 (GreedyTorrent's download
+	// ratio at 0: the download is never charged).
+	HideDownload bool `json:"hide_download,omitempty"`
+	// DownloadCoupled adds `downloaded` × this to `uploaded` (RatioGhost:
+	// upload that grows with what the client downloads).
+	DownloadCoupled float64 `json:"download_coupled,omitempty"`
+	// LeftZero reports `left=0`: a leecher that passes itself off as a
+	// seeder.
+	LeftZero bool `json:"left_zero,omitempty"`
+}
+
+// Active reports whether the rewrite changes anything.
+func (rw Rewrite) Active() bool {
+	return (rw.Upload > 0 && rw.Upload != 1) || rw.HideDownload || rw.DownloadCoupled > 0 || rw.LeftZero
+}
+
+// apply rewrites an announce query in place.
+func (rw Rewrite) apply(q url.Values) {
+	up, errU := strconv.ParseInt(q.Get("uploaded"), 10, 64)
+	down, errD := strconv.ParseInt(q.Get("downloaded"), 10, 64)
+	if errU == nil {
+		v := float64(up)
+		if rw.Upload > 0 {
+			v *= rw.Upload
+		}
+		if errD == nil && rw.DownloadCoupled > 0 {
+			v += float64(down) * rw.DownloadCoupled
+		}
+		q.Set("uploaded", strconv.FormatInt(int64(v), 10))
+	}
+	if rw.HideDownload && errD == nil {
+		q.Set("downloaded", "0")
+	}
+	if rw.LeftZero && q.Has("left") {
+		q.Set("left", "0")
+	}
+}
+
+// Proxy is the "ratio booster" proxy (GreedyTorrent, RatioGhost): a real
+// client announces through it, and it rewrites the client's reported
+// statistics before forwarding the announce to the real tracker. The
+// client is honest on the wire, so only the wire's bounds can catch it.
 type Proxy struct {
 	URL    string // announce URL to give the client
 	srv    *http.Server
@@ -27,6 +71,12 @@ type Proxy struct {
 // StartProxy listens on ip:0 and forwards announces to upstream (an http
 // announce URL) with uploaded multiplied by factor.
 func StartProxy(ip, upstream string, factor float64) (*Proxy, error) {
+	return StartRewriter(ip, upstream, Rewrite{Upload: factor})
+}
+
+// StartRewriter listens on ip:0 and forwards announces to upstream (an
+// http announce URL) rewritten by rw.
+func StartRewriter(ip, upstream string, rw Rewrite) (*Proxy, error) {
 	target, err := url.Parse(upstream)
 	if err != nil {
 		return nil, err
@@ -39,9 +89,7 @@ func StartProxy(ip, upstream string, factor float64) (*Proxy, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		if up, err := strconv.ParseInt(q.Get("uploaded"), 10, 64); err == nil {
-			q.Set("uploaded", strconv.FormatInt(int64(float64(up)*factor), 10))
-		}
+		rw.apply(q)
 		u := *p.target
 		u.RawQuery = encodeQuery(q)
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
