@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -107,6 +108,28 @@ func (r *running) addProc(p *proc) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.procs = append(r.procs, p)
+}
+
+// leave stops the clients and then the cheaters gracefully, concurrently
+// within each group, so that their 'stopped' announces (through their
+// proxies, which stay up) reach the tracker while the audit still runs.
+func (r *running) leave() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var wg sync.WaitGroup
+	for name, c := range r.clients {
+		wg.Go(func() {
+			c.Stop()
+			r.log.Debug("client left", "host", name)
+		})
+	}
+	wg.Wait()
+	for _, p := range r.procs {
+		if strings.HasPrefix(p.name, "cheater ") {
+			wg.Go(func() { p.stop(syscall.SIGTERM, stopGrace) })
+		}
+	}
+	wg.Wait()
 }
 
 // stopAll stops every client and helper the run started, concurrently;
@@ -239,6 +262,13 @@ func Run(ctx context.Context, sc *Scenario, o Options) (info *RunInfo, err error
 	log.Info("swarm up; waiting for the audit to end", "scenario", sc.Name,
 		"ends_in", time.Until(info.Started.Add(sc.Duration.D())).Round(time.Second))
 
+	if lv := sc.LeaveBeforeEnd.D(); lv > 0 {
+		if err := sleepCtx(ctx, time.Until(info.Started.Add(sc.Duration.D()-lv))); err != nil {
+			return info, err
+		}
+		log.Info("clients and cheaters leave the swarm", "scenario", sc.Name, "before_end", lv)
+		rn.leave()
+	}
 	wctx, wcancel := context.WithDeadline(ctx, info.Started.Add(sc.Duration.D()+auditGrace))
 	werr := auditor.wait(wctx)
 	wcancel()

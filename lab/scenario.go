@@ -51,6 +51,12 @@ type Scenario struct {
 	// (default 0); CheatStartDelay the same for the cheaters.
 	LeechStartDelay Duration `json:"leech_start_delay,omitempty"`
 	CheatStartDelay Duration `json:"cheat_start_delay,omitempty"`
+	// LeaveBeforeEnd stops the clients, then the cheaters, gracefully this
+	// long before the audit ends, so that their 'stopped' announces carry
+	// their final counters to the audit: libtorrent-based clients announce
+	// at most every 5 minutes (min_announce_interval), so in a scenario of
+	// a few minutes they would otherwise report once.
+	LeaveBeforeEnd Duration `json:"leave_before_end,omitempty"`
 
 	Clients  []ClientSpec  `json:"clients"`
 	Cheaters []CheaterSpec `json:"cheaters,omitempty"`
@@ -230,6 +236,9 @@ func (s *Scenario) Validate() error {
 	if s.LeechStartDelay < 0 || s.CheatStartDelay < 0 ||
 		s.LeechStartDelay.D() >= s.Duration.D() || s.CheatStartDelay.D() >= s.Duration.D() {
 		return bad("start delays must be in [0, duration)")
+	}
+	if s.LeaveBeforeEnd < 0 || s.LeaveBeforeEnd.D()+max(s.LeechStartDelay.D(), s.CheatStartDelay.D()) >= s.Duration.D() {
+		return bad("leave_before_end must be >= 0 and leave time after the last start")
 	}
 	for _, a := range s.AuditorArgs {
 		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")

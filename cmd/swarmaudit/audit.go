@@ -58,6 +58,12 @@ type judgeFlags struct {
 
 // register adds the judging flags to f.
 func (fl *judgeFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&fl.reportedPath, "reported", "", "import announces from a log: JSON lines, or CSV (.csv)")
+	f.StringVar(&fl.csvStart, "csv-start", "", "time of the first CSV line (RFC 3339); required with a CSV --reported")
+	f.DurationVar(&fl.csvStep, "csv-step", time.Second, "time between CSV lines")
+	f.StringVar(&fl.jsonOut, "json-out", "", "write the audit report as JSON to FILE (schema: docs/report-schema.md)")
+	f.StringVar(&fl.htmlOut, "html-out", "", "write the audit report as a self-contained HTML page to FILE")
+	f.StringVar(&fl.csvOut, "csv-out", "", "write the per-peer table as CSV to FILE")
 	def := verdict.DefaultConfig()
 	f.StringVar(&fl.slack, "slack", humanize.IBytes(uint64(def.SlackBytes)), "tolerance: bytes a report may exceed a bound by (see docs/estimation.md)")
 	f.IntVar(&fl.slackPieces, "slack-pieces", def.SlackPieces, "tolerance: pieces a report may exceed a bound by (the larger slack applies)")
@@ -113,14 +119,8 @@ column, so --csv-start (and --csv-step) say when its lines were written.`,
 	f := cmd.Flags()
 	f.StringVar(&fl.torrentPath, "torrent", "", "the .torrent file (required)")
 	f.DurationVar(&fl.duration, "duration", 30*time.Minute, "how long to observe the swarm")
-	f.StringVar(&fl.reportedPath, "reported", "", "import announces from a log: JSON lines, or CSV (.csv)")
-	f.StringVar(&fl.csvStart, "csv-start", "", "time of the first CSV line (RFC 3339); required with a CSV --reported")
-	f.DurationVar(&fl.csvStep, "csv-step", time.Second, "time between CSV lines")
 	f.StringVar(&fl.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP)")
 	f.StringVar(&fl.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts")
-	f.StringVar(&fl.jsonOut, "json-out", "", "write the audit report as JSON to FILE (schema: docs/report-schema.md)")
-	f.StringVar(&fl.htmlOut, "html-out", "", "write the audit report as a self-contained HTML page to FILE")
-	f.StringVar(&fl.csvOut, "csv-out", "", "write the per-peer table as CSV to FILE")
 	f.DurationVar(&fl.snapshotEvery, "snapshot-interval", audit.DefaultSnapshotInterval, "bitfield snapshot of each peer this often")
 	f.DurationVar(&fl.probeEvery, "probe-interval", audit.DefaultProbeInterval, "bandwidth probe of each peer at most this often")
 	f.StringVar(&fl.probeBytes, "probe-bytes", "2MiB", "payload requested per bandwidth probe at most")

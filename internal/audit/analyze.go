@@ -101,6 +101,9 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 	}
 	for _, p := range probes {
 		w := get(p.Addr)
+		if p.Outcome == string(probe.OutcomeChoked) {
+			w.ChokedProbes++
+		}
 		if p.ThroughputBytesPerSec > 0 {
 			// The probe's spread is relative; the estimate wants bytes/s.
 			w.Probes = append(w.Probes, estimate.Sample{At: p.At, BytesPerSec: p.ThroughputBytesPerSec, Spread: p.ThroughputSpread * p.ThroughputBytesPerSec, Bytes: p.BytesDownloaded})

@@ -113,17 +113,46 @@ func (d *demand) at(t int64) int {
 }
 
 // busy is how many nanoseconds of [x, y) somebody other than the owner of
-// span own (a peer's own possible-gain span, or an empty span) may have been
-// downloading.
-func (d *demand) busy(x, y int64, own [2]int64) float64 {
+// the spans own (a peer's own demand spans, disjoint and sorted, or none)
+// may have been downloading.
+func (d *demand) busy(x, y int64, own [][2]int64) float64 {
 	if y <= x {
 		return 0
 	}
 	v := d.cum(d.any, false, y) - d.cum(d.any, false, x)
-	if a, b := max(x, own[0]), min(y, own[1]); a < b {
-		// Where the count is 1 inside the peer's own span, it is the only
-		// downloader.
-		v -= d.cum(d.one, true, b) - d.cum(d.one, true, a)
+	for _, o := range own {
+		if a, b := max(x, o[0]), min(y, o[1]); a < b {
+			// Where the count is 1 inside the peer's own span, it is the
+			// only downloader.
+			v -= d.cum(d.one, true, b) - d.cum(d.one, true, a)
+		}
 	}
 	return min(max(v, 0), float64(y-x))
+}
+
+// within reports whether t lies in one of the spans (sorted, disjoint).
+func within(spans [][2]int64, t int64) bool {
+	i := sort.Search(len(spans), func(i int) bool { return spans[i][1] > t })
+	return i < len(spans) && spans[i][0] <= t
+}
+
+// mergeSpans sorts spans and merges those that overlap or touch; empty
+// spans are dropped.
+func mergeSpans(spans [][2]int64) [][2]int64 {
+	var in [][2]int64
+	for _, s := range spans {
+		if s[0] < s[1] {
+			in = append(in, s)
+		}
+	}
+	slices.SortFunc(in, func(a, b [2]int64) int { return cmpInt(a[0], b[0]) })
+	var out [][2]int64
+	for _, s := range in {
+		if n := len(out); n > 0 && s[0] <= out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], s[1])
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }

@@ -29,7 +29,7 @@ func TestDemandBusy(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDemand(tc.spans)
-			if got := d.busy(tc.x, tc.y, tc.own); math.Abs(got-tc.want) > 1e-6*max(1, tc.want) {
+			if got := d.busy(tc.x, tc.y, [][2]int64{tc.own}); math.Abs(got-tc.want) > 1e-6*max(1, tc.want) {
 				t.Errorf("busy(%d, %d) = %v, want %v", tc.x, tc.y, got, tc.want)
 			}
 		})

@@ -143,6 +143,10 @@ type Peer struct {
 	// Pieces it still lacked at its last snapshot may have been gained until
 	// max(last contact + UnresolvedTail, PresentUntil).
 	PresentUntil time.Time
+	// Reported is what the peer's identity reported downloading, for the
+	// plausible tier; nil when it reported nothing usable (no announces, or
+	// reports the wire contradicted): the worst case applies to it.
+	Reported *Reported
 }
 
 // Unobserved is a peer known (from the tracker) but never observed on the
@@ -158,6 +162,8 @@ type Unobserved struct {
 	// only tightens capacity bounds (whose findings stay suspect), never
 	// the availability bound, which still allows MaxGain.
 	Seeding bool
+	// Reported is what it reported downloading (see Peer.Reported).
+	Reported *Reported
 }
 
 // Input is the swarm to estimate.
@@ -199,6 +205,12 @@ type Config struct {
 	// UnobservedRate caps how fast one unobserved peer can gain (bytes/s);
 	// 0 means no cap (it may gain MaxGain in any interval it was present in).
 	UnobservedRate float64
+	// PlausibleHeadroom replaces Headroom in the plausible tier's capacity
+	// (AssumeQuietProbeWhole).
+	PlausibleHeadroom float64
+	// ReportLatency is how long before an announce the client may have read
+	// the counters it reports: a reported span starts that much earlier.
+	ReportLatency time.Duration
 }
 
 // SameClockSlack is the ClockSlack for announces stamped by this process
@@ -208,16 +220,19 @@ const SameClockSlack = 50 * time.Millisecond
 
 // DefaultConfig returns the defaults: Headroom 1.5, SpreadZ 2, MaxShare 20,
 // TransferLead 2 min, UnresolvedTail 45 min, PresenceGap 10 min, ClockSlack
-// 2 s, UnobservedRate 0 (uncapped).
+// 2 s, UnobservedRate 0 (uncapped), PlausibleHeadroom 1.15, ReportLatency
+// 5 s.
 func DefaultConfig() Config {
 	return Config{
-		Headroom:       1.5,
-		SpreadZ:        2,
-		MaxShare:       20,
-		TransferLead:   2 * time.Minute,
-		UnresolvedTail: 45 * time.Minute,
-		PresenceGap:    10 * time.Minute,
-		ClockSlack:     2 * time.Second,
+		PlausibleHeadroom: 1.15,
+		ReportLatency:     5 * time.Second,
+		Headroom:          1.5,
+		SpreadZ:           2,
+		MaxShare:          20,
+		TransferLead:      2 * time.Minute,
+		UnresolvedTail:    45 * time.Minute,
+		PresenceGap:       10 * time.Minute,
+		ClockSlack:        2 * time.Second,
 	}
 }
 
@@ -226,6 +241,10 @@ func (c Config) Validate() error {
 	switch {
 	case !(c.Headroom >= 1) || math.IsInf(c.Headroom, 0):
 		return fmt.Errorf("%w: Headroom %v must be >= 1", ErrConfig, c.Headroom)
+	case !(c.PlausibleHeadroom >= 1) || c.PlausibleHeadroom > c.Headroom:
+		return fmt.Errorf("%w: PlausibleHeadroom %v must be in [1, Headroom]", ErrConfig, c.PlausibleHeadroom)
+	case c.ReportLatency < 0:
+		return fmt.Errorf("%w: ReportLatency must not be negative", ErrConfig)
 	case !(c.SpreadZ >= 0) || math.IsInf(c.SpreadZ, 0):
 		return fmt.Errorf("%w: SpreadZ %v must be >= 0", ErrConfig, c.SpreadZ)
 	case !(c.MaxShare >= 1) || math.IsInf(c.MaxShare, 0):
@@ -256,6 +275,9 @@ type Bounds struct {
 	// observed (see Explanation.UnobservedPresent).
 	UploadLower int64
 	Explain     Explanation
+	// Plausible bounds the upload under the plausible tier's assumptions
+	// (see the constants Assume*).
+	Plausible Plausible
 }
 
 // Explanation holds the numbers behind a Bounds.
@@ -323,6 +345,10 @@ type SwarmBounds struct {
 	UploadLower     int64
 	ObservedPeers   int
 	UnobservedPeers int
+	// PlausibleGainUpper is GainUpper under the plausible tier: observed
+	// gains capped by what the peers reported downloading, and what the
+	// unobserved identities reported.
+	PlausibleGainUpper int64
 }
 
 type probe struct {
@@ -355,6 +381,11 @@ type peerData struct {
 	presence [][2]int64
 	absence  [][2]int64
 	sole     []transfer // sorted by start
+	// the plausible tier (plausible.go)
+	rep    *repData
+	sa, sb []int64 // this peer's event starts and ends, sorted
+	pown   [][2]int64
+	pcap   CapacityEstimate
 }
 
 type pieceIndex struct {
@@ -375,6 +406,7 @@ type unobs struct {
 	present [][2]int64
 	maxGain int64
 	seeding bool
+	rep     *repData
 }
 
 // Estimator answers bound queries over one swarm. It is immutable after New
@@ -388,6 +420,9 @@ type Estimator struct {
 	demand  demand
 	nInfo   int
 	minTime int64
+	// the plausible tier
+	anyRep  bool
+	pdemand demand
 }
 
 // New indexes the swarm. Peers whose timeline has no piece information (or
@@ -487,6 +522,7 @@ func New(in Input, cfg Config) (*Estimator, error) {
 		e.peers[k].capacity = e.capacity(k)
 	}
 	e.soleHolders()
+	e.preparePlausible(in)
 	return e, nil
 }
 
@@ -556,7 +592,22 @@ func (e *Estimator) competitors(k int, t int64) int {
 	return max(n, 0)
 }
 
+// ownSpan is peer k's own worst-case demand span (none when it does not
+// count as demand).
+func (e *Estimator) ownSpan(k int) [][2]int64 {
+	if pd := &e.peers[k]; pd.demands() {
+		return [][2]int64{{pd.spanA, pd.spanB}}
+	}
+	return nil
+}
+
 func (e *Estimator) capacity(k int) CapacityEstimate {
+	return e.capacityWith(k, func(t int64) int { return e.competitors(k, t) }, e.cfg.Headroom)
+}
+
+// capacityWith estimates peer k's capacity from its probes, with competitors
+// counting the other peers that may have shared its upload at a time.
+func (e *Estimator) capacityWith(k int, competitors func(int64) int, headroom float64) CapacityEstimate {
 	var ce CapacityEstimate
 	var rates, quietRates []float64
 	quietUpper := 0.0
@@ -566,9 +617,9 @@ func (e *Estimator) capacity(k int) CapacityEstimate {
 		}
 		rates = append(rates, p.rate)
 		mu := p.rate + e.cfg.SpreadZ*p.sprd
-		n := e.competitors(k, p.at)
+		n := competitors(p.at)
 		share := min(1+float64(n), e.cfg.MaxShare)
-		up := mu * share * e.cfg.Headroom
+		up := mu * share * headroom
 		ce.MeasuredUpper = max(ce.MeasuredUpper, mu)
 		if up > ce.Upper {
 			ce.Upper, ce.Share = up, share
@@ -707,11 +758,7 @@ func (e *Estimator) Peer(i int, from, to time.Time) (Bounds, error) {
 	x.Capacity = p.capacity
 	x.CapacityBound = -1
 	b.UploadUpper, x.Limit = x.AvailabilityBound, LimitAvailability
-	own := [2]int64{posInf, posInf}
-	if p.demands() {
-		own = [2]int64{p.spanA, p.spanB}
-	}
-	x.DemandTime = time.Duration(e.demand.busy(w.uf, w.ut, own))
+	x.DemandTime = time.Duration(e.demand.busy(w.uf, w.ut, e.ownSpan(i)))
 	if p.capacity.Known {
 		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
 		x.CapacityBound = satAdd(floatBytes(p.capacity.Upper*min(present, x.DemandTime).Seconds()), x.ProbeBytes)
@@ -722,6 +769,7 @@ func (e *Estimator) Peer(i int, from, to time.Time) (Bounds, error) {
 
 	b.DownloadedLower, b.UploadLower = e.lower(p, w, &x)
 	b.Explain = x
+	b.Plausible = e.plausible(i, w, &x)
 	return b, nil
 }
 
@@ -797,28 +845,40 @@ func (e *Estimator) allowance(skip int, w window, perPeer int64) (bytes int64, p
 		return 0, false
 	}
 	for j, u := range e.unobs {
-		if j == skip {
-			continue
-		}
-		touched := false
-		var ov int64
-		for _, iv := range u.present {
-			if iv[0] < w.ut && iv[1] >= w.uf {
-				touched = true
-				ov += max(0, min(iv[1], w.ut)-max(iv[0], w.uf))
-			}
-		}
-		if !touched {
+		if j == skip || !u.presentIn(w) {
 			continue
 		}
 		present = true
-		g := u.maxGain
-		if e.cfg.UnobservedRate > 0 {
-			g = min(g, floatBytes(e.cfg.UnobservedRate*time.Duration(ov).Seconds()))
-		}
-		bytes = satAdd(bytes, min(g, perPeer))
+		bytes = satAdd(bytes, e.unobsAllowance(u, w, perPeer))
 	}
 	return bytes, present
+}
+
+// presentIn reports whether the unobserved peer was present in the window.
+func (u *unobs) presentIn(w window) bool {
+	for _, iv := range u.present {
+		if iv[0] < w.ut && iv[1] >= w.uf {
+			return true
+		}
+	}
+	return false
+}
+
+// unobsAllowance is what one unobserved peer could have gained in the
+// window (0 when it was not present), capped at perPeer.
+func (e *Estimator) unobsAllowance(u unobs, w window, perPeer int64) int64 {
+	if !u.presentIn(w) {
+		return 0
+	}
+	g := u.maxGain
+	if e.cfg.UnobservedRate > 0 {
+		var ov int64
+		for _, iv := range u.present {
+			ov += max(0, min(iv[1], w.ut)-max(iv[0], w.uf))
+		}
+		g = min(g, floatBytes(e.cfg.UnobservedRate*time.Duration(ov).Seconds()))
+	}
+	return min(g, perPeer)
 }
 
 // gainObserved is what all observed peers may have gained in the window.
@@ -852,7 +912,7 @@ func (e *Estimator) Unobserved(j int, from, to time.Time) (Bounds, error) {
 	x.AvailabilityBound = satAdd(x.AvailabilityObserved, x.AvailabilityUnobserved)
 	x.CapacityBound = -1
 	x.Limit = LimitAvailability
-	return Bounds{From: from, To: to, UploadUpper: x.AvailabilityBound, Explain: x}, nil
+	return Bounds{From: from, To: to, UploadUpper: x.AvailabilityBound, Explain: x, Plausible: e.plausibleUnobserved(j, w, &x)}, nil
 }
 
 // Swarm sums the bounds over all peers for [from, to).
@@ -876,6 +936,9 @@ func (e *Estimator) Swarm(from, to time.Time) (SwarmBounds, error) {
 		s.UploadLower += u
 	}
 	s.GainUpper = satAdd(satAdd(s.GainObserved, s.GainUnobserved), s.ProbeBytes)
+	obs, _ := e.plausibleObserved(-1, w, s.GainObserved)
+	unobs, _ := e.plausibleAllowance(-1, w, e.tor.TotalLength)
+	s.PlausibleGainUpper = satAdd(satAdd(obs, unobs), s.ProbeBytes)
 	return s, nil
 }
 

@@ -67,13 +67,54 @@ const (
 	CodeUploadWhileAbsent         Code = "upload_while_absent"
 	CodeBadData                   Code = "bad_data"
 	CodeSwarmConservation         Code = "swarm_conservation"
+	// The reports contradict themselves or the wire (tiers.go).
+	CodeLeftWithoutDownload Code = "left_without_download"
+	CodeCounterDecreased    Code = "counter_decreased"
+	CodeNeverUnchoked       Code = "never_unchoked"
+)
+
+// Tier says under which assumptions a finding holds.
+type Tier string
+
+// The tiers (docs/estimation.md, "Evidence tiers").
+const (
+	// TierProof: impossible under worst-case assumptions (any unobserved
+	// identity may have downloaded anything). Only proofs are
+	// misreporting.
+	TierProof Tier = "proof"
+	// TierPlausible: impossible under the assumptions the reason lists,
+	// which honest swarms satisfy and cheaters cannot use to hide. At most
+	// suspect.
+	TierPlausible Tier = "plausible"
+)
+
+// Assumptions a plausible finding may rest on besides estimate.Assume*.
+const (
+	// AssumeReachableAnswers: a peer in the swarm completes some of our
+	// connection attempts (NAT'd peers do not).
+	AssumeReachableAnswers = "reachable_peers_answer"
+	// AssumeSeederShowsPieces: a peer with pieces says so after the
+	// handshake (BEP 3).
+	AssumeSeederShowsPieces = "seeders_show_their_pieces"
+	// AssumeProbeShare: a busy probe saw at least a 1/MaxShare share of the
+	// peer's upload.
+	AssumeProbeShare = "probe_sees_a_fair_share"
+	// AssumeUnservedResidual: a peer that never served a verifiable byte
+	// gets credit only for downloads that measured peers' claims leave.
+	AssumeUnservedResidual = "unserved_claims_get_the_residual"
+	// AssumeNoRecheck: a client does not hash-check data copied in from
+	// disk while it runs (cross-seeding tools do).
+	AssumeNoRecheck = "no_data_from_disk"
 )
 
 // Reason is one finding with the numbers behind it. Status is what the
 // finding alone implies (suspect or misreporting).
 type Reason struct {
-	Code       Code               `json:"code"`
-	Status     Status             `json:"status"`
+	Code   Code   `json:"code"`
+	Status Status `json:"status"`
+	// Tier and Assumptions say what the finding rests on.
+	Tier        Tier     `json:"tier"`
+	Assumptions []string `json:"assumptions,omitempty"`
 	Confidence float64            `json:"confidence"`
 	Message    string             `json:"message"`
 	Numbers    map[string]float64 `json:"numbers,omitempty"`
@@ -95,6 +136,9 @@ type WirePeer struct {
 	Observations []timeline.Observation
 	Probes       []estimate.Sample
 	BadPieces    []BadPiece
+	// ChokedProbes is how many bandwidth probes it kept choked throughout
+	// (allowed-fast blocks aside).
+	ChokedProbes int
 }
 
 // Input is one torrent's evidence.
@@ -158,6 +202,15 @@ type Config struct {
 	// BadDataMisreportPieces distinct pieces failing their hash make
 	// bad_data misreporting; fewer are suspect.
 	BadDataMisreportPieces int
+	// PlausibleSlackBytes and PlausibleSlackPieces are the slack of the
+	// plausible tier, whose bounds do not carry the worst case's
+	// allowances: max(PlausibleSlackBytes, PlausibleSlackPieces × piece
+	// length).
+	PlausibleSlackBytes  int64
+	PlausibleSlackPieces int
+	// MinChokedProbes probes that kept us choked, and none that got data,
+	// make a peer that showed pieces "never unchoked".
+	MinChokedProbes int
 }
 
 // DefaultConfig returns the defaults: SuspectFactor 1.15, MisreportFactor
@@ -184,6 +237,9 @@ func DefaultConfig() Config {
 		MaxAnnounceGap:         3 * time.Hour,
 		MinFailedAttempts:      3,
 		BadDataMisreportPieces: 8,
+		PlausibleSlackBytes:    4 << 20,
+		PlausibleSlackPieces:   4,
+		MinChokedProbes:        3,
 	}
 }
 
@@ -199,6 +255,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: CapacityMisreportFactor %v must be 0 or >= SuspectFactor", ErrConfig, c.CapacityMisreportFactor)
 	case !fin(c.MaxRate) || c.MaxRate < 0:
 		return fmt.Errorf("%w: MaxRate %v must be >= 0", ErrConfig, c.MaxRate)
+	case c.PlausibleSlackBytes < 0 || c.PlausibleSlackPieces < 0 || c.MinChokedProbes < 1:
+		return fmt.Errorf("%w: plausible slack must not be negative, MinChokedProbes >= 1", ErrConfig)
 	case c.SlackBytes < 0 || c.SlackPieces < 0 || c.InFlightPieces < 0 || c.LeftSlackPieces < 0 || c.AnnounceLatency < 0 || c.MinFailedAttempts < 1 || c.BadDataMisreportPieces < 1:
 		return fmt.Errorf("%w: counts must not be negative (MinFailedAttempts, BadDataMisreportPieces >= 1)", ErrConfig)
 	case c.BurstWindow < 0 || c.ShortSession < 0 || c.AnnounceGrace < 0 || c.MaxAnnounceGap <= 0:
@@ -311,6 +369,7 @@ type group struct {
 	// Verdict.NegativeDiscounted).
 	discounted bool
 	probes     []estimate.Sample
+	choked     int
 	bad        map[int]bool
 	est        int // estimate peer index, or -1
 	until      time.Time
@@ -331,8 +390,21 @@ func Judge(in Input, cfg Config) (*Report, error) {
 	}
 	j := &judge{in: in, cfg: cfg, tor: in.Torrent}
 	j.slack = max(cfg.SlackBytes, int64(cfg.SlackPieces)*in.Torrent.PieceLength)
+	j.pslack = max(cfg.PlausibleSlackBytes, int64(cfg.PlausibleSlackPieces)*in.Torrent.PieceLength)
 	j.identities()
 	j.groups()
+	// The worst case first, to find whose reports the wire contradicts;
+	// then both tiers, with the others' reports.
+	j.untrusted = make([]bool, len(j.ids))
+	for k := range j.untrusted {
+		j.untrusted[k] = true
+	}
+	if err := j.estimate(); err != nil {
+		return nil, fmt.Errorf("judge: %w", err)
+	}
+	if err := j.trust(); err != nil {
+		return nil, fmt.Errorf("judge: %w", err)
+	}
 	if err := j.estimate(); err != nil {
 		return nil, fmt.Errorf("judge: %w", err)
 	}
@@ -345,6 +417,9 @@ func Judge(in Input, cfg Config) (*Report, error) {
 		rep.Verdicts = append(rep.Verdicts, v)
 		rep.Summary.Counts[v.Status]++
 	}
+	if err := j.unserved(rep); err != nil {
+		return nil, fmt.Errorf("judge: %w", err)
+	}
 	if err := j.conservation(rep); err != nil {
 		return nil, fmt.Errorf("judge: conservation: %w", err)
 	}
@@ -356,6 +431,10 @@ type judge struct {
 	cfg     Config
 	tor     estimate.Torrent
 	slack   int64
+	pslack  int64 // the plausible tier's slack
+	// untrusted: the identity's download reports are not used by the
+	// plausible tier (the wire or its own reports contradict them).
+	untrusted []bool
 	ids     []identity
 	grps    []group
 	est     *estimate.Estimator
@@ -490,6 +569,7 @@ func (j *judge) groups() {
 		gr.members = append(gr.members, i)
 		gr.obs = append(gr.obs, p.Observations...)
 		gr.probes = append(gr.probes, p.Probes...)
+		gr.choked += p.ChokedProbes
 		for _, b := range p.BadPieces {
 			if b.Piece >= 0 && b.Piece < j.tor.NumPieces {
 				gr.bad[b.Piece] = true
@@ -554,14 +634,37 @@ func (j *judge) negativeUnreliable(g int) bool {
 	if seeder.IsZero() {
 		return false
 	}
+	// A super-seeder reveals one or two pieces on a connection it started
+	// empty; a leecher that calls itself complete (left=0) but started
+	// empty reveals a stream of HAVEs as it downloads: that is no
+	// super-seeding, and its snapshots stay negative evidence.
 	from := seeder.Add(-j.cfg.Estimate.ClockSlack)
-	for _, o := range gr.obs {
-		if (o.Kind == timeline.KindHaveNone || o.Kind == timeline.KindNoBitfield) && !o.At.Before(from) {
-			return true
+	obs := slices.Clone(gr.obs)
+	slices.SortStableFunc(obs, func(a, b timeline.Observation) int { return a.At.Compare(b.At) })
+	emptyStart, revealing := false, false
+	haves := 0
+	for _, o := range obs {
+		switch o.Kind {
+		case timeline.KindHaveNone, timeline.KindNoBitfield:
+			revealing, haves = true, 0
+			emptyStart = emptyStart || !o.At.Before(from)
+		case timeline.KindHave:
+			if revealing {
+				if haves++; haves > superSeedReveal {
+					return false
+				}
+			}
+		case timeline.KindConnected, timeline.KindDisconnected, timeline.KindBitfield, timeline.KindHaveAll:
+			revealing = false
 		}
 	}
-	return false
+	return emptyStart
 }
+
+// superSeedReveal is how many HAVEs a super-seeder sends at most on a
+// connection it started empty before the peer downloads one of them
+// (BEP 16: one piece at a time; libtorrent two).
+const superSeedReveal = 2
 
 // positiveOnly rewrites observations so that they say only what was held:
 // a bitfield becomes HAVEs for the pieces not seen before (first sightings
@@ -612,6 +715,7 @@ func (j *judge) estimate() error {
 			Timeline:     gr.tl,
 			Capacity:     estimate.Capacity{Samples: gr.probes},
 			PresentUntil: gr.until,
+			Reported:     j.groupReported(g),
 		})
 	}
 	for k := range j.ids {
@@ -620,6 +724,9 @@ func (j *judge) estimate() error {
 			continue
 		}
 		u := estimate.Unobserved{ID: id.id.Key, MaxGain: -1, Seeding: len(id.ann) > 0}
+		if !j.untrusted[k] {
+			u.Reported = &estimate.Reported{Spans: j.reportsOf(k)}
+		}
 		for _, a := range id.ann {
 			u.Seeding = u.Seeding && a.Left == 0
 		}
@@ -683,31 +790,44 @@ func (j *judge) verdict(k int) (Verdict, error) {
 	for _, c := range v.Checks {
 		reasons = append(reasons, c.Reasons...)
 	}
+	reasons = append(reasons, j.reportReasons(id)...)
+	if r, ok := j.identityReason(k, v.Uploaded); ok {
+		reasons = append(reasons, r)
+	}
 	if gr != nil {
 		reasons = append(reasons, j.wireReasons(id, gr, v.Uploaded)...)
 		reasons = append(reasons, j.leftReasons(id, gr)...)
 	}
 	v.Reasons = strongest(reasons)
-	v.Status, v.Confidence = StatusOK, 0
-	for _, r := range v.Reasons {
-		switch {
-		case r.Status.severity() > v.Status.severity():
-			v.Status, v.Confidence = r.Status, r.Confidence
-		case r.Status == v.Status:
-			v.Confidence = max(v.Confidence, r.Confidence)
-		}
-	}
+	v.Status, v.Confidence = statusOf(v.Reasons)
 	if v.Status == StatusOK {
-		switch {
-		case !v.Observed:
+		// ok means checked and held: without a piece set seen, nothing
+		// about its transfers could be checked.
+		if !v.PieceInfo {
 			v.Status, v.Confidence = StatusUnverifiable, 0
-		case !v.PieceInfo:
-			v.Confidence = 0.1
-		default:
+		} else {
 			v.Confidence = 0.3 + 0.7*j.coverage(id, gr)
 		}
 	}
 	return v, nil
+}
+
+// statusOf is the most severe status among reasons, with the highest
+// confidence at that status; ok with confidence 0 when there are none.
+func statusOf(reasons []Reason) (Status, float64) {
+	st, c := StatusOK, 0.0
+	for _, r := range reasons {
+		switch {
+		case r.Status.severity() > st.severity():
+			st, c = r.Status, r.Confidence
+		case r.Status == st:
+			c = max(c, r.Confidence)
+		}
+	}
+	if st == StatusOK {
+		return st, 0
+	}
+	return st, c
 }
 
 // coverage is the fraction of the identity's announced time in which the
@@ -788,7 +908,7 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 		if !x.Observed {
 			what = "all the rest of the swarm could have gained came"
 		}
-		add(Reason{Code: CodeUploadExceedsAvailability, Status: st, Confidence: conf(up, t),
+		add(Reason{Code: CodeUploadExceedsAvailability, Status: st, Tier: TierProof, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded %s, but %s to at most %s", fmtBytes(up), when, what, fmtBytes(float64(avail))),
 			Numbers: base(map[string]float64{"bound": float64(avail), "threshold": t, "observed_gains": float64(x.AvailabilityObserved),
 				"unobserved_allowance": float64(x.AvailabilityUnobserved), "probe_bytes": float64(x.ProbeBytes)})})
@@ -801,7 +921,7 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 			if f := j.cfg.CapacityMisreportFactor; f > 0 && up > j.thr(capB, f) {
 				st, t = StatusMisreporting, j.thr(capB, f)
 			}
-			add(Reason{Code: CodeUploadExceedsCapacity, Status: st, Confidence: conf(up, t),
+			add(Reason{Code: CodeUploadExceedsCapacity, Status: st, Tier: TierPlausible, Assumptions: []string{AssumeProbeShare}, Confidence: conf(up, t),
 				Message: fmt.Sprintf("reported %s uploaded %s, more than its probed upload capacity allows (%s/s upper estimate, %s in the time it may have been present)",
 					fmtBytes(up), when, fmtBytes(x.Capacity.Upper), fmtBytes(float64(capB))),
 				Numbers: base(map[string]float64{"bound": float64(capB), "threshold": t, "capacity_upper_bps": x.Capacity.Upper,
@@ -813,7 +933,7 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 		secs := (span + 2*j.cfg.Estimate.ClockSlack + j.cfg.BurstWindow).Seconds()
 		phys := floatBytes(j.cfg.MaxRate * secs)
 		if t := j.thr(phys, j.cfg.MisreportFactor); up > t {
-			add(Reason{Code: CodeUploadExceedsCapacity, Status: StatusMisreporting, Confidence: conf(up, t),
+			add(Reason{Code: CodeUploadExceedsCapacity, Status: StatusMisreporting, Tier: TierProof, Confidence: conf(up, t),
 				Message: fmt.Sprintf("reported %s uploaded %s: faster than %s/s, beyond any client", fmtBytes(up), when, fmtBytes(j.cfg.MaxRate)),
 				Numbers: base(map[string]float64{"bound": float64(phys), "threshold": t, "max_rate_bps": j.cfg.MaxRate})})
 		}
@@ -823,23 +943,12 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 		add(r)
 	}
 	// Download.
-	if id := &j.ids[k]; id.group >= 0 && x.Observed {
-		gr := &j.grps[id.group]
-		_, lost := gr.raw.LostPiecesAt()
-		lost = lost || gr.discounted
-		inflight := int64(j.cfg.InFlightPieces) * j.tor.PieceLength
-		lower := float64(b.DownloadedLower - inflight)
-		if !lost && lower > down*j.cfg.SuspectFactor+float64(j.slack) {
-			st, t := StatusSuspect, down*j.cfg.SuspectFactor+float64(j.slack)
-			if lower > down*j.cfg.MisreportFactor+float64(j.slack) {
-				st, t = StatusMisreporting, down*j.cfg.MisreportFactor+float64(j.slack)
-			}
-			add(Reason{Code: CodeDownloadUnderreported, Status: st, Confidence: conf(lower, t),
-				Message: fmt.Sprintf("reported %s downloaded %s, but it was seen completing %d pieces (%s) in that time",
-					fmtBytes(down), when, x.GainedPieces, fmtBytes(float64(b.DownloadedLower))),
-				Numbers: base(map[string]float64{"bound": float64(b.DownloadedLower), "in_flight_allowance": float64(inflight), "threshold": t,
-					"gained_pieces": float64(x.GainedPieces)})})
-		}
+	if r, ok := j.downloadReason(k, b, down, base, when); ok {
+		add(r)
+	}
+	// The plausible tier.
+	for _, r := range j.plausibleReasons(up, b, base, when) {
+		add(r)
 	}
 	c.Status, c.Confidence = StatusOK, 0.5
 	if !x.Observed && j.ids[k].group < 0 {
@@ -889,7 +998,7 @@ func (j *judge) absent(k int, a1, a2 reported.Announce, up float64, x estimate.E
 	} else {
 		msg = fmt.Sprintf("reported %s uploaded %s, but connection attempts found nothing listening for %s of that time", fmtBytes(up), when, absent.Round(time.Second))
 	}
-	return Reason{Code: CodeUploadWhileAbsent, Status: StatusSuspect, Confidence: conf(up, t), Message: msg,
+	return Reason{Code: CodeUploadWhileAbsent, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeReachableAnswers}, Confidence: conf(up, t), Message: msg,
 		Numbers: base(map[string]float64{"known_absent_seconds": absent.Seconds(), "present_seconds": max(0, present.Seconds()), "rate_bps": rate, "threshold": t})}, true
 }
 
@@ -902,7 +1011,7 @@ func (j *judge) wireReasons(id *identity, gr *group, uploaded int64) []Reason {
 	if claims && counts.Connected == 0 {
 		var refused, unreach, hsFail int
 		for _, o := range gr.obs {
-			if !j.inSessions(id, o.At) {
+			if !j.inSpan(id, o.At) {
 				continue
 			}
 			switch o.Kind {
@@ -915,7 +1024,7 @@ func (j *judge) wireReasons(id *identity, gr *group, uploaded int64) []Reason {
 			}
 		}
 		if n := refused + unreach + hsFail; n >= j.cfg.MinFailedAttempts {
-			out = append(out, Reason{Code: CodeNeverHandshaked, Status: StatusSuspect,
+			out = append(out, Reason{Code: CodeNeverHandshaked, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeReachableAnswers},
 				Confidence: clamp01(min(0.95, 1-math.Pow(0.5, float64(n)/float64(j.cfg.MinFailedAttempts)))),
 				Message: fmt.Sprintf("reported %s uploaded, but none of %d connection attempts while it announced completed a BitTorrent handshake (%d refused, %d unreachable, %d handshake failures)",
 					fmtBytes(float64(uploaded)), n, refused, unreach, hsFail),
@@ -923,11 +1032,18 @@ func (j *judge) wireReasons(id *identity, gr *group, uploaded int64) []Reason {
 					"handshake_failed": float64(hsFail), "reported_uploaded": float64(uploaded)}})
 		}
 	}
-	if claims && counts.Connected > 0 && counts.NoBitfield > 0 && counts.PieceMessages() == 0 {
-		out = append(out, Reason{Code: CodeNoBitfield, Status: StatusSuspect,
-			Confidence: clamp01(min(0.95, 1-math.Pow(0.5, float64(counts.NoBitfield)))),
-			Message: fmt.Sprintf("reported %s uploaded, but in %d connections it never sent a bitfield, HaveAll, HaveNone or HAVE: it offered no piece",
-				fmtBytes(float64(uploaded)), counts.NoBitfield),
+	// A peer that completed handshakes but never showed a piece set offered
+	// nothing, however the connections ended (it stayed silent, or closed
+	// them); one silent wait is enough, else MinFailedAttempts handshakes.
+	if claims && counts.PieceMessages() == 0 && (counts.NoBitfield > 0 && counts.Connected > 0 || counts.Connected >= j.cfg.MinFailedAttempts) {
+		what := "it offered no piece"
+		if j.claimsSeeder(id) {
+			what = "it offered no piece, though it announced itself complete (left=0)"
+		}
+		out = append(out, Reason{Code: CodeNoBitfield, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeSeederShowsPieces},
+			Confidence: clamp01(min(0.95, 1-math.Pow(0.5, float64(max(counts.NoBitfield, counts.Connected/j.cfg.MinFailedAttempts))))),
+			Message: fmt.Sprintf("reported %s uploaded, but in %d connections it never sent a bitfield, HaveAll, HaveNone or HAVE: %s",
+				fmtBytes(float64(uploaded)), counts.Connected, what),
 			Numbers: map[string]float64{"connections": float64(counts.Connected), "no_bitfield": float64(counts.NoBitfield), "reported_uploaded": float64(uploaded)}})
 	}
 	if n := len(gr.bad); n > 0 {
@@ -935,16 +1051,26 @@ func (j *judge) wireReasons(id *identity, gr *group, uploaded int64) []Reason {
 		if n >= j.cfg.BadDataMisreportPieces {
 			st = StatusMisreporting
 		}
-		out = append(out, Reason{Code: CodeBadData, Status: st, Confidence: clamp01(1 - math.Pow(0.5, float64(n))),
+		out = append(out, Reason{Code: CodeBadData, Status: st, Tier: TierProof, Confidence: clamp01(1 - math.Pow(0.5, float64(n))),
 			Message: fmt.Sprintf("%d distinct pieces it sent us failed their hash check", n),
 			Numbers: map[string]float64{"bad_pieces": float64(n), "reported_uploaded": float64(uploaded)}})
 	}
 	return out
 }
 
-func (j *judge) inSessions(id *identity, t time.Time) bool {
-	for _, s := range id.sessions {
-		if !t.Before(s.ann[0].At) && !t.After(s.end) {
+// inSpan reports whether t lies between the identity's first announce and
+// the end of its last session: connection attempts between its sessions
+// count too (a peer that announces started and stopped in bursts is still
+// expected to answer in between if it uploads).
+func (j *judge) inSpan(id *identity, t time.Time) bool {
+	first := id.sessions[0].ann[0].At
+	return !t.Before(first.Add(-j.cfg.Estimate.ClockSlack)) && !t.After(id.sessions[len(id.sessions)-1].end)
+}
+
+// claimsSeeder reports whether the identity ever announced left=0.
+func (j *judge) claimsSeeder(id *identity) bool {
+	for _, a := range id.ann {
+		if a.Left == 0 {
 			return true
 		}
 	}
@@ -997,7 +1123,7 @@ func (j *judge) leftReasons(id *identity, gr *group) []Reason {
 		bad++
 		if worst == nil || gap > worstGap {
 			worstGap = gap
-			worst = &Reason{Code: CodeLeftInconsistent, Status: StatusSuspect, Confidence: conf(gap+float64(j.tor.PieceLength), float64(j.tor.PieceLength)),
+			worst = &Reason{Code: CodeLeftInconsistent, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeNoRecheck}, Confidence: conf(gap+float64(j.tor.PieceLength), float64(j.tor.PieceLength)),
 				Message: msg,
 				Numbers: map[string]float64{"at_unix": float64(a.At.Unix()), "reported_left": float64(a.Left), "held_bytes": float64(heldBytes),
 					"lacking_bytes": float64(lacking), "limit": limit}}
@@ -1069,6 +1195,7 @@ func (j *judge) conservation(rep *Report) error {
 			return err
 		}
 		win := Window{From: w.From, To: w.To, Swarm: sw, Status: StatusOK}
+		plausibleOnly := false
 		type excess struct {
 			key string
 			by  int64
@@ -1089,9 +1216,14 @@ func (j *judge) conservation(rep *Report) error {
 			}
 		}
 		up := float64(win.ReportedUploaded)
-		if up > j.thr(sw.GainUpper, j.cfg.SuspectFactor) {
-			st, t := StatusSuspect, j.thr(sw.GainUpper, j.cfg.SuspectFactor)
-			if up > j.thr(sw.GainUpper, j.cfg.MisreportFactor) {
+		if up > j.thrP(sw.PlausibleGainUpper) && up <= j.thr(sw.GainUpper, j.cfg.SuspectFactor) {
+			plausibleOnly = true
+		}
+		if plausibleOnly || up > j.thr(sw.GainUpper, j.cfg.SuspectFactor) {
+			st, t, bound := StatusSuspect, j.thr(sw.GainUpper, j.cfg.SuspectFactor), sw.GainUpper
+			if plausibleOnly {
+				t, bound = j.thrP(sw.PlausibleGainUpper), sw.PlausibleGainUpper
+			} else if up > j.thr(sw.GainUpper, j.cfg.MisreportFactor) {
 				st, t = StatusMisreporting, j.thr(sw.GainUpper, j.cfg.MisreportFactor)
 			}
 			slices.SortFunc(ex, func(a, b excess) int {
@@ -1103,13 +1235,19 @@ func (j *judge) conservation(rep *Report) error {
 			for _, e := range ex[:min(5, len(ex))] {
 				win.Contributors = append(win.Contributors, e.key)
 			}
-			r := Reason{Code: CodeSwarmConservation, Status: st, Confidence: conf(up, t),
+			r := Reason{Code: CodeSwarmConservation, Status: st, Tier: TierProof, Confidence: conf(up, t),
 				Message: fmt.Sprintf("the swarm reported %s uploaded between %s and %s, but its peers could have absorbed at most %s (%s observed gains, %s allowed to unobserved peers, %s probes)",
 					fmtBytes(up), w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), fmtBytes(float64(sw.GainUpper)),
 					fmtBytes(float64(sw.GainObserved)), fmtBytes(float64(sw.GainUnobserved)), fmtBytes(float64(sw.ProbeBytes))),
 				Numbers: map[string]float64{"from_unix": float64(w.From.Unix()), "to_unix": float64(w.To.Unix()), "reported_uploaded": up,
-					"reported_downloaded": float64(win.ReportedDownloaded), "bound": float64(sw.GainUpper), "threshold": t,
+					"reported_downloaded": float64(win.ReportedDownloaded), "bound": float64(bound), "threshold": t,
 					"downloaded_lower": float64(sw.DownloadedLower), "slack": float64(j.slack)}}
+			if plausibleOnly {
+				r.Tier, r.Assumptions = TierPlausible, []string{estimate.AssumeOwnDownloads}
+				r.Message = fmt.Sprintf("the swarm reported %s uploaded between %s and %s, but its peers plausibly absorbed at most %s (what they reported downloading, each at most what it could have gained, and our probes)",
+					fmtBytes(up), w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), fmtBytes(float64(sw.PlausibleGainUpper)))
+				r.Numbers["slack"] = float64(j.pslack)
+			}
 			win.Reasons = append(win.Reasons, r)
 			win.Status = st
 			rep.Summary.Reasons = append(rep.Summary.Reasons, r)

@@ -408,12 +408,14 @@ func TestCheats(t *testing.T) {
 			must:   []Code{CodeBadData},
 		},
 		{
+			// nothing of its transfers could be checked: unverifiable, never
+			// ok, and not accused
 			name: "a refusing address that claims nothing is not accused",
 			setup: func(s *sim) {
 				s.wire(cheat, attempts(0, 7200, timeline.KindRefused))
 				ratioMaster(s, 0)
 			},
-			status: StatusOK,
+			status: StatusUnverifiable,
 		},
 		{
 			name: "faster than any client",
