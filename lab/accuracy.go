@@ -58,6 +58,8 @@ type PeerResult struct {
 	Verdict string   `json:"verdict"`
 	Flagged bool     `json:"flagged"`
 	Reasons []string `json:"reasons"`
+	// Confidence is the confidence of its worst verdict.
+	Confidence float64 `json:"confidence"`
 	// ReportedUp is the upload its identities reported (Σ of its rows),
 	// UploadBound the verdicts' bound for it, Limit which bound set the
 	// main row's upper bound; TrueUp the client's own upload counter at the
@@ -220,8 +222,11 @@ func evaluateTracker(info *RunInfo, rep *reports.Report) *TrackerResult {
 // crashedAfter finds the first sample that found the client's process gone
 // (truth files from before Sample.Exited: by its error text), and how long
 // after the first sample that was.
-func crashedAfter(ss []Sample) (time.Duration, bool) {
+func crashedAfter(ss []Sample, leftAt time.Time) (time.Duration, bool) {
 	for _, s := range ss {
+		if !leftAt.IsZero() && !s.T.Before(leftAt) {
+			break // it was asked to leave
+		}
 		if s.Exited || strings.Contains(s.Err, testclients.ErrExited.Error()) {
 			return max(s.T.Sub(ss[0].T), time.Nanosecond), true
 		}
@@ -234,7 +239,7 @@ var verdictRank = map[string]int{"": 0, reports.VerdictUnreported: 1, "ok": 2, "
 func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Sample) PeerResult {
 	p := PeerResult{Host: h.Name, Role: h.Role, Kind: h.Kind, Encryption: h.Encryption, UpKiB: h.UpKiB,
 		Proxy: h.Proxy, Rewrite: h.Rewrite, Cheater: h.Cheater, Connectable: h.Client(), Reasons: []string{}, Windows: []WindowResult{}}
-	if after, crashed := crashedAfter(samples); crashed {
+	if after, crashed := crashedAfter(samples, info.LeftAt); crashed {
 		p.CrashedAfter, p.Connectable = after, false
 	}
 	main := net.JoinHostPort(h.IP, itoa(h.Port))
@@ -245,8 +250,8 @@ func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Samp
 			continue
 		}
 		p.Rows++
-		if verdictRank[row.Verdict] > verdictRank[p.Verdict] {
-			p.Verdict = row.Verdict
+		if r := verdictRank[row.Verdict]; r > verdictRank[p.Verdict] || (r == verdictRank[p.Verdict] && row.Confidence > p.Confidence) {
+			p.Verdict, p.Confidence = row.Verdict, row.Confidence
 		}
 		for _, r := range row.Reasons {
 			if !slices.Contains(p.Reasons, r.Code) {

@@ -222,6 +222,7 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 		p("| %s | %s | %s | %s |\n", c.Name, c.Value, c.Target, passWord(c))
 	}
 	p("\n")
+	writeDetection(w, runs)
 	writeMisses(w, runs, o)
 	writeNotes(w, runs, o)
 
@@ -494,4 +495,84 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		return
 	}
 	fmt.Fprintf(w, "### Misses, with the data behind them\n\n%s\n\n", strings.Join(lines, "\n"))
+}
+
+// writeDetection writes the detection tables of issue #18: per scenario,
+// the proxied clients' multipliers and verdicts, the smallest multiplier
+// flagged, the fake announcers caught, and the honest identities called
+// suspect or misreporting; then how often a flag at each confidence was
+// right. Scenarios named heldout-* were written with the cheat catalogue,
+// before the detector was tuned, and not looked at while tuning.
+func writeDetection(w io.Writer, runs []ScenarioRun) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("## Detection\n\n")
+	p("Scenarios named `heldout-*` were written with the cheat catalogue (docs/cheats.md) before the\n")
+	p("detector was tuned and were not run while tuning; the others were. A multiplier is *flagged* when\n")
+	p("its client is `suspect` or `misreporting`.\n\n")
+	p("| scenario | proxied clients (multiplier: verdict) | smallest multiplier flagged | other cheats flagged | honest suspect | honest misreporting |\n| --- | --- | --- | --- | --- | --- |\n")
+	var honest, honestSus, honestMis int
+	type bucket struct{ flagged, cheaters int }
+	buckets := []struct {
+		lo, hi float64
+		b      bucket
+	}{{0, 0.6, bucket{}}, {0.6, 0.8, bucket{}}, {0.8, 0.95, bucket{}}, {0.95, 1.01, bucket{}}}
+	for _, r := range runs {
+		var prox []string
+		smallest := math.Inf(1)
+		other, otherFlagged := 0, 0
+		hs, hm, hn := 0, 0, 0
+		for _, q := range r.Result.Peers {
+			switch {
+			case q.Cheater && q.Proxy > 0:
+				prox = append(prox, fmt.Sprintf("%s ×%g%s: %s", q.Host, q.Proxy, strings.TrimPrefix(proxyStr(0, q.Rewrite), " via proxy"), dash(q.Verdict)))
+				if q.Flagged {
+					smallest = min(smallest, q.Proxy)
+				}
+			case q.Cheater:
+				other++
+				if q.Flagged {
+					otherFlagged++
+				}
+			default:
+				hn++
+				switch q.Verdict {
+				case "suspect":
+					hs++
+				case "misreporting":
+					hm++
+				}
+			}
+			if q.Flagged {
+				for i := range buckets {
+					if q.Confidence >= buckets[i].lo && q.Confidence < buckets[i].hi {
+						buckets[i].b.flagged++
+						if q.Cheater {
+							buckets[i].b.cheaters++
+						}
+					}
+				}
+			}
+		}
+		honest, honestSus, honestMis = honest+hn, honestSus+hs, honestMis+hm
+		sm := "none"
+		switch {
+		case len(prox) == 0:
+			sm = "—"
+		case !math.IsInf(smallest, 1):
+			sm = fmt.Sprintf("×%g", smallest)
+		}
+		otherStr := "—"
+		if other > 0 {
+			otherStr = fmt.Sprintf("%d of %d", otherFlagged, other)
+		}
+		p("| %s | %s | %s | %s | %d of %d | %d |\n", r.Scenario.Name, dash(strings.Join(prox, "; ")), sm, otherStr, hs, hn, hm)
+	}
+	p("\nHonest identities called suspect: %d of %d (%s); misreporting: %d.\n\n", honestSus, honest, pct(ratio(honestSus, honest)), honestMis)
+	p("**Reliability of the confidence** (every flagged lab host, all scenarios): the share of flags at each\n")
+	p("confidence that were cheaters. docs/estimation.md says how confidence is computed.\n\n")
+	p("| confidence | flagged | cheaters | share |\n| --- | --- | --- | --- |\n")
+	for _, b := range buckets {
+		p("| [%.2f, %.2f) | %d | %d | %s |\n", b.lo, min(b.hi, 1), b.b.flagged, b.b.cheaters, pct(ratio(b.b.cheaters, b.b.flagged)))
+	}
+	p("\n")
 }

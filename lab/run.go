@@ -62,10 +62,14 @@ func (h HostInfo) Client() bool { return h.Role == "seed" || h.Role == "leech" }
 
 // RunInfo describes a finished run, written to run.json.
 type RunInfo struct {
-	Scenario    string     `json:"scenario"`
-	Dir         string     `json:"dir"`
-	Started     time.Time  `json:"started"`
-	Ended       time.Time  `json:"ended"`
+	Scenario string    `json:"scenario"`
+	Dir      string    `json:"dir"`
+	Started  time.Time `json:"started"`
+	Ended    time.Time `json:"ended"`
+	// LeftAt is when the clients and cheaters were asked to leave
+	// (scenario leave_before_end): a client that exits after it has not
+	// crashed. Zero when they stayed to the end.
+	LeftAt      time.Time  `json:"left_at,omitzero"`
 	Size        int64      `json:"size"`
 	PieceLength int64      `json:"piece_length"`
 	Hosts       []HostInfo `json:"hosts"`
@@ -267,6 +271,7 @@ func Run(ctx context.Context, sc *Scenario, o Options) (info *RunInfo, err error
 			return info, err
 		}
 		log.Info("clients and cheaters leave the swarm", "scenario", sc.Name, "before_end", lv)
+		info.LeftAt = time.Now()
 		rn.leave()
 	}
 	wctx, wcancel := context.WithDeadline(ctx, info.Started.Add(sc.Duration.D()+auditGrace))

@@ -191,6 +191,12 @@ func TestAuditRealClientsAndCheaters(t *testing.T) {
 			cheat.NoBitfield:      {verdict.CodeNoBitfield, verdict.CodeUploadExceedsAvailability},
 			cheat.LeecherFollower: {verdict.CodeUploadExceedsAvailability, verdict.CodeNeverHandshaked},
 			cheat.FlashSession:    {verdict.CodeUploadWhileAbsent, verdict.CodeUploadExceedsAvailability, verdict.CodeUploadExceedsCapacity},
+			cheat.RatioMaster:     {verdict.CodeNeverHandshaked, verdict.CodeUploadExceedsAvailability},
+			cheat.JOAL:            {verdict.CodeNeverHandshaked, verdict.CodeUploadExceedsAvailability},
+			cheat.Rustatio:        {verdict.CodeNoBitfield, verdict.CodeUploadExceedsAvailability},
+			cheat.RatioPy:         {verdict.CodeNeverHandshaked, verdict.CodeUploadExceedsAvailability},
+			cheat.SilentSeeder:    {verdict.CodeNeverUnchoked, verdict.CodeUploadExceedsAvailability},
+			cheat.FlashBurst:      {verdict.CodeUploadExceedsAvailability, verdict.CodeNeverHandshaked, verdict.CodeUploadWhileAbsent},
 		}
 		for kind, c := range cheaters {
 			v, ok := rows.find(c.Addr)
@@ -237,6 +243,99 @@ func TestAuditRealClientsAndCheaters(t *testing.T) {
 			t.Errorf("the ×3 proxy was not caught: %s [%s]", v.Verdict, codes(v))
 		}
 		checkHonest(t, rows, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
+	})
+}
+
+// TestAuditCatalogueCheats drives the cheats of docs/cheats.md that only
+// the plausible tier catches end to end, from real clients' announces and
+// wire: a ×2 proxy among fake seeders that report no download (the
+// GreedyTorrent pattern with JOAL and Ratio.py beside it, and a fake
+// seeder that shows a full piece set and never unchokes), and real
+// leechers whose proxies hide their downloads or report left=0.
+func TestAuditCatalogueCheats(t *testing.T) {
+	testclients.Require(t, "transmission-daemon", "libtorrent")
+	t.Run("x2 proxy among fake seeders", func(t *testing.T) {
+		t.Parallel()
+		s := startAuditedSwarm(t, 23)
+		proxy, err := cheat.StartProxy("127.0.0.1", s.announce, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer proxy.Close()
+		proxied, _ := testclients.MakeTorrent(t, s.payload, 256<<10, []string{proxy.URL}, true)
+		var fakes []*cheat.Cheater
+		for i, kind := range []cheat.Kind{cheat.RatioPy, cheat.JOAL, cheat.SilentSeeder} {
+			c, err := cheat.Start(s.ctx, cheat.Config{Kind: kind, Announce: s.announce, InfoHash: s.ih, Size: 32 << 20, Rate: 512 << 10,
+				Interval: 5 * time.Second, Seed: uint64(30 + i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fakes = append(fakes, c)
+		}
+		tr := s.start(t, testclients.Transmission, s.torrent, true, testclients.Options{UploadLimitKiB: 256, Encryption: testclients.EncPreferred})
+		booster := s.start(t, testclients.Libtorrent, proxied, true, testclients.Options{IP: "127.0.0.5", UploadLimitKiB: 1024})
+		time.Sleep(5 * time.Second)
+		leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.6", Encryption: testclients.EncPreferred})
+		time.Sleep(auditFor - 20*time.Second)
+		for _, c := range fakes {
+			c.Close()
+		}
+		rows := s.finish(t, leecher, tr, booster)
+		v, ok := rows.find(booster.Addr)
+		if !ok {
+			t.Fatalf("the client behind the proxy (%s) has no verdict", booster.Addr)
+		}
+		t.Logf("×2 proxy: %s %.2f [%s] reported up %d", v.Verdict, v.Confidence, codes(v), v.uploaded())
+		if !flagged(v) {
+			t.Errorf("the ×2 proxy among fake seeders was not caught: %s [%s]", v.Verdict, codes(v))
+		}
+		silent := fakes[2]
+		if v, ok := rows.find(silent.Addr); !ok || !flagged(v) {
+			t.Errorf("the silent seeder (%s) was not caught: %+v", silent.Addr, v)
+		} else {
+			t.Logf("silent seeder: %s %.2f [%s]", v.Verdict, v.Confidence, codes(v))
+		}
+		checkHonest(t, rows, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
+	})
+	t.Run("hidden downloads and left=0", func(t *testing.T) {
+		t.Parallel()
+		s := startAuditedSwarm(t, 24)
+		hide, err := cheat.StartRewriter("127.0.0.1", s.announce, cheat.Rewrite{HideDownload: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hide.Close()
+		leftZero, err := cheat.StartRewriter("127.0.0.1", s.announce, cheat.Rewrite{LeftZero: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer leftZero.Close()
+		hideTorrent, _ := testclients.MakeTorrent(t, s.payload, 256<<10, []string{hide.URL}, true)
+		leftTorrent, _ := testclients.MakeTorrent(t, s.payload, 256<<10, []string{leftZero.URL}, true)
+		tr := s.start(t, testclients.Transmission, s.torrent, true, testclients.Options{UploadLimitKiB: 1024, Encryption: testclients.EncPreferred})
+		time.Sleep(3 * time.Second)
+		hider := s.start(t, testclients.Libtorrent, hideTorrent, false, testclients.Options{IP: "127.0.0.7", UploadLimitKiB: 256})
+		zero := s.start(t, testclients.Libtorrent, leftTorrent, false, testclients.Options{IP: "127.0.0.8", UploadLimitKiB: 256})
+		time.Sleep(auditFor - 18*time.Second)
+		rows := s.finish(t, hider, zero, tr)
+		for name, c := range map[string]struct {
+			cl   *testclients.Client
+			want []verdict.Code
+		}{
+			"hidden downloads": {hider, []verdict.Code{verdict.CodeDownloadUnderreported, verdict.CodeLeftWithoutDownload}},
+			"left=0 leecher":   {zero, []verdict.Code{verdict.CodeLeftInconsistent}},
+		} {
+			v, ok := rows.find(c.cl.Addr)
+			if !ok {
+				t.Errorf("%s (%s) has no verdict", name, c.cl.Addr)
+				continue
+			}
+			t.Logf("%s: %s %.2f [%s]", name, v.Verdict, v.Confidence, codes(v))
+			if !flagged(v) || !hasCode(v, c.want...) {
+				t.Errorf("%s: %s [%s], want suspect or misreporting with one of %v", name, v.Verdict, codes(v), c.want)
+			}
+		}
+		checkHonest(t, rows, map[string]*testclients.Client{"transmission": tr})
 	})
 }
 

@@ -208,6 +208,10 @@ type Config struct {
 	// PlausibleHeadroom replaces Headroom in the plausible tier's capacity
 	// (AssumeQuietProbeWhole).
 	PlausibleHeadroom float64
+	// PlausibleMinPieceRate (bytes/s) bounds a piece's transfer time in the
+	// plausible tier (AssumeMinPieceRate): TransferLead there is at most
+	// PieceLength / PlausibleMinPieceRate. 0 keeps TransferLead.
+	PlausibleMinPieceRate float64
 	// ReportLatency is how long before an announce the client may have read
 	// the counters it reports: a reported span starts that much earlier.
 	ReportLatency time.Duration
@@ -220,19 +224,20 @@ const SameClockSlack = 50 * time.Millisecond
 
 // DefaultConfig returns the defaults: Headroom 1.5, SpreadZ 2, MaxShare 20,
 // TransferLead 2 min, UnresolvedTail 45 min, PresenceGap 10 min, ClockSlack
-// 2 s, UnobservedRate 0 (uncapped), PlausibleHeadroom 1.15, ReportLatency
-// 5 s.
+// 2 s, UnobservedRate 0 (uncapped), PlausibleHeadroom 1.15,
+// PlausibleMinPieceRate 16 KiB/s, ReportLatency 5 s.
 func DefaultConfig() Config {
 	return Config{
-		PlausibleHeadroom: 1.15,
-		ReportLatency:     5 * time.Second,
-		Headroom:          1.5,
-		SpreadZ:           2,
-		MaxShare:          20,
-		TransferLead:      2 * time.Minute,
-		UnresolvedTail:    45 * time.Minute,
-		PresenceGap:       10 * time.Minute,
-		ClockSlack:        2 * time.Second,
+		PlausibleHeadroom:     1.15,
+		PlausibleMinPieceRate: 16 << 10,
+		ReportLatency:         5 * time.Second,
+		Headroom:              1.5,
+		SpreadZ:               2,
+		MaxShare:              20,
+		TransferLead:          2 * time.Minute,
+		UnresolvedTail:        45 * time.Minute,
+		PresenceGap:           10 * time.Minute,
+		ClockSlack:            2 * time.Second,
 	}
 }
 
@@ -243,6 +248,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Headroom %v must be >= 1", ErrConfig, c.Headroom)
 	case !(c.PlausibleHeadroom >= 1) || c.PlausibleHeadroom > c.Headroom:
 		return fmt.Errorf("%w: PlausibleHeadroom %v must be in [1, Headroom]", ErrConfig, c.PlausibleHeadroom)
+	case !(c.PlausibleMinPieceRate >= 0) || math.IsInf(c.PlausibleMinPieceRate, 0):
+		return fmt.Errorf("%w: PlausibleMinPieceRate %v must be >= 0 and finite", ErrConfig, c.PlausibleMinPieceRate)
 	case c.ReportLatency < 0:
 		return fmt.Errorf("%w: ReportLatency must not be negative", ErrConfig)
 	case !(c.SpreadZ >= 0) || math.IsInf(c.SpreadZ, 0):
@@ -423,6 +430,7 @@ type Estimator struct {
 	// the plausible tier
 	anyRep  bool
 	pdemand demand
+	cuts    []int64 // every reported span's end, sorted: the sliced bound's cuts
 }
 
 // New indexes the swarm. Peers whose timeline has no piece information (or

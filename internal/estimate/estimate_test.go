@@ -58,7 +58,7 @@ func peer(id string, n int, obs ...timeline.Observation) Peer {
 // by hand.
 func exact() Config {
 	c := DefaultConfig()
-	c.ClockSlack, c.TransferLead, c.UnresolvedTail = 0, 0, 0
+	c.ClockSlack, c.TransferLead, c.UnresolvedTail, c.ReportLatency = 0, 0, 0, 0
 	return c
 }
 

@@ -2,6 +2,7 @@ package estimate
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -26,6 +27,10 @@ import (
 //     or, without reports, never seen completing a piece) took no share of
 //     anyone's upload: they neither extend the time the swarm was
 //     downloading nor compete with a probe.
+//   - AssumeMinPieceRate: a piece in flight arrives at PlausibleMinPieceRate
+//     or faster, so a piece a snapshot saw lacking began to arrive at most
+//     a piece's transfer time before it (the worst case allows
+//     TransferLead).
 //   - AssumeQuietProbeWhole: a probe nobody else competed with measured the
 //     peer's whole upload; PlausibleHeadroom (smaller than Headroom) covers
 //     TCP variance and rate-limiter granularity only.
@@ -33,6 +38,7 @@ const (
 	AssumeOwnDownloads      = "own_downloads_as_reported"
 	AssumeIdleNoCompetitors = "idle_peers_no_competitors"
 	AssumeQuietProbeWhole   = "quiet_probe_measures_capacity"
+	AssumeMinPieceRate      = "pieces_arrive_at_a_minimum_rate"
 )
 
 // Reported is what an identity told the tracker about its own downloads:
@@ -74,7 +80,20 @@ type Plausible struct {
 	Capacity      CapacityEstimate `json:"capacity"`
 	CapacityBound int64            `json:"capacity_bound"`
 	DemandTime    time.Duration    `json:"demand_time"`
+	// SlicedBound cuts the window at the swarm's announces (at most
+	// MaxSlices slices) and adds, slice by slice, the smaller of the
+	// availability and the capacity bounds: a peer cannot upload at full
+	// rate into a slice in which the others downloaded little. −1 without
+	// a capacity.
+	SlicedBound int64 `json:"sliced_bound"`
+	Slices      int   `json:"slices"`
 }
+
+// MaxSlices caps how many slices SlicedBound cuts a window into.
+const MaxSlices = 16
+
+// LimitSliced names the sliced bound (see Plausible.SlicedBound).
+const LimitSliced Limit = "sliced"
 
 // repData is a Reported in nanoseconds: spans (from, to] sorted by from,
 // with prefix sums of their bytes.
@@ -87,6 +106,22 @@ type repData struct {
 	ordered bool
 	// demand: the spans with bytes, merged.
 	demand [][2]int64
+}
+
+// cutsIn are the swarm's announce times inside (uf, ut), thinned evenly to
+// at most MaxSlices−1.
+func (e *Estimator) cutsIn(uf, ut int64) []int64 {
+	lo := sort.Search(len(e.cuts), func(i int) bool { return e.cuts[i] > uf })
+	hi := sort.Search(len(e.cuts), func(i int) bool { return e.cuts[i] >= ut })
+	in := e.cuts[lo:max(lo, hi)]
+	if len(in) < MaxSlices {
+		return in
+	}
+	out := make([]int64, 0, MaxSlices-1)
+	for k := 1; k < MaxSlices; k++ {
+		out = append(out, in[k*len(in)/MaxSlices])
+	}
+	return out
 }
 
 func newRepData(r *Reported, latency int64) *repData {
@@ -166,12 +201,22 @@ func (e *Estimator) preparePlausible(in Input) {
 		e.anyRep = e.anyRep || u.Reported != nil
 	}
 	if e.anyRep {
+		plead := int64(e.cfg.TransferLead)
+		if e.cfg.PlausibleMinPieceRate > 0 {
+			plead = min(plead, int64(float64(e.tor.PieceLength)/e.cfg.PlausibleMinPieceRate*float64(time.Second)))
+		}
 		for k := range e.peers {
 			pd := &e.peers[k]
 			if !pd.info {
 				continue
 			}
+			// Its events again, with the plausible transfer lead.
 			pd.sa, pd.sb = slices.Clone(pd.a), slices.Clone(pd.b)
+			for i, l := range pd.lacked {
+				if l != negInf && pd.a[i] != posInf {
+					pd.sa[i] = min(satAdd(l, -plead), pd.sb[i]-1)
+				}
+			}
 			slices.Sort(pd.sa)
 			slices.Sort(pd.sb)
 		}
@@ -191,6 +236,22 @@ func (e *Estimator) preparePlausible(in Input) {
 		}
 	}
 	e.pdemand = newDemand(spans)
+	var cuts []int64
+	add := func(r *repData) {
+		if r != nil {
+			for _, s := range r.spans {
+				cuts = append(cuts, s[1])
+			}
+		}
+	}
+	for k := range e.peers {
+		add(e.peers[k].rep)
+	}
+	for _, u := range e.unobs {
+		add(u.rep)
+	}
+	slices.Sort(cuts)
+	e.cuts = slices.Compact(cuts)
 	for k := range e.peers {
 		pd := &e.peers[k]
 		pd.pcap = e.capacityWith(k, func(t int64) int {
@@ -207,10 +268,22 @@ func (e *Estimator) preparePlausible(in Input) {
 // the spans in which it reported downloading, or its worst-case span when
 // it has no usable reports.
 func (e *Estimator) plausibleOwn(k int) [][2]int64 {
-	if pd := &e.peers[k]; pd.rep != nil {
+	pd := &e.peers[k]
+	if pd.rep == nil {
+		return e.ownSpan(k)
+	}
+	if !pd.info {
 		return pd.rep.demand
 	}
-	return e.ownSpan(k)
+	// The wire bounds when it can have been downloading: from its first
+	// possible gain to its last (completion, or its tail).
+	var out [][2]int64
+	for _, s := range pd.rep.demand {
+		if a, b := max(s[0], pd.spanA), min(s[1], pd.spanB); a < b {
+			out = append(out, [2]int64{a, b})
+		}
+	}
+	return out
 }
 
 // gains is what observed peer pd may have gained in the window (every
@@ -290,8 +363,44 @@ func (e *Estimator) plausible(i int, w window, x *Explanation) Plausible {
 		if pl.CapacityBound < pl.UploadUpper {
 			pl.UploadUpper, pl.Limit = pl.CapacityBound, LimitCapacity
 		}
+		pl.SlicedBound, pl.Slices = e.sliced(i, w, x.PossiblyHeldBytes)
+		if pl.SlicedBound < pl.UploadUpper {
+			pl.UploadUpper, pl.Limit = pl.SlicedBound, LimitSliced
+		}
+	} else {
+		pl.SlicedBound = -1
 	}
 	return pl
+}
+
+// sliced is Plausible.SlicedBound for observed peer i (with a capacity).
+func (e *Estimator) sliced(i int, w window, held int64) (int64, int) {
+	p := &e.peers[i]
+	cuts := e.cutsIn(w.uf, w.ut)
+	var total int64
+	from := w.uf
+	for k := 0; k <= len(cuts); k++ {
+		to := w.ut
+		if k < len(cuts) {
+			to = cuts[k]
+		}
+		sw := window{uf: from, ut: to}
+		var probes int64
+		for _, pr := range p.probes {
+			if pr.at >= sw.uf && pr.at < sw.ut {
+				probes += pr.bytes
+			}
+		}
+		obs, _ := e.plausibleObserved(i, sw, math.MaxInt64)
+		unobs, _ := e.plausibleAllowance(-1, sw, held)
+		avail := satAdd(satAdd(obs, unobs), probes)
+		present := time.Duration(sw.ut-sw.uf) - time.Duration(overlap(p.absence, sw.uf, sw.ut))
+		busy := time.Duration(e.pdemand.busy(sw.uf, sw.ut, p.pown))
+		capB := satAdd(floatBytes(p.pcap.Upper*min(present, busy).Seconds()), probes)
+		total = satAdd(total, min(avail, capB))
+		from = to
+	}
+	return total, len(cuts) + 1
 }
 
 // plausibleUnobserved fills the plausible tier of unobserved identity j's

@@ -34,7 +34,11 @@ func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[st
 				"observed_gains": float64(pl.Observed), "unobserved_allowance": float64(pl.Unobserved), "slack": float64(j.pslack)})})
 	}
 	if pl.Capacity.Known {
-		capB := pl.CapacityBound + int64(pl.Capacity.Upper*j.cfg.BurstWindow.Seconds())
+		capB := pl.CapacityBound
+		if pl.SlicedBound >= 0 && pl.SlicedBound < capB {
+			capB = pl.SlicedBound // slice by slice, the smaller of capacity and what others absorbed
+		}
+		capB += int64(pl.Capacity.Upper * j.cfg.BurstWindow.Seconds())
 		if t := j.thrP(capB); up > t {
 			as := []string{estimate.AssumeIdleNoCompetitors}
 			if pl.Capacity.Quiet {
