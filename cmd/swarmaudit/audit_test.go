@@ -257,7 +257,7 @@ func TestAuditCatalogueCheats(t *testing.T) {
 	t.Run("x2 proxy among fake seeders", func(t *testing.T) {
 		t.Parallel()
 		s := startAuditedSwarm(t, 23)
-		proxy, err := cheat.StartProxy("127.0.0.1", s.announce, 2)
+		proxy, err := cheat.StartProxy("127.0.0.5", s.announce, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,12 +300,12 @@ func TestAuditCatalogueCheats(t *testing.T) {
 	t.Run("hidden downloads and left=0", func(t *testing.T) {
 		t.Parallel()
 		s := startAuditedSwarm(t, 24)
-		hide, err := cheat.StartRewriter("127.0.0.1", s.announce, cheat.Rewrite{HideDownload: true})
+		hide, err := cheat.StartRewriter("127.0.0.7", s.announce, cheat.Rewrite{HideDownload: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer hide.Close()
-		leftZero, err := cheat.StartRewriter("127.0.0.1", s.announce, cheat.Rewrite{LeftZero: true})
+		leftZero, err := cheat.StartRewriter("127.0.0.8", s.announce, cheat.Rewrite{LeftZero: true})
 		if err != nil {
 			t.Fatal(err)
 		}

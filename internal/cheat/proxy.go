@@ -75,7 +75,8 @@ func StartProxy(ip, upstream string, factor float64) (*Proxy, error) {
 }
 
 // StartRewriter listens on ip:0 and forwards announces to upstream (an
-// http announce URL) rewritten by rw.
+// http announce URL) rewritten by rw, from ip: run it on the client's
+// address, as a proxy on the client's host would be.
 func StartRewriter(ip, upstream string, rw Rewrite) (*Proxy, error) {
 	target, err := url.Parse(upstream)
 	if err != nil {
@@ -86,7 +87,12 @@ func StartRewriter(ip, upstream string, rw Rewrite) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{ln: ln, target: target, URL: "http://" + ln.Addr().String() + "/announce"}
-	client := &http.Client{Timeout: 10 * time.Second}
+	// Forward from the address it listens on: a proxy runs on the client's
+	// own host, so the tracker sees the client's address.
+	local := &net.TCPAddr{IP: net.ParseIP(ip)}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: local, Timeout: 5 * time.Second}).DialContext,
+	}}
 	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		rw.apply(q)

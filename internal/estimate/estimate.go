@@ -368,6 +368,7 @@ type probe struct {
 type transfer struct {
 	start, end int64 // (start, end]
 	bytes      int64
+	to         int // the receiving peer
 }
 
 type peerData struct {
@@ -696,7 +697,7 @@ func (e *Estimator) soleHolders() {
 				continue // never seen holding it: too weak to attribute
 			}
 			start := max(pr.lacked[i], satAdd(l, -lead))
-			pr.sole = append(pr.sole, transfer{start: start, end: h, bytes: e.tor.PieceSize(i)})
+			pr.sole = append(pr.sole, transfer{start: start, end: h, bytes: e.tor.PieceSize(i), to: q})
 		}
 	}
 	for k := range e.peers {

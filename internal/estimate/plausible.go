@@ -508,3 +508,70 @@ func (d *repData) downloadsOver(ws []window) int64 {
 	}
 	return n
 }
+
+// Transfer bounds what observed peer From could have sent observed peer To
+// (indices into Input.Peers) over a window: Upper counts the pieces To may
+// have gained in the window that From may have held before To had them,
+// capped by From's own upload bound; Lower the pieces To gained in the
+// window of which From was the only observed possible source (assuming
+// every holder is observed, as UploadLower does).
+type Transfer struct {
+	From, To     int
+	Lower, Upper int64
+}
+
+// MaxTransferPeers caps the observed peers Transfers pairs up (the cost is
+// peers² × pieces).
+const MaxTransferPeers = 256
+
+// ErrTooMany is returned by Transfers for swarms above MaxTransferPeers.
+var ErrTooMany = fmt.Errorf("more than %d observed peers: no transfer matrix", MaxTransferPeers)
+
+// Transfers is the swarm's transfer matrix over [from, to): every ordered
+// pair of observed peers with a non-zero upper bound.
+func (e *Estimator) Transfers(from, to time.Time) ([]Transfer, error) {
+	if e.nInfo > MaxTransferPeers {
+		return nil, ErrTooMany
+	}
+	w, _, err := e.window(from, to)
+	if err != nil {
+		return nil, err
+	}
+	var out []Transfer
+	for pi := range e.peers {
+		p := &e.peers[pi]
+		if !p.info {
+			continue
+		}
+		b, err := e.Peer(pi, from, to)
+		if err != nil {
+			return nil, err
+		}
+		for qi := range e.peers {
+			q := &e.peers[qi]
+			if qi == pi || !q.info {
+				continue
+			}
+			t := Transfer{From: pi, To: qi}
+			for i := range e.pieces {
+				// q's possible gain (a, b] meets the window and the time
+				// p may have held i: after lacked_p(i).
+				m := max(p.lacked[i], w.uf-1)
+				if q.a[i] == posInf || q.b[i] <= m || q.a[i] >= w.ut {
+					continue
+				}
+				t.Upper += e.tor.PieceSize(i)
+			}
+			t.Upper = min(t.Upper, b.UploadUpper)
+			for _, s := range p.sole {
+				if s.to == qi && s.start >= w.lf && s.end < w.lt {
+					t.Lower += s.bytes
+				}
+			}
+			if t.Upper > 0 || t.Lower > 0 {
+				out = append(out, t)
+			}
+		}
+	}
+	return out, nil
+}

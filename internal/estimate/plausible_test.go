@@ -210,3 +210,40 @@ func TestReportedSpans(t *testing.T) {
 		})
 	}
 }
+
+// TestTransfersBracketTheTruth: in random honest swarms where every peer
+// is observed, what each peer really sent each other peer in a window lies
+// between the matrix's lower and upper bounds.
+func TestTransfersBracketTheTruth(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	cfg := exact()
+	for iter := range 200 {
+		peers := 2 + r.IntN(5)
+		h := newHonestSwarm(r, 1+r.IntN(2), peers, peers)
+		e := mustNew(t, h.in, cfg)
+		f := float64(r.IntN(100))
+		to := f + 1 + float64(r.IntN(60))
+		ts, err := e.Transfers(at(f), at(to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[[2]int]Transfer{}
+		for _, x := range ts {
+			got[[2]int{x.From, x.To}] = x
+		}
+		truth := map[[2]int]int64{}
+		for _, tr := range h.transfers {
+			if tr.at >= f && tr.at < to {
+				truth[[2]int{tr.from, tr.to}] += tr.bytes
+			}
+		}
+		for p := range peers {
+			for q := range peers {
+				k := [2]int{p, q}
+				if x := got[k]; truth[k] < x.Lower || truth[k] > x.Upper {
+					t.Fatalf("iter %d [%v,%v): %d sent %d bytes to %d, matrix says [%d, %d]", iter, f, to, p, truth[k], q, x.Lower, x.Upper)
+				}
+			}
+		}
+	}
+}

@@ -705,7 +705,10 @@ func (b *builder) summary() {
 		x := Window{From: w.From.UTC(), To: w.To.UTC(), ReportedUploaded: w.ReportedUploaded, ReportedDownloaded: w.ReportedDownloaded,
 			ObservedDownloaded: w.Swarm.DownloadedLower, GainUpper: w.Swarm.GainUpper, GainObserved: w.Swarm.GainObserved,
 			GainUnobserved: w.Swarm.GainUnobserved, ProbeBytes: w.Swarm.ProbeBytes, ObservedPeers: w.Swarm.ObservedPeers,
-			UnobservedPeers: w.Swarm.UnobservedPeers, Status: string(w.Status), Reasons: []Reason{}, Contributors: []string{}}
+			UnobservedPeers: w.Swarm.UnobservedPeers, Status: string(w.Status), Reasons: []Reason{}, Contributors: []string{}, Transfers: []Transfer{}}
+		for _, t := range w.Transfers {
+			x.Transfers = append(x.Transfers, Transfer{From: addrString(t.From), To: addrString(t.To), Lower: t.Lower, Upper: t.Upper})
+		}
 		for _, r := range w.Reasons {
 			x.Reasons = append(x.Reasons, convReason(r))
 		}
@@ -819,7 +822,8 @@ func (b *builder) hidePasskeys() {
 }
 
 func convReason(r verdict.Reason) Reason {
-	x := Reason{Code: string(r.Code), Status: string(r.Status), Confidence: fin(r.Confidence), Message: r.Message, Numbers: map[string]float64{}}
+	x := Reason{Code: string(r.Code), Status: string(r.Status), Tier: string(r.Tier), Assumptions: append([]string{}, r.Assumptions...),
+		Confidence: fin(r.Confidence), Message: r.Message, Numbers: map[string]float64{}}
 	for k, v := range r.Numbers {
 		if finite(v) {
 			x.Numbers[k] = v
@@ -905,4 +909,13 @@ func satAdd(a, b int64) int64 {
 		return math.MinInt64
 	}
 	return s
+}
+
+// addrString is an address as the report's peer rows write it ("" when
+// unknown).
+func addrString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

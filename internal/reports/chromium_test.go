@@ -46,6 +46,7 @@ type pageState struct {
 	// chart's first line at finite positions.
 	Cells  int `json:"cells"`
 	Points int `json:"points"`
+	Flows  int `json:"flows"` // cells of the transfer matrix with a size
 }
 
 type canvasState struct {
@@ -74,10 +75,11 @@ const readPage = `(() => {
   const bars = cap.data.labels.map((l, i) => ({label: l, color: String(cap.data.datasets[1].backgroundColor[i]),
     length: rate[i] ? Math.abs(rate[i].x - rate[i].base) : 0}));
   const heat = Chart.getChart('chart-heatmap').getDatasetMeta(0).data.filter(e => e.width > 0 && e.height > 0).length;
+  const flows = Chart.getChart('chart-flows').getDatasetMeta(0).data.filter(e => e.width > 0 && e.height > 0).length;
   const points = Chart.getChart('chart-swarm').getDatasetMeta(0).data.filter(p => Number.isFinite(p.x) && Number.isFinite(p.y)).length;
   return {
     charts: document.body.dataset.charts || '',
-    canvases, bars, cells: heat, points,
+    canvases, bars, cells: heat, points, flows,
     rows: document.querySelectorAll('#peers tbody tr').length,
     flagged: document.querySelectorAll('#peers tbody tr.flagged').length,
     tiles: Array.from(document.querySelectorAll('#verdict-counts .tile')).map(e => e.querySelector('b').textContent + ' ' + e.querySelector('span').textContent),
@@ -230,8 +232,8 @@ func TestHTMLInChromium(t *testing.T) {
 	if st.Charts != "drawn" {
 		t.Errorf("body[data-charts] = %q, want drawn", st.Charts)
 	}
-	if len(st.Canvases) != 3 {
-		t.Fatalf("%d canvases, want 3: %+v", len(st.Canvases), st.Canvases)
+	if len(st.Canvases) != 4 {
+		t.Fatalf("%d canvases, want 4: %+v", len(st.Canvases), st.Canvases)
 	}
 	for _, c := range st.Canvases {
 		if !c.Drawn || c.Width < 200 || c.Height < 100 || c.Ink < 1000 {
@@ -251,6 +253,9 @@ func TestHTMLInChromium(t *testing.T) {
 	}
 	if st.Cells != wantCells || wantCells == 0 {
 		t.Errorf("heat map: %d cells drawn, want %d", st.Cells, wantCells)
+	}
+	if c := charts(r); st.Flows != len(c.Flows) || len(c.Flows) == 0 {
+		t.Errorf("transfer matrix: %d cells drawn, want %d", st.Flows, len(c.Flows))
 	}
 	flaggedBars := 0
 	for _, b := range st.Bars {

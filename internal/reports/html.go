@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,12 @@ type chartData struct {
 	Copies          []float64   `json:"copies"`
 	Bars            []chartBar  `json:"bars"`
 	Heat            []chartHeat `json:"heat"`
+	// Flows is the transfer matrix summed over the windows: peer labels
+	// (senders and receivers alike) and one cell per pair.
+	FlowLabels      []string    `json:"flow_labels"`
+	Flows           []chartFlow `json:"flows"`
+	FlowsOmitted    int         `json:"-"`
+	FlowsHeight     int         `json:"-"`
 	BarsOmitted     int         `json:"-"`
 	HeatOmitted     int         `json:"-"`
 	BarsHeight      int         `json:"-"`
@@ -91,6 +98,72 @@ type chartBar struct {
 	Capacity float64 `json:"capacity"`
 	Central  float64 `json:"central"`
 	Rate     float64 `json:"rate"`
+}
+
+type chartFlow struct {
+	From  int   `json:"from"` // index into FlowLabels
+	To    int   `json:"to"`
+	Lower int64 `json:"lower"`
+	Upper int64 `json:"upper"`
+}
+
+// MaxFlowPeers caps the transfer chart's peers (those with the largest
+// bounds are kept).
+const MaxFlowPeers = 40
+
+// flows sums the windows' transfer matrices per ordered pair and keeps the
+// MaxFlowPeers peers with the largest upper bounds in or out.
+func (c *chartData) flows(r *Report) {
+	type pair struct{ from, to string }
+	sum := map[pair]*chartFlow{}
+	weight := map[string]int64{}
+	for _, w := range r.Windows {
+		for _, t := range w.Transfers {
+			k := pair{t.From, t.To}
+			f := sum[k]
+			if f == nil {
+				f = &chartFlow{}
+				sum[k] = f
+			}
+			f.Lower, f.Upper = satAdd(f.Lower, t.Lower), satAdd(f.Upper, t.Upper)
+			weight[t.From] = satAdd(weight[t.From], t.Upper)
+			weight[t.To] = satAdd(weight[t.To], t.Upper)
+		}
+	}
+	addrs := make([]string, 0, len(weight))
+	for a := range weight {
+		addrs = append(addrs, a)
+	}
+	sort.Slice(addrs, func(i, j int) bool {
+		if weight[addrs[i]] != weight[addrs[j]] {
+			return weight[addrs[i]] > weight[addrs[j]]
+		}
+		return addrs[i] < addrs[j]
+	})
+	if len(addrs) > MaxFlowPeers {
+		c.FlowsOmitted = len(addrs) - MaxFlowPeers
+		addrs = addrs[:MaxFlowPeers]
+	}
+	sort.Strings(addrs)
+	index := map[string]int{}
+	for i, a := range addrs {
+		index[a] = i
+		c.FlowLabels = append(c.FlowLabels, a)
+	}
+	for k, f := range sum {
+		i, ok1 := index[k.from]
+		j, ok2 := index[k.to]
+		if ok1 && ok2 {
+			c.Flows = append(c.Flows, chartFlow{From: i, To: j, Lower: f.Lower, Upper: f.Upper})
+		}
+	}
+	sort.Slice(c.Flows, func(a, b int) bool {
+		if c.Flows[a].From != c.Flows[b].From {
+			return c.Flows[a].From < c.Flows[b].From
+		}
+		return c.Flows[a].To < c.Flows[b].To
+	})
+	c.FlowsHeight = 120 + 18*max(len(c.FlowLabels), 1)
 }
 
 type chartHeat struct {
@@ -139,7 +212,8 @@ func charts(r *Report) chartData {
 	nb := len(tl.Times)
 	c := chartData{Span: fin(r.Swarm.Duration), NumPieces: r.Swarm.Pieces, Times: make([]int64, nb),
 		Peers: fitInts(tl.Peers, nb), Seeders: fitInts(tl.Seeders, nb), Announcing: fitInts(tl.Announcing, nb),
-		PiecesAvailable: fitInts(tl.PiecesAvailable, nb), Copies: make([]float64, nb), Bars: []chartBar{}, Heat: []chartHeat{}}
+		PiecesAvailable: fitInts(tl.PiecesAvailable, nb), Copies: make([]float64, nb), Bars: []chartBar{}, Heat: []chartHeat{},
+		FlowLabels: []string{}, Flows: []chartFlow{}}
 	for k, t := range tl.Times {
 		c.Times[k] = t.UnixMilli()
 		if k < len(tl.Copies) {
@@ -195,6 +269,7 @@ func charts(r *Report) chartData {
 		c.Heat = append(c.Heat, chartHeat{Label: label(p), Flagged: p.Flagged, Series: fitPtrs(p.Pieces.Series, nb)})
 	}
 	c.HeatHeight = 90 + 18*max(len(c.Heat), 1)
+	c.flows(r)
 	return c
 }
 

@@ -220,11 +220,15 @@ type Identity struct {
 
 // Reason is one finding with the numbers behind it (verdict.Reason).
 type Reason struct {
-	Code       string             `json:"code"`
-	Status     string             `json:"status"`
-	Confidence float64            `json:"confidence"`
-	Message    string             `json:"message"`
-	Numbers    map[string]float64 `json:"numbers"`
+	Code   string `json:"code"`
+	Status string `json:"status"`
+	// Tier is proof or plausible; Assumptions what a plausible finding
+	// rests on (docs/estimation.md, "Evidence tiers").
+	Tier        string             `json:"tier"`
+	Assumptions []string           `json:"assumptions"`
+	Confidence  float64            `json:"confidence"`
+	Message     string             `json:"message"`
+	Numbers     map[string]float64 `json:"numbers"`
 }
 
 // Window is the swarm balance over one conservation window.
@@ -243,6 +247,21 @@ type Window struct {
 	Status             string    `json:"status"`
 	Reasons            []Reason  `json:"reasons"`
 	Contributors       []string  `json:"contributors"`
+	// Transfers is the window's transfer matrix: what each observed peer
+	// could have sent each other one (empty for swarms of more than
+	// estimate.MaxTransferPeers observed peers).
+	Transfers []Transfer `json:"transfers"`
+}
+
+// Transfer bounds the bytes one observed peer sent another in a window
+// (verdict.Transfer): Lower from pieces only it could have sent, Upper from
+// the pieces the receiver gained that the sender may have held, capped by
+// the sender's upload bound.
+type Transfer struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Lower int64  `json:"lower"`
+	Upper int64  `json:"upper"`
 }
 
 // Timeline is the swarm over time, in buckets of equal length.

@@ -113,11 +113,11 @@ type Reason struct {
 	Code   Code   `json:"code"`
 	Status Status `json:"status"`
 	// Tier and Assumptions say what the finding rests on.
-	Tier        Tier     `json:"tier"`
-	Assumptions []string `json:"assumptions,omitempty"`
-	Confidence float64            `json:"confidence"`
-	Message    string             `json:"message"`
-	Numbers    map[string]float64 `json:"numbers,omitempty"`
+	Tier        Tier               `json:"tier"`
+	Assumptions []string           `json:"assumptions,omitempty"`
+	Confidence  float64            `json:"confidence"`
+	Message     string             `json:"message"`
+	Numbers     map[string]float64 `json:"numbers,omitempty"`
 }
 
 // BadPiece is a piece a peer sent us that failed its hash check.
@@ -330,6 +330,21 @@ type Window struct {
 	// exceed their own per-interval upload bounds, largest first (at most
 	// 5).
 	Contributors []string `json:"contributors,omitempty"`
+	// Transfers is the window's transfer matrix between observed peers
+	// (estimate.Transfers), by wire address; empty above
+	// estimate.MaxTransferPeers observed peers.
+	Transfers []Transfer `json:"transfers,omitempty"`
+}
+
+// Transfer bounds what one observed peer could have sent another in a
+// window: Lower from sole-holder attributions, Upper from the pieces the
+// receiver gained that the sender may have held, capped by the sender's
+// upload bound.
+type Transfer struct {
+	From  netip.AddrPort `json:"from"`
+	To    netip.AddrPort `json:"to"`
+	Lower int64          `json:"lower"`
+	Upper int64          `json:"upper"`
 }
 
 // Summary is the swarm-wide outcome.
@@ -427,18 +442,19 @@ func Judge(in Input, cfg Config) (*Report, error) {
 }
 
 type judge struct {
-	in      Input
-	cfg     Config
-	tor     estimate.Torrent
-	slack   int64
-	pslack  int64 // the plausible tier's slack
+	in     Input
+	cfg    Config
+	tor    estimate.Torrent
+	slack  int64
+	pslack int64 // the plausible tier's slack
 	// untrusted: the identity's download reports are not used by the
 	// plausible tier (the wire or its own reports contradict them).
 	untrusted []bool
-	ids     []identity
-	grps    []group
-	est     *estimate.Estimator
-	dropped int
+	estAddr   []netip.AddrPort // estimate peer index → its group's address
+	ids       []identity
+	grps      []group
+	est       *estimate.Estimator
+	dropped   int
 }
 
 // identities groups the announces and splits them into sessions.
@@ -703,6 +719,7 @@ func positiveOnly(obs []timeline.Observation, numPieces int) []timeline.Observat
 // peers; identities without them are unobserved.
 func (j *judge) estimate() error {
 	var in estimate.Input
+	j.estAddr = j.estAddr[:0]
 	in.Torrent = j.tor
 	for g := range j.grps {
 		gr := &j.grps[g]
@@ -710,6 +727,7 @@ func (j *judge) estimate() error {
 			continue
 		}
 		gr.est = len(in.Peers)
+		j.estAddr = append(j.estAddr, j.in.Peers[gr.members[0]].Addr)
 		in.Peers = append(in.Peers, estimate.Peer{
 			ID:           fmt.Sprintf("wire:%s", j.in.Peers[gr.members[0]].Addr),
 			Timeline:     gr.tl,
@@ -1195,6 +1213,13 @@ func (j *judge) conservation(rep *Report) error {
 			return err
 		}
 		win := Window{From: w.From, To: w.To, Swarm: sw, Status: StatusOK}
+		if ts, err := j.est.Transfers(w.From, w.To); err == nil {
+			for _, t := range ts {
+				win.Transfers = append(win.Transfers, Transfer{From: j.estAddr[t.From], To: j.estAddr[t.To], Lower: t.Lower, Upper: t.Upper})
+			}
+		} else if !errors.Is(err, estimate.ErrTooMany) {
+			return err
+		}
 		plausibleOnly := false
 		type excess struct {
 			key string

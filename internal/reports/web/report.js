@@ -162,6 +162,47 @@
   });
   done('chart-heatmap');
 
+  // The transfer matrix: sender (y) × receiver (x), shaded by the upper
+  // bound.
+  const fl = C.flow_labels;
+  const maxUp = C.flows.reduce((m, f) => Math.max(m, f.upper), 0);
+  new Chart('chart-flows', {
+    type: 'matrix',
+    data: {
+      datasets: [{
+        label: 'could have sent',
+        data: C.flows.map(f => ({ x: fl[f.to], y: fl[f.from], lower: f.lower, upper: f.upper })),
+        backgroundColor: ctx => {
+          const c = ctx.raw;
+          if (!c || maxUp <= 0) return 'transparent';
+          return 'rgba(21,101,192,' + (0.08 + 0.92 * c.upper / maxUp).toFixed(3) + ')';
+        },
+        borderWidth: 0,
+        width: ({ chart }) => Math.max(1, ((chart.chartArea || {}).width || 0) / Math.max(fl.length, 1) - 1),
+        height: ({ chart }) => Math.max(1, ((chart.chartArea || {}).height || 0) / Math.max(fl.length, 1) - 1)
+      }]
+    },
+    options: {
+      responsive: true, maintainAspectRatio: false,
+      plugins: {
+        legend: { display: false },
+        tooltip: {
+          callbacks: {
+            title: items => items.length ? items[0].raw.y + ' → ' + items[0].raw.x : '',
+            label: ctx => 'between ' + iec(ctx.raw.lower) + ' and ' + iec(ctx.raw.upper)
+          }
+        }
+      },
+      scales: {
+        x: { type: 'category', labels: fl, offset: true, grid: { display: false }, title: { display: true, text: 'receiver' },
+             ticks: { autoSkip: false, maxRotation: 90, font: { family: 'monospace' } } },
+        y: { type: 'category', labels: fl, offset: true, grid: { display: false }, title: { display: true, text: 'sender' },
+             ticks: { autoSkip: false, font: { family: 'monospace' } } }
+      }
+    }
+  });
+  done('chart-flows');
+
   // Sortable tables: click a header; numbers sort by their data-v value.
   function key(cell) {
     const v = cell.dataset.v !== undefined ? cell.dataset.v : cell.textContent.trim();
@@ -191,5 +232,5 @@
   const only = document.getElementById('flagged-only');
   only.addEventListener('change', () => document.getElementById('peers').classList.toggle('only-flagged', only.checked));
 
-  document.body.dataset.charts = drawn === 3 ? 'drawn' : 'partial';
+  document.body.dataset.charts = drawn === 4 ? 'drawn' : 'partial';
 })();
