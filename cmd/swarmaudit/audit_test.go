@@ -276,7 +276,7 @@ func TestAuditCatalogueCheats(t *testing.T) {
 		booster := s.start(t, testclients.Libtorrent, proxied, true, testclients.Options{IP: "127.0.0.5", UploadLimitKiB: 1024})
 		time.Sleep(5 * time.Second)
 		leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.6", Encryption: testclients.EncPreferred})
-		time.Sleep(auditFor - 20*time.Second)
+		time.Sleep(auditFor - 15*time.Second)
 		for _, c := range fakes {
 			c.Close()
 		}

@@ -101,7 +101,7 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 	}
 	for _, p := range probes {
 		w := get(p.Addr)
-		if p.Outcome == string(probe.OutcomeChoked) {
+		if keptChoked(p) {
 			w.ChokedProbes++
 		}
 		if p.ThroughputBytesPerSec > 0 {
@@ -198,4 +198,19 @@ func Rejudge(ctx context.Context, st *store.Store, tor *torrentmeta.Torrent, imp
 		return nil, fmt.Errorf("rejudge: %w", err)
 	}
 	return res, nil
+}
+
+// keptChoked reports whether a bandwidth probe ended with us still choked
+// and no payload, after the peer completed the handshake and showed pieces:
+// the choked outcome, or a probe the peer cut short (closed, protocol error,
+// timeout) before it ever unchoked us.
+func keptChoked(p store.ProbeRecord) bool {
+	if p.Outcome == string(probe.OutcomeChoked) {
+		return true
+	}
+	if p.BytesDownloaded > 0 || p.Encryption == "" {
+		return false
+	}
+	var r probe.Result
+	return json.Unmarshal(p.Result, &r) == nil && r.Choked && r.PiecesHave > 0 && r.UnchokeMS == 0
 }

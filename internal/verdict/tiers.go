@@ -313,6 +313,22 @@ func (j *judge) unserved(rep *Report) error {
 		if len(ws) == 0 {
 			continue
 		}
+		// Widen each window over the measured peers' announce pairs that
+		// overlap it, so that their claims count whole: what the swarm
+		// absorbed over the wider window, less what they claimed in it,
+		// bounds what this peer can have sent in its own.
+		for q := range rep.Verdicts {
+			if q == k || !measured(q) {
+				continue
+			}
+			for _, c := range rep.Verdicts[q].Checks {
+				for i := range ws {
+					if !c.Session && c.From.Before(ws[i].To) && c.To.After(ws[i].From) {
+						ws[i].From, ws[i].To = earlier(ws[i].From, c.From), later(ws[i].To, c.To)
+					}
+				}
+			}
+		}
 		pl, err := j.est.PlausibleOver(j.grps[id.group].est, -1, ws)
 		if err != nil {
 			return err
@@ -357,4 +373,18 @@ func inside(from, to time.Time, ws []timeline.Interval, slack time.Duration) boo
 		}
 	}
 	return false
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -1107,9 +1107,25 @@ func (j *judge) leftReasons(id *identity, gr *group) []Reason {
 	var worst *Reason
 	var worstGap float64
 	bad := 0
-	for _, a := range id.ann {
+	type annIn struct {
+		a     reported.Announce
+		first reported.Announce // its session's first announce
+	}
+	var anns []annIn
+	for _, s := range id.sessions {
+		for _, a := range s.ann {
+			anns = append(anns, annIn{a, s.ann[0]})
+		}
+	}
+	for _, x := range anns {
+		a, first := x.a, x.first
 		var gap, limit float64
 		var msg string
+		// At most what it held when its session started (everything but
+		// what it was seen lacking then or later), plus what it reported
+		// downloading since.
+		startHeld := j.tor.TotalLength - j.tor.Bytes(gr.tl.LackingFrom(first.At.Add(cs)).Indices())
+		canHold := startHeld + max(0, a.Downloaded-first.Downloaded) + inflight + slackLeft
 		held, ok := gr.tl.HaveAt(a.At.Add(-max(cs, j.cfg.AnnounceLatency)))
 		heldBytes := j.tor.Bytes(held.Indices())
 		lacking := j.tor.Bytes(gr.tl.LackingFrom(a.At.Add(cs)).Indices())
@@ -1135,6 +1151,11 @@ func (j *judge) leftReasons(id *identity, gr *group) []Reason {
 			gap = limit - float64(a.Left)
 			msg = fmt.Sprintf("reported left=%s at %s, but it was later seen still lacking %s", fmtBytes(float64(a.Left)),
 				a.At.UTC().Format(time.RFC3339), fmtBytes(float64(lacking)))
+		case a.At.After(first.At) && first.Left <= j.tor.TotalLength && j.tor.TotalLength-a.Left > canHold:
+			limit = float64(j.tor.TotalLength - canHold)
+			gap = limit - float64(a.Left)
+			msg = fmt.Sprintf("reported left=%s at %s, but when its session started it was seen lacking %s, and it reported downloading only %s since",
+				fmtBytes(float64(a.Left)), a.At.UTC().Format(time.RFC3339), fmtBytes(float64(j.tor.TotalLength-startHeld)), fmtBytes(float64(max(0, a.Downloaded-first.Downloaded))))
 		default:
 			continue
 		}
