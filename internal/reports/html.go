@@ -81,14 +81,14 @@ type chartData struct {
 	Heat            []chartHeat `json:"heat"`
 	// Flows is the transfer matrix summed over the windows: peer labels
 	// (senders and receivers alike) and one cell per pair.
-	FlowLabels      []string    `json:"flow_labels"`
-	Flows           []chartFlow `json:"flows"`
-	FlowsOmitted    int         `json:"-"`
-	FlowsHeight     int         `json:"-"`
-	BarsOmitted     int         `json:"-"`
-	HeatOmitted     int         `json:"-"`
-	BarsHeight      int         `json:"-"`
-	HeatHeight      int         `json:"-"`
+	FlowLabels   []string    `json:"flow_labels"`
+	Flows        []chartFlow `json:"flows"`
+	FlowsOmitted int         `json:"-"`
+	FlowsHeight  int         `json:"-"`
+	BarsOmitted  int         `json:"-"`
+	HeatOmitted  int         `json:"-"`
+	BarsHeight   int         `json:"-"`
+	HeatHeight   int         `json:"-"`
 }
 
 type chartBar struct {

@@ -419,6 +419,104 @@ func TestCheats(t *testing.T) {
 			status: StatusUnverifiable,
 		},
 		{
+			// S is honest and measured; a second seeder that shows every
+			// piece but never unchokes claims what S claims: the leechers'
+			// downloads are all S's, nothing is left for it.
+			name: "plausible: a seeder that never unchokes gets only the residual",
+			setup: func(s *sim) {
+				w := s.wire(cheat, looks(-600, 7200, haveAll))
+				w.ChokedProbes = 5
+				for k, tm := range []float64{0, 1800, 3600, 5400, 7200} {
+					ev := reported.EventNone
+					if k == 0 {
+						ev = reported.EventStarted
+					}
+					s.announce(cheat, tm, int64(k)*30*mib, 0, 0, ev)
+				}
+			},
+			status: StatusSuspect,
+			must:   []Code{CodeNeverUnchoked},
+		},
+		{
+			// Fake seeders that reported no download absorbed nothing
+			// under the plausible tier: they cannot cover a claim that
+			// the worst case (where each may have downloaded the whole
+			// torrent) lets through.
+			name: "plausible: fake seeders give no cover",
+			setup: func(s *sim) {
+				s.wire(cheat, looks(-600, 7200, haveAll), estimate.Sample{At: at(6000), BytesPerSec: 50 * mib, Spread: mib, Bytes: 2 * mib})
+				for n := byte(60); n < 66; n++ {
+					s.wire(n, attempts(0, 7200, timeline.KindUnreachable))
+					for k, tm := range []float64{0, 1800, 3600, 5400, 7200} {
+						ev := reported.EventNone
+						if k == 0 {
+							ev = reported.EventStarted
+						}
+						s.announce(n, tm, 0, 0, 0, ev)
+					}
+				}
+				for k, tm := range []float64{0, 1800, 3600, 5400, 7200} {
+					ev := reported.EventNone
+					if k == 0 {
+						ev = reported.EventStarted
+					}
+					s.announce(cheat, tm, int64(k)*90*mib, 0, 0, ev)
+				}
+			},
+			status:  StatusSuspect,
+			must:    []Code{CodeUploadExceedsAvailability},
+			mustNot: []Code{CodeNeverUnchoked},
+		},
+		{
+			// rustatio: every handshake answered, every connection closed
+			// before a word about pieces, while it claims to seed.
+			name: "handshakes without a piece set from a self-declared seeder",
+			setup: func(s *sim) {
+				s.wire(cheat, looks(0, 7200, func(float64) []timeline.Observation { return nil }))
+				ratioMaster(s, 40*mib)
+			},
+			// its claims after the leechers completed are proofs too
+			status: StatusMisreporting,
+			must:   []Code{CodeNoBitfield},
+		},
+		{
+			name: "left falls while downloaded stands still",
+			setup: func(s *sim) {
+				for k, tm := range []float64{0, 1800, 3600} {
+					s.announce(cheat, tm, 0, 0, tor.TotalLength-int64(k)*40*mib, reported.EventNone)
+				}
+			},
+			status: StatusSuspect,
+			must:   []Code{CodeLeftWithoutDownload},
+		},
+		{
+			name: "counters go down without a restart",
+			setup: func(s *sim) {
+				s.announce(cheat, 0, 0, 0, 0, reported.EventStarted)
+				s.announce(cheat, 1800, 50*mib, 0, 0, reported.EventNone)
+				s.announce(cheat, 3600, 10*mib, 0, 0, reported.EventNone)
+			},
+			status: StatusSuspect,
+			must:   []Code{CodeCounterDecreased},
+		},
+		{
+			// started then stopped 15 ms later, ten times, 25 MB each,
+			// from an address that refuses every connection
+			name: "restart bursts",
+			setup: func(s *sim) {
+				s.wire(cheat, attempts(0, 7200, timeline.KindRefused))
+				up := int64(0)
+				for k := range 10 {
+					tm := 300 + 600*float64(k)
+					s.announce(cheat, tm, up, 0, 0, reported.EventStarted)
+					up += 25e6
+					s.announce(cheat, tm+0.015, up, 0, 0, reported.EventStopped)
+				}
+			},
+			status: StatusSuspect,
+			must:   []Code{CodeNeverHandshaked},
+		},
+		{
 			name: "faster than any client",
 			setup: func(s *sim) {
 				s.announce(cheat, 0, 0, 0, 0, reported.EventStarted)
