@@ -321,8 +321,7 @@ func importReported(fl judgeFlags, t *torrentmeta.Torrent, errOut io.Writer) ([]
 // printVerdicts prints one line per reporting identity, worst first.
 func printVerdicts(w io.Writer, res *audit.Result) {
 	vs := append([]verdict.Verdict(nil), res.Report.Verdicts...)
-	rank := map[verdict.Status]int{verdict.StatusMisreporting: 0, verdict.StatusSuspect: 1, verdict.StatusUnverifiable: 2, verdict.StatusOK: 3}
-	sort.SliceStable(vs, func(i, j int) bool { return rank[vs[i].Status] < rank[vs[j].Status] })
+	sort.SliceStable(vs, func(i, j int) bool { return vs[i].Status.Rank() < vs[j].Status.Rank() })
 	p := res.Progress
 	fmt.Fprintf(w, "%s: %d peers discovered, %d reached, %d probed; auditor moved %s\n\n", res.Evidence.Torrent.Name,
 		p.Discovered, p.Reached, p.Probed, humanize.IBytes(uint64(p.BytesIn+p.BytesOut)))

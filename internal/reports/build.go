@@ -275,48 +275,24 @@ func (b *builder) span(buckets int) {
 	b.rep.Timeline.Times = b.times
 }
 
-// estimate bounds every wire row over the whole span with package
-// estimate: each address is one observed peer, and identities whose row
-// has no piece information are unobserved peers.
+// estimate takes every wire row's capacity and bounds from the verdicts'
+// own analysis (verdict.Report.Addresses): the report shows exactly what
+// was judged, with the peers grouped as the verdicts grouped them.
 func (b *builder) estimate() error {
-	var in estimate.Input
-	in.Torrent = b.tor
+	byAddr := map[netip.AddrPort]*verdict.AddrBounds{}
+	for i := range b.res.Report.Addresses {
+		a := &b.res.Report.Addresses[i]
+		byAddr[a.Addr] = a
+	}
 	for _, r := range b.all {
 		if r.wire == nil {
 			continue
 		}
-		r.est = len(in.Peers)
-		in.Peers = append(in.Peers, estimate.Peer{ID: r.p.Address, Timeline: r.tl, Capacity: estimate.Capacity{Samples: r.wire.Probes}})
-	}
-	for _, r := range b.all {
-		if r.tl != nil && r.tl.HasPieceInfo() {
+		ab := byAddr[r.wire.Addr]
+		if ab == nil || !ab.PieceInfo {
 			continue
 		}
-		for _, v := range r.ids {
-			list := b.anns[v.Identity.Key]
-			if len(list) == 0 {
-				continue
-			}
-			end := list[len(list)-1].At
-			if list[len(list)-1].Event != reported.EventStopped {
-				end = end.Add(b.cfg.AnnounceGrace)
-			}
-			in.Unobserved = append(in.Unobserved, estimate.Unobserved{ID: v.Identity.Key, MaxGain: -1,
-				Present: []timeline.Interval{{From: list[0].At, To: end}}})
-		}
-	}
-	e, err := estimate.New(in, b.cfg.Estimate)
-	if err != nil {
-		return fmt.Errorf("estimate: %w", err)
-	}
-	for _, r := range b.all {
-		if r.est < 0 {
-			continue
-		}
-		ce, err := e.Capacity(r.est)
-		if err != nil {
-			return fmt.Errorf("estimate %s: %w", r.p.Address, err)
-		}
+		ce := ab.Capacity
 		var spreads []float64
 		for _, s := range r.wire.Probes {
 			if s.BytesPerSec > 0 && finite(s.Spread) {
@@ -325,14 +301,10 @@ func (b *builder) estimate() error {
 		}
 		r.p.Capacity = Capacity{Known: ce.Known, Samples: ce.Samples, Central: fin(ce.Central), Spread: fin(median(spreads)),
 			MeasuredUpper: fin(ce.MeasuredUpper), Share: fin(ce.Share), Upper: fin(ce.Upper), Quiet: ce.Quiet}
-		bd, err := e.Peer(r.est, b.from, b.to)
-		if err != nil {
-			return fmt.Errorf("estimate %s: %w", r.p.Address, err)
-		}
+		bd := ab.Bounds
 		r.p.ObservedDownloaded = bd.DownloadedLower
-		if r.tl.HasPieceInfo() || ce.Known {
-			r.p.UploadBounds = &UploadBounds{Lower: bd.UploadLower, Upper: bd.UploadUpper, Limit: string(bd.Explain.Limit)}
-		}
+		r.p.UploadBounds = &UploadBounds{Lower: bd.UploadLower, Upper: bd.UploadUpper, Limit: string(bd.Explain.Limit),
+			PlausibleUpper: bd.Plausible.UploadUpper, PlausibleLimit: string(bd.Plausible.Limit)}
 	}
 	return nil
 }
@@ -605,7 +577,7 @@ func (b *builder) reported(r *row) {
 	slices.SortFunc(r.ids, func(x, y *verdict.Verdict) int { return strings.Compare(x.Identity.Key, y.Identity.Key) })
 	rp := &Reported{LastLeft: -1}
 	var lastAt time.Time
-	best := map[string]Reason{}
+	var reasons []verdict.Reason
 	worst := verdict.Status("")
 	for _, v := range r.ids {
 		id := Identity{Key: v.Identity.Key, Addrs: []string{}, Verdict: string(v.Status), Confidence: fin(v.Confidence),
@@ -629,16 +601,10 @@ func (b *builder) reported(r *row) {
 			lastAt = list[len(list)-1].At
 			rp.LastLeft = list[len(list)-1].Left
 		}
-		if worst == "" || severity(v.Status) > severity(worst) || (v.Status == worst && v.Confidence > p.Confidence) {
+		if worst == "" || v.Status.Severity() > worst.Severity() || (v.Status == worst && v.Confidence > p.Confidence) {
 			worst, p.Confidence = v.Status, fin(v.Confidence)
 		}
-		for _, rs := range v.Reasons {
-			x := convReason(rs)
-			if cur, ok := best[x.Code]; !ok || severity(verdict.Status(x.Status)) > severity(verdict.Status(cur.Status)) ||
-				(x.Status == cur.Status && x.Confidence > cur.Confidence) {
-				best[x.Code] = x
-			}
-		}
+		reasons = append(reasons, v.Reasons...)
 	}
 	if rp.Seconds > 0 {
 		rp.UploadRate = fin(float64(rp.Uploaded) / rp.Seconds)
@@ -647,21 +613,9 @@ func (b *builder) reported(r *row) {
 	p.Reported = rp
 	p.Verdict = string(worst)
 	p.Flagged = worst == verdict.StatusSuspect || worst == verdict.StatusMisreporting
-	for _, x := range best {
-		p.Reasons = append(p.Reasons, x)
+	for _, r := range verdict.Strongest(reasons) {
+		p.Reasons = append(p.Reasons, convReason(r))
 	}
-	slices.SortFunc(p.Reasons, func(x, y Reason) int {
-		if d := severity(verdict.Status(y.Status)) - severity(verdict.Status(x.Status)); d != 0 {
-			return d
-		}
-		if x.Confidence != y.Confidence {
-			if x.Confidence > y.Confidence {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(x.Code, y.Code)
-	})
 }
 
 // summary fills the swarm-wide counts and the windows.
@@ -832,32 +786,8 @@ func convReason(r verdict.Reason) Reason {
 	return x
 }
 
-func severity(s verdict.Status) int {
-	switch s {
-	case verdict.StatusMisreporting:
-		return 3
-	case verdict.StatusSuspect:
-		return 2
-	case verdict.StatusOK:
-		return 1
-	}
-	return 0
-}
-
 // rank orders rows: flagged first, then unverifiable, ok, unreported.
-func rank(v string) int {
-	switch verdict.Status(v) {
-	case verdict.StatusMisreporting:
-		return 0
-	case verdict.StatusSuspect:
-		return 1
-	case verdict.StatusUnverifiable:
-		return 2
-	case verdict.StatusOK:
-		return 3
-	}
-	return 4
-}
+func rank(v string) int { return verdict.Status(v).Rank() }
 
 func printable(id []byte) string {
 	out := make([]byte, len(id))

@@ -186,6 +186,10 @@ type UploadBounds struct {
 	Lower int64  `json:"lower"`
 	Upper int64  `json:"upper"`
 	Limit string `json:"limit"`
+	// PlausibleUpper is the upper bound under the plausible tier
+	// (docs/estimation.md), PlausibleLimit which bound set it.
+	PlausibleUpper int64  `json:"plausible_upper"`
+	PlausibleLimit string `json:"plausible_limit"`
 }
 
 // Reported sums the announces of a row's identities.

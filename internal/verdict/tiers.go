@@ -351,7 +351,7 @@ func (j *judge) unserved(rep *Report) error {
 		if up <= t {
 			continue
 		}
-		v.Reasons = strongest(append(v.Reasons, Reason{Code: CodeNeverUnchoked, Status: StatusSuspect, Tier: TierPlausible,
+		v.Reasons = Strongest(append(v.Reasons, Reason{Code: CodeNeverUnchoked, Status: StatusSuspect, Tier: TierPlausible,
 			Assumptions: []string{estimate.AssumeOwnDownloads, AssumeUnservedResidual}, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded, but it kept us choked in all %d bandwidth probes, so it served no verifiable byte; of the %s the swarm plausibly absorbed in its sessions, measured peers' claims leave %s",
 				fmtBytes(up), j.grps[id.group].choked, fmtBytes(float64(pl.AvailabilityBound)), fmtBytes(float64(residual))),

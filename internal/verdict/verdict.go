@@ -41,7 +41,9 @@ const (
 	StatusMisreporting Status = "misreporting"
 )
 
-func (s Status) severity() int {
+// Severity orders statuses by what they accuse: misreporting 3, suspect
+// 2, ok 1, unverifiable (and anything else) 0.
+func (s Status) Severity() int {
 	switch s {
 	case StatusMisreporting:
 		return 3
@@ -51,6 +53,23 @@ func (s Status) severity() int {
 		return 1
 	}
 	return 0
+}
+
+// Rank is the order in which reports list statuses: misreporting 0,
+// suspect 1, unverifiable 2, ok 3, anything else (a row nobody reported
+// for) 4.
+func (s Status) Rank() int {
+	switch s {
+	case StatusMisreporting:
+		return 0
+	case StatusSuspect:
+		return 1
+	case StatusUnverifiable:
+		return 2
+	case StatusOK:
+		return 3
+	}
+	return 4
 }
 
 // Code names a reason.
@@ -151,6 +170,9 @@ type Input struct {
 	// Windows are the conservation windows; empty means one window over
 	// the whole span of the announces.
 	Windows []timeline.Interval
+	// Span is the interval Report.Addresses bounds each wire peer over;
+	// zero means the span of all announces and observations.
+	Span timeline.Interval
 }
 
 // Config holds the tolerances. DefaultConfig documents the defaults, chosen
@@ -359,6 +381,23 @@ type Summary struct {
 type Report struct {
 	Verdicts []Verdict `json:"verdicts"`
 	Summary  Summary   `json:"summary"`
+	// Addresses are the bounds of every wire peer over Span, from the same
+	// estimator the verdicts used (a peer's bounds are its group's: the
+	// addresses linked to one identity are one peer), so that every report
+	// shows exactly what was judged.
+	Addresses []AddrBounds      `json:"addresses"`
+	Span      timeline.Interval `json:"span"`
+}
+
+// AddrBounds is what the analysis knows of one wire address over the span.
+type AddrBounds struct {
+	Addr netip.AddrPort `json:"addr"`
+	// Group lists the addresses judged as one peer with it.
+	Group []netip.AddrPort `json:"group"`
+	// PieceInfo: its group's pieces were seen, so it has bounds.
+	PieceInfo bool                      `json:"piece_info"`
+	Capacity  estimate.CapacityEstimate `json:"capacity"`
+	Bounds    estimate.Bounds           `json:"bounds"`
 }
 
 // session is a run of announces with counters since one start.
@@ -433,6 +472,9 @@ func Judge(in Input, cfg Config) (*Report, error) {
 		rep.Summary.Counts[v.Status]++
 	}
 	if err := j.unserved(rep); err != nil {
+		return nil, fmt.Errorf("judge: %w", err)
+	}
+	if err := j.addresses(rep); err != nil {
 		return nil, fmt.Errorf("judge: %w", err)
 	}
 	if err := j.conservation(rep); err != nil {
@@ -816,7 +858,7 @@ func (j *judge) verdict(k int) (Verdict, error) {
 		reasons = append(reasons, j.wireReasons(id, gr, v.Uploaded)...)
 		reasons = append(reasons, j.leftReasons(id, gr)...)
 	}
-	v.Reasons = strongest(reasons)
+	v.Reasons = Strongest(reasons)
 	v.Status, v.Confidence = statusOf(v.Reasons)
 	if v.Status == StatusOK {
 		// ok means checked and held: without a piece set seen, nothing
@@ -836,7 +878,7 @@ func statusOf(reasons []Reason) (Status, float64) {
 	st, c := StatusOK, 0.0
 	for _, r := range reasons {
 		switch {
-		case r.Status.severity() > st.severity():
+		case r.Status.Severity() > st.Severity():
 			st, c = r.Status, r.Confidence
 		case r.Status == st:
 			c = max(c, r.Confidence)
@@ -973,7 +1015,7 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 		c.Status, c.Confidence = StatusUnverifiable, 0
 	}
 	for _, r := range c.Reasons {
-		if r.Status.severity() > c.Status.severity() || (r.Status == c.Status && r.Confidence > c.Confidence) {
+		if r.Status.Severity() > c.Status.Severity() || (r.Status == c.Status && r.Confidence > c.Confidence) {
 			c.Status, c.Confidence = r.Status, r.Confidence
 		}
 	}
@@ -1175,13 +1217,14 @@ func (j *judge) leftReasons(id *identity, gr *group) []Reason {
 	return []Reason{*worst}
 }
 
-// strongest keeps the most severe, then most confident, reason of each code,
-// ordered by severity, confidence and code.
-func strongest(rs []Reason) []Reason {
+// Strongest keeps the most severe, then most confident, reason of each
+// code, ordered by severity, confidence and code: how a verdict, and every
+// report that merges verdicts, lists its reasons.
+func Strongest(rs []Reason) []Reason {
 	best := map[Code]Reason{}
 	for _, r := range rs {
 		b, ok := best[r.Code]
-		if !ok || r.Status.severity() > b.Status.severity() || (r.Status == b.Status && r.Confidence > b.Confidence) {
+		if !ok || r.Status.Severity() > b.Status.Severity() || (r.Status == b.Status && r.Confidence > b.Confidence) {
 			best[r.Code] = r
 		}
 	}
@@ -1190,7 +1233,7 @@ func strongest(rs []Reason) []Reason {
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b Reason) int {
-		if d := b.Status.severity() - a.Status.severity(); d != 0 {
+		if d := b.Status.Severity() - a.Status.Severity(); d != 0 {
 			return d
 		}
 		if a.Confidence != b.Confidence {
@@ -1300,7 +1343,7 @@ func (j *judge) conservation(rep *Report) error {
 		}
 		rep.Summary.Windows = append(rep.Summary.Windows, win)
 	}
-	rep.Summary.Reasons = strongest(rep.Summary.Reasons)
+	rep.Summary.Reasons = Strongest(rep.Summary.Reasons)
 	return nil
 }
 
@@ -1332,4 +1375,63 @@ func fmtBytes(b float64) string {
 		s = "-" + s
 	}
 	return s
+}
+
+// addresses fills Report.Addresses and Report.Span.
+func (j *judge) addresses(rep *Report) error {
+	span := j.in.Span
+	if span.From.IsZero() || span.To.Before(span.From) {
+		var first, last time.Time
+		see := func(t time.Time) {
+			if t.Before(minTime) || !t.Before(maxTime) {
+				return
+			}
+			if first.IsZero() || t.Before(first) {
+				first = t
+			}
+			if t.After(last) {
+				last = t
+			}
+		}
+		for _, id := range j.ids {
+			for _, a := range id.ann {
+				see(a.At)
+			}
+		}
+		for _, p := range j.in.Peers {
+			for _, o := range p.Observations {
+				see(o.At)
+			}
+		}
+		span = timeline.Interval{From: first, To: last}
+	}
+	rep.Span = span
+	rep.Addresses = []AddrBounds{}
+	for g := range j.grps {
+		gr := &j.grps[g]
+		var group []netip.AddrPort
+		for _, m := range gr.members {
+			if a := j.in.Peers[m].Addr; a.IsValid() {
+				group = append(group, a)
+			}
+		}
+		var ab AddrBounds
+		if gr.est >= 0 && !span.From.IsZero() {
+			ce, err := j.est.Capacity(gr.est)
+			if err != nil {
+				return err
+			}
+			b, err := j.est.Peer(gr.est, span.From, span.To)
+			if err != nil {
+				return err
+			}
+			ab = AddrBounds{PieceInfo: true, Capacity: ce, Bounds: b}
+		}
+		for _, a := range group {
+			ab.Addr, ab.Group = a, group
+			rep.Addresses = append(rep.Addresses, ab)
+		}
+	}
+	slices.SortFunc(rep.Addresses, func(a, b AddrBounds) int { return a.Addr.Compare(b.Addr) })
+	return nil
 }
