@@ -32,8 +32,9 @@ type auditedSwarm struct {
 const auditFor = 70 * time.Second
 
 // startAuditedSwarm makes a 32 MiB private torrent announcing to an
-// embedded tracker and starts the audit on it.
-func startAuditedSwarm(t *testing.T, seed int64) *auditedSwarm {
+// embedded tracker and starts the audit on it; extra are more audit flags
+// (later ones win).
+func startAuditedSwarm(t *testing.T, seed int64, extra ...string) *auditedSwarm {
 	t.Helper()
 	s := &auditedSwarm{dir: t.TempDir(), done: make(chan error, 1)}
 	if keep := os.Getenv("SWARMAUDIT_KEEP_AUDIT"); keep != "" { // for debugging: keep the database
@@ -53,11 +54,12 @@ func startAuditedSwarm(t *testing.T, seed int64) *auditedSwarm {
 	s.report = filepath.Join(s.dir, "audit.json")
 	go func() {
 		var err error
-		s.output, err = run(t, "audit", "--torrent", s.torrent, "--tracker-listen", trackerAddr,
+		args := append([]string{"audit", "--torrent", s.torrent, "--tracker-listen", trackerAddr,
 			"--duration", auditFor.String(), "--db", filepath.Join(s.dir, "audit.db"), "--json-out", s.report,
 			"--no-dht", "--no-trackers", "--snapshot-interval", "2s", "--probe-interval", "20s",
 			"--probe-bytes", "512KiB", "--probe-timeout", "6s", "--slack", "4MiB",
-			"--html-out", filepath.Join(s.dir, "audit.html"), "--csv-out", filepath.Join(s.dir, "peers.csv"))
+			"--html-out", filepath.Join(s.dir, "audit.html"), "--csv-out", filepath.Join(s.dir, "peers.csv")}, extra...)
+		s.output, err = run(t, args...)
 		s.done <- err
 	}()
 	waitListening(t, trackerAddr)
@@ -256,7 +258,9 @@ func TestAuditCatalogueCheats(t *testing.T) {
 	testclients.Require(t, "transmission-daemon", "libtorrent")
 	t.Run("x2 proxy among fake seeders", func(t *testing.T) {
 		t.Parallel()
-		s := startAuditedSwarm(t, 23)
+		// probes every 12 s: the silent seeder must be seen keeping us
+		// choked in several of them
+		s := startAuditedSwarm(t, 23, "--probe-interval", "12s")
 		proxy, err := cheat.StartProxy("127.0.0.5", s.announce, 2)
 		if err != nil {
 			t.Fatal(err)

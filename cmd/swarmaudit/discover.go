@@ -89,7 +89,7 @@ private addresses (off by default: private trackers on LANs exist).`,
 			}
 			peers := frompeers.Config{
 				InfoHash: cfg.InfoHash, Torrent: tor, PEX: !noPEX && !cfg.Private,
-				Watch:  watch.Options{PeerID: peerid.New(peerid.Prefix), Policy: policy, ClientName: "swarmaudit " + version},
+				Watch:  watch.Options{PeerID: peerid.New(peerid.Prefix), Policy: policy, ClientName: "swarmaudit " + version, Private: cfg.Private},
 				Logger: slog.Default(),
 			}
 			if listen != "" {

@@ -101,7 +101,7 @@ probes each of its peers: a self-contained look at what a probe reports.`,
 
 // targetOf adapts a loaded torrent to what the probe needs.
 func targetOf(t *torrentmeta.Torrent) probe.Target {
-	return probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece}
+	return probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}
 }
 
 // resolvePeer parses HOST:PORT, resolving a host name with a deadline.

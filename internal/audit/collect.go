@@ -351,7 +351,7 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 		defer func() { <-c.bwProbes }()
 	}
 	t := c.cfg.Torrent
-	r, err := probe.Run(ctx, addr, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece}, probe.Options{
+	r, err := probe.Run(ctx, addr, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}, probe.Options{
 		PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, MaxBytes: c.cfg.ProbeBytes, BitfieldOnly: !bandwidth,
 		Timeout: c.cfg.ProbeTimeout, ClientName: c.cfg.ClientName, ClientNameFromID: peerid.ClientName,
 	})
@@ -440,7 +440,7 @@ func (c *Collector) startWatch(ctx context.Context, addr netip.AddrPort) {
 		defer close(hb)
 		sum, err := watch.Watch(ctx, addr, watch.Options{
 			InfoHash: c.cfg.Torrent.InfoHash, NumPieces: c.cfg.Torrent.NumPieces, PeerID: c.cfg.PeerID,
-			Policy: c.cfg.Policy, ClientName: c.cfg.ClientName,
+			Policy: c.cfg.Policy, ClientName: c.cfg.ClientName, Private: c.cfg.Torrent.Private,
 		}, watch.Events{
 			Connected: func(conn *peerwire.Conn, _ *peerwire.ExtHandshake) {
 				enc = string(conn.Method)

@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		InfoHash: t.InfoHash, Torrent: t, PEX: cfg.PEX && !t.Private, Listener: cfg.Listener, Book: cfg.Book,
 		AddPEX:      cfg.Book.AddPEX,
 		AddIncoming: func(a netip.AddrPort) { cfg.Book.Add(a, addrbook.SourceIncoming, 0) },
-		Watch:       watch.Options{PeerID: cc.PeerID, Policy: cc.Policy, ClientName: cc.ClientName},
+		Watch:       watch.Options{PeerID: cc.PeerID, Policy: cc.Policy, ClientName: cc.ClientName, Private: t.Private},
 		Logger:      cfg.Logger,
 	}
 	workers++

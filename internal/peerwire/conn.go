@@ -69,8 +69,12 @@ type Config struct {
 	InfoHash infohash.T
 	PeerID   [20]byte
 	Policy   Policy
-	// Reserved handshake bits we send; zero value means DefaultReserved().
+	// Reserved handshake bits we send; zero value means DefaultReserved(),
+	// without the DHT bit when Private.
 	Reserved pp.PeerExtensionBits
+	// Private: the torrent is private (BEP 27), so we advertise no DHT
+	// support in the handshake.
+	Private bool
 	// MaxMessage caps incoming message length; 0 means DefaultMaxMessage.
 	MaxMessage int
 	// Dialer is used for outgoing TCP connections; nil uses a net.Dialer.
@@ -87,7 +91,11 @@ func DefaultReserved() pp.PeerExtensionBits {
 
 func (c Config) reserved() pp.PeerExtensionBits {
 	if c.Reserved == (pp.PeerExtensionBits{}) {
-		return DefaultReserved()
+		r := DefaultReserved()
+		if c.Private {
+			r.SetBit(pp.ExtensionBitDht, false)
+		}
+		return r
 	}
 	return c.Reserved
 }

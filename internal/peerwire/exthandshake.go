@@ -131,10 +131,15 @@ func clampInt(v int64, lo, hi int) int {
 
 // OurExtHandshake builds the extension handshake we send: the extensions we
 // read (PEX, metadata), our client name and request queue, and, when we know
-// it, the size of the info dictionary we can serve.
-func OurExtHandshake(client string, reqq int, metadataSize int) pp.Message {
+// it, the size of the info dictionary we can serve. For a private torrent
+// (BEP 27) it offers no PEX.
+func OurExtHandshake(client string, reqq int, metadataSize int, private bool) pp.Message {
+	m := map[string]int{ExtPEX: LocalPEXID, ExtMetadata: LocalMetadataID}
+	if private {
+		delete(m, ExtPEX)
+	}
 	d := map[string]any{
-		"m":    map[string]int{ExtPEX: LocalPEXID, ExtMetadata: LocalMetadataID},
+		"m":    m,
 		"v":    client,
 		"reqq": reqq,
 	}

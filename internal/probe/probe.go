@@ -25,6 +25,9 @@ type Target struct {
 	PieceSize func(i int) int64
 	// Verify checks a complete piece against its SHA-1 from the metainfo.
 	Verify func(i int, data []byte) bool
+	// Private: the torrent is private (BEP 27): the handshake advertises
+	// no DHT and the extension handshake no PEX.
+	Private bool
 }
 
 // Options tune one probe. Zero values take the defaults noted.
@@ -152,6 +155,7 @@ type pieceBuf struct {
 func (s *session) run(ctx context.Context, addr netip.AddrPort) error {
 	cfg := s.o.Dialer
 	cfg.InfoHash, cfg.PeerID, cfg.Policy = s.t.InfoHash, s.o.PeerID, s.o.Policy
+	cfg.Private = cfg.Private || s.t.Private
 	conn, err := peerwire.Dial(ctx, addr, cfg)
 	s.r.TCPConnected = err == nil || errors.Is(err, peerwire.ErrConnected)
 	if err != nil {
@@ -183,7 +187,7 @@ func (s *session) talk(ctx context.Context) error {
 
 	var hello []pp.Message
 	if s.r.Extended {
-		hello = append(hello, peerwire.OurExtHandshake(s.o.ClientName, 250, 0))
+		hello = append(hello, peerwire.OurExtHandshake(s.o.ClientName, 250, 0, s.t.Private))
 	} else {
 		s.extDone = true
 	}

@@ -108,7 +108,7 @@ func (p *Peer) ourExtHandshake() pp.Message {
 	payload, err := bencode.Marshal(h)
 	if err != nil {
 		// A struct of strings and ints always marshals; fall back anyway.
-		return peerwire.OurExtHandshake(p.clientName(), maxUploadQueue, len(p.cfg.InfoBytes))
+		return peerwire.OurExtHandshake(p.clientName(), maxUploadQueue, len(p.cfg.InfoBytes), false)
 	}
 	return pp.Message{Type: pp.Extended, ExtendedID: pp.HandshakeExtendedID, ExtendedPayload: payload}
 }
@@ -132,7 +132,7 @@ func (p *Peer) run(c *peerwire.Conn, outgoing bool, listen netip.AddrPort) {
 		if p.dl != nil {
 			hello = append(hello, p.ourExtHandshake())
 		} else {
-			hello = append(hello, peerwire.OurExtHandshake(p.clientName(), maxUploadQueue, len(p.cfg.InfoBytes)))
+			hello = append(hello, peerwire.OurExtHandshake(p.clientName(), maxUploadQueue, len(p.cfg.InfoBytes), false))
 		}
 	}
 	have := p.have

@@ -44,6 +44,9 @@ type Options struct {
 	Policy    peerwire.Policy
 	// ClientName goes into our extension handshake.
 	ClientName string
+	// Private: the torrent is private (BEP 27): no DHT bit in our
+	// handshake and no PEX in our extension handshake.
+	Private bool
 	// HandshakeTimeout bounds connecting and handshaking (default 20 s).
 	HandshakeTimeout time.Duration
 	// KeepAlive is the interval of our keep-alives (default 60 s; peers
@@ -183,7 +186,7 @@ func dial(ctx context.Context, addr netip.AddrPort, o Options) (*peerwire.Conn, 
 	}
 	hctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
 	defer cancel()
-	return peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy})
+	return peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy, Private: o.Private})
 }
 
 // hello sends our extension handshake (if the peer speaks BEP 10) and
@@ -197,7 +200,7 @@ func hello(c *peerwire.Conn, o Options) error {
 	}
 	var hello []pp.Message
 	if c.SupportsExtended() {
-		hello = append(hello, peerwire.OurExtHandshake(o.ClientName, 250, 0))
+		hello = append(hello, peerwire.OurExtHandshake(o.ClientName, 250, 0, o.Private))
 	}
 	if c.SupportsFast() {
 		hello = append(hello, pp.Message{Type: pp.HaveNone})
