@@ -64,10 +64,12 @@ type PeerResult struct {
 	// UploadBound the verdicts' bound for it, Limit which bound set the
 	// main row's upper bound; TrueUp the client's own upload counter at the
 	// end (clients only).
-	ReportedUp  int64  `json:"reported_up"`
-	UploadBound int64  `json:"upload_bound"`
-	Limit       string `json:"limit"`
-	TrueUp      int64  `json:"true_up"`
+	ReportedUp  int64 `json:"reported_up"`
+	UploadBound int64 `json:"upload_bound"`
+	// PlausibleBound is the same under the plausible tier.
+	PlausibleBound int64  `json:"plausible_bound"`
+	Limit          string `json:"limit"`
+	TrueUp         int64  `json:"true_up"`
 	// Bandwidth: the cap's payload goodput against the report's
 	// capacity.central (both bytes/s); BWErr is (central-goodput)/goodput,
 	// set only with a cap and a known capacity.
@@ -261,6 +263,7 @@ func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Samp
 		if row.Reported != nil {
 			p.ReportedUp += row.Reported.Uploaded
 			p.UploadBound += row.Reported.UploadBound
+			p.PlausibleBound += row.Reported.PlausibleUploadBound
 		}
 		if row.Connections.Connected > 0 {
 			p.Connected = true
@@ -580,7 +583,7 @@ func Aggregate(rs []ScenarioResult) Overall {
 }
 
 // ratio is a/b, NaN when b is 0 (no data).
-func ratio[T int | uint64](a, b T) float64 {
+func ratio[T int | int64 | uint64](a, b T) float64 {
 	if b == 0 {
 		return math.NaN()
 	}

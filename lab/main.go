@@ -235,6 +235,7 @@ func rejudgeDir(ctx context.Context, bin, root, dir string) (ScenarioRun, error)
 		return r, fmt.Errorf("%s: %w", runFile, err)
 	}
 	r.Result.Scenario = info.Scenario
+	r.Wall = info.Ended.Sub(info.Started) // the audit's run, not this rejudgement
 	if sc, err := LoadScenario(filepath.Join(root, "lab", "scenarios"), info.Scenario); err == nil {
 		r.Scenario = sc
 	}

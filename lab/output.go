@@ -453,16 +453,24 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		add("- **Missed cheaters:**")
 		for _, x := range all {
 			if x.p.Cheater && !x.p.Flagged {
-				add("  %s/%s (%s%s): verdict %s, reasons %s; reported %s uploaded (its own counter: %s) against a bound of %s (set by %s).",
+				add("  %s/%s (%s%s): verdict %s, reasons %s; reported %s uploaded (its own counter: %s, so %s of the claim is invented) against a worst-case bound of %s (set by %s) and a plausible bound of %s: the claim is %s of the plausible bound, which a suspect finding needs above 115%% plus the plausible slack.",
 					x.scen, x.p.Host, x.p.Kind, proxyStr(x.p.Proxy, x.p.Rewrite), dash(x.p.Verdict), dash(strings.Join(x.p.Reasons, ", ")),
-					mib(uint64(max(x.p.ReportedUp, 0))), mib(uint64(max(x.p.TrueUp, 0))), mib(uint64(max(x.p.UploadBound, 0))), dash(x.p.Limit))
-				if r := scenarioOf(runs, x.scen); r != nil && r.Result.UnobservedPeers > 0 {
-					add("  The swarm had up to %d unobserved peers (the fake announcers), whose allowance added %s to what the swarm",
-						r.Result.UnobservedPeers, mib(uint64(max(r.Result.GainUnobserved, 0))))
-					add("  could have absorbed, although every one of them announced left=0; they also count as competitors of")
-					add("  every probe, so no probe was quiet and the capacity bound is the shared-probe guess (docs/estimation.md).")
-				}
+					mib(uint64(max(x.p.ReportedUp, 0))), mib(uint64(max(x.p.TrueUp, 0))), mib(uint64(max(x.p.ReportedUp-x.p.TrueUp, 0))),
+					mib(uint64(max(x.p.UploadBound, 0))), dash(x.p.Limit), mib(uint64(max(x.p.PlausibleBound, 0))),
+					pct(ratio(x.p.ReportedUp, x.p.PlausibleBound)))
 			}
+		}
+		missedProxy := false
+		for _, x := range all {
+			missedProxy = missedProxy || (x.p.Cheater && !x.p.Flagged && x.p.Proxy > 0)
+		}
+		if missedProxy {
+			add("  The plausible bound of a client that really uploads stands above its true upload by what the")
+			add("  wire cannot take from it: in the capacity bound, the headroom (×1.15) and the time others were")
+			add("  downloading while it was not busy; in the availability bound, what the other peers downloaded from")
+			add("  the other uploaders. A multiplier hides under it when the client used less than about 1/(1.3×")
+			add("  multiplier) of its capacity while the swarm was downloading, and got less than about")
+			add("  1/(1.15×multiplier) of the swarm's downloads (docs/estimation.md, \"Where it cannot help\").")
 		}
 	}
 	if failed["honest peers called misreporting"] {

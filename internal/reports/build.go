@@ -595,6 +595,7 @@ func (b *builder) reported(r *row) {
 				continue
 			}
 			rp.UploadBound = satAdd(rp.UploadBound, c.Bounds.UploadUpper)
+			rp.PlausibleUploadBound = satAdd(rp.PlausibleUploadBound, c.Bounds.Plausible.UploadUpper)
 			rp.Seconds += c.To.Sub(c.From).Seconds()
 		}
 		if list := b.anns[v.Identity.Key]; len(list) > 0 && !list[len(list)-1].At.Before(lastAt) {

@@ -200,8 +200,10 @@ type Reported struct {
 	// Uploaded/Downloaded: Σ reported deltas within sessions.
 	Uploaded   int64 `json:"uploaded"`
 	Downloaded int64 `json:"downloaded"`
-	// UploadBound: Σ upper bounds over the same intervals.
-	UploadBound int64 `json:"upload_bound"`
+	// UploadBound: Σ upper bounds over the same intervals;
+	// PlausibleUploadBound the same under the plausible tier.
+	UploadBound          int64 `json:"upload_bound"`
+	PlausibleUploadBound int64 `json:"plausible_upload_bound"`
 	// Seconds is the time the deltas cover; UploadRate = Uploaded/Seconds.
 	Seconds    float64 `json:"seconds"`
 	UploadRate float64 `json:"upload_rate"`
