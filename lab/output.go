@@ -515,8 +515,10 @@ func writeDetection(w io.Writer, runs []ScenarioRun) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("## Detection\n\n")
 	p("Scenarios named `heldout-*` were written with the cheat catalogue (docs/cheats.md) before the\n")
-	p("detector was tuned and were not run while tuning; the others were. A multiplier is *flagged* when\n")
-	p("its client is `suspect` or `misreporting`.\n\n")
+	p("detector was tuned and were not run while tuning; `heldout2-*` were written after the first\n")
+	p("held-out measurement, before the one change it prompted (the sum-of-pairs check), and run only\n")
+	p("after it. The others were tuned on. A multiplier is *flagged* when its client is `suspect` or\n")
+	p("`misreporting`.\n\n")
 	p("| scenario | proxied clients (multiplier: verdict) | smallest multiplier flagged | other cheats flagged | honest suspect | honest misreporting |\n| --- | --- | --- | --- | --- | --- |\n")
 	var honest, honestSus, honestMis int
 	type bucket struct{ flagged, cheaters int }

@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/estimate"
@@ -387,4 +388,61 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// pairSumReasons check an identity's claims summed over all its announce
+// pairs against the sum of the pairs' bounds. Each pair's true upload is
+// at most its bound, so the sum is at most the sum of the bounds; checked
+// pair by pair, every pair gets the slack, while the sum needs it once
+// (announce-time bursts move bytes between neighbouring pairs, they do not
+// add any). The worst-case availability gives a proof, the plausible
+// bound a plausible finding.
+func (j *judge) pairSumReasons(checks []Check) []Reason {
+	var up, avail, plaus, capLimited int64
+	pairs := 0
+	for _, c := range checks {
+		if c.Session {
+			continue
+		}
+		pairs++
+		up = satAddV(up, max(c.Uploaded, 0))
+		avail = satAddV(avail, c.Bounds.Explain.AvailabilityBound)
+		plaus = satAddV(plaus, c.Bounds.Plausible.UploadUpper)
+		if c.Bounds.Plausible.Limit != estimate.LimitAvailability {
+			capLimited = satAddV(capLimited, c.Bounds.Plausible.UploadUpper)
+		}
+	}
+	if pairs < 2 {
+		return nil // one pair: its own check covers it
+	}
+	u := float64(up)
+	var out []Reason
+	nums := func(bound int64, t float64) map[string]float64 {
+		return map[string]float64{"reported_uploaded": u, "pairs": float64(pairs), "bound": float64(bound), "threshold": t}
+	}
+	if t := j.thr(avail, j.cfg.MisreportFactor); u > t {
+		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusMisreporting, Tier: TierProof, Confidence: conf(u, t),
+			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, but in those intervals the peers that gained pieces it may have held could have received at most %s",
+				fmtBytes(u), pairs, fmtBytes(float64(avail))),
+			Numbers: nums(avail, t)})
+	}
+	if t := j.thrP(plaus); u > t {
+		code, as := CodeUploadExceedsAvailability, []string{estimate.AssumeOwnDownloads}
+		if 2*capLimited > plaus {
+			code, as = CodeUploadExceedsCapacity, []string{estimate.AssumeOwnDownloads, estimate.AssumeIdleNoCompetitors, estimate.AssumeQuietProbeWhole}
+		}
+		out = append(out, Reason{Code: code, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(u, t),
+			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, more than the %s their plausible bounds (probed capacity while others downloaded, and what they reported downloading) add up to",
+				fmtBytes(u), pairs, fmtBytes(float64(plaus))),
+			Numbers: nums(plaus, t)})
+	}
+	return out
+}
+
+// satAddV adds two non-negative byte counts, saturating.
+func satAddV(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + max(b, 0)
 }

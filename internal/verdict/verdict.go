@@ -851,6 +851,7 @@ func (j *judge) verdict(k int) (Verdict, error) {
 		reasons = append(reasons, c.Reasons...)
 	}
 	reasons = append(reasons, j.reportReasons(id)...)
+	reasons = append(reasons, j.pairSumReasons(v.Checks)...)
 	if r, ok := j.identityReason(k, v.Uploaded); ok {
 		reasons = append(reasons, r)
 	}
