@@ -266,7 +266,10 @@ func (c *Client) get(ctx context.Context, u string) ([]byte, error) {
 	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		// Our deadline, or the transport's header timeout (the same length:
+		// either may fire first), is a tracker that timed out.
+		var ne net.Error
+		if (errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil) || (errors.As(err, &ne) && ne.Timeout()) {
 			return nil, fmt.Errorf("%w: %v", tracker.ErrTimeout, err)
 		}
 		return nil, err
