@@ -269,7 +269,11 @@ func TestAuditCatalogueCheats(t *testing.T) {
 		proxied, _ := testclients.MakeTorrent(t, s.payload, 256<<10, []string{proxy.URL}, true)
 		var fakes []*cheat.Cheater
 		for i, kind := range []cheat.Kind{cheat.RatioPy, cheat.JOAL, cheat.SilentSeeder} {
-			c, err := cheat.Start(s.ctx, cheat.Config{Kind: kind, Announce: s.announce, InfoHash: s.ih, Size: 32 << 20, Rate: 512 << 10,
+			rate := 512 << 10
+			if kind == cheat.SilentSeeder {
+				rate = 1 << 20 // 1 MiB/s, the silent seeder
+			}
+			c, err := cheat.Start(s.ctx, cheat.Config{Kind: kind, Announce: s.announce, InfoHash: s.ih, Size: 32 << 20, Rate: float64(rate),
 				Interval: 5 * time.Second, Seed: uint64(30 + i)})
 			if err != nil {
 				t.Fatal(err)

@@ -293,13 +293,16 @@ func (j *judge) neverUnchoked(gr *group) bool {
 }
 
 // unserved is the second pass for identities that never unchoked us: their
-// claims get only the residual that the claims of measured identities
-// (each capped at its own plausible bound) leave of what the swarm
-// plausibly absorbed over their sessions (AssumeUnservedResidual).
+// claims get only the residual that the claims of honest-looking measured
+// identities (probed with data, not flagged by the first pass; each claim
+// capped at its own plausible bound) leave of what the swarm plausibly
+// absorbed over their sessions (AssumeUnservedResidual). A flagged
+// identity's claims earn no credit: crediting an inflated claim would take
+// the residual from an honest peer that happened to choke us.
 func (j *judge) unserved(rep *Report) error {
 	measured := func(k int) bool {
 		id := &j.ids[k]
-		return id.group >= 0 && len(j.grps[id.group].probes) > 0
+		return id.group >= 0 && len(j.grps[id.group].probes) > 0 && rep.Verdicts[k].Status == StatusOK
 	}
 	for k := range j.ids {
 		id := &j.ids[k]

@@ -1,9 +1,11 @@
 package verdict
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/swarmaudit/swarmaudit/internal/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/reported"
 )
 
 // TestPairSums: claims each within a pair's slack still add up past the
@@ -50,5 +52,29 @@ func TestPairSums(t *testing.T) {
 				t.Errorf("worst status %q, want %q", worst, tc.status)
 			}
 		})
+	}
+}
+
+// TestUnservedIgnoresFlaggedCredit: an honest seeder that happened to keep
+// us choked is not accused because a measured cheater beside it claimed
+// the swarm's downloads for itself: flagged identities earn no credit.
+func TestUnservedIgnoresFlaggedCredit(t *testing.T) {
+	s := base()
+	s.in.Peers[0].Probes, s.in.Peers[0].ChokedProbes = nil, 5 // S, honest, never unchoked us
+	const cheat = 50
+	s.wire(cheat, looks(-600, 7200, haveAll), estimate.Sample{At: at(600), BytesPerSec: 0.5 * mib, Spread: 0.01 * mib, Bytes: 2 * mib})
+	for k, tm := range []float64{0, 1800, 3600, 5400, 7200} {
+		ev := reported.EventNone
+		if k == 0 {
+			ev = reported.EventStarted
+		}
+		s.announce(cheat, tm, int64(k)*200*mib, 0, 0, ev)
+	}
+	rep := judgeSim(t, s, DefaultConfig())
+	if v := verdictOf(t, rep, cheat); v.Status.Severity() < StatusSuspect.Severity() {
+		t.Fatalf("the inflating seeder is %s: %v", v.Status, codes(v))
+	}
+	if v := verdictOf(t, rep, 1); slices.Contains(codes(v), CodeNeverUnchoked) {
+		t.Fatalf("honest S accused of never unchoking: %s %v", v.Status, codes(v))
 	}
 }
