@@ -303,7 +303,16 @@ func TestAuditCatalogueCheats(t *testing.T) {
 		} else {
 			t.Logf("silent seeder: %s %.2f [%s]", v.Verdict, v.Confidence, codes(v))
 		}
-		checkHonest(t, rows, map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher})
+		honest := map[string]*testclients.Client{"transmission": tr, "libtorrent leecher": leecher}
+		checkHonest(t, rows, honest)
+		// Not even suspect: a cheater beside them must not make them look
+		// bad (an honest seeder that kept us choked once was called
+		// never_unchoked because the ×2 proxy's claim was credited).
+		for name, c := range honest {
+			if v, ok := rows.find(c.Addr); ok && flagged(v) {
+				t.Errorf("honest %s flagged beside the cheaters: %s [%s]", name, v.Verdict, codes(v))
+			}
+		}
 	})
 	t.Run("hidden downloads and left=0", func(t *testing.T) {
 		t.Parallel()
