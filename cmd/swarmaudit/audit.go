@@ -54,6 +54,7 @@ type judgeFlags struct {
 	slack                          string
 	slackPieces                    int
 	suspectFactor, misreportFactor float64
+	showPasskeys                   bool
 }
 
 // register adds the judging flags to f.
@@ -69,6 +70,7 @@ func (fl *judgeFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&fl.slackPieces, "slack-pieces", def.SlackPieces, "tolerance: pieces a report may exceed a bound by (the larger slack applies)")
 	f.Float64Var(&fl.suspectFactor, "suspect-factor", def.SuspectFactor, "tolerance: a report above bound×this (plus slack) is suspect")
 	f.Float64Var(&fl.misreportFactor, "misreport-factor", def.MisreportFactor, "tolerance: a report above bound×this (plus slack) is misreporting")
+	f.BoolVar(&fl.showPasskeys, "show-passkeys", false, "write tracker passkeys in clear in the reports (default: a short hash that still groups a user's identities)")
 }
 
 // verdictConfig is the verdict configuration the flags ask for. Announces
@@ -232,7 +234,7 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := writeReports(res, vc, nil, fl.jsonOut, fl.htmlOut, fl.csvOut, errOut); err != nil {
+	if err := writeReports(res, vc, nil, !fl.showPasskeys, fl.jsonOut, fl.htmlOut, fl.csvOut, errOut); err != nil {
 		return err
 	}
 	printVerdicts(out, res)
@@ -240,11 +242,11 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 }
 
 // writeReports writes the JSON, HTML and CSV reports that were asked for.
-func writeReports(res *audit.Result, vc verdict.Config, truth *reports.Truth, jsonOut, htmlOut, csvOut string, errOut io.Writer) error {
+func writeReports(res *audit.Result, vc verdict.Config, truth *reports.Truth, hidePasskeys bool, jsonOut, htmlOut, csvOut string, errOut io.Writer) error {
 	if jsonOut == "" && htmlOut == "" && csvOut == "" {
 		return nil
 	}
-	rep, err := reports.Build(res, reports.Options{Generator: "swarmaudit " + version, Verdict: vc, Truth: truth})
+	rep, err := reports.Build(res, reports.Options{Generator: "swarmaudit " + version, Verdict: vc, Truth: truth, HidePasskeys: hidePasskeys})
 	if err != nil {
 		return err
 	}

@@ -196,7 +196,7 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 			liars = append(liars, t.Addr.String())
 		}
 	}
-	if err := writeReports(d.res, vc, &reports.Truth{Cheaters: liars}, filepath.Join(outDir, "report.json"),
+	if err := writeReports(d.res, vc, &reports.Truth{Cheaters: liars}, true, filepath.Join(outDir, "report.json"),
 		filepath.Join(outDir, "report.html"), filepath.Join(outDir, "peers.csv"), errOut); err != nil {
 		return err
 	}

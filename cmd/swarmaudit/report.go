@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmaudit/swarmaudit/internal/audit"
+	"github.com/swarmaudit/swarmaudit/internal/reports"
 	"github.com/swarmaudit/swarmaudit/internal/store"
 	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
 )
@@ -74,13 +75,17 @@ func runReport(ctx context.Context, out, errOut io.Writer, fl reportFlags) error
 	if err != nil {
 		return err
 	}
-	if err := writeReports(res, vc, nil, fl.jsonOut, fl.htmlOut, fl.csvOut, errOut); err != nil {
+	if err := writeReports(res, vc, nil, !fl.showPasskeys, fl.jsonOut, fl.htmlOut, fl.csvOut, errOut); err != nil {
 		return err
 	}
 	if fl.json {
+		vr := res.Report
+		if !fl.showPasskeys {
+			vr = reports.HideVerdictPasskeys(vr)
+		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res.Report)
+		return enc.Encode(vr)
 	}
 	printVerdicts(out, res)
 	return nil

@@ -752,16 +752,42 @@ func (b *builder) truth() {
 	b.rep.Truth = tr
 }
 
+// HidePasskey replaces the passkey part of an identity key (verdict.KeyOf:
+// "...|passkey") with a short hash of it, so that reports still group a
+// user's identities without showing the credential.
+func HidePasskey(key string) string {
+	i := strings.LastIndexByte(key, '|')
+	if i < 0 || i == len(key)-1 {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key[i+1:]))
+	return key[:i+1] + "sha256:" + hex.EncodeToString(sum[:4])
+}
+
+// HideVerdictPasskeys returns a copy of a verdict report whose identity
+// keys and window contributors carry HidePasskey's hash instead of the
+// passkey, and whose identities carry no passkey.
+func HideVerdictPasskeys(r *verdict.Report) *verdict.Report {
+	out := *r
+	out.Verdicts = slices.Clone(r.Verdicts)
+	for i := range out.Verdicts {
+		id := &out.Verdicts[i].Identity
+		id.Key, id.Passkey = HidePasskey(id.Key), ""
+	}
+	out.Summary.Windows = slices.Clone(r.Summary.Windows)
+	for i := range out.Summary.Windows {
+		w := &out.Summary.Windows[i]
+		w.Contributors = slices.Clone(w.Contributors)
+		for k, c := range w.Contributors {
+			w.Contributors[k] = HidePasskey(c)
+		}
+	}
+	return &out
+}
+
 // hidePasskeys replaces the passkey part of every identity key.
 func (b *builder) hidePasskeys() {
-	hide := func(key string) string {
-		i := strings.LastIndexByte(key, '|')
-		if i < 0 || i == len(key)-1 {
-			return key
-		}
-		sum := sha256.Sum256([]byte(key[i+1:]))
-		return key[:i+1] + "sha256:" + hex.EncodeToString(sum[:4])
-	}
+	hide := HidePasskey
 	for i := range b.rep.Peers {
 		if rp := b.rep.Peers[i].Reported; rp != nil {
 			for k := range rp.Identities {
