@@ -2,7 +2,6 @@ package verdict
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/estimate"
@@ -401,51 +400,44 @@ func later(a, b time.Time) time.Time {
 // add any). The worst-case availability gives a proof, the plausible
 // bound a plausible finding.
 func (j *judge) pairSumReasons(checks []Check) []Reason {
-	var up, avail, plaus, capLimited int64
+	// Sums in float64: bounds may saturate at MaxInt64.
+	var up, avail, plaus, capLimited float64
 	pairs := 0
 	for _, c := range checks {
 		if c.Session {
 			continue
 		}
 		pairs++
-		up = satAddV(up, max(c.Uploaded, 0))
-		avail = satAddV(avail, c.Bounds.Explain.AvailabilityBound)
-		plaus = satAddV(plaus, c.Bounds.Plausible.UploadUpper)
+		up += float64(max(c.Uploaded, 0))
+		avail += float64(max(c.Bounds.Explain.AvailabilityBound, 0))
+		pl := float64(max(c.Bounds.Plausible.UploadUpper, 0))
+		plaus += pl
 		if c.Bounds.Plausible.Limit != estimate.LimitAvailability {
-			capLimited = satAddV(capLimited, c.Bounds.Plausible.UploadUpper)
+			capLimited += pl
 		}
 	}
 	if pairs < 2 {
 		return nil // one pair: its own check covers it
 	}
-	u := float64(up)
 	var out []Reason
-	nums := func(bound int64, t float64) map[string]float64 {
-		return map[string]float64{"reported_uploaded": u, "pairs": float64(pairs), "bound": float64(bound), "threshold": t}
+	nums := func(bound, t float64) map[string]float64 {
+		return map[string]float64{"reported_uploaded": up, "pairs": float64(pairs), "bound": bound, "threshold": t}
 	}
-	if t := j.thr(avail, j.cfg.MisreportFactor); u > t {
-		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusMisreporting, Tier: TierProof, Confidence: conf(u, t),
+	if t := avail*j.cfg.MisreportFactor + float64(j.slack); up > t {
+		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusMisreporting, Tier: TierProof, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, but in those intervals the peers that gained pieces it may have held could have received at most %s",
-				fmtBytes(u), pairs, fmtBytes(float64(avail))),
+				fmtBytes(up), pairs, fmtBytes(avail)),
 			Numbers: nums(avail, t)})
 	}
-	if t := j.thrP(plaus); u > t {
+	if t := plaus*j.cfg.SuspectFactor + float64(j.pslack); up > t {
 		code, as := CodeUploadExceedsAvailability, []string{estimate.AssumeOwnDownloads}
 		if 2*capLimited > plaus {
 			code, as = CodeUploadExceedsCapacity, []string{estimate.AssumeOwnDownloads, estimate.AssumeIdleNoCompetitors, estimate.AssumeQuietProbeWhole}
 		}
-		out = append(out, Reason{Code: code, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(u, t),
+		out = append(out, Reason{Code: code, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, more than the %s their plausible bounds (probed capacity while others downloaded, and what they reported downloading) add up to",
-				fmtBytes(u), pairs, fmtBytes(float64(plaus))),
+				fmtBytes(up), pairs, fmtBytes(plaus)),
 			Numbers: nums(plaus, t)})
 	}
 	return out
-}
-
-// satAddV adds two non-negative byte counts, saturating.
-func satAddV(a, b int64) int64 {
-	if b > 0 && a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + max(b, 0)
 }
