@@ -149,22 +149,8 @@ func run(names []string, all bool, out, keep string, keepData bool, args []strin
 			return fmt.Errorf("interrupted: %w (run directories in %s)", ctx.Err(), base)
 		}
 	}
-	results := make([]ScenarioResult, len(runs))
-	for i, r := range runs {
-		results[i] = r.Result
-	}
-	o := Aggregate(results)
-	WriteTable(stdout, runs, o)
-	if err := writeJSON(filepath.Join(base, "accuracy.json"), map[string]any{"scenarios": results, "overall": o}); err != nil {
-		log.Warn("accuracy.json", "err", err)
-	}
-	if out != "" {
-		var buf bytes.Buffer
-		WriteMarkdown(&buf, header(ctx, root, args), runs, o)
-		if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", out, err)
-		}
-		fmt.Fprintf(stdout, "\nwrote %s\n", out)
+	if err := writeResults(ctx, runs, base, out, root, args, stdout, log); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "run directories: %s\n", base)
 	if len(failed) > 0 {
@@ -207,12 +193,21 @@ func rejudgeRuns(base, out string, args []string, stdout io.Writer, log *slog.Lo
 		}
 		runs = append(runs, r)
 	}
+	return writeResults(ctx, runs, base, out, root, args, stdout, log)
+}
+
+// writeResults aggregates the runs, prints the table, writes
+// base/accuracy.json and, with out, the accuracy document.
+func writeResults(ctx context.Context, runs []ScenarioRun, base, out, root string, args []string, stdout io.Writer, log *slog.Logger) error {
 	results := make([]ScenarioResult, len(runs))
 	for i, r := range runs {
 		results[i] = r.Result
 	}
 	o := Aggregate(results)
 	WriteTable(stdout, runs, o)
+	if err := writeJSON(filepath.Join(base, "accuracy.json"), map[string]any{"scenarios": results, "overall": o}); err != nil {
+		log.Warn("accuracy.json", "err", err)
+	}
 	if out != "" {
 		var buf bytes.Buffer
 		WriteMarkdown(&buf, header(ctx, root, args), runs, o)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/audit"
+	"github.com/swarmaudit/swarmaudit/internal/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/verdict"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -453,11 +455,11 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		add("- **Missed cheaters:**")
 		for _, x := range all {
 			if x.p.Cheater && !x.p.Flagged {
-				add("  %s/%s (%s%s): verdict %s, reasons %s; reported %s uploaded (its own counter: %s, so %s of the claim is invented) against a worst-case bound of %s (set by %s) and a plausible bound of %s: the claim is %s of the plausible bound, which a suspect finding needs above 115%% plus the plausible slack.",
+				add("  %s/%s (%s%s): verdict %s, reasons %s; reported %s uploaded (its own counter: %s, so %s of the claim is invented) against a worst-case bound of %s (set by %s) and a plausible bound of %s: the claim is %s of the plausible bound, which a suspect finding needs above %s plus the plausible slack.",
 					x.scen, x.p.Host, x.p.Kind, proxyStr(x.p.Proxy, x.p.Rewrite), dash(x.p.Verdict), dash(strings.Join(x.p.Reasons, ", ")),
 					mib(uint64(max(x.p.ReportedUp, 0))), mib(uint64(max(x.p.TrueUp, 0))), mib(uint64(max(x.p.ReportedUp-x.p.TrueUp, 0))),
 					mib(uint64(max(x.p.UploadBound, 0))), dash(x.p.Limit), mib(uint64(max(x.p.PlausibleBound, 0))),
-					pct(ratio(x.p.ReportedUp, x.p.PlausibleBound)))
+					pct(ratio(x.p.ReportedUp, x.p.PlausibleBound)), pct(verdict.DefaultConfig().SuspectFactor))
 			}
 		}
 		missedProxy := false
@@ -466,7 +468,7 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 		}
 		if missedProxy {
 			add("  The plausible bound of a client that really uploads stands above its true upload by what the")
-			add("  wire cannot take from it: in the capacity bound, the headroom (×1.15) and the time others were")
+			add("  wire cannot take from it: in the capacity bound, the headroom (×%g) and the time others were", estimate.DefaultConfig().PlausibleHeadroom)
 			add("  downloading while it was not busy; in the availability bound, what the other peers downloaded from")
 			add("  the other uploaders. A multiplier hides under it when the client used less than about 1/(1.3×")
 			add("  multiplier) of its capacity while the swarm was downloading, and got less than about")
