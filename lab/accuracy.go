@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/audit"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // Targets from issue #6.
@@ -168,7 +169,7 @@ type TrackerResult struct {
 func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) ScenarioResult {
 	res := ScenarioResult{Scenario: info.Scenario, Buckets: len(rep.Timeline.Times),
 		ReportAuditorBytes: rep.Summary.AuditorBytesIn + rep.Summary.AuditorBytesOut,
-		DefaultIntervals:   info.SnapshotInterval >= audit.DefaultSnapshotInterval && info.ProbeInterval >= audit.DefaultProbeInterval}
+		DefaultIntervals:   info.SnapshotInterval >= collect.DefaultSnapshotInterval && info.ProbeInterval >= collect.DefaultProbeInterval}
 	for _, w := range rep.Windows {
 		res.GainUnobserved += w.GainUnobserved
 		res.UnobservedPeers = max(res.UnobservedPeers, w.UnobservedPeers)

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/labnet"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/labnet"
 )
 
 // lockPath serializes lab runs on this machine: two runs would share the

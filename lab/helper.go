@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/cheat"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/cheat"
 )
 
 // helperArg is the hidden first argument that makes the lab binary (or its

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // TestMain lets the test binary serve as the lab's cheat helper: the lab

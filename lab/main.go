@@ -246,7 +246,7 @@ func rejudgeDir(ctx context.Context, bin, root, dir string) (ScenarioRun, error)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, bin, "report", "--torrent", torrent, "--db", filepath.Join(dir, "audit.db"),
 		"--json-out", report, "--html-out", filepath.Join(dir, "report.html"))
-	if outb, err := cmd.CombinedOutput(); err != nil {
+	if outb, err := cmd.CombinedOutput(); flaggedIsDone(err) != nil {
 		return r, fmt.Errorf("swarmaudit report: %w\n%s", err, outb)
 	}
 	res, err := EvaluateDir(dir, &info)

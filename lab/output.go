@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/audit"
-	"github.com/swarmaudit/swarmaudit/internal/estimate"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -354,7 +354,7 @@ func writeNotes(w io.Writer, runs []ScenarioRun, o Overall) {
 	if accelerated {
 		add("- **Auditor traffic in the accelerated scenarios.** Their swarms are a handful of peers moving")
 		add("  one payload in minutes, probed every few tens of seconds (with 2 MiB) so that every seeder gets")
-		add("  a quiet probe: far more often than an audit's default of one probe per peer every %v. Per scenario:", audit.DefaultProbeInterval)
+		add("  a quiet probe: far more often than an audit's default of one probe per peer every %v. Per scenario:", collect.DefaultProbeInterval)
 		for _, r := range runs {
 			if !r.Result.DefaultIntervals {
 				add("  %s: %s.", r.Scenario.Name, trafficStr(r))

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/labnet"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/labnet"
 )
 
 // proc is one program the lab started in a host's netns (the auditor or a

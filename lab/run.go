@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/labnet"
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/labnet"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // Lab network constants.
@@ -275,7 +276,7 @@ func Run(ctx context.Context, sc *Scenario, o Options) (info *RunInfo, err error
 		rn.leave()
 	}
 	wctx, wcancel := context.WithDeadline(ctx, info.Started.Add(sc.Duration.D()+auditGrace))
-	werr := auditor.wait(wctx)
+	werr := flaggedIsDone(auditor.wait(wctx))
 	wcancel()
 	info.Ended = time.Now()
 	sampler.stop()
@@ -337,6 +338,19 @@ func startOpentracker(ctx context.Context, rn *running, o Options) (*testclients
 	rn.trackers = append(rn.trackers, ot)
 	rn.mu.Unlock()
 	return ot, nil
+}
+
+// exitFlagged is swarmaudit's exit code when the audit flagged peers
+// (README.md, "Exit codes"): a lab run with cheaters ends that way.
+const exitFlagged = 3
+
+// flaggedIsDone maps swarmaudit's "peers flagged" exit to success.
+func flaggedIsDone(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == exitFlagged {
+		return nil
+	}
+	return err
 }
 
 // startAuditor starts `swarmaudit audit` in the auditor's host.

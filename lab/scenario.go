@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/cheat"
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/cheat"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // Scenario is one lab run, read from a JSON file in lab/scenarios. Unknown

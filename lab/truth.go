@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // Sample is one line of truth.jsonl: one host at one moment. Wire counters

@@ -47,7 +47,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
 )
 
 // PeerInfo is one line of peers.json.

@@ -18,30 +18,58 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/audit"
-	"github.com/swarmaudit/swarmaudit/internal/discover"
-	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
-	"github.com/swarmaudit/swarmaudit/internal/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/discovery"
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
 	"github.com/swarmaudit/swarmaudit/internal/liveprogress"
-	"github.com/swarmaudit/swarmaudit/internal/peerid"
-	"github.com/swarmaudit/swarmaudit/internal/peerwire"
-	"github.com/swarmaudit/swarmaudit/internal/reported"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
-	"github.com/swarmaudit/swarmaudit/internal/tracker"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
-// auditFlags are the audit command's options.
-type auditFlags struct {
+// auditOptions are the audit command's options.
+type auditOptions struct {
 	judgeFlags
-	torrentPath, trackerListen, dbPath                string
-	encryption, bootstrap, listen, probeBytes         string
-	auditorRate                                       string
-	duration, snapshotEvery, probeEvery, probeTimeout time.Duration
-	maxConns, maxBWProbes                             int
-	noDHT, noPEX, noWatch, noTrackers                 bool
+	probeFlags
+	torrentPath, trackerListen, dbPath  string
+	bootstrap, peerListen               string
+	auditorRate                         string
+	duration, snapshotEvery, probeEvery time.Duration
+	maxConns, maxBWProbes               int
+	noDHT, noPEX, noWatch, noTrackers   bool
+}
+
+// probeFlags are the options of every command that probes peers (probe,
+// audit): one name and one default each.
+type probeFlags struct {
+	encryption, probeBytes string
+	probeTimeout           time.Duration
+}
+
+func (fl *probeFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&fl.encryption, "encryption", "auto", "auto (MSE, falling back to plaintext), require (MSE with RC4 only) or plaintext")
+	f.StringVar(&fl.probeBytes, "probe-bytes", humanize.IBytes(collect.DefaultProbeBytes), "payload requested per bandwidth probe at most (0: bitfield only)")
+	f.DurationVar(&fl.probeTimeout, "probe-timeout", collect.DefaultProbeTimeout, "bound on one probe")
+}
+
+// parse validates the probe flags.
+func (fl *probeFlags) parse() (peerwire.Policy, int64, error) {
+	policy, err := peerwire.ParsePolicy(fl.encryption)
+	if err != nil {
+		return "", 0, usagef("--encryption: %w", err)
+	}
+	pb, err := parseSize("probe-bytes", fl.probeBytes, true)
+	if err != nil {
+		return "", 0, err
+	}
+	return policy, pb, positive("probe-timeout", fl.probeTimeout)
 }
 
 // judgeFlags are the options shared by every command that judges stored
@@ -78,22 +106,28 @@ func (fl *judgeFlags) register(f *pflag.FlagSet) {
 // proxy, no --reported log) are judged with the same-clock slack.
 func (fl *judgeFlags) verdictConfig() (verdict.Config, error) {
 	vc := verdict.DefaultConfig()
-	slack, err := humanize.ParseBytes(fl.slack)
+	slack, err := parseSize("slack", fl.slack, true)
 	if err != nil {
-		return vc, fmt.Errorf("--slack: %w", err)
+		return vc, err
 	}
-	vc.SlackBytes, vc.SlackPieces, vc.SuspectFactor, vc.MisreportFactor = int64(slack), fl.slackPieces, fl.suspectFactor, fl.misreportFactor
+	vc.SlackBytes, vc.SlackPieces, vc.SuspectFactor, vc.MisreportFactor = slack, fl.slackPieces, fl.suspectFactor, fl.misreportFactor
 	if fl.reportedPath == "" {
 		// The embedded tracker stamps announces with this process's clock
 		// (the first snapshot of a peer is often taken within a second of
 		// its first announce).
 		vc.Estimate.ClockSlack = estimate.SameClockSlack
 	}
-	return vc, vc.Validate()
+	if err := vc.Validate(); err != nil {
+		return vc, usagef("tolerances (--slack, --slack-pieces, --suspect-factor, --misreport-factor): %w", err)
+	}
+	if err := positive("csv-step", fl.csvStep); err != nil {
+		return vc, err
+	}
+	return vc, nil
 }
 
-func newAuditCmd() *cobra.Command {
-	var fl auditFlags
+func newAuditCmd(g *globalOptions) *cobra.Command {
+	var fl auditOptions
 	cmd := &cobra.Command{
 		Use:   "audit --torrent FILE [--duration 30m] [--tracker-listen ADDR] [--reported FILE] [--db PATH]",
 		Short: "Audit a swarm: observe every peer, then check what each one reported",
@@ -110,12 +144,16 @@ ok, suspect, misreporting or unverifiable, with reasons and numbers.
 A restart with the same --db continues the audit: earlier observations
 count. --reported takes JSON lines (see docs) or the CSV
 TorrentID,UserID,Addr,Event,Uploaded,Downloaded,Left; CSV has no time
-column, so --csv-start (and --csv-step) say when its lines were written.`,
+column, so --csv-start (and --csv-step) say when its lines were written.
+
+With --json the JSON report (docs/report-schema.md) goes to stdout instead
+of the table.
+
+` + exitCodesHelp,
 		Example: `  swarmaudit audit --torrent t.torrent --tracker-listen 127.0.0.1:6969 --duration 10m --json-out audit.json
   swarmaudit audit --torrent t.torrent --reported announces.jsonl --db private.db`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAudit(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), fl)
+			return runAudit(cmd.Context(), g, fl, args)
 		},
 	}
 	f := cmd.Flags()
@@ -123,48 +161,60 @@ column, so --csv-start (and --csv-step) say when its lines were written.`,
 	f.DurationVar(&fl.duration, "duration", 30*time.Minute, "how long to observe the swarm")
 	f.StringVar(&fl.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP)")
 	f.StringVar(&fl.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts")
-	f.DurationVar(&fl.snapshotEvery, "snapshot-interval", audit.DefaultSnapshotInterval, "bitfield snapshot of each peer this often")
-	f.DurationVar(&fl.probeEvery, "probe-interval", audit.DefaultProbeInterval, "bandwidth probe of each peer at most this often")
-	f.StringVar(&fl.probeBytes, "probe-bytes", "2MiB", "payload requested per bandwidth probe at most")
-	f.DurationVar(&fl.probeTimeout, "probe-timeout", 30*time.Second, "bound on one probe")
-	f.IntVar(&fl.maxConns, "max-conns", 64, "live connections at most (probes and idle watches)")
+	f.DurationVar(&fl.snapshotEvery, "snapshot-interval", collect.DefaultSnapshotInterval, "bitfield snapshot of each peer this often")
+	f.DurationVar(&fl.probeEvery, "probe-interval", collect.DefaultProbeInterval, "bandwidth probe of each peer at most this often")
+	fl.probeFlags.register(f)
+	f.IntVar(&fl.maxConns, "max-conns", collect.DefaultMaxConns, "live peer connections at most: probes, idle watches and incoming")
 	f.IntVar(&fl.maxBWProbes, "max-bandwidth-probes", 2, "concurrent bandwidth probes at most")
 	f.StringVar(&fl.auditorRate, "max-auditor-rate", "1MiB", "cap on the auditor's own average download for bandwidth probes, per second (0: none)")
-	f.StringVar(&fl.encryption, "encryption", "auto", "auto, require or plaintext")
 	f.BoolVar(&fl.noDHT, "no-dht", false, "do not search the DHT")
 	f.BoolVar(&fl.noPEX, "no-pex", false, "do not read PEX")
 	f.BoolVar(&fl.noWatch, "no-watch", false, "do not keep idle connections for real-time HAVEs")
 	f.BoolVar(&fl.noTrackers, "no-trackers", false, "do not announce to the torrent's own trackers")
 	f.StringVar(&fl.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,...")
-	f.StringVar(&fl.listen, "listen", "", "accept incoming peer connections on ADDR")
+	f.StringVar(&fl.peerListen, "peer-listen", "", "accept incoming peer connections on ADDR (and announce its port)")
 	fl.judgeFlags.register(f)
 	return cmd
 }
 
-func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
+func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string) error {
 	if fl.torrentPath == "" {
-		return errors.New("audit needs --torrent")
+		return usagef("audit needs --torrent")
 	}
-	t, err := torrentmeta.Load(fl.torrentPath)
+	policy, pb, err := fl.probeFlags.parse()
 	if err != nil {
 		return err
 	}
-	policy, err := peerwire.ParsePolicy(fl.encryption)
-	if err != nil {
+	if pb == 0 {
+		return usagef("--probe-bytes 0: an audit needs bandwidth probes (give a size such as 2MiB)")
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"duration", fl.duration}, {"snapshot-interval", fl.snapshotEvery}, {"probe-interval", fl.probeEvery}} {
+		if err := positive(d.flag, d.v); err != nil {
+			return err
+		}
+	}
+	if err := atLeast("max-conns", fl.maxConns, 1); err != nil {
 		return err
 	}
-	pb, err := humanize.ParseBytes(fl.probeBytes)
-	if err != nil {
-		return fmt.Errorf("--probe-bytes: %w", err)
+	if err := atLeast("max-bandwidth-probes", fl.maxBWProbes, 1); err != nil {
+		return err
 	}
-	auditorRate, err := humanize.ParseBytes(fl.auditorRate)
+	auditorRate, err := parseSize("max-auditor-rate", fl.auditorRate, true)
 	if err != nil {
-		return fmt.Errorf("--max-auditor-rate: %w", err)
+		return err
 	}
 	vc, err := fl.verdictConfig()
 	if err != nil {
 		return err
 	}
+	t, err := torrentmeta.Load(fl.torrentPath)
+	if err != nil {
+		return err
+	}
+	errOut := g.stderr
 	imported, err := importReported(fl.judgeFlags, t, errOut)
 	if err != nil {
 		return err
@@ -179,15 +229,15 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 	cfg := audit.Config{
 		Torrent: t, Store: st, Book: book, PEX: !fl.noPEX, Duration: fl.duration, Imported: imported,
 		Verdict: vc, Logger: slog.Default(),
-		Collect: audit.CollectConfig{
-			SnapshotInterval: fl.snapshotEvery, ProbeInterval: fl.probeEvery, ProbeBytes: int64(pb),
+		Collect: collect.Config{
+			SnapshotInterval: fl.snapshotEvery, ProbeInterval: fl.probeEvery, ProbeBytes: pb,
 			ProbeTimeout: fl.probeTimeout, MaxConns: fl.maxConns, MaxBandwidthProbes: fl.maxBWProbes, MaxAuditorRate: float64(auditorRate),
 			Watch: !fl.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: "swarmaudit " + version,
 		},
 	}
-	var embedded *tracker.Server
+	var embedded *trackerserver.Server
 	if fl.trackerListen != "" {
-		srv, err := tracker.New(tracker.Config{
+		srv, err := trackerserver.New(trackerserver.Config{
 			HTTPAddr: fl.trackerListen, UDPAddr: fl.trackerListen, Interval: trackerInterval(fl.duration),
 			Recorder: audit.TeeRecorder{Next: st, Book: book}, Logger: slog.Default(),
 		})
@@ -202,7 +252,7 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 		fmt.Fprintf(errOut, "embedded tracker: %s and %s\n", srv.HTTPURL(), srv.UDPURL())
 	}
 	if !fl.noTrackers || !fl.noDHT {
-		dc := discover.FromTorrent(t)
+		dc := discovery.FromTorrent(t)
 		if fl.noTrackers {
 			dc.Trackers = nil
 		}
@@ -216,10 +266,10 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 		}
 		cfg.Discover = &dc
 	}
-	if fl.listen != "" {
-		ln, err := net.Listen("tcp", fl.listen)
+	if fl.peerListen != "" {
+		ln, err := net.Listen("tcp", fl.peerListen)
 		if err != nil {
-			return fmt.Errorf("--listen: %w", err)
+			return fmt.Errorf("--peer-listen: %w", err)
 		}
 		defer ln.Close()
 		cfg.Listener = ln
@@ -234,10 +284,30 @@ func runAudit(ctx context.Context, out, errOut io.Writer, fl auditFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := writeReports(res, vc, nil, !fl.showPasskeys, fl.jsonOut, fl.htmlOut, fl.csvOut, errOut); err != nil {
+	return finish(g, res, vc, nil, fl.judgeFlags)
+}
+
+// finish writes the reports asked for and the verdicts on stdout (a table,
+// or with --json the JSON report), and says whether anyone was flagged.
+func finish(g *globalOptions, res *audit.Result, vc verdict.Config, truth *reports.Truth, fl judgeFlags) error {
+	if err := writeReports(res, vc, truth, !fl.showPasskeys, fl.jsonOut, fl.htmlOut, fl.csvOut, g.stderr); err != nil {
 		return err
 	}
-	printVerdicts(out, res)
+	if g.JSON {
+		rep, err := reports.Build(res, reports.Options{Generator: "swarmaudit " + version, Verdict: vc, Truth: truth, HidePasskeys: !fl.showPasskeys})
+		if err != nil {
+			return err
+		}
+		if err := reports.WriteJSON(g.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printVerdicts(g.stdout, res)
+	}
+	c := res.Report.Summary.Counts
+	if n, s := c[verdict.StatusMisreporting], c[verdict.StatusSuspect]; n+s > 0 {
+		return flaggedError{misreporting: n, suspect: s}
+	}
 	return nil
 }
 
@@ -316,6 +386,9 @@ func importReported(fl judgeFlags, t *torrentmeta.Torrent, errOut io.Writer) ([]
 	fmt.Fprintf(errOut, "imported %s: %s; %d for this torrent\n", fl.reportedPath, stats, len(out))
 	for _, b := range stats.Bad {
 		fmt.Fprintf(errOut, "  %s: %v\n", fl.reportedPath, b)
+	}
+	if stats.Imported == 0 {
+		return nil, fmt.Errorf("--reported %s: no announce could be read (%s)", fl.reportedPath, stats)
 	}
 	return out, nil
 }

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/cheat"
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/cheat"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // auditedSwarm is one loopback swarm reporting to swarmaudit's embedded
@@ -131,8 +131,9 @@ func (s *auditedSwarm) finish(t *testing.T, clients ...*testclients.Client) peer
 	for _, c := range clients {
 		c.Stop()
 	}
-	if err := <-s.done; err != nil {
-		t.Fatalf("audit: %v\n%s", err, s.output)
+	err := <-s.done
+	if code := exitCode(err); code != exitOK && code != exitFlagged {
+		t.Fatalf("audit: %v (exit %d)\n%s", err, code, s.output)
 	}
 	t.Logf("audit output:\n%s", s.output)
 	for _, f := range []string{"audit.html", "peers.csv"} {
@@ -145,10 +146,17 @@ func (s *auditedSwarm) finish(t *testing.T, clients ...*testclients.Client) peer
 		t.Fatal(err)
 	}
 	var rep struct {
-		Peers []peerRow `json:"peers"`
+		Peers   []peerRow `json:"peers"`
+		Summary struct {
+			Verdicts map[string]int `json:"verdicts"`
+		} `json:"summary"`
 	}
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatal(err)
+	}
+	flagged := rep.Summary.Verdicts["misreporting"]+rep.Summary.Verdicts["suspect"] > 0
+	if want := map[bool]int{false: exitOK, true: exitFlagged}[flagged]; exitCode(err) != want {
+		t.Errorf("exit code %d with verdicts %v: want %d", exitCode(err), rep.Summary.Verdicts, want)
 	}
 	rows := peerRows{}
 	for _, p := range rep.Peers {

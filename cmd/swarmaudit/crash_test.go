@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/discover/tracker/httptracker"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient/httptracker"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 )
 
 // counts is how much a database holds for one swarm.

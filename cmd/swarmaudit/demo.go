@@ -13,26 +13,30 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/audit"
-	"github.com/swarmaudit/swarmaudit/internal/cheat"
-	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
-	"github.com/swarmaudit/swarmaudit/internal/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
 	"github.com/swarmaudit/swarmaudit/internal/liveprogress"
-	"github.com/swarmaudit/swarmaudit/internal/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
-	"github.com/swarmaudit/swarmaudit/internal/tracker"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/cheat"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
 )
 
-func newDemoCmd() *cobra.Command {
-	var (
-		peers, cheaters int
-		duration        time.Duration
-		outDir          string
-		seed            uint64
-	)
+// demoOptions are the demo command's options.
+type demoOptions struct {
+	peers, cheaters int
+	duration        time.Duration
+	outDir          string
+	seed            uint64
+}
+
+func newDemoCmd(g *globalOptions) *cobra.Command {
+	var o demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo [--peers 40] [--cheaters 3] [--duration 90s] [--out DIR]",
 		Short: "Audit a simulated swarm with honest and cheating peers, offline",
@@ -42,18 +46,21 @@ downloaded — in which some peers cheat: ratio proxies and inflated
 counters on real peers, and fake announcers (never listening, silent,
 without a bitfield, following leechers, flash sessions). Audit it, write
 DIR/report.json, DIR/report.html and DIR/peers.csv, and compare the
-verdicts with the truth the demo knows.`,
-		Args: cobra.NoArgs,
+verdicts with the truth the demo knows. With --json, stdout carries the
+JSON report (with the truth) instead of the tables.
+
+The demo exits 0 when it ran, whatever it flagged (its cheaters are meant
+to be flagged); otherwise 1, or 2 for a bad flag.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), peers, cheaters, duration, outDir, seed)
+			return runDemo(cmd.Context(), g, o, args)
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&peers, "peers", 40, "simulated peers (honest and cheating)")
-	f.IntVar(&cheaters, "cheaters", 3, "how many of them cheat")
-	f.DurationVar(&duration, "duration", 90*time.Second, "how long to audit")
-	f.StringVar(&outDir, "out", "demo-out", "directory for report.json, report.html, peers.csv and the database")
-	f.Uint64Var(&seed, "seed", 1, "seed of the simulated swarm")
+	f.IntVar(&o.peers, "peers", 40, "simulated peers (honest and cheating)")
+	f.IntVar(&o.cheaters, "cheaters", 3, "how many of them cheat")
+	f.DurationVar(&o.duration, "duration", 90*time.Second, "how long to audit")
+	f.StringVar(&o.outDir, "out", "demo-out", "directory for report.json, report.html, peers.csv and the database")
+	f.Uint64Var(&o.seed, "seed", 1, "seed of the simulated swarm")
 	return cmd
 }
 
@@ -100,12 +107,14 @@ func demoSwarm(peers, cheaters int, seed uint64) []swarmsim.PeerSpec {
 	return specs
 }
 
-func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, duration time.Duration, outDir string, seed uint64) error {
+func runDemo(ctx context.Context, g *globalOptions, o demoOptions, _ []string) error {
+	peers, cheaters, duration, outDir, seed := o.peers, o.cheaters, o.duration, o.outDir, o.seed
+	out, errOut := g.stdout, g.stderr
 	if peers < 4 || cheaters < 0 || cheaters > peers/2 {
-		return fmt.Errorf("demo needs at least 4 peers and at most half of them cheating")
+		return usagef("--peers %d --cheaters %d: the demo needs at least 4 peers and at most half of them cheating", peers, cheaters)
 	}
 	if duration < 20*time.Second {
-		return fmt.Errorf("--duration %s is too short to see anything (20s at least)", duration)
+		return usagef("--duration %s is too short to see anything (20s at least)", duration)
 	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
@@ -125,7 +134,7 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 	defer st.Close()
 	book := addrbook.New(addrbook.Options{})
 	announceEvery := min(max(duration/8, 5*time.Second), 30*time.Second)
-	srv, err := tracker.New(tracker.Config{HTTPAddr: "127.0.0.1:0", Interval: announceEvery, MinInterval: announceEvery / 2,
+	srv, err := trackerserver.New(trackerserver.Config{HTTPAddr: "127.0.0.1:0", Interval: announceEvery, MinInterval: announceEvery / 2,
 		Recorder: audit.TeeRecorder{Next: st, Book: book}, Logger: slog.Default()})
 	if err != nil {
 		return err
@@ -157,11 +166,11 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 		res, err := audit.Run(ctx, audit.Config{
 			Torrent: tor, Store: st, Book: book, PEX: true, Duration: duration, Verdict: vc, Logger: slog.Default(),
 			Progress: live.Update,
-			Collect: audit.CollectConfig{
+			Collect: collect.Config{
 				SnapshotInterval: min(max(duration/30, 2*time.Second), time.Minute),
 				ProbeInterval:    min(max(duration/6, 5*time.Second), 10*time.Minute),
 				ProbeBytes:       512 << 10, ProbeTimeout: 10 * time.Second, MaxConns: 256, MaxBandwidthProbes: 8, Watch: true,
-				PeerID: peerid.New(peerid.Prefix), ClientName: "swarmaudit " + version,
+				PeerID: peerid.New(peerid.Prefix), ClientName: peerid.OurName + " " + version,
 			},
 		})
 		done <- auditDone{res, err}
@@ -196,13 +205,14 @@ func runDemo(ctx context.Context, out, errOut io.Writer, peers, cheaters int, du
 			liars = append(liars, t.Addr.String())
 		}
 	}
-	if err := writeReports(d.res, vc, &reports.Truth{Cheaters: liars}, true, filepath.Join(outDir, "report.json"),
-		filepath.Join(outDir, "report.html"), filepath.Join(outDir, "peers.csv"), errOut); err != nil {
+	files := judgeFlags{jsonOut: filepath.Join(outDir, "report.json"), htmlOut: filepath.Join(outDir, "report.html"), csvOut: filepath.Join(outDir, "peers.csv")}
+	if err := finish(g, d.res, vc, &reports.Truth{Cheaters: liars}, files); err != nil && exitCode(err) != exitFlagged {
 		return err
 	}
-	printVerdicts(out, d.res)
-	printTruth(out, truth, d.res)
-	fmt.Fprintf(out, "\nreports: %s, %s, %s\n", filepath.Join(outDir, "report.html"), filepath.Join(outDir, "report.json"), filepath.Join(outDir, "peers.csv"))
+	if !g.JSON {
+		printTruth(out, truth, d.res)
+		fmt.Fprintf(out, "\nreports: %s, %s, %s\n", files.htmlOut, files.jsonOut, files.csvOut)
+	}
 	return nil
 }
 

@@ -17,21 +17,24 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/spf13/cobra"
 
-	"github.com/swarmaudit/swarmaudit/internal/discover"
-	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
-	"github.com/swarmaudit/swarmaudit/internal/discover/frompeers"
-	"github.com/swarmaudit/swarmaudit/internal/peerid"
-	"github.com/swarmaudit/swarmaudit/internal/peerwire"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
-	"github.com/swarmaudit/swarmaudit/internal/watch"
+	"github.com/swarmaudit/swarmaudit/internal/discovery"
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/observation/frompeers"
+	"github.com/swarmaudit/swarmaudit/internal/observation/watch"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
-func newDiscoverCmd() *cobra.Command {
-	var (
-		torrentPath, magnet, bootstrap, listen, saveTorrent, encryption string
-		duration                                                        time.Duration
-		noDHT, noPEX, asJSON, denyPrivate                               bool
-	)
+// discoverOptions are the discover command's options.
+type discoverOptions struct {
+	torrentPath, magnet, bootstrap, peerListen, saveTorrent, encryption string
+	duration                                                            time.Duration
+	noDHT, noPEX, denyPrivate                                           bool
+}
+
+func newDiscoverCmd(g *globalOptions) *cobra.Command {
+	var o discoverOptions
 	cmd := &cobra.Command{
 		Use:   "discover --torrent FILE | --magnet URI",
 		Short: "Find a swarm's peers from its trackers and the DHT",
@@ -43,104 +46,114 @@ results ends the run.
 
 Private torrents use their trackers only (no DHT), as BEP 27 requires.
 --deny-private-trackers refuses tracker hosts that resolve to loopback or
-private addresses (off by default: private trackers on LANs exist).`,
+private addresses (off by default: private trackers on LANs exist).
+
+With --json, stdout carries one JSON object per peer as it is found, then
+{"summary": ...}.
+
+` + exitCodesHelp,
 		Example: `  swarmaudit discover --torrent debian.torrent --duration 30s --json
   swarmaudit discover --magnet 'magnet:?xt=urn:btih:...&tr=udp://tracker.example:6969' --no-dht`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var (
-				cfg discover.Config
-				tor *torrentmeta.Torrent
-				m   *torrentmeta.Magnet
-			)
-			policy, err := peerwire.ParsePolicy(encryption)
-			if err != nil {
-				return err
-			}
-			switch {
-			case torrentPath != "" && magnet != "":
-				return errors.New("give --torrent or --magnet, not both")
-			case torrentPath != "":
-				if tor, err = torrentmeta.Load(torrentPath); err != nil {
-					return err
-				}
-				cfg = discover.FromTorrent(tor)
-			case magnet != "":
-				if m, err = torrentmeta.ParseMagnet(magnet); err != nil {
-					return err
-				}
-				var skipped []string
-				cfg, skipped = discover.FromMagnet(m)
-				for _, s := range skipped {
-					slog.Warn("magnet peer skipped (not an IP:port)", "peer", s)
-				}
-			default:
-				return errors.New("discover needs --torrent or --magnet")
-			}
-			cfg.Duration = duration
-			cfg.DHT = !noDHT
-			cfg.DenyPrivateTrackers = denyPrivate
-			if bootstrap != "" {
-				cfg.Bootstrap = strings.Split(bootstrap, ",")
-			}
-			cfg.Logger = slog.Default()
-			if saveTorrent != "" && tor != nil {
-				return errors.New("--save-torrent goes with --magnet")
-			}
-			peers := frompeers.Config{
-				InfoHash: cfg.InfoHash, Torrent: tor, PEX: !noPEX && !cfg.Private,
-				Watch:  watch.Options{PeerID: peerid.New(peerid.Prefix), Policy: policy, ClientName: "swarmaudit " + version, Private: cfg.Private},
-				Logger: slog.Default(),
-			}
-			if listen != "" {
-				ln, err := net.Listen("tcp", listen)
-				if err != nil {
-					return fmt.Errorf("--listen: %w", err)
-				}
-				defer ln.Close()
-				peers.Listener = ln
-				cfg.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
-			}
-			if saveTorrent != "" {
-				peers.OnMetadata = func(t *torrentmeta.Torrent) {
-					if err := saveMetainfo(saveTorrent, t, m); err != nil {
-						slog.Error("save torrent", "err", err)
-					} else {
-						slog.Info("metadata fetched and saved", "file", saveTorrent)
-					}
-				}
-			}
-			return runDiscover(cmd.Context(), cmd.OutOrStdout(), cfg, peers, asJSON)
+			return runDiscover(cmd.Context(), g, o, args)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&torrentPath, "torrent", "", "the .torrent file")
-	f.StringVar(&magnet, "magnet", "", "a magnet URI (btih, hex or base32)")
-	f.DurationVar(&duration, "duration", 60*time.Second, "how long to look for peers")
-	f.BoolVar(&noDHT, "no-dht", false, "do not search the DHT")
-	f.BoolVar(&noPEX, "no-pex", false, "do not keep connections to found peers to read their PEX messages")
-	f.StringVar(&listen, "listen", "", "accept incoming peer connections on ADDR (e.g. :6881) and announce its port")
-	f.StringVar(&saveTorrent, "save-torrent", "", "with --magnet: write the .torrent built from the fetched metadata to FILE")
-	f.StringVar(&encryption, "encryption", "auto", "encryption policy for connections to peers: auto, require or plaintext")
-	f.StringVar(&bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,... (default: the well-known public routers)")
-	f.BoolVar(&asJSON, "json", false, `print one JSON object per peer, then {"summary": ...}`)
-	f.BoolVar(&denyPrivate, "deny-private-trackers", false, "refuse trackers whose host resolves to a loopback or private address")
+	f.StringVar(&o.torrentPath, "torrent", "", "the .torrent file")
+	f.StringVar(&o.magnet, "magnet", "", "a magnet URI (btih, hex or base32)")
+	f.DurationVar(&o.duration, "duration", 60*time.Second, "how long to look for peers")
+	f.BoolVar(&o.noDHT, "no-dht", false, "do not search the DHT")
+	f.BoolVar(&o.noPEX, "no-pex", false, "do not keep connections to found peers to read their PEX messages")
+	f.StringVar(&o.peerListen, "peer-listen", "", "accept incoming peer connections on ADDR (e.g. :6881) and announce its port")
+	f.StringVar(&o.saveTorrent, "save-torrent", "", "with --magnet: write the .torrent built from the fetched metadata to FILE")
+	f.StringVar(&o.encryption, "encryption", "auto", "auto (MSE, falling back to plaintext), require (MSE with RC4 only) or plaintext")
+	f.StringVar(&o.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,... (default: the well-known public routers)")
+	f.BoolVar(&o.denyPrivate, "deny-private-trackers", false, "refuse trackers whose host resolves to a loopback or private address")
 	return cmd
 }
 
-// runDiscover runs the discoverer and the peer-side sources (PEX, metadata,
+func runDiscover(ctx context.Context, g *globalOptions, o discoverOptions, _ []string) error {
+	var (
+		cfg discovery.Config
+		tor *torrentmeta.Torrent
+		m   *torrentmeta.Magnet
+	)
+	policy, err := peerwire.ParsePolicy(o.encryption)
+	if err != nil {
+		return usagef("--encryption: %w", err)
+	}
+	if err := positive("duration", o.duration); err != nil {
+		return err
+	}
+	switch {
+	case o.torrentPath != "" && o.magnet != "":
+		return usagef("give --torrent or --magnet, not both")
+	case o.torrentPath != "":
+		if tor, err = torrentmeta.Load(o.torrentPath); err != nil {
+			return err
+		}
+		cfg = discovery.FromTorrent(tor)
+	case o.magnet != "":
+		if m, err = torrentmeta.ParseMagnet(o.magnet); err != nil {
+			return usagef("--magnet: %w", err)
+		}
+		var skipped []string
+		cfg, skipped = discovery.FromMagnet(m)
+		for _, s := range skipped {
+			slog.Warn("magnet peer skipped (not an IP:port)", "peer", s)
+		}
+	default:
+		return usagef("discover needs --torrent or --magnet")
+	}
+	if o.saveTorrent != "" && tor != nil {
+		return usagef("--save-torrent goes with --magnet")
+	}
+	cfg.Duration = o.duration
+	cfg.DHT = !o.noDHT
+	cfg.DenyPrivateTrackers = o.denyPrivate
+	if o.bootstrap != "" {
+		cfg.Bootstrap = strings.Split(o.bootstrap, ",")
+	}
+	cfg.Logger = slog.Default()
+	peers := frompeers.Config{
+		InfoHash: cfg.InfoHash, Torrent: tor, PEX: !o.noPEX && !cfg.Private,
+		Watch:  watch.Options{PeerID: peerid.New(peerid.Prefix), Policy: policy, ClientName: peerid.OurName + " " + version, Private: cfg.Private},
+		Logger: slog.Default(),
+	}
+	if o.peerListen != "" {
+		ln, err := net.Listen("tcp", o.peerListen)
+		if err != nil {
+			return fmt.Errorf("--peer-listen: %w", err)
+		}
+		defer ln.Close()
+		peers.Listener = ln
+		cfg.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
+	}
+	if o.saveTorrent != "" {
+		peers.OnMetadata = func(t *torrentmeta.Torrent) {
+			if err := saveMetainfo(o.saveTorrent, t, m); err != nil {
+				slog.Error("save torrent", "err", err)
+			} else {
+				slog.Info("metadata fetched and saved", "file", o.saveTorrent)
+			}
+		}
+	}
+	return discoverSwarm(ctx, g.stdout, cfg, peers, g.JSON)
+}
+
+// discoverSwarm runs the discoverer and the peer-side sources (PEX, metadata,
 // incoming) for cfg.Duration and streams the addresses to w. The peer-side
 // sources feed a book of their own, which outlives the discoverer's (the
 // discoverer closes its book when its trackers and DHT are done, and may
 // have none at all, as with a magnet that lists only peers).
-func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, peers frompeers.Config, asJSON bool) error {
+func discoverSwarm(ctx context.Context, w io.Writer, cfg discovery.Config, peers frompeers.Config, asJSON bool) error {
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 		cfg.Duration = 0
 	}
-	d, err := discover.New(cfg)
+	d, err := discovery.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -199,10 +212,10 @@ func runDiscover(ctx context.Context, w io.Writer, cfg discover.Config, peers fr
 		b, _ := json.Marshal(ps)
 		fmt.Fprintf(w, "from peers %s\n", b)
 	}
-	if runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) && !errors.Is(runErr, discover.ErrNoSource) {
+	if runErr != nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) && !errors.Is(runErr, discovery.ErrNoSource) {
 		return runErr
 	}
-	if errors.Is(runErr, discover.ErrNoSource) && book.Len() == 0 {
+	if errors.Is(runErr, discovery.ErrNoSource) && book.Len() == 0 {
 		return runErr
 	}
 	return nil
@@ -225,7 +238,7 @@ func saveMetainfo(path string, t *torrentmeta.Torrent, m *torrentmeta.Magnet) er
 	return os.WriteFile(path, b, 0o644)
 }
 
-func printSummary(w io.Writer, s discover.Summary) {
+func printSummary(w io.Writer, s discovery.Summary) {
 	fmt.Fprintf(w, "\n%d peers in %.0f s", s.Peers, s.Duration)
 	for src, n := range s.BySource {
 		fmt.Fprintf(w, "; %s: %d", src, n)

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/reported"
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
-	"github.com/swarmaudit/swarmaudit/internal/tracker"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // TestDiscoverFromRealPeers: with only a magnet naming one real libtorrent
@@ -26,7 +26,7 @@ func TestDiscoverFromRealPeers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// A tracker only the two clients use, so they find each other.
-	srv, err := tracker.New(tracker.Config{HTTPAddr: "127.0.0.1:0", Interval: 5 * time.Second, Recorder: &reported.MemoryRecorder{}})
+	srv, err := trackerserver.New(trackerserver.Config{HTTPAddr: "127.0.0.1:0", Interval: 5 * time.Second, Recorder: &reported.MemoryRecorder{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // TestDiscoverMagnetSim: from a magnet whose only source is one x.pe peer,

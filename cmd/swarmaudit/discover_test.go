@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // TestDiscoverAgainstOpentracker is the discovery acceptance check:

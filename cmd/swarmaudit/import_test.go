@@ -10,7 +10,7 @@ import (
 
 	"github.com/anacrolix/torrent/types/infohash"
 
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // TestImportReported: --reported reads JSON lines and CSV logs, keeps the
@@ -51,6 +51,7 @@ func TestImportReported(t *testing.T) {
 		{name: "csv with a clock", fl: judgeFlags{reportedPath: write("b.csv", csv), csvStart: "2026-11-01T12:00:00Z", csvStep: time.Minute}, want: 2, badLine: "line 3", firstAt: time.Date(2026, 11, 1, 12, 1, 0, 0, time.UTC), secondUp: 900},
 		{name: "csv without a clock", fl: judgeFlags{reportedPath: write("c.csv", csv)}, wantErr: true},
 		{name: "missing file", fl: judgeFlags{reportedPath: filepath.Join(dir, "none.jsonl")}, wantErr: true},
+		{name: "no good line", fl: judgeFlags{reportedPath: write("d.jsonl", "{\"bad\": 1}\nnot json\n")}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,88 +14,89 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
-	"github.com/swarmaudit/swarmaudit/internal/peerid"
-	"github.com/swarmaudit/swarmaudit/internal/peerwire"
-	"github.com/swarmaudit/swarmaudit/internal/probe"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
-func newProbeCmd() *cobra.Command {
-	var (
-		torrentPath, peer, encryption, maxBytes string
-		timeout                                 time.Duration
-		asJSON, bitfieldOnly, sim               bool
-	)
+// probeOptions are the probe command's options.
+type probeOptions struct {
+	probeFlags
+	torrentPath, peer string
+	bitfieldOnly, sim bool
+}
+
+func newProbeCmd(g *globalOptions) *cobra.Command {
+	var o probeOptions
 	cmd := &cobra.Command{
 		Use:   "probe --torrent FILE --peer HOST:PORT",
 		Short: "Probe one peer: handshake, bitfield, upload bandwidth, piece hashes",
 		Long: `Connect to one peer of a torrent (MSE/PE encryption per --encryption),
-read its bitfield and HAVEs, request up to --max-bytes to measure its upload
-bandwidth, verify the SHA-1 of every complete piece received, and disconnect.
+read its bitfield and HAVEs, request up to --probe-bytes to measure its
+upload bandwidth, verify the SHA-1 of every complete piece received, and
+disconnect. With --json the result is one JSON object on stdout.
 
 The exit code is non-zero only when the probe could not run at all (bad
 arguments, unreadable torrent); a refused or misbehaving peer is a result.
 
 With --sim it starts a small simulated swarm on 127.0.0.1 (peers with
 different encryption policies and upload caps, one serving bad data) and
-probes each of its peers: a self-contained look at what a probe reports.`,
+probes each of its peers: a self-contained look at what a probe reports.
+
+` + exitCodesHelp,
 		Example: `  swarmaudit probe --torrent ubuntu.torrent --peer 203.0.113.7:51413 --json
   swarmaudit probe --torrent t.torrent --peer [::1]:6881 --encryption require
   swarmaudit probe --sim`,
-		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			policy, err := peerwire.ParsePolicy(encryption)
-			if err != nil {
-				return err
-			}
-			limit, err := humanize.ParseBytes(maxBytes)
-			if err != nil {
-				return fmt.Errorf("--max-bytes %q: %w", maxBytes, err)
-			}
-			opts := probe.Options{
-				PeerID:           peerid.New("-SA0100-"),
-				Policy:           policy,
-				MaxBytes:         int64(limit),
-				BitfieldOnly:     bitfieldOnly || limit == 0,
-				Timeout:          timeout,
-				ClientName:       "swarmaudit " + version,
-				ClientNameFromID: peerid.ClientName,
-			}
-			if sim {
-				return runSimProbe(cmd.Context(), cmd.OutOrStdout(), opts, asJSON)
-			}
-			if torrentPath == "" || peer == "" {
-				return errors.New("probe needs --torrent and --peer (or --sim)")
-			}
-			t, err := torrentmeta.Load(torrentPath)
-			if err != nil {
-				return err
-			}
-			addr, err := resolvePeer(cmd.Context(), peer)
-			if err != nil {
-				return err
-			}
-			r, err := probe.Run(cmd.Context(), addr, targetOf(t), opts)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), r)
-			}
-			printProbe(cmd.OutOrStdout(), r)
-			return nil
+			return runProbe(cmd.Context(), g, o, args)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&torrentPath, "torrent", "", "the .torrent file")
-	f.StringVar(&peer, "peer", "", "peer address HOST:PORT (IPv6 as [addr]:port)")
-	f.StringVar(&encryption, "encryption", "auto", "auto (MSE, falling back to plaintext), require (MSE with RC4 only) or plaintext")
-	f.StringVar(&maxBytes, "max-bytes", "2MiB", "payload to request for the bandwidth measurement")
-	f.DurationVar(&timeout, "timeout", 30*time.Second, "bound on the whole probe")
-	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
-	f.BoolVar(&bitfieldOnly, "bitfield-only", false, "read the bitfield and HAVEs only; request no data")
-	f.BoolVar(&sim, "sim", false, "probe the peers of a simulated swarm this command starts on 127.0.0.1")
+	f.StringVar(&o.torrentPath, "torrent", "", "the .torrent file")
+	f.StringVar(&o.peer, "peer", "", "peer address HOST:PORT (IPv6 as [addr]:port)")
+	o.probeFlags.register(f)
+	f.BoolVar(&o.bitfieldOnly, "bitfield-only", false, "read the bitfield and HAVEs only; request no data")
+	f.BoolVar(&o.sim, "sim", false, "probe the peers of a simulated swarm this command starts on 127.0.0.1")
 	return cmd
+}
+
+func runProbe(ctx context.Context, g *globalOptions, o probeOptions, _ []string) error {
+	policy, limit, err := o.probeFlags.parse()
+	if err != nil {
+		return err
+	}
+	opts := probe.Options{
+		PeerID:           peerid.New(peerid.Prefix),
+		Policy:           policy,
+		MaxBytes:         limit,
+		BitfieldOnly:     o.bitfieldOnly || limit == 0,
+		Timeout:          o.probeTimeout,
+		ClientName:       peerid.OurName + " " + version,
+		ClientNameFromID: peerid.ClientName,
+	}
+	if o.sim {
+		return runSimProbe(ctx, g.stdout, opts, g.JSON)
+	}
+	if o.torrentPath == "" || o.peer == "" {
+		return usagef("probe needs --torrent and --peer (or --sim)")
+	}
+	addr, err := resolvePeer(ctx, o.peer)
+	if err != nil {
+		return err
+	}
+	t, err := torrentmeta.Load(o.torrentPath)
+	if err != nil {
+		return err
+	}
+	r, err := probe.Run(ctx, addr, targetOf(t), opts)
+	if err != nil {
+		return err
+	}
+	if g.JSON {
+		return writeJSON(g.stdout, r)
+	}
+	printProbe(g.stdout, r)
+	return nil
 }
 
 // targetOf adapts a loaded torrent to what the probe needs.
@@ -111,11 +111,11 @@ func resolvePeer(ctx context.Context, s string) (netip.AddrPort, error) {
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("--peer %q: %w", s, err)
+		return netip.AddrPort{}, usagef("--peer %q: %w", s, err)
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 {
-		return netip.AddrPort{}, fmt.Errorf("--peer %q: bad port", s)
+		return netip.AddrPort{}, usagef("--peer %q: bad port", s)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

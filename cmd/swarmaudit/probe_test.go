@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/probe"
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // run executes the CLI in-process and returns its stdout.
@@ -39,7 +39,7 @@ func TestProbeJSONAgainstEncryptedTransmission(t *testing.T) {
 		Kind: testclients.Transmission, Encryption: testclients.EncRequired,
 		TorrentFile: tpath, DataDir: filepath.Dir(payload), Seed: true,
 	})
-	out, err := run(t, "probe", "--torrent", tpath, "--peer", c.Addr.String(), "--json", "--max-bytes", "1MiB")
+	out, err := run(t, "probe", "--torrent", tpath, "--peer", c.Addr.String(), "--json", "--probe-bytes", "1MiB")
 	if err != nil {
 		t.Fatalf("probe: %v\n%s", err, out)
 	}
@@ -55,30 +55,10 @@ func TestProbeJSONAgainstEncryptedTransmission(t *testing.T) {
 	}
 }
 
-func TestProbeArgumentErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-	}{
-		{"no torrent", []string{"probe", "--peer", "127.0.0.1:1"}},
-		{"bad policy", []string{"probe", "--sim", "--encryption", "maybe"}},
-		{"bad size", []string{"probe", "--sim", "--max-bytes", "lots"}},
-		{"missing file", []string{"probe", "--torrent", "/nonexistent.torrent", "--peer", "127.0.0.1:1"}},
-		{"bad peer", []string{"probe", "--torrent", "testdata/none.torrent", "--peer", "nope"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if _, err := run(t, tt.args...); err == nil {
-				t.Fatal("expected an error")
-			}
-		})
-	}
-}
-
 // TestProbeSim runs the self-contained simulated-swarm probe and checks
 // each peer's outcome against what it really is.
 func TestProbeSim(t *testing.T) {
-	out, err := run(t, "probe", "--sim", "--json", "--max-bytes", "512KiB", "--timeout", "5s")
+	out, err := run(t, "probe", "--sim", "--json", "--probe-bytes", "512KiB", "--probe-timeout", "5s")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,10 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/peerid"
-	"github.com/swarmaudit/swarmaudit/internal/probe"
-	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
 )
 
 // simPeer describes one peer of the --sim swarm.

@@ -14,9 +14,9 @@ import (
 
 	"github.com/creack/pty"
 
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
-	"github.com/swarmaudit/swarmaudit/internal/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 )
 
 // TestAuditProgressOnATerminal runs `swarmaudit audit` under a pseudo-

@@ -1,23 +1,30 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/tracker"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
 )
 
-func newTrackerCmd() *cobra.Command {
-	var (
-		listen, udp, dbPath, upstream string
-		interval                      time.Duration
-	)
+// trackerOptions are the tracker command's options.
+type trackerOptions struct {
+	trackerListen, udpListen, dbPath, upstream string
+	interval                                   time.Duration
+}
+
+func newTrackerCmd(g *globalOptions) *cobra.Command {
+	var o trackerOptions
 	cmd := &cobra.Command{
-		Use:   "tracker --listen ADDR [--udp ADDR] [--db PATH]",
+		Use:   "tracker --tracker-listen ADDR [--udp-listen ADDR] [--db PATH]",
 		Short: "Run a tracker that records every announce (or a recording proxy)",
 		Long: `A BitTorrent tracker (HTTP /announce, /announce/<passkey>, /<passkey>/announce
 and /scrape; UDP per BEP 15) that serves peers like any tracker and records
@@ -28,41 +35,89 @@ downloaded, left, event, key, passkey, user agent — in the database, for
 With --upstream it is a recording proxy in front of an existing tracker:
 HTTP announces are forwarded with the same query, recorded, and answered
 with the upstream's reply (a "{passkey}" in the URL is replaced by the
-request's passkey).`,
-		Example: `  swarmaudit tracker --listen :6969 --udp :6969 --db tracker.db
-  swarmaudit tracker --listen :8080 --upstream 'https://tracker.example/{passkey}/announce'`,
-		Args: cobra.NoArgs,
+request's passkey).
+
+With --json, stdout carries one JSON object with the announce URLs when the
+tracker is up, and one with the count of recorded announces when it stops.
+
+` + exitCodesHelp,
+		Example: `  swarmaudit tracker --tracker-listen :6969 --udp-listen :6969 --db tracker.db
+  swarmaudit tracker --tracker-listen :8080 --upstream 'https://tracker.example/{passkey}/announce'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			st, err := store.Open(ctx, dbPath)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			srv, err := tracker.New(tracker.Config{HTTPAddr: listen, UDPAddr: udp, Interval: interval, Recorder: st, Upstream: upstream, Logger: slog.Default()})
-			if err != nil {
-				return err
-			}
-			if err := srv.Start(ctx); err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if listen != "" {
-				fmt.Fprintf(out, "HTTP announce URL: %s\n", srv.HTTPURL())
-			}
-			if udp != "" {
-				fmt.Fprintf(out, "UDP announce URL:  %s\n", srv.UDPURL())
-			}
-			fmt.Fprintf(out, "recording announces in %s; Ctrl-C to stop\n", dbPath)
-			<-ctx.Done()
-			return srv.Close()
+			return runTracker(cmd.Context(), g, o, args)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen", "127.0.0.1:6969", "HTTP listen address (empty: no HTTP)")
-	f.StringVar(&udp, "udp", "", "UDP listen address (BEP 15; empty: no UDP)")
-	f.StringVar(&dbPath, "db", "swarmaudit.db", "SQLite database that records the announces")
-	f.StringVar(&upstream, "upstream", "", "forward HTTP announces to this tracker and record them (recording proxy)")
-	f.DurationVar(&interval, "interval", 30*time.Minute, "announce interval handed to clients")
+	f.StringVar(&o.trackerListen, "tracker-listen", "127.0.0.1:6969", "HTTP listen address (empty: no HTTP)")
+	f.StringVar(&o.udpListen, "udp-listen", "", "UDP listen address (BEP 15; empty: no UDP)")
+	f.StringVar(&o.dbPath, "db", "swarmaudit.db", "SQLite database that records the announces")
+	f.StringVar(&o.upstream, "upstream", "", "forward HTTP announces to this tracker and record them (recording proxy)")
+	f.DurationVar(&o.interval, "interval", 30*time.Minute, "announce interval handed to clients")
 	return cmd
+}
+
+func runTracker(ctx context.Context, g *globalOptions, o trackerOptions, _ []string) error {
+	if o.trackerListen == "" && o.udpListen == "" {
+		return usagef("tracker needs --tracker-listen or --udp-listen")
+	}
+	if err := positive("interval", o.interval); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, o.dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	counter := &countingRecorder{next: st}
+	srv, err := trackerserver.New(trackerserver.Config{HTTPAddr: o.trackerListen, UDPAddr: o.udpListen, Interval: o.interval, Recorder: counter, Upstream: o.upstream, Logger: slog.Default()})
+	if err != nil {
+		return usageError{err}
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	up := map[string]string{"db": o.dbPath}
+	if o.trackerListen != "" {
+		up["http_announce_url"] = srv.HTTPURL()
+	}
+	if o.udpListen != "" {
+		up["udp_announce_url"] = srv.UDPURL()
+	}
+	if g.JSON {
+		if err := json.NewEncoder(g.stdout).Encode(up); err != nil {
+			return err
+		}
+	} else {
+		if u, ok := up["http_announce_url"]; ok {
+			fmt.Fprintf(g.stdout, "HTTP announce URL: %s\n", u)
+		}
+		if u, ok := up["udp_announce_url"]; ok {
+			fmt.Fprintf(g.stdout, "UDP announce URL:  %s\n", u)
+		}
+		fmt.Fprintf(g.stdout, "recording announces in %s; Ctrl-C to stop\n", o.dbPath)
+	}
+	<-ctx.Done()
+	if err := srv.Close(); err != nil {
+		return err
+	}
+	if g.JSON {
+		return json.NewEncoder(g.stdout).Encode(map[string]int64{"announces_recorded": counter.n.Load()})
+	}
+	fmt.Fprintf(g.stdout, "%d announces recorded\n", counter.n.Load())
+	return nil
+}
+
+// countingRecorder counts the announces recorded.
+type countingRecorder struct {
+	next reported.Recorder
+	n    atomic.Int64
+}
+
+// RecordAnnounce implements reported.Recorder.
+func (c *countingRecorder) RecordAnnounce(a reported.Announce) error {
+	err := c.next.RecordAnnounce(a)
+	if err == nil {
+		c.n.Add(1)
+	}
+	return err
 }

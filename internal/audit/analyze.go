@@ -8,13 +8,13 @@ import (
 	"sort"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/estimate"
-	"github.com/swarmaudit/swarmaudit/internal/probe"
-	"github.com/swarmaudit/swarmaudit/internal/reported"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/timeline"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // Evidence is everything stored about one swarm, read back for analysis.

@@ -3,8 +3,8 @@ package audit
 import (
 	"net/netip"
 
-	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
-	"github.com/swarmaudit/swarmaudit/internal/reported"
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 )
 
 // SourceEmbeddedTracker is the address book source of peers that announced

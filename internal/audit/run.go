@@ -7,17 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/discover"
-	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
-	"github.com/swarmaudit/swarmaudit/internal/discover/frompeers"
-	"github.com/swarmaudit/swarmaudit/internal/reported"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
-	"github.com/swarmaudit/swarmaudit/internal/watch"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/discovery"
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // Config configures a whole audit.
@@ -27,20 +27,22 @@ type Config struct {
 	// Discover is the discovery configuration (trackers, DHT); nil runs no
 	// tracker or DHT discovery (peers then come from Book: the embedded
 	// tracker, PEX, incoming).
-	Discover *discover.Config
+	Discover *discovery.Config
 	// Book receives every address to audit; New makes one if nil. Hand the
 	// same book to the embedded tracker's recorder (see TeeRecorder).
 	Book *addrbook.Book
-	// PEX watches peers for their PEX messages; Listener accepts incoming.
+	// PEX reads the PEX messages of watched peers; Listener accepts
+	// incoming connections. Both go to the collector, the one owner of
+	// every peer connection.
 	PEX      bool
 	Listener net.Listener
-	Collect  CollectConfig
+	Collect  collect.Config
 	Duration time.Duration
 	// Imported announces (from tracker logs) judged with the recorded ones.
 	Imported []reported.Announce
 	Verdict  verdict.Config
 	// Progress, if set, is called about once a second.
-	Progress func(Progress, time.Duration)
+	Progress func(collect.Progress, time.Duration)
 	Logger   *slog.Logger
 }
 
@@ -50,14 +52,13 @@ type Result struct {
 	Run      store.RunID
 	Started  time.Time
 	Ended    time.Time
-	Progress Progress
+	Progress collect.Progress
 	Evidence *Evidence
 	Report   *verdict.Report
 	// Discovery is the discoverer's summary (nil without one).
-	Discovery *discover.Summary
+	Discovery *discovery.Summary
 	// Scrapes compare the trackers' scrape counts with the wire.
-	Scrapes   []ScrapeCheck
-	FromPeers frompeers.Stats
+	Scrapes []ScrapeCheck
 }
 
 // Run audits the swarm for cfg.Duration (or until ctx ends), then judges
@@ -97,6 +98,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 
+	// Collection: the collector (every peer connection), discovery and the
+	// copy of discovery's addresses into the book, under one errgroup: the
+	// first failure ends them all and fails the audit.
 	runCtx := ctx
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
@@ -105,62 +109,52 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	cc := cfg.Collect
 	cc.Torrent, cc.Store, cc.Swarm, cc.Book, cc.Logger = t, st, swarm, cfg.Book, cfg.Logger
-	col, err := NewCollector(cc)
+	cc.PEX, cc.Listener = cfg.PEX, cfg.Listener
+	col, err := collect.New(cc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("audit: %w", err)
 	}
-	done := make(chan struct{})
-	var (
-		discErr error
-		disc    *discover.Discoverer
-	)
-	workers := 0
-	finished := make(chan struct{}, 3)
+	var disc *discovery.Discoverer
 	if cfg.Discover != nil {
 		dc := *cfg.Discover
 		dc.Book = nil // its own book, copied into ours: it closes its book when it ends
 		if dc.Logger == nil {
 			dc.Logger = cfg.Logger
 		}
-		if disc, err = discover.New(dc); err != nil {
+		if disc, err = discovery.New(dc); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
-		workers += 2
-		go func() {
-			discErr = disc.Run(runCtx)
-			finished <- struct{}{}
-		}()
-		go func() {
-			addrbook.Copy(runCtx, cfg.Book, disc.Book())
-			finished <- struct{}{}
-		}()
 	}
-	fp := frompeers.Config{
-		InfoHash: t.InfoHash, Torrent: t, PEX: cfg.PEX && !t.Private, Listener: cfg.Listener, Book: cfg.Book,
-		AddPEX:      cfg.Book.AddPEX,
-		AddIncoming: func(a netip.AddrPort) { cfg.Book.Add(a, addrbook.SourceIncoming, 0) },
-		Watch:       watch.Options{PeerID: cc.PeerID, Policy: cc.Policy, ClientName: cc.ClientName, Private: t.Private},
-		Logger:      cfg.Logger,
-	}
-	workers++
-	go func() {
-		res.FromPeers, _ = frompeers.Run(runCtx, fp)
-		finished <- struct{}{}
-	}()
-	go func() {
-		defer close(done)
-		if err := col.Run(runCtx); err != nil {
-			cfg.Logger.Error("collector", "err", err)
+	g, gctx := errgroup.WithContext(runCtx)
+	collected := make(chan struct{})
+	g.Go(func() error {
+		defer close(collected)
+		if err := col.Run(gctx); err != nil {
+			return fmt.Errorf("audit: collection: %w", err)
 		}
-	}()
+		return nil
+	})
+	if disc != nil {
+		g.Go(func() error {
+			err := disc.Run(gctx)
+			if err != nil && err != discovery.ErrNoSource && gctx.Err() == nil { // no tracker or DHT asked for: peers come from the book
+				return fmt.Errorf("audit: discovery: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			addrbook.Copy(gctx, cfg.Book, disc.Book())
+			return nil
+		})
+	}
 	if cfg.Progress != nil {
-		go func() {
+		g.Go(func() error {
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
 			for {
 				select {
-				case <-done:
-					return
+				case <-collected:
+					return nil
 				case <-tick.C:
 					left := time.Duration(0)
 					if d, ok := runCtx.Deadline(); ok {
@@ -169,15 +163,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					cfg.Progress(col.Progress(), left)
 				}
 			}
-		}()
+		})
 	}
-	<-done
-	for i := 0; i < workers; i++ {
-		<-finished
-	}
-	if discErr != nil && !errors.Is(discErr, discover.ErrNoSource) {
-		cfg.Logger.Warn("discovery", "err", discErr)
-	}
+	runErr := g.Wait()
 	if disc != nil {
 		s := disc.Summary()
 		res.Discovery = &s
@@ -188,7 +176,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	if err := st.StopRun(bg, res.Run, res.Ended); err != nil {
-		cfg.Logger.Error("store", "err", err)
+		runErr = errors.Join(runErr, fmt.Errorf("audit: closing the run: %w", err))
+	}
+	if runErr != nil {
+		// Everything committed before the failure stays in the store;
+		// `swarmaudit report` judges it.
+		return res, runErr
 	}
 	if res.Evidence, err = LoadEvidence(bg, st, swarm, t, cfg.Imported); err != nil {
 		return res, err

@@ -3,8 +3,8 @@ package audit
 import (
 	"fmt"
 
-	"github.com/swarmaudit/swarmaudit/internal/discover/tracker"
-	"github.com/swarmaudit/swarmaudit/internal/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
 )
 
 // ScrapeCheck sets what one tracker's scrape said next to what the wire
@@ -26,7 +26,7 @@ type ScrapeCheck struct {
 // CheckScrapes compares each tracker's last scrape with the peers seen on
 // the wire: seeders and leechers by their last known piece set, completions
 // by peers seen incomplete and later complete.
-func CheckScrapes(trackers []tracker.Status, ev *Evidence) []ScrapeCheck {
+func CheckScrapes(trackers []trackerclient.Status, ev *Evidence) []ScrapeCheck {
 	var seeders, leechers, completions int
 	for _, w := range ev.Wire {
 		tl := timeline.Build(ev.Torrent.NumPieces, w.Observations)

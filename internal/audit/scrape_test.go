@@ -5,11 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/discover/tracker"
-	"github.com/swarmaudit/swarmaudit/internal/timeline"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 func TestCheckScrapes(t *testing.T) {
@@ -27,10 +27,10 @@ func TestCheckScrapes(t *testing.T) {
 		{Observations: []timeline.Observation{snap(0, 1)}},                                // leecher
 		{Observations: []timeline.Observation{{At: t0, Kind: timeline.KindRefused}}},      // never seen: no piece info
 	}}
-	got := CheckScrapes([]tracker.Status{
-		{URL: "http://a/announce", Scrape: &tracker.Scrape{Seeders: 7, Leechers: 1, Completed: 3}},
+	got := CheckScrapes([]trackerclient.Status{
+		{URL: "http://a/announce", Scrape: &trackerclient.Scrape{Seeders: 7, Leechers: 1, Completed: 3}},
 		{URL: "udp://b/announce"}, // no scrape: no check
-		{URL: "http://c/announce", Scrape: &tracker.Scrape{Seeders: 2, Leechers: 1, Completed: 1}},
+		{URL: "http://c/announce", Scrape: &trackerclient.Scrape{Seeders: 2, Leechers: 1, Completed: 1}},
 	}, ev)
 	if len(got) != 2 {
 		t.Fatalf("%d checks", len(got))

@@ -16,7 +16,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
-	"github.com/swarmaudit/swarmaudit/internal/audit"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 )
 
 // LogEvery is how often the plain-line fallback writes.
@@ -29,7 +29,7 @@ type Display struct {
 	total time.Duration
 
 	mu     sync.Mutex
-	last   audit.Progress
+	last   collect.Progress
 	left   time.Duration
 	logged time.Time
 	closed bool
@@ -52,7 +52,7 @@ func New(w io.Writer, total time.Duration) *Display {
 }
 
 // Update records the latest counts.
-func (d *Display) Update(p audit.Progress, left time.Duration) {
+func (d *Display) Update(p collect.Progress, left time.Duration) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()

@@ -10,14 +10,14 @@ import (
 
 	"github.com/anacrolix/torrent/types/infohash"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/audit"
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/estimate"
-	"github.com/swarmaudit/swarmaudit/internal/reported"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/timeline"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // bigSwarm is a day-long audit of a 2000-piece torrent with `peers` peers,

@@ -11,14 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/audit"
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/estimate"
-	"github.com/swarmaudit/swarmaudit/internal/peerid"
-	"github.com/swarmaudit/swarmaudit/internal/reported"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/timeline"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
 )
 
 // Bucket counts of the timeline.

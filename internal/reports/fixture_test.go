@@ -12,15 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/audit"
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/cheat"
-	"github.com/swarmaudit/swarmaudit/internal/discover/addrbook"
-	"github.com/swarmaudit/swarmaudit/internal/reported"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/swarmsim"
-	"github.com/swarmaudit/swarmaudit/internal/tracker"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/cheat"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 )
 
 // fixture is one real audit of a loopback swarm: an honest seeder and an
@@ -111,7 +112,7 @@ func runFixture(attempt int) (f fixture) {
 	}
 	defer st.Close()
 	book := addrbook.New(addrbook.Options{})
-	srv, err := tracker.New(tracker.Config{HTTPAddr: "127.0.0.1:0", Interval: time.Second, Recorder: audit.TeeRecorder{Next: st, Book: book},
+	srv, err := trackerserver.New(trackerserver.Config{HTTPAddr: "127.0.0.1:0", Interval: time.Second, Recorder: audit.TeeRecorder{Next: st, Book: book},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return fixture{err: err}
@@ -176,7 +177,7 @@ func runFixture(attempt int) (f fixture) {
 	go func() {
 		res, err := audit.Run(ctx, audit.Config{
 			Torrent: tor, Store: st, Book: book, Duration: 6 * time.Second, Imported: imported,
-			Collect: audit.CollectConfig{SnapshotInterval: 250 * time.Millisecond, ProbeInterval: time.Hour, ProbeBytes: 256 << 10,
+			Collect: collect.Config{SnapshotInterval: 250 * time.Millisecond, ProbeInterval: time.Hour, ProbeBytes: 256 << 10,
 				ProbeTimeout: 5 * time.Second},
 		})
 		out <- ran{res, err}

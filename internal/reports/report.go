@@ -6,8 +6,9 @@ package reports
 
 import (
 	"errors"
-	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/audit"
 )
 
 // SchemaVersion is the version of the JSON report written by this package.

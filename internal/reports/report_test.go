@@ -16,13 +16,14 @@ import (
 	"github.com/anacrolix/torrent/types/infohash"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/audit"
-	"github.com/swarmaudit/swarmaudit/internal/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/reported"
-	"github.com/swarmaudit/swarmaudit/internal/store"
-	"github.com/swarmaudit/swarmaudit/internal/timeline"
-	"github.com/swarmaudit/swarmaudit/internal/torrentmeta"
-	"github.com/swarmaudit/swarmaudit/internal/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // synth is a hand-made audit of an 8-piece torrent over 60 s: peer A
@@ -102,7 +103,7 @@ func newSynth(t *testing.T) synth {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.res = &audit.Result{Started: at(0), Ended: at(60), Evidence: ev, Report: rep, Progress: audit.Progress{BytesIn: 1000, BytesOut: 100}}
+	s.res = &audit.Result{Started: at(0), Ended: at(60), Evidence: ev, Report: rep, Progress: collect.Progress{BytesIn: 1000, BytesOut: 100}}
 	return s
 }
 

@@ -1,0 +1,577 @@
+package estimate
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+)
+
+// The plausible tier (docs/estimation.md, "Evidence tiers"). The bounds in
+// Bounds and SwarmBounds hold under worst-case assumptions: any peer may
+// have downloaded anything it could, whatever it reported. The plausible
+// tier adds assumptions an honest swarm satisfies and a cheater cannot use
+// to hide, and bounds uploads again under them:
+//
+//   - AssumeOwnDownloads: an identity's reports of its own downloads are
+//     true unless the wire contradicts them (the caller leaves Reported nil
+//     for identities whose reports the wire contradicted, and for peers that
+//     reported nothing). Cheaters inflate uploads; an identity that hides
+//     downloads is flagged for that and gets the worst case here. So an
+//     identity absorbed at most what it reported downloading in the window,
+//     and a self-declared seeder that reported no download absorbed nothing.
+//   - AssumeIdleNoCompetitors: peers not downloading (by their own reports,
+//     or, without reports, never seen completing a piece) took no share of
+//     anyone's upload: they neither extend the time the swarm was
+//     downloading nor compete with a probe.
+//   - AssumeMinPieceRate: a piece in flight arrives at PlausibleMinPieceRate
+//     or faster, so a piece a snapshot saw lacking began to arrive at most
+//     a piece's transfer time before it (the worst case allows
+//     TransferLead).
+//   - AssumeQuietProbeWhole: a probe nobody else competed with measured the
+//     peer's whole upload; PlausibleHeadroom (smaller than Headroom) covers
+//     TCP variance and rate-limiter granularity only.
+const (
+	AssumeOwnDownloads      = "own_downloads_as_reported"
+	AssumeIdleNoCompetitors = "idle_peers_no_competitors"
+	AssumeQuietProbeWhole   = "quiet_probe_measures_capacity"
+	AssumeMinPieceRate      = "pieces_arrive_at_a_minimum_rate"
+)
+
+// Reported is what an identity told the tracker about its own downloads:
+// during each span (From, To] it downloaded at most Downloaded bytes, and
+// nothing outside the spans. The caller states the spans: consecutive
+// announces, the counter of a first announce (downloaded before it), and
+// `left` after a last announce without `stopped` (what it may still have
+// downloaded).
+type Reported struct {
+	Spans []ReportedSpan
+}
+
+// ReportedSpan is one span of Reported.
+type ReportedSpan struct {
+	From, To   time.Time
+	Downloaded int64
+}
+
+// Plausible are one peer's upload bounds under the plausible tier, over
+// the same windows as the Bounds that hold it.
+type Plausible struct {
+	// UploadUpper = min(AvailabilityBound, CapacityBound); Limit says which.
+	UploadUpper int64 `json:"upload_upper"`
+	Limit       Limit `json:"limit"`
+	// AvailabilityBound = Observed + Unobserved + ProbeBytes. Observed is
+	// the worst-case observed availability, capped by what the observed
+	// peers reported downloading (each at most what it may have gained);
+	// Unobserved is what unobserved identities reported downloading (the
+	// worst-case allowance for those without usable reports).
+	AvailabilityBound int64 `json:"availability_bound"`
+	Observed          int64 `json:"observed"`
+	Unobserved        int64 `json:"unobserved"`
+	// ReportedDownloads is Σ over the other identities with usable reports
+	// of what they reported downloading in the window.
+	ReportedDownloads int64 `json:"reported_downloads"`
+	// Capacity is the capacity estimate with plausible competitors and
+	// PlausibleHeadroom; CapacityBound = Capacity.Upper × min(present,
+	// DemandTime) + ProbeBytes, or −1 without a capacity.
+	Capacity      CapacityEstimate `json:"capacity"`
+	CapacityBound int64            `json:"capacity_bound"`
+	DemandTime    time.Duration    `json:"demand_time"`
+	// SlicedBound cuts the window at the swarm's announces (at most
+	// MaxSlices slices) and adds, slice by slice, the smaller of the
+	// availability and the capacity bounds: a peer cannot upload at full
+	// rate into a slice in which the others downloaded little. −1 without
+	// a capacity.
+	SlicedBound int64 `json:"sliced_bound"`
+	Slices      int   `json:"slices"`
+}
+
+// MaxSlices caps how many slices SlicedBound cuts a window into.
+const MaxSlices = 16
+
+// LimitSliced names the sliced bound (see Plausible.SlicedBound).
+const LimitSliced Limit = "sliced"
+
+// repData is a Reported in nanoseconds: spans (from, to] sorted by from,
+// with prefix sums of their bytes.
+type repData struct {
+	spans  [][2]int64
+	bytes  []int64
+	prefix []int64 // prefix[i] = Σ bytes[:i]
+	// ordered: the spans' ends are sorted too (they do not nest), so a
+	// window's spans are found by binary search.
+	ordered bool
+	// demand: the spans with bytes, merged.
+	demand [][2]int64
+}
+
+// cutsIn are the swarm's announce times inside (uf, ut), thinned evenly to
+// at most MaxSlices−1.
+func (e *Estimator) cutsIn(uf, ut int64) []int64 {
+	lo := sort.Search(len(e.cuts), func(i int) bool { return e.cuts[i] > uf })
+	hi := sort.Search(len(e.cuts), func(i int) bool { return e.cuts[i] >= ut })
+	in := e.cuts[lo:max(lo, hi)]
+	if len(in) < MaxSlices {
+		return in
+	}
+	out := make([]int64, 0, MaxSlices-1)
+	for k := 1; k < MaxSlices; k++ {
+		out = append(out, in[k*len(in)/MaxSlices])
+	}
+	return out
+}
+
+func newRepData(r *Reported, latency int64) *repData {
+	if r == nil {
+		return nil
+	}
+	d := &repData{}
+	type span struct {
+		a, b int64
+		n    int64
+	}
+	var ss []span
+	for _, s := range r.Spans {
+		if s.To.Before(s.From) {
+			continue
+		}
+		a, _ := clampNanos(s.From)
+		b, _ := clampNanos(s.To)
+		if s.From.IsZero() {
+			a = negInf
+		}
+		ss = append(ss, span{satAdd(a, -latency), b, max(s.Downloaded, 0)})
+	}
+	slices.SortFunc(ss, func(x, y span) int { return cmpInt(x.a, y.a) })
+	d.prefix = make([]int64, 1, len(ss)+1)
+	d.ordered = true
+	var dem [][2]int64
+	for i, s := range ss {
+		d.spans = append(d.spans, [2]int64{s.a, s.b})
+		d.bytes = append(d.bytes, s.n)
+		d.prefix = append(d.prefix, satAdd(d.prefix[i], s.n))
+		if i > 0 && s.b < ss[i-1].b {
+			d.ordered = false
+		}
+		if s.n > 0 {
+			dem = append(dem, [2]int64{s.a, s.b})
+		}
+	}
+	d.demand = mergeSpans(dem)
+	return d
+}
+
+// downloads is what the spans meeting [uf, ut) reported.
+func (d *repData) downloads(uf, ut int64) int64 {
+	if ut <= uf {
+		return 0
+	}
+	if d.ordered {
+		lo := sort.Search(len(d.spans), func(i int) bool { return d.spans[i][1] >= uf })
+		hi := sort.Search(len(d.spans), func(i int) bool { return d.spans[i][0] >= ut })
+		if hi <= lo {
+			return 0
+		}
+		return d.prefix[hi] - d.prefix[lo]
+	}
+	var n int64
+	for i, s := range d.spans {
+		if s[0] < ut && s[1] >= uf {
+			n = satAdd(n, d.bytes[i])
+		}
+	}
+	return n
+}
+
+// preparePlausible builds what the plausible tier needs once the
+// worst-case index exists: the reports, each observed peer's sorted event
+// ends (for its own possible gains), the plausible demand, and the
+// plausible capacities.
+func (e *Estimator) preparePlausible(in Input) {
+	lat := int64(e.cfg.ReportLatency)
+	for k, p := range in.Peers {
+		e.peers[k].rep = newRepData(p.Reported, lat)
+		e.anyRep = e.anyRep || p.Reported != nil
+	}
+	for j, u := range in.Unobserved {
+		e.unobs[j].rep = newRepData(u.Reported, lat)
+		e.anyRep = e.anyRep || u.Reported != nil
+	}
+	if e.anyRep {
+		plead := int64(e.cfg.TransferLead)
+		if e.cfg.PlausibleMinPieceRate > 0 {
+			plead = min(plead, int64(float64(e.tor.PieceLength)/e.cfg.PlausibleMinPieceRate*float64(time.Second)))
+		}
+		for k := range e.peers {
+			pd := &e.peers[k]
+			if !pd.info {
+				continue
+			}
+			// Its events again, with the plausible transfer lead.
+			pd.sa, pd.sb = slices.Clone(pd.a), slices.Clone(pd.b)
+			for i, l := range pd.lacked {
+				if l != negInf && pd.a[i] != posInf {
+					pd.sa[i] = min(satAdd(l, -plead), pd.sb[i]-1)
+				}
+			}
+			slices.Sort(pd.sa)
+			slices.Sort(pd.sb)
+		}
+	}
+	var spans [][2]int64
+	for k := range e.peers {
+		pd := &e.peers[k]
+		pd.pown = e.plausibleOwn(k)
+		spans = append(spans, pd.pown...)
+	}
+	for _, u := range e.unobs {
+		switch {
+		case u.rep != nil:
+			spans = append(spans, u.rep.demand...)
+		case !u.seeding:
+			spans = append(spans, u.present...)
+		}
+	}
+	e.pdemand = newDemand(spans)
+	var cuts []int64
+	add := func(r *repData) {
+		if r != nil {
+			for _, s := range r.spans {
+				cuts = append(cuts, s[1])
+			}
+		}
+	}
+	for k := range e.peers {
+		add(e.peers[k].rep)
+	}
+	for _, u := range e.unobs {
+		add(u.rep)
+	}
+	slices.Sort(cuts)
+	e.cuts = slices.Compact(cuts)
+	for k := range e.peers {
+		pd := &e.peers[k]
+		pd.pcap = e.capacityWith(k, func(t int64) int {
+			n := e.pdemand.at(t)
+			if within(pd.pown, t) {
+				n--
+			}
+			return max(n, 0)
+		}, e.cfg.PlausibleHeadroom)
+	}
+}
+
+// plausibleOwn is observed peer k's demand under AssumeIdleNoCompetitors:
+// the spans in which it reported downloading, or its worst-case span when
+// it has no usable reports.
+func (e *Estimator) plausibleOwn(k int) [][2]int64 {
+	pd := &e.peers[k]
+	if pd.rep == nil {
+		return e.ownSpan(k)
+	}
+	if !pd.info {
+		return pd.rep.demand
+	}
+	// The wire bounds when it can have been downloading: from its first
+	// possible gain to its last (completion, or its tail).
+	var out [][2]int64
+	for _, s := range pd.rep.demand {
+		if a, b := max(s[0], pd.spanA), min(s[1], pd.spanB); a < b {
+			out = append(out, [2]int64{a, b})
+		}
+	}
+	return out
+}
+
+// gains is what observed peer pd may have gained in the window (every
+// piece counted at the full piece length).
+func (e *Estimator) gains(pd *peerData, w window) int64 {
+	if !pd.info || w.ut <= w.uf {
+		return 0
+	}
+	n := countGreater(pd.sb, w.uf-1) - countGreaterEq(pd.sa, w.ut)
+	return int64(max(n, 0)) * e.tor.PieceLength
+}
+
+// plausibleObserved caps the worst-case observed availability worst by
+// what the observed peers other than skip reported downloading in the
+// window (each at most what it may have gained there); reported is Σ of
+// those reports.
+func (e *Estimator) plausibleObserved(skip int, w window, worst int64) (capped, reported int64) {
+	if !e.anyRep {
+		return worst, 0
+	}
+	var total int64
+	for k := range e.peers {
+		pd := &e.peers[k]
+		if k == skip || !pd.info {
+			continue
+		}
+		g := e.gains(pd, w)
+		if pd.rep != nil {
+			d := pd.rep.downloads(w.uf, w.ut)
+			reported = satAdd(reported, d)
+			g = min(g, d)
+		}
+		total = satAdd(total, g)
+	}
+	return min(worst, total), reported
+}
+
+// plausibleAllowance is what the unobserved identities other than skip
+// could have gained in the window under AssumeOwnDownloads: what they
+// reported downloading, each capped at perPeer; without usable reports,
+// the worst-case allowance while present.
+func (e *Estimator) plausibleAllowance(skip int, w window, perPeer int64) (bytes, reported int64) {
+	if w.ut <= w.uf {
+		return 0, 0
+	}
+	for j, u := range e.unobs {
+		if j == skip {
+			continue
+		}
+		if u.rep != nil {
+			d := u.rep.downloads(w.uf, w.ut)
+			reported = satAdd(reported, d)
+			bytes = satAdd(bytes, min(d, u.maxGain, perPeer))
+			continue
+		}
+		bytes = satAdd(bytes, e.unobsAllowance(u, w, perPeer))
+	}
+	return bytes, reported
+}
+
+// plausible fills the plausible tier of observed peer i's bounds.
+func (e *Estimator) plausible(i int, w window, x *Explanation) Plausible {
+	p := &e.peers[i]
+	var pl Plausible
+	var repObs, repUnobs int64
+	pl.Observed, repObs = e.plausibleObserved(i, w, x.AvailabilityObserved)
+	pl.Unobserved, repUnobs = e.plausibleAllowance(-1, w, x.PossiblyHeldBytes)
+	pl.ReportedDownloads = satAdd(repObs, repUnobs)
+	pl.AvailabilityBound = satAdd(satAdd(pl.Observed, pl.Unobserved), x.ProbeBytes)
+	pl.UploadUpper, pl.Limit = pl.AvailabilityBound, LimitAvailability
+	pl.DemandTime = time.Duration(e.pdemand.busy(w.uf, w.ut, p.pown))
+	pl.Capacity = p.pcap
+	pl.CapacityBound = -1
+	if p.pcap.Known {
+		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
+		pl.CapacityBound = satAdd(floatBytes(p.pcap.Upper*min(present, pl.DemandTime).Seconds()), x.ProbeBytes)
+		if pl.CapacityBound < pl.UploadUpper {
+			pl.UploadUpper, pl.Limit = pl.CapacityBound, LimitCapacity
+		}
+		pl.SlicedBound, pl.Slices = e.sliced(i, w, x.PossiblyHeldBytes)
+		if pl.SlicedBound < pl.UploadUpper {
+			pl.UploadUpper, pl.Limit = pl.SlicedBound, LimitSliced
+		}
+	} else {
+		pl.SlicedBound = -1
+	}
+	return pl
+}
+
+// sliced is Plausible.SlicedBound for observed peer i (with a capacity).
+func (e *Estimator) sliced(i int, w window, held int64) (int64, int) {
+	p := &e.peers[i]
+	cuts := e.cutsIn(w.uf, w.ut)
+	var total int64
+	from := w.uf
+	for k := 0; k <= len(cuts); k++ {
+		to := w.ut
+		if k < len(cuts) {
+			to = cuts[k]
+		}
+		sw := window{uf: from, ut: to}
+		var probes int64
+		for _, pr := range p.probes {
+			if pr.at >= sw.uf && pr.at < sw.ut {
+				probes += pr.bytes
+			}
+		}
+		obs, _ := e.plausibleObserved(i, sw, math.MaxInt64)
+		unobs, _ := e.plausibleAllowance(-1, sw, held)
+		avail := satAdd(satAdd(obs, unobs), probes)
+		present := time.Duration(sw.ut-sw.uf) - time.Duration(overlap(p.absence, sw.uf, sw.ut))
+		busy := time.Duration(e.pdemand.busy(sw.uf, sw.ut, p.pown))
+		capB := satAdd(floatBytes(p.pcap.Upper*min(present, busy).Seconds()), probes)
+		total = satAdd(total, min(avail, capB))
+		from = to
+	}
+	return total, len(cuts) + 1
+}
+
+// plausibleUnobserved fills the plausible tier of unobserved identity j's
+// bounds: what the rest of the swarm plausibly absorbed.
+func (e *Estimator) plausibleUnobserved(j int, w window, x *Explanation) Plausible {
+	var pl Plausible
+	var repObs, repUnobs int64
+	pl.Observed, repObs = e.plausibleObserved(-1, w, x.AvailabilityObserved)
+	pl.Unobserved, repUnobs = e.plausibleAllowance(j, w, e.tor.TotalLength)
+	pl.ReportedDownloads = satAdd(repObs, repUnobs)
+	pl.AvailabilityBound = satAdd(pl.Observed, pl.Unobserved)
+	pl.UploadUpper, pl.Limit = pl.AvailabilityBound, LimitAvailability
+	pl.CapacityBound = -1
+	return pl
+}
+
+// PlausibleOver bounds, under the plausible tier, what one identity could
+// have uploaded over the union of windows (its sessions, say): observed
+// peer i when i >= 0, else unobserved identity j. Each reported span of
+// another identity counts once however many windows it meets, so claims
+// spread over many short sessions meet the downloads of the whole union.
+// Only the availability bound is computed.
+func (e *Estimator) PlausibleOver(i, j int, windows []timeline.Interval) (Plausible, error) {
+	if i >= len(e.peers) || j >= len(e.unobs) || (i < 0 && j < 0) {
+		return Plausible{}, fmt.Errorf("%w: peer %d, unobserved %d", ErrNoPeer, i, j)
+	}
+	var ws []window
+	for _, iv := range windows {
+		w, _, err := e.window(iv.From, iv.To)
+		if err != nil {
+			return Plausible{}, err
+		}
+		ws = append(ws, w)
+	}
+	var pl Plausible
+	var worst, probes, held int64
+	for _, w := range ws {
+		if i >= 0 {
+			obs, _, h := e.availability(&e.peers[i], w)
+			worst = satAdd(worst, obs)
+			held = max(held, h)
+			for _, pr := range e.peers[i].probes {
+				if pr.at >= w.uf && pr.at < w.ut {
+					probes += pr.bytes
+				}
+			}
+		} else {
+			worst = satAdd(worst, e.gainObserved(w))
+			held = e.tor.TotalLength
+		}
+	}
+	total := worst // without reports, no cap
+	if e.anyRep {
+		total = 0
+		for k := range e.peers {
+			pd := &e.peers[k]
+			if k == i || !pd.info {
+				continue
+			}
+			var g int64
+			for _, w := range ws {
+				g = satAdd(g, e.gains(pd, w))
+			}
+			if pd.rep != nil {
+				d := pd.rep.downloadsOver(ws)
+				pl.ReportedDownloads = satAdd(pl.ReportedDownloads, d)
+				g = min(g, d)
+			}
+			total = satAdd(total, g)
+		}
+	}
+	pl.Observed = min(worst, total)
+	for k, u := range e.unobs {
+		if k == j {
+			continue
+		}
+		if u.rep != nil {
+			d := u.rep.downloadsOver(ws)
+			pl.ReportedDownloads = satAdd(pl.ReportedDownloads, d)
+			pl.Unobserved = satAdd(pl.Unobserved, min(d, u.maxGain, held))
+			continue
+		}
+		var g int64
+		for _, w := range ws {
+			g = satAdd(g, e.unobsAllowance(u, w, held))
+		}
+		pl.Unobserved = satAdd(pl.Unobserved, min(g, u.maxGain))
+	}
+	pl.AvailabilityBound = satAdd(satAdd(pl.Observed, pl.Unobserved), probes)
+	pl.UploadUpper, pl.Limit, pl.CapacityBound = pl.AvailabilityBound, LimitAvailability, -1
+	return pl, nil
+}
+
+// downloadsOver is what the spans meeting any of the windows reported, each
+// span once.
+func (d *repData) downloadsOver(ws []window) int64 {
+	var n int64
+	for i, s := range d.spans {
+		for _, w := range ws {
+			if s[0] < w.ut && s[1] >= w.uf {
+				n = satAdd(n, d.bytes[i])
+				break
+			}
+		}
+	}
+	return n
+}
+
+// Transfer bounds what observed peer From could have sent observed peer To
+// (indices into Input.Peers) over a window: Upper counts the pieces To may
+// have gained in the window that From may have held before To had them,
+// capped by From's own upload bound; Lower the pieces To gained in the
+// window of which From was the only observed possible source (assuming
+// every holder is observed, as UploadLower does).
+type Transfer struct {
+	From, To     int
+	Lower, Upper int64
+}
+
+// MaxTransferPeers caps the observed peers Transfers pairs up (the cost is
+// peers² × pieces).
+const MaxTransferPeers = 256
+
+// ErrTooMany is returned by Transfers for swarms above MaxTransferPeers.
+var ErrTooMany = fmt.Errorf("more than %d observed peers: no transfer matrix", MaxTransferPeers)
+
+// Transfers is the swarm's transfer matrix over [from, to): every ordered
+// pair of observed peers with a non-zero upper bound.
+func (e *Estimator) Transfers(from, to time.Time) ([]Transfer, error) {
+	if e.nInfo > MaxTransferPeers {
+		return nil, ErrTooMany
+	}
+	w, _, err := e.window(from, to)
+	if err != nil {
+		return nil, err
+	}
+	var out []Transfer
+	for pi := range e.peers {
+		p := &e.peers[pi]
+		if !p.info {
+			continue
+		}
+		b, err := e.Peer(pi, from, to)
+		if err != nil {
+			return nil, err
+		}
+		for qi := range e.peers {
+			q := &e.peers[qi]
+			if qi == pi || !q.info {
+				continue
+			}
+			t := Transfer{From: pi, To: qi}
+			for i := range e.pieces {
+				// q's possible gain (a, b] meets the window and the time
+				// p may have held i: after lacked_p(i).
+				m := max(p.lacked[i], w.uf-1)
+				if q.a[i] == posInf || q.b[i] <= m || q.a[i] >= w.ut {
+					continue
+				}
+				t.Upper += e.tor.PieceSize(i)
+			}
+			t.Upper = min(t.Upper, b.UploadUpper)
+			for _, s := range p.sole {
+				if s.to == qi && s.start >= w.lf && s.end < w.lt {
+					t.Lower += s.bytes
+				}
+			}
+			if t.Upper > 0 || t.Lower > 0 {
+				out = append(out, t)
+			}
+		}
+	}
+	return out, nil
+}

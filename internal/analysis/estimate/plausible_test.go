@@ -1,0 +1,249 @@
+package estimate
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+)
+
+// honestSwarm is a random small swarm with known truth: every transfer (one
+// whole piece from a holder to a peer lacking it, at one instant), every
+// peer's snapshots, and each peer's reports of its own downloads at its
+// announces. Peers from nObserved on are never observed (only reported).
+type honestSwarm struct {
+	tor       Torrent
+	in        Input
+	transfers []struct {
+		from, to int
+		at       float64
+		bytes    int64
+	}
+}
+
+func newHonestSwarm(r *rand.Rand, seeders, peers, nObserved int) *honestSwarm {
+	tor := Torrent{NumPieces: 2 + r.IntN(7), PieceLength: 100}
+	tor.TotalLength = int64(tor.NumPieces)*100 - int64(r.IntN(50))
+	h := &honestSwarm{tor: tor}
+	held := make([]bitfield.Bitfield, peers)
+	for p := range held {
+		held[p] = bitfield.New(tor.NumPieces)
+		if p < seeders {
+			held[p] = bitfield.Full(tor.NumPieces)
+		}
+	}
+	obs := make([][]timeline.Observation, peers)
+	var reports [][]ReportedSpan
+	reports = make([][]ReportedSpan, peers)
+	down := make([]int64, peers)
+	lastAnn := make([]float64, peers)
+	lastDown := make([]int64, peers)
+	for t := 1.0; t <= 100; t++ {
+		// a few transfers
+		for range r.IntN(3) {
+			from, to, piece := r.IntN(peers), r.IntN(peers), r.IntN(tor.NumPieces)
+			if from == to || !held[from].Has(piece) || held[to].Has(piece) {
+				continue
+			}
+			held[to].Set(piece)
+			n := tor.PieceSize(piece)
+			down[to] += n
+			h.transfers = append(h.transfers, struct {
+				from, to int
+				at       float64
+				bytes    int64
+			}{from, to, t, n})
+		}
+		for p := range peers {
+			// snapshots of observed peers, announces of everyone
+			if p < nObserved && r.IntN(4) == 0 {
+				obs[p] = append(obs[p], timeline.Observation{At: at(t + 0.5), Kind: timeline.KindBitfield, Pieces: held[p].Clone()})
+			}
+			if r.IntN(6) == 0 {
+				reports[p] = append(reports[p], ReportedSpan{From: at(lastAnn[p]), To: at(t + 0.5), Downloaded: down[p] - lastDown[p]})
+				lastAnn[p], lastDown[p] = t+0.5, down[p]
+			}
+		}
+	}
+	for p := range peers {
+		// the tail: after its last announce it may download what it lacked
+		left := tor.TotalLength - tor.Bytes(held[p].Indices())
+		reports[p] = append(reports[p], ReportedSpan{From: at(lastAnn[p]), To: at(200), Downloaded: max(left, down[p]-lastDown[p])})
+		rep := &Reported{Spans: reports[p]}
+		if p < nObserved {
+			h.in.Peers = append(h.in.Peers, Peer{ID: string(rune('A' + p)), Timeline: timeline.Build(tor.NumPieces, obs[p]), Reported: rep, PresentUntil: at(200)})
+		} else {
+			h.in.Unobserved = append(h.in.Unobserved, Unobserved{ID: string(rune('A' + p)), MaxGain: -1,
+				Present: []timeline.Interval{{From: at(0), To: at(200)}}, Reported: rep})
+		}
+	}
+	h.in.Torrent = tor
+	return h
+}
+
+// TestPlausibleBoundsHold: in random honest swarms (peers report their own
+// downloads truly), no peer's true upload in any window exceeds its
+// plausible upper bound, the plausible bound never exceeds the worst case,
+// and the plausible swarm bound covers every byte moved.
+func TestPlausibleBoundsHold(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	cfg := exact()
+	for iter := range 300 {
+		peers := 3 + r.IntN(4)
+		nObs := 1 + r.IntN(peers)
+		h := newHonestSwarm(r, 1+r.IntN(2), peers, nObs)
+		e := mustNew(t, h.in, cfg)
+		for range 10 {
+			f := float64(r.IntN(100))
+			to := f + 1 + float64(r.IntN(60))
+			var moved int64
+			truth := make([]int64, peers)
+			for _, tr := range h.transfers {
+				if tr.at >= f && tr.at < to {
+					truth[tr.from] += tr.bytes
+					moved += tr.bytes
+				}
+			}
+			for p := range peers {
+				var b Bounds
+				var err error
+				if p < nObs {
+					b, err = e.Peer(p, at(f), at(to))
+				} else {
+					b, err = e.Unobserved(p-nObs, at(f), at(to))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b.Plausible.AvailabilityBound > b.Explain.AvailabilityBound {
+					t.Fatalf("iter %d peer %d [%v,%v): plausible %d above the worst case %d", iter, p, f, to, b.Plausible.AvailabilityBound, b.Explain.AvailabilityBound)
+				}
+				if truth[p] > b.Plausible.UploadUpper {
+					t.Fatalf("iter %d peer %d [%v,%v): uploaded %d, plausible bound %d (%+v)", iter, p, f, to, truth[p], b.Plausible.UploadUpper, b.Plausible)
+				}
+			}
+			sw, err := e.Swarm(at(f), at(to))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if moved > sw.PlausibleGainUpper || sw.PlausibleGainUpper > sw.GainUpper {
+				t.Fatalf("iter %d [%v,%v): moved %d, plausible swarm bound %d, worst %d", iter, f, to, moved, sw.PlausibleGainUpper, sw.GainUpper)
+			}
+		}
+	}
+}
+
+// TestPlausibleObservedBruteForce: the plausible cap on the observed part
+// equals its definition computed naively — Σ over the other observed peers
+// of min(what it may have gained in the window, what it reported), capped
+// by the worst case.
+func TestPlausibleObservedBruteForce(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 5))
+	cfg := exact()
+	for iter := range 200 {
+		peers := 2 + r.IntN(5)
+		h := newHonestSwarm(r, 1, peers, peers)
+		e := mustNew(t, h.in, cfg)
+		f := float64(r.IntN(100))
+		to := f + 1 + float64(r.IntN(60))
+		uf, ut := at(f).UnixNano(), at(to).UnixNano()
+		for p := range peers {
+			b, err := e.Peer(p, at(f), at(to))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want int64
+			for q, qp := range h.in.Peers {
+				if q == p || !qp.Timeline.HasPieceInfo() {
+					continue
+				}
+				var g int64
+				last, _ := qp.Timeline.LastSeen()
+				for i := range h.tor.NumPieces {
+					l, hd := qp.Timeline.PieceNanos(i)
+					a, bb := l, hd
+					if hd == posInf {
+						bb = max(last.UnixNano(), at(200).UnixNano())
+					}
+					if bb > a && a < ut && bb >= uf {
+						g += h.tor.PieceLength
+					}
+				}
+				var d int64
+				for _, s := range qp.Reported.Spans {
+					if s.From.UnixNano() < ut && s.To.UnixNano() >= uf {
+						d += s.Downloaded
+					}
+				}
+				want += min(g, d)
+			}
+			want = min(want, b.Explain.AvailabilityObserved)
+			if b.Plausible.Observed != want {
+				t.Fatalf("iter %d peer %d [%v,%v): plausible observed %d, brute force %d", iter, p, f, to, b.Plausible.Observed, want)
+			}
+		}
+	}
+}
+
+// TestReportedSpans: a window sums exactly the spans it meets, by binary
+// search when spans do not nest and by a scan when they do.
+func TestReportedSpans(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spans []ReportedSpan
+		f, to float64
+		want  int64
+	}{
+		{"consecutive", []ReportedSpan{{at(0), at(10), 5}, {at(10), at(20), 7}, {at(20), at(30), 11}}, 12, 18, 7},
+		{"edges meet", []ReportedSpan{{at(0), at(10), 5}, {at(10), at(20), 7}}, 10, 11, 12},
+		{"before all", []ReportedSpan{{at(10), at(20), 7}}, 0, 5, 0},
+		{"nested", []ReportedSpan{{at(0), at(100), 1}, {at(10), at(20), 2}, {at(30), at(40), 4}}, 35, 36, 5},
+		{"open start", []ReportedSpan{{time.Time{}, at(10), 3}}, 0, 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newRepData(&Reported{Spans: tc.spans}, 0)
+			if got := d.downloads(at(tc.f).UnixNano(), at(tc.to).UnixNano()); got != tc.want {
+				t.Fatalf("downloads = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTransfersBracketTheTruth: in random honest swarms where every peer
+// is observed, what each peer really sent each other peer in a window lies
+// between the matrix's lower and upper bounds.
+func TestTransfersBracketTheTruth(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	cfg := exact()
+	for iter := range 200 {
+		peers := 2 + r.IntN(5)
+		h := newHonestSwarm(r, 1+r.IntN(2), peers, peers)
+		e := mustNew(t, h.in, cfg)
+		f := float64(r.IntN(100))
+		to := f + 1 + float64(r.IntN(60))
+		ts, err := e.Transfers(at(f), at(to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[[2]int]Transfer{}
+		for _, x := range ts {
+			got[[2]int{x.From, x.To}] = x
+		}
+		truth := map[[2]int]int64{}
+		for _, tr := range h.transfers {
+			if tr.at >= f && tr.at < to {
+				truth[[2]int{tr.from, tr.to}] += tr.bytes
+			}
+		}
+		for p := range peers {
+			for q := range peers {
+				k := [2]int{p, q}
+				if x := got[k]; truth[k] < x.Lower || truth[k] > x.Upper {
+					t.Fatalf("iter %d [%v,%v): %d sent %d bytes to %d, matrix says [%d, %d]", iter, f, to, p, truth[k], q, x.Lower, x.Upper)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,272 @@
+package verdict
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+)
+
+// simSwarm simulates an honest swarm in 10 s steps: every transfer is a
+// real piece from a peer that holds it, within the sender's upload and the
+// receiver's download capacity (both varying step to step: bursty). Peers
+// report their true counters times a per-peer overhead of 0–10%, announce
+// every ~30 min with jitter, may skip `stopped`, and are looked at every
+// ~5 min: sometimes unreachable, some with lazy bitfields, some sending
+// HAVEs while we are connected, most not.
+type simSwarm struct {
+	r        *rand.Rand
+	tor      estimate.Torrent
+	steps    int
+	n        int
+	join     []int
+	leave    []int // step after the last present one
+	capUp    []int // pieces/step
+	capDown  []int
+	gainStep [][]int // per peer, per piece: step it completed (-1: before joining, MaxInt: never)
+	up, down [][]int64
+	active   [][]int // per step, per peer: how many peers it sent to
+}
+
+const stepSecs = 10
+
+func newSimSwarm(r *rand.Rand, seeders, leechers int) *simSwarm {
+	s := &simSwarm{r: r, tor: estimate.Torrent{NumPieces: 120, PieceLength: mib, TotalLength: 120*mib - 777}, steps: 4 * 360}
+	s.n = seeders + leechers
+	for p := 0; p < s.n; p++ {
+		g := make([]int, s.tor.NumPieces)
+		j, l := 0, s.steps
+		if p < seeders {
+			for i := range g {
+				g[i] = -1
+			}
+			if r.IntN(3) == 0 {
+				l = s.steps/2 + r.IntN(s.steps/2) // a seeder leaves
+			}
+		} else {
+			j = r.IntN(360)
+			for i := range g {
+				g[i] = math.MaxInt
+				if r.IntN(5) == 0 {
+					g[i] = -1 // brought from disk
+				}
+			}
+			if r.IntN(3) == 0 {
+				l = j + 200 + r.IntN(s.steps-j-200) // leaves, maybe unfinished
+			}
+		}
+		s.join = append(s.join, j)
+		s.leave = append(s.leave, l)
+		s.capUp = append(s.capUp, 1+r.IntN(4))
+		s.capDown = append(s.capDown, 1+r.IntN(3))
+		s.gainStep = append(s.gainStep, g)
+		s.up = append(s.up, make([]int64, s.steps+1))
+		s.down = append(s.down, make([]int64, s.steps+1))
+	}
+	s.active = make([][]int, s.steps)
+	for st := 0; st < s.steps; st++ {
+		s.active[st] = make([]int, s.n)
+		left := make([]int, s.n)
+		for p := range left {
+			left[p] = s.capUp[p] - s.r.IntN(2) // bursty: this step's spare
+		}
+		for _, q := range s.r.Perm(s.n) {
+			if st < s.join[q] || st >= s.leave[q] {
+				continue
+			}
+			for k := s.r.IntN(s.capDown[q] + 1); k > 0; k-- {
+				var want []int
+				for i, g := range s.gainStep[q] {
+					if g > st {
+						want = append(want, i)
+					}
+				}
+				if len(want) == 0 {
+					break
+				}
+				i := want[s.r.IntN(len(want))]
+				var from []int
+				for p := 0; p < s.n; p++ {
+					if p != q && left[p] > 0 && st >= s.join[p] && st < s.leave[p] && s.gainStep[p][i] < st {
+						from = append(from, p)
+					}
+				}
+				if len(from) == 0 {
+					continue
+				}
+				p := from[s.r.IntN(len(from))]
+				left[p]--
+				s.active[st][p]++
+				s.gainStep[q][i] = st
+				s.up[p][st+1] += s.tor.PieceSize(i)
+				s.down[q][st+1] += s.tor.PieceSize(i)
+			}
+		}
+		for p := 0; p < s.n; p++ {
+			s.up[p][st+1] += s.up[p][st]
+			s.down[p][st+1] += s.down[p][st]
+		}
+	}
+	return s
+}
+
+func stepTime(st int) time.Time { return at(float64(st * stepSecs)) }
+
+func (s *simSwarm) heldAt(p, st int) bitfield.Bitfield {
+	bf := bitfield.New(s.tor.NumPieces)
+	for i, g := range s.gainStep[p] {
+		if g < st {
+			bf.Set(i)
+		}
+	}
+	return bf
+}
+
+func (s *simSwarm) input() Input {
+	in := Input{Torrent: s.tor}
+	for p := 0; p < s.n; p++ {
+		n := byte(100 + p)
+		w := WirePeer{Addr: addr(n), PeerIDs: [][20]byte{pid(n)}}
+		lazy, haves := s.r.IntN(4) == 0, s.r.IntN(3) == 0
+		for st := s.r.IntN(30); st < s.steps; st += 25 + s.r.IntN(12) {
+			t := stepTime(st)
+			if st < s.join[p] || st >= s.leave[p] {
+				if st >= s.leave[p] {
+					w.Observations = append(w.Observations, timeline.Observation{At: t, Kind: timeline.KindRefused})
+				}
+				continue
+			}
+			if s.r.IntN(10) == 0 {
+				w.Observations = append(w.Observations, timeline.Observation{At: t, Kind: timeline.KindUnreachable})
+				continue
+			}
+			bf := s.heldAt(p, st)
+			w.Observations = append(w.Observations, timeline.Observation{At: t, Kind: timeline.KindConnected})
+			if idx := bf.Indices(); lazy && len(idx) > 2 {
+				for _, i := range idx[len(idx)-2:] {
+					bf.Clear(i)
+					w.Observations = append(w.Observations, timeline.Observation{At: t.Add(time.Second), Kind: timeline.KindHave, Piece: i})
+				}
+			}
+			w.Observations = append(w.Observations, timeline.Observation{At: t, Kind: timeline.KindBitfield, Pieces: bf})
+			end := st + 6
+			if haves {
+				for i, g := range s.gainStep[p] {
+					if g >= st && g < end {
+						w.Observations = append(w.Observations, timeline.Observation{At: stepTime(g + 1), Kind: timeline.KindHave, Piece: i})
+					}
+				}
+			}
+			w.Observations = append(w.Observations, timeline.Observation{At: stepTime(end), Kind: timeline.KindDisconnected})
+			if s.r.IntN(8) == 0 {
+				// A probe gets a fair share of the peer's upload.
+				rate := float64(s.capUp[p]) * float64(s.tor.PieceLength) / stepSecs / float64(1+s.active[st][p])
+				w.Probes = append(w.Probes, estimate.Sample{At: t, BytesPerSec: rate, Spread: rate / 10, Bytes: 2 * mib})
+			}
+		}
+		in.Peers = append(in.Peers, w)
+
+		over := 1 + s.r.Float64()/10
+		skipStop := s.r.IntN(3) == 0
+		var last int
+		for st := s.join[p]; st < s.leave[p]; st += 170 + s.r.IntN(20) {
+			ev := reported.EventNone
+			if st == s.join[p] {
+				ev = reported.EventStarted
+			}
+			s.ann(&in, p, st, over, ev)
+			last = st
+		}
+		if s.leave[p] < s.steps && !skipStop && s.leave[p] > last {
+			s.ann(&in, p, s.leave[p], over, reported.EventStopped)
+		}
+	}
+	return in
+}
+
+func (s *simSwarm) ann(in *Input, p, st int, over float64, ev reported.Event) {
+	n := byte(100 + p)
+	left := s.tor.TotalLength - s.tor.Bytes(s.heldAt(p, st).Indices())
+	skew := time.Duration(s.r.IntN(2001)-1000) * time.Millisecond
+	in.Announces = append(in.Announces, reported.Announce{At: stepTime(st).Add(skew), PeerID: pid(n), IP: addr(n).Addr(), Port: addr(n).Port(),
+		Uploaded: int64(float64(s.up[p][st]) * over), Downloaded: int64(float64(s.down[p][st]) * over), Left: left, Event: ev, Passkey: "pk"})
+}
+
+// TestHonestSwarmsNeverMisreporting runs random honest swarms with a slack
+// much tighter than the default (4 MiB instead of 32 MiB), so the model's
+// soundness, not the slack, keeps honest peers clear.
+func TestHonestSwarmsNeverMisreporting(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SlackBytes, cfg.SlackPieces = 4*mib, 4
+	suspects := map[Code]int{}
+	var identities, uploaded int
+	var maxUp, maxDown float64 // tightest claim/bound ratios seen
+	var maxPl float64          // tightest claim/plausible availability
+	for round := 0; round < 40; round++ {
+		r := rand.New(rand.NewPCG(uint64(round), 99))
+		seeders, leechers := 1, 1 // one seeder feeding one leecher: bounds are tight
+		if round >= 10 {
+			seeders, leechers = 1+r.IntN(3), 1+r.IntN(7)
+		}
+		s := newSimSwarm(r, seeders, leechers)
+		rep, err := Judge(s.input(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkInvariants(t, rep)
+		for _, v := range rep.Verdicts {
+			identities++
+			if v.Uploaded > 0 {
+				uploaded++
+			}
+			if v.Status == StatusMisreporting {
+				t.Errorf("round %d: honest %s misreporting", round, v.Identity.Key)
+				for _, r := range v.Reasons {
+					t.Logf("  %s %s: %s", r.Code, r.Status, r.Message)
+				}
+			}
+			for _, r := range v.Reasons {
+				suspects[r.Code]++
+				// The plausible tier's assumptions hold in these swarms
+				// (everyone reports its downloads truly): none of its
+				// findings may fire. Capacity findings predate the tiers
+				// (busy probes here see a small share).
+				if r.Tier == TierPlausible && r.Code != CodeUploadExceedsCapacity {
+					t.Errorf("round %d: honest %s: plausible %s: %s", round, v.Identity.Key, r.Code, r.Message)
+				}
+			}
+			for _, c := range v.Checks {
+				if c.Uploaded > 8*mib && c.Bounds.Plausible.AvailabilityBound > 0 {
+					maxPl = max(maxPl, float64(c.Uploaded)/float64(c.Bounds.Plausible.AvailabilityBound))
+				}
+				if c.Uploaded > 8*mib && c.Bounds.UploadUpper > 0 {
+					maxUp = max(maxUp, float64(c.Uploaded)/float64(c.Bounds.UploadUpper))
+				}
+				if c.Bounds.DownloadedLower > 8*mib {
+					maxDown = max(maxDown, float64(c.Bounds.DownloadedLower)/float64(max(c.Downloaded, 1)))
+				}
+			}
+		}
+		for _, r := range rep.Summary.Reasons {
+			if r.Status == StatusMisreporting {
+				t.Errorf("round %d: honest swarm conservation: %s", round, r.Message)
+			}
+			suspects[r.Code]++
+		}
+	}
+	if uploaded < identities/2 {
+		t.Errorf("only %d of %d identities uploaded: the simulation does not exercise the bounds", uploaded, identities)
+	}
+	t.Logf("%d honest identities; suspect findings by code: %v; max uploaded/upper %.2f, max downloaded-lower/downloaded %.2f, max uploaded/plausible availability %.2f",
+		identities, suspects, maxUp, maxDown, maxPl)
+	// The honest claims must come close to the bounds, or this test could
+	// not fail.
+	if maxUp < 0.7 || maxDown < 0.7 {
+		t.Errorf("bounds never approached: uploaded/upper %.2f, downloaded-lower/downloaded %.2f", maxUp, maxDown)
+	}
+}

@@ -1,0 +1,443 @@
+package verdict
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+)
+
+// The evidence tiers (docs/estimation.md, "Evidence tiers"): proofs hold
+// whatever unobserved identities did and may be misreporting; plausible
+// findings hold under the assumptions they list and are suspect at most.
+// This file holds the plausible tier's checks and the checks of reports
+// against themselves.
+
+// thrP is the plausible tier's threshold: bound×SuspectFactor + its slack.
+func (j *judge) thrP(bound int64) float64 {
+	return float64(bound)*j.cfg.SuspectFactor + float64(j.pslack)
+}
+
+// plausibleReasons are the plausible tier's upload findings for one
+// interval.
+func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[string]float64) map[string]float64, when string) []Reason {
+	var out []Reason
+	pl := b.Plausible
+	if t := j.thrP(pl.AvailabilityBound); up > t && float64(pl.AvailabilityBound) < float64(b.Explain.AvailabilityBound) {
+		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusSuspect, Tier: TierPlausible,
+			Assumptions: []string{estimate.AssumeOwnDownloads}, Confidence: conf(up, t),
+			Message: fmt.Sprintf("reported %s uploaded %s, but the other peers reported downloading %s and could have gained at most %s of it from pieces it may have held",
+				fmtBytes(up), when, fmtBytes(float64(pl.ReportedDownloads)), fmtBytes(float64(pl.AvailabilityBound))),
+			Numbers: base(map[string]float64{"bound": float64(pl.AvailabilityBound), "threshold": t, "reported_downloads": float64(pl.ReportedDownloads),
+				"observed_gains": float64(pl.Observed), "unobserved_allowance": float64(pl.Unobserved), "slack": float64(j.pslack)})})
+	}
+	if pl.Capacity.Known {
+		capB := pl.CapacityBound
+		if pl.SlicedBound >= 0 && pl.SlicedBound < capB {
+			capB = pl.SlicedBound // slice by slice, the smaller of capacity and what others absorbed
+		}
+		capB += int64(pl.Capacity.Upper * j.cfg.BurstWindow.Seconds())
+		if t := j.thrP(capB); up > t {
+			as := []string{estimate.AssumeIdleNoCompetitors}
+			if pl.Capacity.Quiet {
+				as = append(as, estimate.AssumeQuietProbeWhole)
+			} else {
+				as = append(as, AssumeProbeShare)
+			}
+			out = append(out, Reason{Code: CodeUploadExceedsCapacity, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(up, t),
+				Message: fmt.Sprintf("reported %s uploaded %s, more than its probed capacity allows while others were downloading (%s/s upper estimate over %s of demand: %s)",
+					fmtBytes(up), when, fmtBytes(pl.Capacity.Upper), pl.DemandTime.Round(time.Second), fmtBytes(float64(capB))),
+				Numbers: base(map[string]float64{"bound": float64(capB), "threshold": t, "capacity_upper_bps": pl.Capacity.Upper,
+					"capacity_share": pl.Capacity.Share, "demand_seconds": pl.DemandTime.Seconds(), "slack": float64(j.pslack)})})
+		}
+	}
+	return out
+}
+
+// downloadReason checks a reported download against the pieces the wire
+// saw the identity complete: a proof with the worst case's slack, else a
+// plausible finding with the plausible slack (both allow InFlightPieces
+// pieces partly downloaded before the interval).
+func (j *judge) downloadReason(k int, b estimate.Bounds, down float64, base func(map[string]float64) map[string]float64, when string) (Reason, bool) {
+	id := &j.ids[k]
+	if id.group < 0 || !b.Explain.Observed {
+		return Reason{}, false
+	}
+	gr := &j.grps[id.group]
+	if _, lost := gr.raw.LostPiecesAt(); lost || gr.discounted {
+		return Reason{}, false
+	}
+	inflight := int64(j.cfg.InFlightPieces) * j.tor.PieceLength
+	lower := float64(b.DownloadedLower - inflight)
+	r := Reason{Code: CodeDownloadUnderreported, Tier: TierProof,
+		Message: fmt.Sprintf("reported %s downloaded %s, but it was seen completing %d pieces (%s) in that time",
+			fmtBytes(down), when, b.Explain.GainedPieces, fmtBytes(float64(b.DownloadedLower)))}
+	var t float64
+	switch {
+	case lower > down*j.cfg.MisreportFactor+float64(j.slack):
+		r.Status, t = StatusMisreporting, down*j.cfg.MisreportFactor+float64(j.slack)
+	case lower > down*j.cfg.SuspectFactor+float64(j.slack):
+		r.Status, t = StatusSuspect, down*j.cfg.SuspectFactor+float64(j.slack)
+	case lower > down*j.cfg.SuspectFactor+float64(j.pslack):
+		r.Status, r.Tier, r.Assumptions, t = StatusSuspect, TierPlausible, []string{AssumeNoRecheck}, down*j.cfg.SuspectFactor+float64(j.pslack)
+	default:
+		return Reason{}, false
+	}
+	r.Confidence = conf(lower, t)
+	r.Numbers = base(map[string]float64{"bound": float64(b.DownloadedLower), "in_flight_allowance": float64(inflight), "threshold": t,
+		"gained_pieces": float64(b.Explain.GainedPieces)})
+	return r, true
+}
+
+// reportReasons are the contradictions inside an identity's own reports:
+// `left` falling further than `downloaded` rose (with InFlightPieces
+// pieces of allowance), and a counter going down without a `started`.
+func (j *judge) reportReasons(id *identity) []Reason {
+	var out []Reason
+	inflight := int64(j.cfg.InFlightPieces) * j.tor.PieceLength
+	known := func(left int64) bool { return left >= 0 && left <= j.tor.TotalLength }
+	var worst *Reason
+	for _, s := range id.sessions {
+		pairs := make([][2]reported.Announce, 0, len(s.ann))
+		for i := 1; i < len(s.ann); i++ {
+			pairs = append(pairs, [2]reported.Announce{s.ann[i-1], s.ann[i]})
+		}
+		if len(s.ann) > 2 {
+			pairs = append(pairs, [2]reported.Announce{s.ann[0], s.ann[len(s.ann)-1]})
+		}
+		for _, p := range pairs {
+			a1, a2 := p[0], p[1]
+			if !known(a1.Left) || !known(a2.Left) {
+				continue
+			}
+			drop, got := float64(a1.Left-a2.Left), float64(a2.Downloaded-a1.Downloaded)
+			t := got + float64(inflight+j.pslack)
+			if drop <= t || (worst != nil && drop-t <= worst.Numbers["excess"]) {
+				continue
+			}
+			worst = &Reason{Code: CodeLeftWithoutDownload, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeNoRecheck},
+				Confidence: conf(drop, t),
+				Message: fmt.Sprintf("its left fell by %s between %s and %s while its downloaded rose by %s: it completed data it says it did not download",
+					fmtBytes(drop), a1.At.UTC().Format(time.RFC3339), a2.At.UTC().Format(time.RFC3339), fmtBytes(got)),
+				Numbers: map[string]float64{"from_unix": float64(a1.At.Unix()), "to_unix": float64(a2.At.Unix()), "left_drop": drop,
+					"reported_downloaded": got, "in_flight_allowance": float64(inflight), "threshold": t, "excess": drop - t}}
+		}
+	}
+	if worst != nil {
+		out = append(out, *worst)
+	}
+	for i := 1; i < len(id.ann); i++ {
+		a1, a2 := id.ann[i-1], id.ann[i]
+		if a2.Event == reported.EventStarted || a1.Event == reported.EventStopped || a2.At.Sub(a1.At) > j.cfg.MaxAnnounceGap {
+			continue
+		}
+		if a2.Uploaded < a1.Uploaded || a2.Downloaded < a1.Downloaded {
+			out = append(out, Reason{Code: CodeCounterDecreased, Status: StatusSuspect, Tier: TierPlausible, Confidence: 0.5,
+				Message: fmt.Sprintf("its counters went down between %s and %s (uploaded %s → %s, downloaded %s → %s) without a restart (no started)",
+					a1.At.UTC().Format(time.RFC3339), a2.At.UTC().Format(time.RFC3339), fmtBytes(float64(a1.Uploaded)), fmtBytes(float64(a2.Uploaded)),
+					fmtBytes(float64(a1.Downloaded)), fmtBytes(float64(a2.Downloaded))),
+				Numbers: map[string]float64{"from_unix": float64(a1.At.Unix()), "to_unix": float64(a2.At.Unix())}})
+			break
+		}
+	}
+	return out
+}
+
+// trust decides, with the worst-case estimator, whose download reports the
+// plausible tier may use (estimate.AssumeOwnDownloads): not an identity
+// the wire contradicts (download under-reported, `left` against its piece
+// set) or whose reports contradict themselves.
+func (j *judge) trust() error {
+	j.untrusted = make([]bool, len(j.ids))
+	for k := range j.ids {
+		id := &j.ids[k]
+		if len(j.reportReasons(id)) > 0 {
+			j.untrusted[k] = true
+			continue
+		}
+		if id.group < 0 {
+			continue
+		}
+		gr := &j.grps[id.group]
+		if len(j.leftReasons(id, gr)) > 0 {
+			j.untrusted[k] = true
+			continue
+		}
+		if gr.est < 0 {
+			continue
+		}
+	pairs:
+		for _, s := range id.sessions {
+			for i := 1; i < len(s.ann); i++ {
+				for _, a1 := range []reported.Announce{s.ann[0], s.ann[i-1]} {
+					a2 := s.ann[i]
+					b, err := j.est.Peer(gr.est, a1.At, a2.At)
+					if err != nil {
+						return err
+					}
+					if _, bad := j.downloadReason(k, b, float64(a2.Downloaded-a1.Downloaded), func(m map[string]float64) map[string]float64 { return m }, ""); bad {
+						j.untrusted[k] = true
+						break pairs
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// reportsOf is identity k's reported downloads as the estimate reads them,
+// or nil when its reports are not to be trusted.
+func (j *judge) reportsOf(k int) []estimate.ReportedSpan {
+	if j.untrusted[k] {
+		return nil
+	}
+	var spans []estimate.ReportedSpan
+	for _, s := range j.ids[k].sessions {
+		first, last := s.ann[0], s.ann[len(s.ann)-1]
+		if first.Downloaded > 0 {
+			// Downloaded before its first announce: since the client
+			// started (a grace before a `started`), or at any time.
+			var from time.Time
+			if first.Event == reported.EventStarted {
+				from = first.At.Add(-j.cfg.AnnounceGrace)
+			}
+			spans = append(spans, estimate.ReportedSpan{From: from, To: first.At, Downloaded: first.Downloaded})
+		}
+		for i := 1; i < len(s.ann); i++ {
+			spans = append(spans, estimate.ReportedSpan{From: s.ann[i-1].At, To: s.ann[i].At, Downloaded: max(0, s.ann[i].Downloaded-s.ann[i-1].Downloaded)})
+		}
+		if last.Event != reported.EventStopped {
+			// After its last announce it may still download what it
+			// lacked.
+			left := last.Left
+			if left < 0 || left > j.tor.TotalLength {
+				left = j.tor.TotalLength
+			}
+			spans = append(spans, estimate.ReportedSpan{From: last.At, To: s.end, Downloaded: left})
+		}
+	}
+	return spans
+}
+
+// reported is the estimate's Reported for a group: the spans of every
+// identity linked to it, or nil when one of them is untrusted or none is
+// linked.
+func (j *judge) groupReported(g int) *estimate.Reported {
+	var r *estimate.Reported
+	for k := range j.ids {
+		if j.ids[k].group != g {
+			continue
+		}
+		if j.untrusted[k] {
+			return nil
+		}
+		if r == nil {
+			r = &estimate.Reported{}
+		}
+		r.Spans = append(r.Spans, j.reportsOf(k)...)
+	}
+	return r
+}
+
+// sessionWindows are the spans of an identity's sessions with at least
+// two announces.
+func sessionWindows(id *identity) []timeline.Interval {
+	var ws []timeline.Interval
+	for _, s := range id.sessions {
+		if len(s.ann) > 1 {
+			ws = append(ws, timeline.Interval{From: s.ann[0].At, To: s.ann[len(s.ann)-1].At})
+		}
+	}
+	return ws
+}
+
+// identityReason checks an identity's claims summed over all its sessions
+// against what the rest of the swarm plausibly absorbed over their union:
+// claims spread over many short sessions (restart bursts) meet the whole
+// swarm's downloads once.
+func (j *judge) identityReason(k int, uploaded int64) (Reason, bool) {
+	id := &j.ids[k]
+	ws := sessionWindows(id)
+	if len(ws) < 2 {
+		return Reason{}, false // one session: the session check covers it
+	}
+	i, u := -1, id.unobs
+	if id.group >= 0 && j.grps[id.group].est >= 0 {
+		i, u = j.grps[id.group].est, -1
+	}
+	pl, err := j.est.PlausibleOver(i, u, ws)
+	if err != nil {
+		return Reason{}, false
+	}
+	up := float64(uploaded)
+	t := j.thrP(pl.AvailabilityBound)
+	if up <= t {
+		return Reason{}, false
+	}
+	return Reason{Code: CodeUploadExceedsAvailability, Status: StatusSuspect, Tier: TierPlausible,
+		Assumptions: []string{estimate.AssumeOwnDownloads}, Confidence: conf(up, t),
+		Message: fmt.Sprintf("reported %s uploaded over %d sessions, but the other peers reported downloading %s in them and could have gained at most %s of it",
+			fmtBytes(up), len(ws), fmtBytes(float64(pl.ReportedDownloads)), fmtBytes(float64(pl.AvailabilityBound))),
+		Numbers: map[string]float64{"reported_uploaded": up, "sessions": float64(len(ws)), "bound": float64(pl.AvailabilityBound), "threshold": t,
+			"reported_downloads": float64(pl.ReportedDownloads), "slack": float64(j.pslack)}}, true
+}
+
+// neverUnchoked reports whether a group showed pieces but kept us choked in
+// at least MinChokedProbes bandwidth probes and unchoked none.
+func (j *judge) neverUnchoked(gr *group) bool {
+	return gr.raw.HasPieceInfo() && len(gr.probes) == 0 && gr.choked >= j.cfg.MinChokedProbes
+}
+
+// unserved is the second pass for identities that never unchoked us: their
+// claims get only the residual that the claims of honest-looking measured
+// identities (probed with data, not flagged by the first pass; each claim
+// capped at its own plausible bound) leave of what the swarm plausibly
+// absorbed over their sessions (AssumeUnservedResidual). A flagged
+// identity's claims earn no credit: crediting an inflated claim would take
+// the residual from an honest peer that happened to choke us.
+func (j *judge) unserved(rep *Report) error {
+	measured := func(k int) bool {
+		id := &j.ids[k]
+		return id.group >= 0 && len(j.grps[id.group].probes) > 0 && rep.Verdicts[k].Status == StatusOK
+	}
+	for k := range j.ids {
+		id := &j.ids[k]
+		if id.group < 0 || !j.neverUnchoked(&j.grps[id.group]) || j.grps[id.group].est < 0 {
+			continue
+		}
+		v := &rep.Verdicts[k]
+		if v.Uploaded <= j.pslack {
+			continue
+		}
+		ws := sessionWindows(id)
+		if len(ws) == 0 {
+			continue
+		}
+		// Widen each window over the measured peers' announce pairs that
+		// overlap it, so that their claims count whole: what the swarm
+		// absorbed over the wider window, less what they claimed in it,
+		// bounds what this peer can have sent in its own.
+		for q := range rep.Verdicts {
+			if q == k || !measured(q) {
+				continue
+			}
+			for _, c := range rep.Verdicts[q].Checks {
+				for i := range ws {
+					if !c.Session && c.From.Before(ws[i].To) && c.To.After(ws[i].From) {
+						ws[i].From, ws[i].To = earlier(ws[i].From, c.From), later(ws[i].To, c.To)
+					}
+				}
+			}
+		}
+		pl, err := j.est.PlausibleOver(j.grps[id.group].est, -1, ws)
+		if err != nil {
+			return err
+		}
+		var credit int64
+		for q := range rep.Verdicts {
+			if q == k || !measured(q) {
+				continue
+			}
+			for _, c := range rep.Verdicts[q].Checks {
+				if c.Session || !inside(c.From, c.To, ws, j.cfg.Estimate.ClockSlack) {
+					continue
+				}
+				credit += min(max(c.Uploaded, 0), max(c.Bounds.Plausible.UploadUpper, 0))
+			}
+		}
+		residual := max(0, pl.AvailabilityBound-credit)
+		up := float64(v.Uploaded)
+		t := j.thrP(residual)
+		if up <= t {
+			continue
+		}
+		v.Reasons = Strongest(append(v.Reasons, Reason{Code: CodeNeverUnchoked, Status: StatusSuspect, Tier: TierPlausible,
+			Assumptions: []string{estimate.AssumeOwnDownloads, AssumeUnservedResidual}, Confidence: conf(up, t),
+			Message: fmt.Sprintf("reported %s uploaded, but it kept us choked in all %d bandwidth probes, so it served no verifiable byte; of the %s the swarm plausibly absorbed in its sessions, measured peers' claims leave %s",
+				fmtBytes(up), j.grps[id.group].choked, fmtBytes(float64(pl.AvailabilityBound)), fmtBytes(float64(residual))),
+			Numbers: map[string]float64{"reported_uploaded": up, "choked_probes": float64(j.grps[id.group].choked), "absorbed": float64(pl.AvailabilityBound),
+				"measured_credit": float64(credit), "bound": float64(residual), "threshold": t}}))
+		rep.Summary.Counts[v.Status]--
+		v.Status, v.Confidence = statusOf(v.Reasons)
+		rep.Summary.Counts[v.Status]++
+	}
+	return nil
+}
+
+// inside reports whether [from, to] lies within one of the windows, widened
+// by slack.
+func inside(from, to time.Time, ws []timeline.Interval, slack time.Duration) bool {
+	for _, w := range ws {
+		if !from.Before(w.From.Add(-slack)) && !to.After(w.To.Add(slack)) {
+			return true
+		}
+	}
+	return false
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// pairSumReasons check an identity's claims summed over all its announce
+// pairs against the sum of the pairs' bounds. Each pair's true upload is
+// at most its bound, so the sum is at most the sum of the bounds; checked
+// pair by pair, every pair gets the slack, while the sum needs it once
+// (announce-time bursts move bytes between neighbouring pairs, they do not
+// add any). The worst-case availability gives a proof, the plausible
+// bound a plausible finding.
+func (j *judge) pairSumReasons(checks []Check) []Reason {
+	// Sums in float64: bounds may saturate at MaxInt64.
+	var up, avail, plaus, capLimited float64
+	pairs := 0
+	for _, c := range checks {
+		if c.Session {
+			continue
+		}
+		pairs++
+		up += float64(max(c.Uploaded, 0))
+		avail += float64(max(c.Bounds.Explain.AvailabilityBound, 0))
+		pl := float64(max(c.Bounds.Plausible.UploadUpper, 0))
+		plaus += pl
+		if c.Bounds.Plausible.Limit != estimate.LimitAvailability {
+			capLimited += pl
+		}
+	}
+	if pairs < 2 {
+		return nil // one pair: its own check covers it
+	}
+	var out []Reason
+	nums := func(bound, t float64) map[string]float64 {
+		return map[string]float64{"reported_uploaded": up, "pairs": float64(pairs), "bound": bound, "threshold": t}
+	}
+	if t := avail*j.cfg.MisreportFactor + float64(j.slack); up > t {
+		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusMisreporting, Tier: TierProof, Confidence: conf(up, t),
+			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, but in those intervals the peers that gained pieces it may have held could have received at most %s",
+				fmtBytes(up), pairs, fmtBytes(avail)),
+			Numbers: nums(avail, t)})
+	}
+	if t := plaus*j.cfg.SuspectFactor + float64(j.pslack); up > t {
+		code, as := CodeUploadExceedsAvailability, []string{estimate.AssumeOwnDownloads}
+		if 2*capLimited > plaus {
+			code, as = CodeUploadExceedsCapacity, []string{estimate.AssumeOwnDownloads, estimate.AssumeIdleNoCompetitors, estimate.AssumeQuietProbeWhole}
+		}
+		out = append(out, Reason{Code: code, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(up, t),
+			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, more than the %s their plausible bounds (probed capacity while others downloaded, and what they reported downloading) add up to",
+				fmtBytes(up), pairs, fmtBytes(plaus)),
+			Numbers: nums(plaus, t)})
+	}
+	return out
+}

@@ -1,0 +1,845 @@
+// Package collect is the observation side of an audit and the one owner of
+// every connection the auditor holds to a peer. It schedules polite probes
+// of every address in the address book (a bitfield snapshot every
+// SnapshotInterval, a bandwidth probe at most every ProbeInterval; BEP 3,
+// BEP 6), keeps cheap idle watch connections that deliver HAVEs and PEX
+// messages (BEP 11) in real time, accepts incoming connections and treats
+// each as the watch of the peer's listen address (BEP 10 `p`), and records
+// every observation in the store as it happens.
+//
+// One loop owns the schedule: connection goroutines report to it on a
+// channel and never touch its state. MaxConns bounds every connection,
+// incoming ones included, and no two connections to one peer address are
+// open at once (many clients accept one connection per IP and torrent). A
+// failure to store an observation ends the collection and is returned by
+// Run: evidence is never dropped silently.
+package collect
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
+	"github.com/swarmaudit/swarmaudit/internal/observation/watch"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
+	"github.com/swarmaudit/swarmaudit/internal/wire/pex"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
+)
+
+// Config configures the observation side of an audit.
+type Config struct {
+	Torrent *torrentmeta.Torrent
+	Store   *store.Store
+	Swarm   store.SwarmID
+	// Book is where discovery (trackers, DHT, PEX, the embedded tracker)
+	// puts addresses; every address in it is audited.
+	Book *addrbook.Book
+
+	SnapshotInterval time.Duration // default DefaultSnapshotInterval
+	ProbeInterval    time.Duration // default DefaultProbeInterval
+	ProbeBytes       int64         // default DefaultProbeBytes
+	ProbeTimeout     time.Duration // default DefaultProbeTimeout
+	// MaxConns caps every live connection: probes, watches and incoming
+	// connections (default DefaultMaxConns). Watches take at most
+	// MaxConns − max(MaxConns/4, MaxBandwidthProbes+2) of them, so that
+	// snapshots and probes of the other peers always have connections left.
+	MaxConns int
+	// MaxBandwidthProbes caps concurrent bandwidth probes, so the auditor's
+	// own download stays small; default 2.
+	MaxBandwidthProbes int
+	// MaxAuditorRate caps the auditor's own average download for bandwidth
+	// probes, in bytes per second (0: no cap). Probes are never slowed down
+	// (that would falsify the measurement): they are started only when the
+	// budget allows another ProbeBytes.
+	MaxAuditorRate float64
+	// Watch keeps an idle connection to peers that allow it.
+	Watch bool
+	// PEX puts the addresses peers send in ut_pex messages on watch
+	// connections into Book (never for a private torrent, BEP 27).
+	PEX bool
+	// Listener, when set, accepts incoming peer connections (plaintext and
+	// MSE). The collector closes it when Run ends.
+	Listener net.Listener
+	// RewatchAfter: a watch that the peer closed after lasting at least
+	// this long is taken up again at once, not after SnapshotInterval
+	// (default 10 s). Peers prune idle connections (aria2 closes one on
+	// which neither side is interested after 30 s); waiting a snapshot
+	// interval would leave the auditor blind to the peer's HAVEs for that
+	// long. A peer that closes a watch sooner waits the interval, so a
+	// peer costs at most a handshake and a bitfield per RewatchAfter.
+	RewatchAfter time.Duration
+
+	Policy     peerwire.Policy
+	PeerID     [20]byte
+	ClientName string
+	Logger     *slog.Logger
+}
+
+// The defaults of an audit: a bitfield snapshot of each peer a minute, a
+// bandwidth probe of 2 MiB every ten, and 64 connections at most.
+const (
+	DefaultSnapshotInterval = time.Minute
+	DefaultProbeInterval    = 10 * time.Minute
+	DefaultProbeBytes       = 2 << 20
+	DefaultProbeTimeout     = 30 * time.Second
+	DefaultMaxConns         = 64
+)
+
+// SourceIncoming is the address book source of peers that connected to
+// the auditor and named their listen port.
+const SourceIncoming = addrbook.SourceIncoming
+
+func (c *Config) defaults() {
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeBytes <= 0 {
+		c.ProbeBytes = DefaultProbeBytes
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = DefaultProbeTimeout
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxBandwidthProbes <= 0 {
+		c.MaxBandwidthProbes = 2
+	}
+	if c.Policy == "" {
+		c.Policy = peerwire.PolicyAuto
+	}
+	if c.PeerID == ([20]byte{}) {
+		c.PeerID = peerid.New(peerid.Prefix)
+	}
+	if c.ClientName == "" {
+		c.ClientName = peerid.OurName
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RewatchAfter <= 0 {
+		c.RewatchAfter = 10 * time.Second
+	}
+	if c.Torrent != nil && c.Torrent.Private {
+		c.PEX = false
+	}
+}
+
+// Progress is a live count of what the collector did.
+type Progress struct {
+	Discovered  int   `json:"discovered"`
+	Watching    int   `json:"watching"`
+	Probed      int   `json:"probed"`   // peers with at least one bandwidth probe
+	Reached     int   `json:"reached"`  // peers that completed a handshake
+	Failed      int   `json:"failed"`   // peers whose last attempt failed
+	Probes      int   `json:"probes"`   // connections made for snapshots and probes
+	BytesIn     int64 `json:"bytes_in"` // the auditor's own traffic, wire bytes
+	BytesOut    int64 `json:"bytes_out"`
+	Incoming    int64 `json:"incoming"`     // incoming connections handshaken
+	PEXMessages int64 `json:"pex_messages"` // ut_pex messages received
+	PEXAdded    int64 `json:"pex_added"`    // addresses new to the book from PEX
+}
+
+// peerState is the schedule of one address; owned by the loop.
+type peerState struct {
+	addr     netip.AddrPort
+	busy     bool // a probe is running
+	watching bool
+	incoming bool // the watch is a connection the peer opened
+	// stopWatch ends the peer's watch, so that a bandwidth probe can
+	// connect: many clients (Transmission, qBittorrent, aria2) accept one
+	// connection per IP and torrent, and drop a second one mid-probe.
+	stopWatch context.CancelFunc
+	// awaitingProbe: its watch was ended for a bandwidth probe that has
+	// not started yet (counted in Collector.closing).
+	awaitingProbe bool
+	nextSnapshot  time.Time
+	nextProbe     time.Time
+	fails         int
+	probed        bool
+	reached       bool
+	lastFailed    bool
+}
+
+// Collector schedules and records observations until its context ends.
+type Collector struct {
+	cfg    Config
+	budget *rate.Limiter // bandwidth-probe bytes, nil when uncapped
+	// Semaphores: conns is held by every connection, watches in addition
+	// by watches, bwProbes in addition by bandwidth probes.
+	conns    chan struct{}
+	watches  chan struct{}
+	bwProbes chan struct{}
+	// events carries what connection goroutines report to the loop.
+	events chan any
+	wg     sync.WaitGroup
+
+	// Owned by the loop.
+	peers map[netip.AddrPort]*peerState
+	// admitted counts incoming connections per IP that are handshaking
+	// and not yet claimed: no probe of a peer on that IP starts meanwhile.
+	admitted map[netip.Addr]int
+	closing  int // watches ended for bandwidth probes not started yet
+	stopping bool
+
+	progress atomic.Pointer[Progress]
+	counts   struct {
+		probes, bytesIn, bytesOut, incoming, pexMsgs, pexAdded atomic.Int64
+	}
+	failOnce sync.Once
+	failed   error
+	fail     context.CancelCauseFunc
+}
+
+// Loop events.
+type (
+	probeDone struct {
+		addr      netip.AddrPort
+		bandwidth bool
+		r         *probe.Result
+	}
+	watchEnded struct {
+		addr      netip.AddrPort
+		connected time.Duration
+		byAuditor bool // ended for a bandwidth probe
+	}
+	// admit asks the loop whether an incoming connection from ip may
+	// handshake: not while the auditor has a connection to a peer on that
+	// IP (clients allow one connection per IP).
+	admit struct {
+		ip    netip.Addr
+		reply chan bool
+	}
+	// claim asks the loop to let an admitted incoming connection be the
+	// watch of the peer listening at addr; the loop answers on reply.
+	claim struct {
+		addr  netip.AddrPort
+		stop  context.CancelFunc
+		reply chan bool
+	}
+	// release: an admitted incoming connection ended without a claim.
+	release struct{ ip netip.Addr }
+)
+
+// ErrStore wraps a failure to store an observation, which ends the run.
+var ErrStore = errors.New("collect: storing an observation failed")
+
+// New checks the configuration.
+func New(cfg Config) (*Collector, error) {
+	if cfg.Torrent == nil || cfg.Store == nil || cfg.Book == nil {
+		return nil, errors.New("collect: needs a torrent, a store and an address book")
+	}
+	cfg.defaults()
+	var budget *rate.Limiter
+	if cfg.MaxAuditorRate > 0 {
+		budget = rate.NewLimiter(rate.Limit(cfg.MaxAuditorRate), int(cfg.ProbeBytes))
+	}
+	c := &Collector{
+		budget:   budget,
+		cfg:      cfg,
+		conns:    make(chan struct{}, cfg.MaxConns),
+		watches:  make(chan struct{}, max(cfg.MaxConns-max(cfg.MaxConns/4, cfg.MaxBandwidthProbes+2), 1)),
+		bwProbes: make(chan struct{}, cfg.MaxBandwidthProbes),
+		events:   make(chan any),
+		peers:    map[netip.AddrPort]*peerState{},
+		admitted: map[netip.Addr]int{},
+	}
+	c.progress.Store(&Progress{})
+	return c, nil
+}
+
+// Progress returns the current counts; safe from any goroutine.
+func (c *Collector) Progress() Progress {
+	p := *c.progress.Load()
+	p.Probes = int(c.counts.probes.Load())
+	p.BytesIn, p.BytesOut = c.counts.bytesIn.Load(), c.counts.bytesOut.Load()
+	p.Incoming = c.counts.incoming.Load()
+	p.PEXMessages, p.PEXAdded = c.counts.pexMsgs.Load(), c.counts.pexAdded.Load()
+	return p
+}
+
+// Run collects until ctx ends, then waits for every connection it opened
+// to close and flushes the store. It returns the first failure to store an
+// observation (wrapping ErrStore), which also ends the collection early;
+// everything stored before it stays.
+func (c *Collector) Run(ctx context.Context) error {
+	ctx, c.fail = context.WithCancelCause(ctx)
+	defer c.fail(nil)
+	found := make(chan netip.AddrPort)
+	c.wg.Add(1)
+	go c.follow(ctx, found)
+	if c.cfg.Listener != nil {
+		c.wg.Add(1)
+		go c.acceptLoop(ctx)
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var allDone chan struct{}
+	for {
+		select {
+		case <-ctx.Done():
+			if allDone == nil {
+				c.stopping = true
+				allDone = make(chan struct{})
+				go func() { c.wg.Wait(); close(allDone) }()
+			}
+		case <-allDone:
+			c.publish()
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := c.cfg.Store.Flush(fctx); err != nil {
+				c.storeErr(err)
+			}
+			return c.failed
+		case a := <-found:
+			if _, seen := c.peers[a]; !seen {
+				c.peers[a] = &peerState{addr: a}
+			}
+		case ev := <-c.events:
+			c.handle(ctx, ev)
+		case <-tick.C:
+		}
+		if !c.stopping {
+			c.schedule(ctx)
+		}
+		c.publish()
+	}
+}
+
+// follow hands every address the book learns to the loop, after storing it.
+func (c *Collector) follow(ctx context.Context, found chan<- netip.AddrPort) {
+	defer c.wg.Done()
+	cur := c.cfg.Book.Watch()
+	for {
+		e, err := cur.Next(ctx)
+		if err != nil {
+			return
+		}
+		c.storeErr(c.cfg.Store.UpsertPeer(context.WithoutCancel(ctx), c.cfg.Swarm, store.Peer{Addr: e.Addr, FirstSeen: e.FirstSeen, LastSeen: e.FirstSeen, Sources: e.Sources()}))
+		select {
+		case found <- e.Addr:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// report sends an event to the loop; the loop reads events until every
+// connection goroutine has ended, so this never blocks for long.
+func (c *Collector) report(ev any) { c.events <- ev }
+
+// handle applies a connection goroutine's report; it runs on the loop.
+func (c *Collector) handle(ctx context.Context, ev any) {
+	switch ev := ev.(type) {
+	case probeDone:
+		c.finish(ctx, ev)
+	case watchEnded:
+		s := c.peers[ev.addr]
+		s.watching, s.incoming, s.stopWatch = false, false, nil
+		next := c.cfg.SnapshotInterval
+		if !ev.byAuditor && ev.connected >= c.cfg.RewatchAfter {
+			next = 0
+		}
+		s.nextSnapshot = time.Now().Add(next)
+	case admit:
+		ok := !c.stopping && !c.connectedTo(ev.ip)
+		if ok {
+			c.admitted[ev.ip]++
+		}
+		ev.reply <- ok
+	case release:
+		c.unadmit(ev.ip)
+	case claim:
+		c.unadmit(ev.addr.Addr())
+		s := c.peers[ev.addr]
+		if s == nil {
+			s = &peerState{addr: ev.addr}
+			c.peers[ev.addr] = s
+		}
+		if c.stopping || s.busy || s.watching {
+			ev.reply <- false // one connection per peer address
+			return
+		}
+		s.watching, s.incoming, s.stopWatch = true, true, ev.stop
+		ev.reply <- true
+	}
+}
+
+// connectedTo reports whether the auditor holds a connection to a peer on
+// ip; it runs on the loop.
+func (c *Collector) connectedTo(ip netip.Addr) bool {
+	if c.admitted[ip] > 0 {
+		return true
+	}
+	for a, s := range c.peers {
+		if (s.busy || s.watching) && a.Addr() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Collector) unadmit(ip netip.Addr) {
+	if c.admitted[ip]--; c.admitted[ip] <= 0 {
+		delete(c.admitted, ip)
+	}
+}
+
+// publish makes the loop's counts visible to Progress.
+func (c *Collector) publish() {
+	p := Progress{Discovered: len(c.peers)}
+	for _, s := range c.peers {
+		if s.watching {
+			p.Watching++
+		}
+		if s.probed {
+			p.Probed++
+		}
+		if s.reached {
+			p.Reached++
+		}
+		if s.lastFailed {
+			p.Failed++
+		}
+	}
+	c.progress.Store(&p)
+}
+
+// schedule starts every probe that is due, within the connection caps.
+func (c *Collector) schedule(ctx context.Context) {
+	now := time.Now()
+	for _, s := range c.peers {
+		if s.busy || c.admitted[s.addr.Addr()] > 0 {
+			continue // an incoming connection from its IP is handshaking
+		}
+		bandwidth := !now.Before(s.nextProbe)
+		snapshot := !s.watching && !now.Before(s.nextSnapshot)
+		if !bandwidth && !snapshot {
+			continue
+		}
+		if s.watching {
+			// A bandwidth probe is due: end the watch first (one
+			// connection per IP) when the probe could start now; it starts
+			// once the watch has closed, and a new watch after it.
+			// Only as many as the free probe slots and the budget allow
+			// at once, or a pass would end every due watch for one probe.
+			// A peer that only ever connected to us (behind NAT) keeps
+			// its incoming watch: we could not dial it back.
+			canProbe := len(c.bwProbes)+c.closing < cap(c.bwProbes) &&
+				(c.budget == nil || c.budget.TokensAt(now) >= float64(c.cfg.ProbeBytes)*float64(c.closing+1))
+			if canProbe && s.stopWatch != nil && !s.awaitingProbe && (!s.incoming || s.reached) {
+				s.stopWatch()
+				s.stopWatch = nil
+				s.awaitingProbe = true
+				c.closing++
+			}
+			continue
+		}
+		if bandwidth && c.budget != nil && !c.budget.AllowN(now, int(c.cfg.ProbeBytes)) {
+			bandwidth = false // over the auditor's bandwidth budget: later
+			if !snapshot {
+				continue
+			}
+		}
+		if bandwidth {
+			select {
+			case c.bwProbes <- struct{}{}:
+			default:
+				bandwidth = false
+				if !snapshot {
+					continue
+				}
+			}
+		}
+		select {
+		case c.conns <- struct{}{}:
+		default:
+			if bandwidth {
+				<-c.bwProbes
+			}
+			return // at the connection cap
+		}
+		s.busy = true
+		if s.awaitingProbe {
+			s.awaitingProbe = false
+			c.closing--
+		}
+		c.wg.Add(1)
+		go c.probe(ctx, s.addr, bandwidth)
+	}
+}
+
+// probe runs on its own goroutine: one connection to one peer.
+func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bool) {
+	defer c.wg.Done()
+	defer func() { <-c.conns }()
+	if bandwidth {
+		defer func() { <-c.bwProbes }()
+	}
+	t := c.cfg.Torrent
+	r, err := probe.Run(ctx, addr, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}, probe.Options{
+		PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, MaxBytes: c.cfg.ProbeBytes, BitfieldOnly: !bandwidth,
+		Timeout: c.cfg.ProbeTimeout, ClientName: c.cfg.ClientName, ClientNameFromID: peerid.ClientName,
+	})
+	if err != nil {
+		c.cfg.Logger.Error("probe", "peer", addr, "err", err)
+		r = &probe.Result{Peer: addr.String(), Started: time.Now(), Outcome: probe.OutcomeProtocolError, Error: err.Error()}
+	}
+	c.counts.probes.Add(1)
+	c.counts.bytesIn.Add(r.WireBytesIn)
+	c.counts.bytesOut.Add(r.WireBytesOut)
+	c.record(ctx, addr, bandwidth, r)
+	c.report(probeDone{addr: addr, bandwidth: bandwidth, r: r})
+}
+
+// finish updates the schedule after a probe; it runs on the loop.
+func (c *Collector) finish(ctx context.Context, d probeDone) {
+	now := time.Now()
+	s := c.peers[d.addr]
+	s.busy = false
+	handshaken := d.r.Encryption != ""
+	s.nextSnapshot = now.Add(c.cfg.SnapshotInterval)
+	if d.bandwidth && handshaken {
+		s.nextProbe = now.Add(c.cfg.ProbeInterval)
+		if d.r.PiecesHave == 0 {
+			// A leecher first seen with nothing had nothing to serve: it
+			// cost a handshake, so try again at the next snapshot rather
+			// than a probe interval later, when it may have pieces.
+			s.nextProbe = now.Add(c.cfg.SnapshotInterval)
+		}
+		s.probed = true
+	}
+	if handshaken {
+		s.reached, s.lastFailed, s.fails = true, false, 0
+		if c.cfg.Watch && !s.watching && !c.stopping {
+			c.startWatch(ctx, s)
+		}
+		return
+	}
+	// Back off exponentially from the snapshot interval, up to 30 min.
+	s.lastFailed = true
+	s.fails++
+	wait := c.cfg.SnapshotInterval << min(s.fails-1, 5)
+	wait = min(wait, 30*time.Minute)
+	s.nextSnapshot = now.Add(wait)
+	if s.nextProbe.Before(s.nextSnapshot) {
+		s.nextProbe = s.nextSnapshot
+	}
+}
+
+// startWatch keeps an idle connection that records the bitfield, every
+// HAVE and PEX; it runs on the loop.
+func (c *Collector) startWatch(ctx context.Context, s *peerState) {
+	select {
+	case c.watches <- struct{}{}:
+	default:
+		return
+	}
+	select {
+	case c.conns <- struct{}{}:
+	default:
+		<-c.watches
+		return
+	}
+	wctx, stop := context.WithCancel(ctx)
+	s.watching, s.stopWatch = true, stop
+	w := &watcher{c: c, addr: s.addr}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-c.conns; <-c.watches }()
+		defer stop()
+		sum, err := watch.Watch(wctx, s.addr, c.watchOptions(), w.events(wctx))
+		w.end(ctx, wctx, sum, err)
+	}()
+}
+
+func (c *Collector) watchOptions() watch.Options {
+	t := c.cfg.Torrent
+	return watch.Options{
+		InfoHash: t.InfoHash, NumPieces: t.NumPieces, PeerID: c.cfg.PeerID,
+		Policy: c.cfg.Policy, ClientName: c.cfg.ClientName, Private: t.Private,
+	}
+}
+
+// acceptLoop answers incoming connections for our torrent, within the
+// connection caps; each runs as a watch (see watcher).
+func (c *Collector) acceptLoop(ctx context.Context) {
+	defer c.wg.Done()
+	ln := c.cfg.Listener
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				c.cfg.Logger.Warn("incoming connections: listener failed", "err", err)
+			}
+			return
+		}
+		select {
+		case c.watches <- struct{}{}:
+		default:
+			raw.Close()
+			continue
+		}
+		select {
+		case c.conns <- struct{}{}:
+		default:
+			<-c.watches
+			raw.Close()
+			continue
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer func() { <-c.conns; <-c.watches }()
+			ip := netip.MustParseAddrPort(raw.RemoteAddr().String()).Addr().Unmap()
+			reply := make(chan bool, 1)
+			c.report(admit{ip: ip, reply: reply})
+			if !<-reply {
+				raw.Close() // we hold a connection to that IP already
+				return
+			}
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			w := &watcher{c: c, incoming: true, ip: ip, stop: stop}
+			defer w.release()
+			conn, err := watch.Accept(wctx, raw, c.watchOptions())
+			if err != nil {
+				c.cfg.Logger.Debug("incoming refused", "err", err)
+				return
+			}
+			c.counts.incoming.Add(1)
+			sum, err := watch.Follow(wctx, conn, c.watchOptions(), w.events(wctx))
+			w.end(ctx, wctx, sum, err)
+		}()
+	}
+}
+
+// watcher records what one watch connection delivers. An incoming
+// connection has no address until the peer names its listen port in its
+// extension handshake and the loop lets it be that address's watch; what
+// it said before that is kept and recorded then.
+type watcher struct {
+	c        *Collector
+	addr     netip.AddrPort // zero until an incoming connection is claimed
+	incoming bool
+	ip       netip.Addr // of an incoming connection
+	claimed  bool       // the loop answered its claim
+	stop     context.CancelFunc
+	enc      string
+	hb       sync.WaitGroup
+	hbStop   chan struct{}
+	pending  bitfield.Bitfield
+	pendAt   time.Time
+}
+
+func (w *watcher) events(wctx context.Context) watch.Events {
+	c := w.c
+	store1 := context.WithoutCancel(wctx) // a watch ending is still evidence
+	return watch.Events{
+		Connected: func(conn *peerwire.Conn, ext *peerwire.ExtHandshake) {
+			w.enc = string(conn.Method)
+			if w.incoming && !w.claim(conn, ext) {
+				return
+			}
+			w.connected(wctx, "watch")
+		},
+		Bitfield: func(at time.Time, bf bitfield.Bitfield) {
+			if !w.addr.IsValid() {
+				w.pending, w.pendAt = bf, at
+				return
+			}
+			c.storeErr(c.cfg.Store.AddSnapshot(store1, c.cfg.Swarm, w.addr, at, bf))
+		},
+		Have: func(at time.Time, i int) {
+			if !w.addr.IsValid() {
+				if w.pending.Len() > 0 {
+					w.pending.Set(i)
+					w.pendAt = at
+				}
+				return
+			}
+			c.storeErr(c.cfg.Store.AddHave(store1, c.cfg.Swarm, w.addr, at, i))
+		},
+		PEX: func(_ time.Time, m pex.Message) {
+			c.counts.pexMsgs.Add(1)
+			if c.cfg.PEX {
+				from := w.addr
+				c.counts.pexAdded.Add(int64(c.cfg.Book.AddPEX(from, m)))
+			}
+		},
+	}
+}
+
+// claim makes an incoming connection the watch of the peer's listen
+// address, if the loop has no other connection to it; otherwise the
+// connection ends (one connection per peer address).
+func (w *watcher) claim(conn *peerwire.Conn, ext *peerwire.ExtHandshake) bool {
+	if ext == nil || ext.ListenPort <= 0 || ext.ListenPort > 65535 {
+		w.stop() // nothing to key its evidence by
+		return false
+	}
+	addr := netip.AddrPortFrom(conn.Remote.Addr().Unmap(), uint16(ext.ListenPort))
+	reply := make(chan bool, 1)
+	w.c.report(claim{addr: addr, stop: w.stop, reply: reply})
+	w.claimed = true
+	if !<-reply {
+		w.stop()
+		return false
+	}
+	w.addr = addr
+	w.c.cfg.Book.Add(addr, SourceIncoming, 0)
+	if w.pending.Len() > 0 {
+		w.c.storeErr(w.c.cfg.Store.AddSnapshot(context.Background(), w.c.cfg.Swarm, addr, w.pendAt, w.pending))
+	}
+	return true
+}
+
+// release tells the loop an admitted incoming connection ended unclaimed.
+func (w *watcher) release() {
+	if !w.claimed {
+		w.c.report(release{ip: w.ip})
+	}
+}
+
+// connected records that the watch came up and starts its heartbeat: the
+// connection's life is evidence of presence, so a heartbeat is recorded
+// every snapshot interval while it lasts.
+func (w *watcher) connected(wctx context.Context, detail string) {
+	c := w.c
+	if w.incoming {
+		detail = "incoming watch"
+	}
+	bg := context.WithoutCancel(wctx)
+	c.storeErr(c.cfg.Store.AddConnEvent(bg, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Detail: detail}))
+	w.hbStop = make(chan struct{})
+	w.hb.Add(1)
+	go func() {
+		defer w.hb.Done()
+		t := time.NewTicker(c.cfg.SnapshotInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.hbStop:
+				return
+			case <-wctx.Done():
+				return
+			case at := <-t.C:
+				c.storeErr(c.cfg.Store.AddConnEvent(bg, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: at, Outcome: store.ConnOK, Encryption: w.enc, Detail: "watching"}))
+			}
+		}
+	}()
+}
+
+// end records how the watch ended and tells the loop; runCtx is the
+// collection's context, wctx the watch's own.
+func (w *watcher) end(runCtx, wctx context.Context, sum watch.Summary, err error) {
+	c := w.c
+	if w.hbStop != nil {
+		close(w.hbStop)
+		w.hb.Wait()
+	}
+	c.cfg.Logger.Debug("watch ended", "peer", w.addr, "incoming", w.incoming, "messages", sum.Messages, "haves", sum.Haves, "err", err)
+	if !w.addr.IsValid() {
+		return // an incoming connection that never became a peer's watch
+	}
+	byAuditor := wctx.Err() != nil && runCtx.Err() == nil
+	if sum.Method != "" {
+		detail := ""
+		if byAuditor {
+			detail = "closed by the auditor for a bandwidth probe"
+		}
+		c.storeErr(c.cfg.Store.AddConnEvent(context.WithoutCancel(runCtx), c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnDisconnected, Encryption: string(sum.Method), Detail: detail}))
+	}
+	c.report(watchEnded{addr: w.addr, connected: sum.Connected, byAuditor: byAuditor})
+}
+
+// record stores everything one probe learned, as soon as it ends.
+func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth bool, r *probe.Result) {
+	ctx = context.WithoutCancel(ctx) // a probe that ends at shutdown is still evidence
+	s := c.cfg.Store
+	ev := store.ConnEvent{Addr: addr, At: r.Started, Encryption: r.Encryption, Detail: r.Error}
+	switch {
+	case r.Outcome == probe.OutcomeRefused:
+		ev.Outcome = store.ConnRefused
+	case r.Outcome == probe.OutcomeTimeout && !r.TCPConnected:
+		ev.Outcome = store.ConnTimeout // nothing answered: absent, firewalled or NATed
+	case r.Encryption == "":
+		ev.Outcome = store.ConnHandshakeFailed
+	case r.SnapshotBitfield == nil && waitedForBitfield(r):
+		// It sent no bitfield, HaveAll or HaveNone (perhaps only HAVEs)
+		// while the probe waited: BEP 3 allows that only with no pieces.
+		ev.Outcome = store.ConnNoBitfield
+	default:
+		ev.Outcome = store.ConnOK
+	}
+	c.storeErr(s.AddConnEvent(ctx, c.cfg.Swarm, ev))
+	if r.Encryption == "" {
+		return
+	}
+	id, _ := hex.DecodeString(r.PeerIDHex)
+	c.storeErr(s.UpsertPeer(ctx, c.cfg.Swarm, store.Peer{Addr: addr, PeerID: id, Client: r.Client, Encryption: r.Encryption, LastSeen: r.Started}))
+	if r.SnapshotBitfield != nil {
+		if bf, err := bitfield.FromWire(r.SnapshotBitfield, r.PiecesTotal); err == nil {
+			at := r.Started.Add(time.Duration(r.SnapshotAtMS * float64(time.Millisecond)))
+			c.storeErr(s.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf))
+		}
+	}
+	for _, h := range r.Haves {
+		c.storeErr(s.AddHave(ctx, c.cfg.Swarm, addr, r.Started.Add(time.Duration(h.AtMS*float64(time.Millisecond))), h.Piece))
+	}
+	if bandwidth {
+		raw, _ := json.Marshal(r)
+		_, err := s.AddProbe(ctx, c.cfg.Swarm, store.ProbeRecord{
+			Addr: addr, At: r.Started, Outcome: string(r.Outcome), Encryption: r.Encryption,
+			ThroughputBytesPerSec: r.ThroughputBytesPerSec, ThroughputSpread: r.ThroughputSpread,
+			BytesDownloaded: r.BytesDownloaded, PiecesVerified: r.PiecesVerified, PiecesFailed: r.PiecesFailed,
+			HandshakeMS: r.HandshakeMS, Result: raw,
+		})
+		c.storeErr(err)
+	}
+}
+
+// waitedForBitfield reports whether the probe got past its wait for the
+// peer's first message, so that the absence of a bitfield is evidence (a
+// probe cut short by its deadline or a protocol error proves nothing).
+func waitedForBitfield(r *probe.Result) bool {
+	switch r.Outcome {
+	case probe.OutcomeOK, probe.OutcomeChoked, probe.OutcomeBadData:
+		return true
+	}
+	return false
+}
+
+// storeErr ends the collection on the first failure to store an
+// observation; Run returns it.
+func (c *Collector) storeErr(err error) {
+	if err == nil {
+		return
+	}
+	c.failOnce.Do(func() {
+		c.failed = fmt.Errorf("%w: %w", ErrStore, err)
+		c.cfg.Logger.Error("store failed: ending the collection", "err", err)
+		c.fail(c.failed)
+	})
+}

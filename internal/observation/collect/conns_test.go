@@ -1,0 +1,190 @@
+package collect
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/bencode"
+	pp "github.com/anacrolix/torrent/peer_protocol"
+
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/observation/watch"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
+)
+
+// connCounter counts live BitTorrent connections between the auditor and
+// the fake peers, in total and per peer address, and keeps the maxima.
+type connCounter struct {
+	mu      sync.Mutex
+	live    int
+	maxLive int
+	per     map[netip.AddrPort]int
+	maxPer  map[netip.AddrPort]int
+}
+
+func (c *connCounter) add(a netip.AddrPort, d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live += d
+	c.per[a] += d
+	c.maxLive = max(c.maxLive, c.live)
+	c.maxPer[a] = max(c.maxPer[a], c.per[a])
+}
+
+// fakePeer listens on its own loopback IP, answers handshakes, sends a
+// bitfield and keeps each connection until the auditor closes it; the
+// counter sees every one (a real client would drop a second connection
+// from one IP, which is what the collector must never open). It can also connect to the auditor from its IP,
+// naming its listen port in its extension handshake (BEP 10 `p`).
+type fakePeer struct {
+	addr    netip.AddrPort
+	ln      net.Listener
+	tor     *torrentmeta.Torrent
+	counter *connCounter
+	wg      sync.WaitGroup
+}
+
+func startFakePeer(t *testing.T, ip string, tor *torrentmeta.Torrent, counter *connCounter) *fakePeer {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", ip, err)
+	}
+	p := &fakePeer{addr: netip.MustParseAddrPort(ln.Addr().String()), ln: ln, tor: tor, counter: counter}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				c, err := watch.Accept(ctx, raw, watch.Options{InfoHash: tor.InfoHash, PeerID: [20]byte{'-', 'F', 'K'}})
+				cancel()
+				if err != nil {
+					return
+				}
+				p.hold(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	return p
+}
+
+// hold counts a handshaken connection while it lasts.
+func (p *fakePeer) hold(c *peerwire.Conn) {
+	p.counter.add(p.addr, 1)
+	defer p.counter.add(p.addr, -1)
+	defer c.Close()
+	some := make([]bool, p.tor.NumPieces)
+	some[0] = true
+	if c.WriteMessages(pp.Message{Type: pp.Bitfield, Bitfield: some}) != nil {
+		return
+	}
+	for {
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+// dialIn connects to the auditor from the peer's own IP.
+func (p *fakePeer) dialIn(ctx context.Context, to netip.AddrPort) {
+	defer p.wg.Done()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: p.addr.Addr().AsSlice()}}
+	c, err := peerwire.Dial(ctx, to, peerwire.Config{InfoHash: p.tor.InfoHash, PeerID: [20]byte{'-', 'F', 'K', 'i'}, Policy: peerwire.PolicyPlaintext, Dialer: d})
+	if err != nil {
+		return
+	}
+	ext, _ := bencode.Marshal(map[string]any{"m": map[string]int{"ut_pex": 1}, "p": int(p.addr.Port())})
+	if c.WriteMessages(pp.Message{Type: pp.Extended, ExtendedID: pp.HandshakeExtendedID, ExtendedPayload: ext}) != nil {
+		c.Close()
+		return
+	}
+	p.hold(c)
+}
+
+// TestCollectorOwnsEveryConnection: with watches, PEX and incoming
+// connections all on, --max-conns bounds every connection the auditor
+// holds, and no peer address ever has two connections at once, although
+// the peers also connect to the auditor from their own addresses.
+func TestCollectorOwnsEveryConnection(t *testing.T) {
+	for _, outgoingWatches := range []bool{true, false} {
+		t.Run(fmt.Sprintf("outgoing watches %v", outgoingWatches), func(t *testing.T) { testOwnership(t, outgoingWatches) })
+	}
+}
+
+func testOwnership(t *testing.T, outgoingWatches bool) {
+	_, tor, err := swarmsim.NewPayload("owner.bin", 1<<20, 64<<10, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &connCounter{per: map[netip.AddrPort]int{}, maxPer: map[netip.AddrPort]int{}}
+	const peers, maxConns = 10, 8
+	var fakes []*fakePeer
+	for i := range peers {
+		fakes = append(fakes, startFakePeer(t, fmt.Sprintf("127.0.3.%d", 10+i), tor, counter))
+	}
+	st, swarm := openStore(t, tor)
+	book := addrbook.New(addrbook.Options{})
+	for _, p := range fakes {
+		book.Add(p.addr, addrbook.Tracker("http://127.0.0.1/announce"), 0)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	col, err := New(Config{
+		Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: outgoingWatches, PEX: true, Listener: ln,
+		SnapshotInterval: 200 * time.Millisecond, ProbeInterval: 300 * time.Millisecond, ProbeBytes: 64 << 10,
+		ProbeTimeout: time.Second, MaxConns: maxConns, MaxBandwidthProbes: 2, RewatchAfter: 100 * time.Millisecond,
+		Policy: peerwire.PolicyPlaintext,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- col.Run(ctx) }()
+	// Every peer also connects in, three times over the run.
+	listen := netip.MustParseAddrPort(ln.Addr().String())
+	for round := range 3 {
+		time.Sleep(time.Duration(round) * 1500 * time.Millisecond) // pacing of the rounds, not synchronisation
+		for _, p := range fakes {
+			p.wg.Add(1)
+			go p.dialIn(ctx, listen)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	counter.mu.Lock()
+	defer counter.mu.Unlock()
+	if counter.maxLive > maxConns {
+		t.Errorf("%d connections at once, --max-conns %d", counter.maxLive, maxConns)
+	}
+	for a, n := range counter.maxPer {
+		if n > 1 {
+			t.Errorf("%s had %d connections at once", a, n)
+		}
+	}
+	p := col.Progress()
+	if p.Probes == 0 || p.Incoming == 0 || counter.maxLive < 2 {
+		t.Errorf("the test did not exercise the caps: progress %+v, max live %d", p, counter.maxLive)
+	}
+	t.Logf("max live %d; progress %+v", counter.maxLive, p)
+}

@@ -1,0 +1,102 @@
+// Package probe audits one peer over the wire: connect under an encryption
+// policy, handshake, read its bitfield and HAVEs, ask for a few blocks to
+// measure its upload bandwidth, verify the hashes of the pieces received,
+// and disconnect. One probe is one connection; scheduling many politely is
+// the audit's job.
+package probe
+
+import (
+	"errors"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
+)
+
+// Outcome is the fixed vocabulary a probe ends with.
+type Outcome string
+
+// The outcomes.
+const (
+	OutcomeOK                 Outcome = "ok"
+	OutcomeRefused            Outcome = "refused"
+	OutcomeTimeout            Outcome = "timeout"
+	OutcomeHandshakeFailed    Outcome = "handshake_failed"
+	OutcomeEncryptionRequired Outcome = "encryption_required"
+	OutcomeChoked             Outcome = "choked"
+	OutcomeBadData            Outcome = "bad_data"
+	OutcomeProtocolError      Outcome = "protocol_error"
+)
+
+// HaveEvent is a HAVE message, timed from the start of the probe.
+type HaveEvent struct {
+	Piece int     `json:"piece"`
+	AtMS  float64 `json:"at_ms"`
+}
+
+// Result is everything one probe learned. Its JSON form is the
+// `swarmaudit probe --json` output.
+type Result struct {
+	Peer       string    `json:"peer"`
+	PeerID     string    `json:"peer_id"`
+	PeerIDHex  string    `json:"peer_id_hex,omitempty"`
+	Client     string    `json:"client"`
+	Encryption string    `json:"encryption"`
+	Started    time.Time `json:"started"`
+	DurationMS float64   `json:"duration_ms"`
+	// TCPConnected is true when the TCP connection was established, even if
+	// no BitTorrent handshake followed.
+	TCPConnected bool                   `json:"tcp_connected"`
+	HandshakeMS  float64                `json:"handshake_ms"`
+	Fast         bool                   `json:"fast_extension"`
+	Extended     bool                   `json:"extension_protocol"`
+	ExtHandshake *peerwire.ExtHandshake `json:"extension_handshake,omitempty"`
+	PiecesHave   int                    `json:"pieces_have"`
+	PiecesTotal  int                    `json:"pieces_total"`
+	Seeder       bool                   `json:"seeder"`
+	BitfieldKind string                 `json:"bitfield_kind"` // bitfield, have_all, have_none, haves_only, none
+	Bitfield     []byte                 `json:"bitfield,omitempty"`
+	// SnapshotBitfield is the piece set exactly as the bitfield, HaveAll
+	// or HaveNone message stated it, at SnapshotAtMS; absent for peers that
+	// sent none. Bitfield above adds the HAVEs received during the probe.
+	SnapshotBitfield      []byte      `json:"snapshot_bitfield,omitempty"`
+	SnapshotAtMS          float64     `json:"snapshot_at_ms,omitempty"`
+	Haves                 []HaveEvent `json:"have_events,omitempty"`
+	Choked                bool        `json:"choked"`
+	UnchokeMS             float64     `json:"unchoke_ms,omitempty"`
+	AllowedFast           int         `json:"allowed_fast,omitempty"`
+	TTFBMS                float64     `json:"ttfb_ms,omitempty"`
+	BytesDownloaded       int64       `json:"bytes_downloaded"`
+	ThroughputBytesPerSec float64     `json:"throughput_bytes_per_sec"`
+	// ThroughputSpread is the relative standard error of the rate (0.05
+	// means ±5%): the spread of per-segment rates over √segments.
+	ThroughputSpread  float64 `json:"throughput_spread"`
+	ThroughputSamples int     `json:"throughput_samples"`
+	PiecesVerified    int     `json:"pieces_verified"`
+	PiecesFailed      int     `json:"pieces_failed"`
+	FailedPieces      []int   `json:"failed_pieces,omitempty"`
+	Rejected          int     `json:"rejected_requests,omitempty"`
+	WireBytesIn       int64   `json:"wire_bytes_in"`
+	WireBytesOut      int64   `json:"wire_bytes_out"`
+	UnknownMessages   int     `json:"unknown_messages,omitempty"`
+	Keepalives        int     `json:"keepalives,omitempty"`
+	Outcome           Outcome `json:"outcome"`
+	Error             string  `json:"error,omitempty"`
+}
+
+// outcomeFor maps a connection error to the outcome vocabulary.
+func outcomeFor(err error) Outcome {
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, peerwire.ErrRefused):
+		return OutcomeRefused
+	case errors.Is(err, peerwire.ErrEncryptionRequired):
+		return OutcomeEncryptionRequired
+	case errors.Is(err, peerwire.ErrTimeout):
+		return OutcomeTimeout
+	case errors.Is(err, peerwire.ErrProtocol), errors.Is(err, peerwire.ErrClosed):
+		return OutcomeProtocolError
+	default:
+		return OutcomeHandshakeFailed
+	}
+}
