@@ -21,7 +21,7 @@ import (
 func main() {
 	benchtime := flag.String("benchtime", "2s", "go test -benchtime")
 	out := flag.String("out", "docs/benchmarks.md", "markdown file to write ('' for stdout only)")
-	pkgs := flag.String("pkgs", defaultPkgs, "packages to benchmark, separated by commas; PKG@N x runs that package's benchmarks N times each (e.g. ./internal/discover@5x)")
+	pkgs := flag.String("pkgs", defaultPkgs, "packages to benchmark, separated by commas; PKG@N x runs that package's benchmarks N times each (e.g. ./internal/discovery@5x)")
 	filter := flag.String("bench", ".", "go test -bench regexp")
 	flag.Parse()
 
@@ -91,23 +91,23 @@ func failures(raw []byte) []string {
 // defaultPkgs are the packages with benchmarks, each with the -benchtime
 // that keeps it bounded: the 1,000-peer swarm-map, audit-memory and demo
 // benchmarks run once.
-const defaultPkgs = "./internal/peerwire,./internal/tracker,./internal/discover@5x,./internal/estimate,./internal/torrentmeta,./internal/store,./internal/swarmsim,./internal/reports,./internal/probe@3s,./internal/audit@1x,./cmd/swarmaudit@1x"
+const defaultPkgs = "./internal/wire/peerwire,./internal/trackerserver,./internal/discovery@5x,./internal/analysis/estimate,./internal/wire/torrentmeta,./internal/evidence/store,./internal/simulation/swarmsim,./internal/reports,./internal/observation/probe@3s,./internal/observation/collect@1x,./cmd/swarmaudit@1x"
 
 const notes = `Units beyond ns/op, B/op and allocs/op:
 
-- **internal/probe BenchmarkMSEModExp**: µs/modexp is one 768-bit modular
+- **internal/observation/probe BenchmarkMSEModExp**: µs/modexp is one 768-bit modular
   exponentiation with a 160-bit exponent (math/big, as MSE computes its
   public key and its shared secret); ceiling-probes/s = cores / (4 × that
   time), the encrypted-probe rate the MSE arithmetic alone allows when both
   ends of every probe run in one process (two exponentiations per side).
-- **internal/probe BenchmarkEncryptedProbes**: probes/s, encrypted snapshot
+- **internal/observation/probe BenchmarkEncryptedProbes**: probes/s, encrypted snapshot
   probes (TCP connect, MSE with RC4, BitTorrent and extension handshakes,
   bitfield, close) against a 1,000-peer simulated swarm whose peers all
   require RC4, at most 16 or 64 at once, both ends in this process;
   ceiling-probes/s as above, measured in the same run; cpu-µs/probe, the
   process CPU time per probe (both ends); failed, probes that did not get
   the bitfield over RC4.
-- **internal/audit BenchmarkSwarmMap**: s-to-map, the time until the
+- **internal/observation/collect BenchmarkSwarmMap**: s-to-map, the time until the
   bitfield of each of 1,000 simulated peers (5-95% of 1,024 pieces each,
   encryption required, preferred and disabled a third each; served by
   bench/swarmmap in a process of its own) is known; mapped, how many were,
@@ -126,13 +126,13 @@ const notes = `Units beyond ns/op, B/op and allocs/op:
   connection attempts a second; libtorrent-default-speed the same at its
   default of 30 attempts a second. As a downloader, libtorrent also fetches
   pieces and sends every peer a HAVE for each piece it completes.
-- **internal/audit BenchmarkAuditMemory**: heap-B/peer, the heap in use after
+- **internal/observation/collect BenchmarkAuditMemory**: heap-B/peer, the heap in use after
   a GC per peer, 60 s into an audit of a 1,000-peer simulated swarm (its own
   process; HAVEs flowing) by the collector with idle watches on every peer
   (watched), minus the heap before the collector started; goroutines/peer
   likewise; heap-growth-B/peer-min, the change between 30 s and 60 s (near
   zero in a steady state).
-- **internal/store BenchmarkDBPerPeerHour**: dbB/peer-hour, the SQLite file's
+- **internal/evidence/store BenchmarkDBPerPeerHour**: dbB/peer-hour, the SQLite file's
   growth (after a WAL checkpoint) per peer per hour of observations, stored
   as the collector stores them at its default rates, with watches (watch:
   heartbeat events and every HAVE) or without (no-watch: a snapshot probe a

@@ -131,9 +131,9 @@ func (s *auditedSwarm) finish(t *testing.T, clients ...*testclients.Client) peer
 	for _, c := range clients {
 		c.Stop()
 	}
-	err := <-s.done
-	if code := exitCode(err); code != exitOK && code != exitFlagged {
-		t.Fatalf("audit: %v (exit %d)\n%s", err, code, s.output)
+	runErr := <-s.done
+	if code := exitCode(runErr); code != exitOK && code != exitFlagged {
+		t.Fatalf("audit: %v (exit %d)\n%s", runErr, code, s.output)
 	}
 	t.Logf("audit output:\n%s", s.output)
 	for _, f := range []string{"audit.html", "peers.csv"} {
@@ -155,8 +155,8 @@ func (s *auditedSwarm) finish(t *testing.T, clients ...*testclients.Client) peer
 		t.Fatal(err)
 	}
 	flagged := rep.Summary.Verdicts["misreporting"]+rep.Summary.Verdicts["suspect"] > 0
-	if want := map[bool]int{false: exitOK, true: exitFlagged}[flagged]; exitCode(err) != want {
-		t.Errorf("exit code %d with verdicts %v: want %d", exitCode(err), rep.Summary.Verdicts, want)
+	if want := map[bool]int{false: exitOK, true: exitFlagged}[flagged]; exitCode(runErr) != want {
+		t.Errorf("exit code %d with verdicts %v: want %d", exitCode(runErr), rep.Summary.Verdicts, want)
 	}
 	rows := peerRows{}
 	for _, p := range rep.Peers {

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,4 +112,42 @@ func found(out string, clients []*testclients.Client) bool {
 		}
 	}
 	return true
+}
+
+// TestDiscoverHidesPasskeys: a private torrent whose trackers fail (one
+// refuses the connection, one answers HTTP 500 quoting the request) must not
+// show their passkeys anywhere: not in the summary, the errors or the
+// debug log.
+func TestDiscoverHidesPasskeys(t *testing.T) {
+	const pk = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no such user "+r.URL.String(), http.StatusInternalServerError)
+	}))
+	defer echo.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	payload := testclients.MakePayload(t, dir, 256<<10, 3)
+	tpath, _ := testclients.MakeTorrent(t, payload, 64<<10, []string{
+		"http://" + closed + "/" + pk + "/announce",
+		echo.URL + "/announce?passkey=" + pk,
+		"udp://" + closed + "/" + pk + "/announce",
+	}, true)
+	for _, asJSON := range []bool{false, true} {
+		args := []string{"-v", "discover", "--torrent", tpath, "--no-dht", "--duration", "3s"}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		out, err := run(t, args...)
+		if strings.Contains(out, pk) || (err != nil && strings.Contains(err.Error(), pk)) {
+			t.Fatalf("the passkey shows (json %v):\n%s\nerr %v", asJSON, out, err)
+		}
+		if !strings.Contains(out, "REDACTED") {
+			t.Errorf("no tracker shown at all (json %v):\n%s", asJSON, out)
+		}
+	}
 }

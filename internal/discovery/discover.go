@@ -1,13 +1,13 @@
-// Package discover finds the peers of one swarm from every source real
+// Package discovery finds the peers of one swarm from every source real
 // clients use — HTTP and UDP trackers over BEP 12 tiers, the Mainline DHT,
 // magnet-link peers — runs them concurrently for a bounded time, and
 // records each address with where it came from in an address book.
 //
-// The pieces live in sub-packages: addrbook (the deduplicating book),
-// tracker with httptracker and udptracker (announce, scrape, tiers),
-// dhtsearch (get_peers traversals), pex (PEX message parsing) and metadata
-// (BEP 9 metadata assembly); the peer connection feeds PEX and incoming
-// addresses into the same book.
+// The pieces: addrbook (the deduplicating book) and dhtsearch (get_peers
+// traversals) here; the tracker protocols in internal/trackerclient; the
+// PEX and metadata codecs in internal/wire. PEX and incoming addresses come
+// from the owner of the peer connections (internal/observation/collect in
+// an audit, internal/observation/frompeers otherwise) into the same book.
 package discovery
 
 import (
@@ -246,7 +246,7 @@ func New(cfg Config) (*Discoverer, error) {
 func Dial(rawURL string, h httptracker.Options, u udptracker.Options) (trackerclient.Client, error) {
 	pu, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("tracker url %q: %w", rawURL, err)
+		return nil, fmt.Errorf("tracker url %s: %w", trackerclient.Redact(rawURL), err)
 	}
 	switch pu.Scheme {
 	case "http", "https":
@@ -254,7 +254,7 @@ func Dial(rawURL string, h httptracker.Options, u udptracker.Options) (trackercl
 	case "udp":
 		return udptracker.New(rawURL, u)
 	}
-	return nil, fmt.Errorf("tracker url %q: %w", rawURL, trackerclient.ErrUnsupportedScheme)
+	return nil, fmt.Errorf("tracker url %s: %w", trackerclient.Redact(rawURL), trackerclient.ErrUnsupportedScheme)
 }
 
 // Book returns the address book the run fills; follow it with

@@ -65,7 +65,7 @@ type AnnouncerConfig struct {
 
 // Status is what happened with one tracker.
 type Status struct {
-	URL          string    `json:"url"`
+	URL          string    `json:"url"` // redacted (see Redact)
 	Tier         int       `json:"tier"`
 	Announces    int       `json:"announces"`
 	Failures     int       `json:"failures"`
@@ -252,7 +252,7 @@ func (a *Announcer) announce(ctx context.Context, u string, ev reported.Event) (
 	}
 	first := a.record(u, resp, err)
 	if err != nil {
-		a.cfg.Logger.Debug("announce failed", "tracker", u, "event", ev, "err", err)
+		a.cfg.Logger.Debug("announce failed", "tracker", Redact(u), "event", ev, "err", err)
 		return Response{}, err
 	}
 	a.mu.Lock()
@@ -263,7 +263,7 @@ func (a *Announcer) announce(ctx context.Context, u string, ev reported.Event) (
 		st.Stopped = true
 	}
 	a.mu.Unlock()
-	a.cfg.Logger.Debug("announced", "tracker", u, "event", ev, "peers", len(resp.Peers), "interval", resp.Interval)
+	a.cfg.Logger.Debug("announced", "tracker", Redact(u), "event", ev, "peers", len(resp.Peers), "interval", resp.Interval)
 	if len(resp.Peers) > 0 && a.cfg.OnPeers != nil {
 		a.cfg.OnPeers(u, resp.Peers)
 	}
@@ -337,7 +337,7 @@ func (a *Announcer) stopAll(ctx context.Context) {
 				}
 			}
 			if _, err := a.announce(ctx, u, reported.EventStopped); err != nil {
-				a.cfg.Logger.Debug("stopped announce failed", "tracker", u, "err", err)
+				a.cfg.Logger.Debug("stopped announce failed", "tracker", Redact(u), "err", err)
 			}
 		})
 	}
@@ -357,6 +357,7 @@ func (a *Announcer) Status() []Status {
 	out := make([]Status, 0, len(a.order))
 	for _, u := range a.order {
 		st := *a.status[u]
+		st.URL = Redact(st.URL) // a summary is shown and stored: no passkey
 		if c, ok := a.clients[u]; ok {
 			st.Sent = c.Sent()
 		}

@@ -1,4 +1,4 @@
-// Package tracker holds what HTTP and UDP tracker clients share: the
+// Package trackerclient holds what HTTP and UDP tracker clients share: the
 // announce request and response, scrape results, the errors callers check,
 // the address policy for tracker hosts, and the announcer that works
 // through the tiers of a torrent's tracker list (BEP 12) with started,

@@ -1,4 +1,4 @@
-// Package tracker is swarmaudit's embedded BitTorrent tracker. Its one job is
+// Package trackerserver is swarmaudit's embedded BitTorrent tracker. Its one job is
 // collecting what peers report about themselves: it answers HTTP (BEP 3, 7,
 // 23, 24, 48) and UDP (BEP 15, 41) announces and scrapes from an in-memory
 // swarm, or, with Config.Upstream, forwards HTTP announces to another tracker

@@ -75,13 +75,13 @@ type Client struct {
 func New(rawURL string, opts Options) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("tracker url %q: %w", rawURL, err)
+		return nil, fmt.Errorf("tracker url %s: %w", trackerclient.Redact(rawURL), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("tracker url %q: %w", rawURL, trackerclient.ErrUnsupportedScheme)
+		return nil, fmt.Errorf("tracker url %s: %w", trackerclient.Redact(rawURL), trackerclient.ErrUnsupportedScheme)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("tracker url %q: no host", rawURL)
+		return nil, fmt.Errorf("tracker url %s: no host", trackerclient.Redact(rawURL))
 	}
 	if opts.MaxReply <= 0 {
 		opts.MaxReply = DefaultMaxReply
@@ -201,12 +201,13 @@ func AnnounceURL(base *url.URL, req trackerclient.Request) string {
 func (c *Client) Announce(ctx context.Context, req trackerclient.Request) (trackerclient.Response, error) {
 	body, err := c.get(ctx, AnnounceURL(c.url, req))
 	if err != nil {
-		return trackerclient.Response{}, fmt.Errorf("announce %s: %w", c.url.Redacted(), err)
+		return trackerclient.Response{}, trackerclient.ScrubError(fmt.Errorf("announce %s: %w", trackerclient.Redact(c.url.String()), err), c.url.String())
 	}
 	resp, err := ParseAnnounce(body)
 	if err != nil {
-		return trackerclient.Response{}, fmt.Errorf("announce %s: %w", c.url.Redacted(), err)
+		return trackerclient.Response{}, trackerclient.ScrubError(fmt.Errorf("announce %s: %w", trackerclient.Redact(c.url.String()), err), c.url.String())
 	}
+	resp.Warning = trackerclient.Scrub(resp.Warning, trackerclient.Secrets(c.url.String()))
 	return resp, nil
 }
 
@@ -227,7 +228,7 @@ func ScrapeURL(announce *url.URL) (*url.URL, error) {
 func (c *Client) Scrape(ctx context.Context, ih infohash.T) (trackerclient.Scrape, error) {
 	su, err := ScrapeURL(c.url)
 	if err != nil {
-		return trackerclient.Scrape{}, fmt.Errorf("scrape %s: %w", c.url.Redacted(), err)
+		return trackerclient.Scrape{}, trackerclient.ScrubError(fmt.Errorf("scrape %s: %w", trackerclient.Redact(c.url.String()), err), c.url.String())
 	}
 	if su.RawQuery != "" {
 		su.RawQuery += "&"
@@ -235,11 +236,11 @@ func (c *Client) Scrape(ctx context.Context, ih infohash.T) (trackerclient.Scrap
 	su.RawQuery += "info_hash=" + Escape(ih[:])
 	body, err := c.get(ctx, su.String())
 	if err != nil {
-		return trackerclient.Scrape{}, fmt.Errorf("scrape %s: %w", su.Redacted(), err)
+		return trackerclient.Scrape{}, trackerclient.ScrubError(fmt.Errorf("scrape %s: %w", trackerclient.Redact(su.String()), err), su.String())
 	}
 	s, err := ParseScrape(body, ih)
 	if err != nil {
-		return trackerclient.Scrape{}, fmt.Errorf("scrape %s: %w", su.Redacted(), err)
+		return trackerclient.Scrape{}, trackerclient.ScrubError(fmt.Errorf("scrape %s: %w", trackerclient.Redact(su.String()), err), su.String())
 	}
 	return s, nil
 }
@@ -260,12 +261,17 @@ func (c *Client) get(ctx context.Context, u string) ([]byte, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("request for %s: invalid URL", trackerclient.Redact(u))
 	}
 	req.Header.Set("User-Agent", c.opts.UserAgent)
 	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		// net/http puts the whole URL, passkey and all, in its errors.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = trackerclient.Redact(ue.URL)
+		}
 		// Our deadline, or the transport's header timeout (the same length:
 		// either may fire first), is a tracker that timed out.
 		var ne net.Error

@@ -91,16 +91,16 @@ type Client struct {
 func New(rawURL string, opts Options) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("tracker url %q: %w", rawURL, err)
+		return nil, fmt.Errorf("tracker url %s: %w", trackerclient.Redact(rawURL), err)
 	}
 	if u.Scheme != "udp" {
-		return nil, fmt.Errorf("tracker url %q: %w", rawURL, trackerclient.ErrUnsupportedScheme)
+		return nil, fmt.Errorf("tracker url %s: %w", trackerclient.Redact(rawURL), trackerclient.ErrUnsupportedScheme)
 	}
 	if u.Port() == "" {
-		return nil, fmt.Errorf("tracker url %q: no port", rawURL)
+		return nil, fmt.Errorf("tracker url %s: no port", trackerclient.Redact(rawURL))
 	}
 	if p, err := strconv.Atoi(u.Port()); err != nil || p <= 0 || p > 65535 {
-		return nil, fmt.Errorf("tracker url %q: bad port", rawURL)
+		return nil, fmt.Errorf("tracker url %s: bad port", trackerclient.Redact(rawURL))
 	}
 	if opts.BackoffBase <= 0 {
 		opts.BackoffBase = DefaultBackoffBase
@@ -230,7 +230,7 @@ func (c *Client) roundTrip(ctx context.Context, pkt []byte, action uint32) ([]by
 			}
 			reply := buf[:m]
 			if m < 8 || binary.BigEndian.Uint32(reply[4:8]) != tid {
-				c.opts.Logger.Debug("udp tracker: ignoring stray datagram", "tracker", c.rawURL, "len", m)
+				c.opts.Logger.Debug("udp tracker: ignoring stray datagram", "tracker", trackerclient.Redact(c.rawURL), "len", m)
 				continue
 			}
 			switch got := binary.BigEndian.Uint32(reply[:4]); got {
@@ -340,7 +340,7 @@ func (c *Client) Announce(ctx context.Context, req trackerclient.Request) (track
 	defer c.mu.Unlock()
 	resp, err := c.announce(ctx, req)
 	if err != nil {
-		return trackerclient.Response{}, fmt.Errorf("announce %s: %w", c.rawURL, err)
+		return trackerclient.Response{}, trackerclient.ScrubError(fmt.Errorf("announce %s: %w", trackerclient.Redact(c.rawURL), err), c.rawURL)
 	}
 	return resp, nil
 }
@@ -379,7 +379,7 @@ func (c *Client) Scrape(ctx context.Context, ih infohash.T) (trackerclient.Scrap
 	defer c.mu.Unlock()
 	s, err := c.scrape(ctx, ih)
 	if err != nil {
-		return trackerclient.Scrape{}, fmt.Errorf("scrape %s: %w", c.rawURL, err)
+		return trackerclient.Scrape{}, trackerclient.ScrubError(fmt.Errorf("scrape %s: %w", trackerclient.Redact(c.rawURL), err), c.rawURL)
 	}
 	return s, nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -71,6 +73,42 @@ func FuzzAcceptMSE(f *testing.F) {
 		})
 		if err == nil && !bytes.HasPrefix(data, []byte("\x13BitTorrent protocol")) {
 			t.Fatal("accepted a handshake that was neither plaintext nor valid MSE")
+		}
+	})
+}
+
+// replayDialer hands every dial a connection that reads data as the peer's
+// side of the handshake and discards what we write.
+type replayDialer struct{ data []byte }
+
+func (d replayDialer) DialContext(context.Context, string, string) (net.Conn, error) {
+	return &streamConn{r: bytes.NewReader(d.data)}, nil
+}
+
+// FuzzDialMSE feeds arbitrary bytes to the initiating side of a handshake
+// (MSE under require and auto, with auto's plaintext retry): it must end
+// with a classified result within its deadline, never panic or hang.
+func FuzzDialMSE(f *testing.F) {
+	f.Add(bytes.Repeat([]byte{0x42}, 700), false)
+	f.Add(make([]byte, 96), true)
+	f.Add(append([]byte("\x13BitTorrent protocol"), make([]byte, 48)...), true)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, data []byte, auto bool) {
+		policy := PolicyRequire
+		if auto {
+			policy = PolicyAuto
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := Dial(ctx, netip.MustParseAddrPort("127.0.0.1:6881"), Config{
+			InfoHash: infohash.T{1}, Policy: policy, Dialer: replayDialer{data},
+		})
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if c.InfoHash != (infohash.T{1}) {
+			t.Fatalf("handshake accepted for info hash %x", c.InfoHash)
 		}
 	})
 }
