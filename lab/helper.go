@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -125,3 +126,11 @@ func runCheater(ctx context.Context, life time.Duration, cfg cheat.Config, out i
 
 // isHelper reports whether the process was started as a lab helper.
 func isHelper() bool { return len(os.Args) > 1 && os.Args[1] == helperArg }
+
+// goBinary is the go command on PATH (the lab builds the auditor with it).
+func goBinary() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
+}

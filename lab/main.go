@@ -87,7 +87,7 @@ func labMain(args []string, stdout, stderr io.Writer) int {
 
 func run(names []string, all bool, out, keep string, keepData bool, args []string, stdout io.Writer, log *slog.Logger) error {
 	if os.Geteuid() != 0 {
-		return errors.New("the lab needs root (network namespaces, tc, veth): run it as root, e.g. sudo go run ./lab ...")
+		return errors.New("the lab needs root (network namespaces, tc, veth): run it as root, e.g. sudo go run ./lab")
 	}
 	if !all && len(names) == 0 {
 		return errors.New("nothing to run: give -scenario NAME (repeatable) or -all")
@@ -338,10 +338,7 @@ func moduleRoot() (string, error) {
 func buildAuditor(ctx context.Context, root, dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := goBinary()
 	bin := filepath.Join(dir, "swarmaudit")
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/swarmaudit")
 	cmd.Dir = root

@@ -268,15 +268,6 @@ func proxyStr(f float64, rewrite string) string {
 	return ""
 }
 
-func scenarioOf(runs []ScenarioRun, name string) *ScenarioRun {
-	for i := range runs {
-		if runs[i].Scenario.Name == name {
-			return &runs[i]
-		}
-	}
-	return nil
-}
-
 // trackerStr says what a scenario's opentracker gave the audit.
 func trackerStr(t *TrackerResult) string {
 	s := fmt.Sprintf("opentracker (%s, the second tier): listed %d of %d clients to the auditor (%s)", t.URL, len(t.Listed), t.Clients, dash(strings.Join(t.Listed, ", ")))

@@ -33,10 +33,6 @@ type udpAnnounceReq struct {
 	port                 uint16
 	options              []byte
 	truncate             int // drop this many bytes from the end
-	connIDOverride       *uint64
-	actionOverride       uint32
-	useActionOverride    bool
-	transactionIDOverlay uint32
 }
 
 func udpHeader(connID uint64, action, tid uint32) []byte {

@@ -427,7 +427,6 @@ type Estimator struct {
 	unobs   []unobs
 	demand  demand
 	nInfo   int
-	minTime int64
 	// the plausible tier
 	anyRep  bool
 	pdemand demand

@@ -35,8 +35,7 @@ func newHonestSwarm(r *rand.Rand, seeders, peers, nObserved int) *honestSwarm {
 		}
 	}
 	obs := make([][]timeline.Observation, peers)
-	var reports [][]ReportedSpan
-	reports = make([][]ReportedSpan, peers)
+	reports := make([][]ReportedSpan, peers)
 	down := make([]int64, peers)
 	lastAnn := make([]float64, peers)
 	lastDown := make([]int64, peers)

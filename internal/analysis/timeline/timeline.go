@@ -93,10 +93,6 @@ func (k Kind) contact() bool {
 	return k.snapshot() || k == KindHave || k == KindConnected || k == KindDisconnected
 }
 
-// failure reports whether the kind is a failed connection attempt.
-func (k Kind) failure() bool {
-	return k == KindRefused || k == KindUnreachable || k == KindHandshakeFailed
-}
 
 // Observation is one thing the auditor saw of a peer.
 type Observation struct {

@@ -218,15 +218,6 @@ func codes(v Verdict) []Code {
 	return out
 }
 
-func reason(v Verdict, c Code) (Reason, bool) {
-	for _, r := range v.Reasons {
-		if r.Code == c {
-			return r, true
-		}
-	}
-	return Reason{}, false
-}
-
 func assertHonest(t *testing.T, rep *Report, ids ...byte) {
 	t.Helper()
 	for _, n := range ids {

@@ -53,10 +53,7 @@ type simPeer struct {
 func startSimSwarm(b *testing.B, args ...string) *simSwarm {
 	b.Helper()
 	tmp := b.TempDir()
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goCmd := goBinary()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	bin := filepath.Join(tmp, "swarmmap")
@@ -473,4 +470,12 @@ func liveHeap() (uint64, int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse, runtime.NumGoroutine()
+}
+
+// goBinary is the go command on PATH, or "go".
+func goBinary() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
 }

@@ -158,7 +158,7 @@ func (p *Peer) run(c *peerwire.Conn, outgoing bool, listen netip.AddrPort) {
 	p.mu.Unlock()
 	k.signal()
 	writer.Wait()
-	if err != nil && errors.Is(err, errPeer) {
+	if errors.Is(err, errPeer) {
 		p.cfg.Logger.Debug("swarmsim connection ended", "remote", c.Remote, "err", err)
 	}
 }

@@ -412,7 +412,7 @@ func (o *Options) normalize() error {
 		v    int
 	}{{"Port", o.Port}, {"APIPort", o.APIPort}} {
 		if p.v < 0 || p.v > 65535 {
-			return fmt.Errorf("Options.%s %d out of range", p.name, p.v)
+			return fmt.Errorf("option %s %d out of range", p.name, p.v)
 		}
 	}
 	if o.Netns != "" {

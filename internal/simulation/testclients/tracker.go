@@ -164,7 +164,7 @@ func LaunchOpentracker(ctx context.Context, o OpentrackerOptions) (*Tracker, err
 
 func (o *OpentrackerOptions) normalize() error {
 	if o.Port < 0 || o.Port > 65535 {
-		return fmt.Errorf("Port %d out of range", o.Port)
+		return fmt.Errorf("port %d out of range", o.Port)
 	}
 	if o.Netns != "" {
 		if err := checkNetnsName(o.Netns); err != nil {
@@ -174,7 +174,7 @@ func (o *OpentrackerOptions) normalize() error {
 			return fmt.Errorf("IP: %w", err)
 		}
 		if o.Port == 0 {
-			return fmt.Errorf("Port is required with Netns %s", o.Netns)
+			return fmt.Errorf("a port is required with netns %s", o.Netns)
 		}
 		return nil
 	}
