@@ -23,16 +23,16 @@ func listenLoopback6(string, string) (net.PacketConn, error) {
 const udpMagic = 0x41727101980
 
 type udpAnnounceReq struct {
-	ih                   [20]byte
-	peerID               [20]byte
-	down, left, up       int64
-	event                uint32
-	ip                   uint32
-	key                  uint32
-	numWant              int32
-	port                 uint16
-	options              []byte
-	truncate             int // drop this many bytes from the end
+	ih             [20]byte
+	peerID         [20]byte
+	down, left, up int64
+	event          uint32
+	ip             uint32
+	key            uint32
+	numWant        int32
+	port           uint16
+	options        []byte
+	truncate       int // drop this many bytes from the end
 }
 
 func udpHeader(connID uint64, action, tid uint32) []byte {

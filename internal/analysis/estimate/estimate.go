@@ -420,13 +420,13 @@ type unobs struct {
 // Estimator answers bound queries over one swarm. It is immutable after New
 // and safe for concurrent use.
 type Estimator struct {
-	cfg     Config
-	tor     Torrent
-	peers   []peerData
-	pieces  []pieceIndex
-	unobs   []unobs
-	demand  demand
-	nInfo   int
+	cfg    Config
+	tor    Torrent
+	peers  []peerData
+	pieces []pieceIndex
+	unobs  []unobs
+	demand demand
+	nInfo  int
 	// the plausible tier
 	anyRep  bool
 	pdemand demand

@@ -93,7 +93,6 @@ func (k Kind) contact() bool {
 	return k.snapshot() || k == KindHave || k == KindConnected || k == KindDisconnected
 }
 
-
 // Observation is one thing the auditor saw of a peer.
 type Observation struct {
 	At     time.Time
