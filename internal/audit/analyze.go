@@ -24,6 +24,9 @@ type Evidence struct {
 	Wire      []verdict.WirePeer
 	Probes    []store.ProbeRecord
 	Announces []reported.Announce
+	// PasskeyKey keys the passkey hashes of reports (the database's
+	// store.SecretPasskeyKey); never shown.
+	PasskeyKey []byte `json:"-"`
 }
 
 // LoadEvidence reads a swarm's observations, probes and announces from the
@@ -31,6 +34,10 @@ type Evidence struct {
 // announces from other sources (imported logs).
 func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor *torrentmeta.Torrent, extra []reported.Announce) (*Evidence, error) {
 	if err := st.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("load evidence: %w", err)
+	}
+	pkKey, err := st.Secret(ctx, store.SecretPasskeyKey)
+	if err != nil {
 		return nil, fmt.Errorf("load evidence: %w", err)
 	}
 	snaps, err := st.Snapshots(ctx, swarm)
@@ -57,7 +64,7 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 	if err != nil {
 		return nil, fmt.Errorf("load evidence: %w", err)
 	}
-	ev := &Evidence{Torrent: tor, Peers: peers, Probes: probes, Announces: append(anns, extra...)}
+	ev := &Evidence{Torrent: tor, Peers: peers, Probes: probes, Announces: append(anns, extra...), PasskeyKey: pkKey}
 
 	wire := map[netip.AddrPort]*verdict.WirePeer{}
 	get := func(a netip.AddrPort) *verdict.WirePeer {

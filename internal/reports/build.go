@@ -1,8 +1,10 @@
 package reports
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -42,9 +44,11 @@ type Options struct {
 	Verdict verdict.Config
 	// Truth, when set, adds the comparison with the known cheaters.
 	Truth *Truth
-	// HidePasskeys replaces passkeys in identity keys with a short hash, so
-	// that a report can be shared without the users' credentials.
+	// HidePasskeys replaces passkeys in identity keys with a short keyed
+	// hash (HidePasskey), so that a report can be shared without the
+	// users' credentials. The key is PasskeyKey, or else the evidence's.
 	HidePasskeys bool
+	PasskeyKey   []byte
 }
 
 // Truth lists the peers known to cheat: wire addresses ("ip:port"), hex
@@ -116,7 +120,9 @@ func Build(res *audit.Result, opts Options) (*Report, error) {
 	b.summary()
 	b.truth()
 	if opts.HidePasskeys {
-		b.hidePasskeys()
+		if err := b.hidePasskeys(); err != nil {
+			return nil, fmt.Errorf("build report: %w", err)
+		}
 	}
 	return rep, nil
 }
@@ -753,41 +759,30 @@ func (b *builder) truth() {
 }
 
 // HidePasskey replaces the passkey part of an identity key (verdict.KeyOf:
-// "...|passkey") with a short hash of it, so that reports still group a
-// user's identities without showing the credential.
-func HidePasskey(key string) string {
+// "...|passkey") with a short keyed hash of it (HMAC-SHA-256 with the
+// database's key, see store.Secret), so that reports still group a user's
+// identities without showing the credential, and hashes from different
+// databases cannot be matched.
+func HidePasskey(key string, hmacKey []byte) string {
 	i := strings.LastIndexByte(key, '|')
 	if i < 0 || i == len(key)-1 {
 		return key
 	}
-	sum := sha256.Sum256([]byte(key[i+1:]))
-	return key[:i+1] + "sha256:" + hex.EncodeToString(sum[:4])
-}
-
-// HideVerdictPasskeys returns a copy of a verdict report whose identity
-// keys and window contributors carry HidePasskey's hash instead of the
-// passkey, and whose identities carry no passkey.
-func HideVerdictPasskeys(r *verdict.Report) *verdict.Report {
-	out := *r
-	out.Verdicts = slices.Clone(r.Verdicts)
-	for i := range out.Verdicts {
-		id := &out.Verdicts[i].Identity
-		id.Key, id.Passkey = HidePasskey(id.Key), ""
-	}
-	out.Summary.Windows = slices.Clone(r.Summary.Windows)
-	for i := range out.Summary.Windows {
-		w := &out.Summary.Windows[i]
-		w.Contributors = slices.Clone(w.Contributors)
-		for k, c := range w.Contributors {
-			w.Contributors[k] = HidePasskey(c)
-		}
-	}
-	return &out
+	m := hmac.New(sha256.New, hmacKey)
+	m.Write([]byte(key[i+1:]))
+	return key[:i+1] + "hmac:" + hex.EncodeToString(m.Sum(nil)[:6])
 }
 
 // hidePasskeys replaces the passkey part of every identity key.
-func (b *builder) hidePasskeys() {
-	hide := HidePasskey
+func (b *builder) hidePasskeys() error {
+	k := b.opts.PasskeyKey
+	if k == nil && b.ev != nil {
+		k = b.ev.PasskeyKey
+	}
+	if len(k) < 16 {
+		return errors.New("hiding passkeys needs the database's key (store.Secret)")
+	}
+	hide := func(s string) string { return HidePasskey(s, k) }
 	for i := range b.rep.Peers {
 		if rp := b.rep.Peers[i].Reported; rp != nil {
 			for k := range rp.Identities {
@@ -800,6 +795,7 @@ func (b *builder) hidePasskeys() {
 			b.rep.Windows[i].Contributors[k] = hide(c)
 		}
 	}
+	return nil
 }
 
 func convReason(r verdict.Reason) Reason {

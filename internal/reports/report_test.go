@@ -271,7 +271,7 @@ func TestTruthMatching(t *testing.T) {
 
 func TestHidePasskeys(t *testing.T) {
 	s := newSynth(t)
-	r, err := Build(s.res, Options{HidePasskeys: true})
+	r, err := Build(s.res, Options{HidePasskeys: true, PasskeyKey: []byte("a per-database key for the tests")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestHidePasskeys(t *testing.T) {
 		t.Fatal("a passkey is in the report")
 	}
 	a := peerAt(t, r, s.a.String())
-	if k := a.Reported.Identities[0].Key; !strings.HasPrefix(k, "pid:") || !strings.Contains(k, "|sha256:") {
+	if k := a.Reported.Identities[0].Key; !strings.HasPrefix(k, "pid:") || !strings.Contains(k, "|hmac:") {
 		t.Errorf("hidden key %q", k)
 	}
 	r2, err := Build(s.res, Options{})
@@ -407,7 +407,7 @@ func TestSchema(t *testing.T) {
 	reports := map[string]*Report{}
 	for name, opts := range map[string]Options{
 		"synthetic":       {},
-		"synthetic truth": {Truth: &Truth{Cheaters: []string{s.c.String()}}, HidePasskeys: true},
+		"synthetic truth": {Truth: &Truth{Cheaters: []string{s.c.String()}}, HidePasskeys: true, PasskeyKey: []byte("a per-database key for the tests")},
 		"one bucket":      {Buckets: 1},
 	} {
 		r, err := Build(s.res, opts)

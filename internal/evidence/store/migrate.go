@@ -126,6 +126,13 @@ var migrations = []migration{
 			UNIQUE (swarm_id, identity, window_start_us, window_end_us)
 		)`,
 	}},
+	{2, "per-database secrets", []string{
+		`CREATE TABLE secrets (
+			name       TEXT PRIMARY KEY,
+			value      {{blob}} NOT NULL,
+			created_us BIGINT NOT NULL
+		)`,
+	}},
 }
 
 // schemaVersion is the newest version this build knows.
