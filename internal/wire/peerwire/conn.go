@@ -77,6 +77,11 @@ type Config struct {
 	Private bool
 	// MaxMessage caps incoming message length; 0 means DefaultMaxMessage.
 	MaxMessage int
+	// MSETimeout bounds the MSE attempt under PolicyAuto, connection
+	// included (default DefaultMSETimeout, and at most half the time the
+	// dial's context has left): a peer silent during MSE then still gets
+	// the plaintext try.
+	MSETimeout time.Duration
 	// Dialer is used for outgoing TCP connections; nil uses a net.Dialer.
 	Dialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)

@@ -25,8 +25,14 @@ func Dial(ctx context.Context, addr netip.AddrPort, cfg Config) (*Conn, error) {
 	case PolicyRequire:
 		return dialOnce(ctx, addr, cfg, true)
 	case PolicyAuto:
-		c, err := dialOnce(ctx, addr, cfg, true)
-		if err == nil || !errors.Is(err, errMSEDropped) {
+		// The MSE attempt gets part of the time, so that a peer that
+		// reads our MSE bytes and stays silent still gets a plaintext try
+		// within the caller's deadline.
+		mctx, cancel := context.WithTimeout(ctx, mseAttempt(ctx, cfg.MSETimeout))
+		c, err := dialOnce(mctx, addr, cfg, true)
+		silent := err != nil && errors.Is(err, ErrTimeout) && errors.Is(err, ErrConnected) && mctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err == nil || !(errors.Is(err, errMSEDropped) || silent) {
 			return c, err
 		}
 		c, err2 := dialOnce(ctx, addr, cfg, false)
@@ -37,6 +43,22 @@ func Dial(ctx context.Context, addr netip.AddrPort, cfg Config) (*Conn, error) {
 	default:
 		return nil, fmt.Errorf("dial %s: unknown policy %q", addr, cfg.Policy)
 	}
+}
+
+// DefaultMSETimeout bounds the MSE attempt under PolicyAuto (see
+// Config.MSETimeout).
+const DefaultMSETimeout = 10 * time.Second
+
+// mseAttempt is the time the MSE attempt gets under PolicyAuto: set, or
+// DefaultMSETimeout, and never more than half of what ctx has left.
+func mseAttempt(ctx context.Context, set time.Duration) time.Duration {
+	if set <= 0 {
+		set = DefaultMSETimeout
+	}
+	if d, ok := ctx.Deadline(); ok {
+		set = min(set, time.Until(d)/2)
+	}
+	return set
 }
 
 // errMSEDropped marks an MSE attempt the peer hung up on (or never
