@@ -157,6 +157,15 @@ func discoverSwarm(ctx context.Context, w io.Writer, cfg discovery.Config, peers
 	if err != nil {
 		return err
 	}
+	onMeta := peers.OnMetadata
+	peers.OnMetadata = func(t *torrentmeta.Torrent) {
+		if t.Private {
+			d.MarkPrivate() // BEP 27, learnt from the metadata: trackers only from now on
+		}
+		if onMeta != nil {
+			onMeta(t)
+		}
+	}
 	book := addrbook.New(addrbook.Options{})
 	copied := make(chan struct{})
 	go func() {

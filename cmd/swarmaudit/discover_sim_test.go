@@ -15,9 +15,21 @@ import (
 
 // TestDiscoverMagnetSim: from a magnet whose only source is one x.pe peer,
 // discover fetches the metadata (saved with --save-torrent), watches the
-// peer, and learns the addresses it gossips by PEX.
+// peer, and learns the addresses it gossips by PEX — unless the metadata
+// says the torrent is private (BEP 27): then no PEX watch and no PEX
+// address.
 func TestDiscoverMagnetSim(t *testing.T) {
-	payload, tor, err := swarmsim.NewPayload("dsim.bin", 1<<20, 32<<10, 8)
+	for _, private := range []bool{false, true} {
+		t.Run(fmt.Sprintf("private %v", private), func(t *testing.T) { testDiscoverMagnet(t, private) })
+	}
+}
+
+func testDiscoverMagnet(t *testing.T, private bool) {
+	newPayload := swarmsim.NewPayload
+	if private {
+		newPayload = swarmsim.NewPrivatePayload
+	}
+	payload, tor, err := newPayload("dsim.bin", 1<<20, 32<<10, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,14 +48,27 @@ func TestDiscoverMagnetSim(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	sources := map[string]string{}
+	var fromPeers struct {
+		Watched int `json:"watched"`
+	}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var e struct {
-			Addr    string   `json:"addr"`
-			Sources []string `json:"sources"`
+			Addr      string          `json:"addr"`
+			Sources   []string        `json:"sources"`
+			FromPeers json.RawMessage `json:"from_peers"`
 		}
 		if json.Unmarshal([]byte(line), &e) == nil && e.Addr != "" {
 			sources[e.Addr] = strings.Join(e.Sources, ",")
 		}
+		if e.FromPeers != nil {
+			json.Unmarshal(e.FromPeers, &fromPeers)
+		}
+	}
+	if private {
+		if len(sources) != 1 || fromPeers.Watched != 0 {
+			t.Errorf("private torrent: PEX used (%d watched), addresses %v\n%s", fromPeers.Watched, sources, out)
+		}
+		return
 	}
 	if sources[p.Addr().String()] != "magnet" {
 		t.Errorf("x.pe peer: %q\n%s", sources[p.Addr().String()], out)

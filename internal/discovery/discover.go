@@ -176,6 +176,8 @@ type Discoverer struct {
 
 	mu       sync.Mutex
 	searcher *dhtsearch.Searcher // created by Run
+	stopDHT  context.CancelFunc  // ends the DHT search (see StopDHT)
+	private  bool                // learnt from metadata: no DHT from then on
 	started  time.Time
 	ended    time.Time
 	dhtErr   error
@@ -368,11 +370,17 @@ func (d *Discoverer) Run(ctx context.Context) error {
 				return fmt.Errorf("%w: %w", ErrNoSource, err) // nothing left to run
 			}
 		} else {
+			dctx, stop := context.WithCancel(ctx)
 			d.mu.Lock()
-			d.searcher = s
+			d.searcher, d.stopDHT = s, stop
+			private := d.private
 			d.mu.Unlock()
+			if private {
+				stop()
+			}
 			wg.Go(func() {
-				if err := s.Run(ctx); err != nil {
+				defer stop()
+				if err := s.Run(dctx); err != nil && ctx.Err() == nil && dctx.Err() == nil {
 					d.dhtFailed(err)
 				}
 			})
@@ -391,6 +399,22 @@ func (d *Discoverer) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// MarkPrivate says the torrent turned out private (BEP 27: its metadata,
+// fetched by magnet, says private=1): the DHT search ends at once and no
+// other starts. Safe from any goroutine, before or during Run.
+func (d *Discoverer) MarkPrivate() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.private {
+		return
+	}
+	d.private = true
+	if d.stopDHT != nil {
+		d.stopDHT()
+	}
+	d.log.Info("the torrent is private (BEP 27): DHT search stopped")
 }
 
 func (d *Discoverer) dhtFailed(err error) {

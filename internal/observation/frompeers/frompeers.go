@@ -192,15 +192,15 @@ func (r *runner) nextFetch(ctx context.Context, waiting *[]netip.AddrPort, done 
 
 // startWatch keeps an idle connection to a peer for its PEX messages.
 func (r *runner) startWatch(ctx context.Context, addr netip.AddrPort) {
-	if !r.cfg.PEX {
-		return
+	t := r.currentTorrent()
+	if !r.cfg.PEX || t.Private {
+		return // BEP 27: a private torrent's peers come from its trackers only
 	}
 	select {
 	case r.sem <- struct{}{}:
 	default:
 		return // at the connection cap: this peer is not watched
 	}
-	t := r.currentTorrent()
 	o := r.cfg.Watch
 	o.NumPieces = t.NumPieces
 	r.stats.watched.Add(1)
@@ -219,6 +219,9 @@ func (r *runner) events(from netip.AddrPort) watch.Events {
 	return watch.Events{
 		PEX: func(_ time.Time, m pex.Message) {
 			r.stats.pexMsgs.Add(1)
+			if t := r.currentTorrent(); t != nil && t.Private {
+				return
+			}
 			if r.cfg.AddPEX != nil {
 				r.stats.pexAdded.Add(int64(r.cfg.AddPEX(from, m)))
 			}
@@ -257,7 +260,7 @@ func (r *runner) acceptLoop(ctx context.Context) {
 				return
 			}
 			o := r.cfg.Watch
-			o.NumPieces = t.NumPieces
+			o.NumPieces, o.Private = t.NumPieces, o.Private || t.Private
 			ev := r.events(c.Remote)
 			ev.Connected = func(c *peerwire.Conn, ext *peerwire.ExtHandshake) {
 				if ext != nil && ext.ListenPort > 0 && r.cfg.AddIncoming != nil {

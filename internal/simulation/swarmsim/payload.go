@@ -15,6 +15,15 @@ import (
 // NewPayload makes size bytes of deterministic pseudo-random content (from
 // seed) and the single-file v1 torrent that describes it.
 func NewPayload(name string, size, pieceLength int64, seed uint64) (*Payload, *torrentmeta.Torrent, error) {
+	return newPayload(name, size, pieceLength, seed, false)
+}
+
+// NewPrivatePayload is NewPayload for a private torrent (BEP 27).
+func NewPrivatePayload(name string, size, pieceLength int64, seed uint64) (*Payload, *torrentmeta.Torrent, error) {
+	return newPayload(name, size, pieceLength, seed, true)
+}
+
+func newPayload(name string, size, pieceLength int64, seed uint64, private bool) (*Payload, *torrentmeta.Torrent, error) {
 	if size <= 0 || pieceLength <= 0 {
 		return nil, nil, fmt.Errorf("swarmsim payload: size %d and piece length %d must be positive", size, pieceLength)
 	}
@@ -34,6 +43,9 @@ func NewPayload(name string, size, pieceLength int64, seed uint64) (*Payload, *t
 		pieces = append(pieces, h[:]...)
 	}
 	info := metainfo.Info{Name: name, PieceLength: pieceLength, Length: size, Pieces: pieces}
+	if private {
+		info.Private = &private
+	}
 	infoBytes, err := bencode.Marshal(info)
 	if err != nil {
 		return nil, nil, fmt.Errorf("swarmsim payload: %w", err)
