@@ -235,11 +235,16 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 			Watch: !fl.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: "swarmaudit " + version,
 		},
 	}
+	// A failure to record an announce ends the audit (exit 1): reports
+	// must not silently miss what peers said.
+	ctx, failRun := context.WithCancelCause(ctx)
+	defer failRun(nil)
 	var embedded *trackerserver.Server
 	if fl.trackerListen != "" {
 		srv, err := trackerserver.New(trackerserver.Config{
 			HTTPAddr: fl.trackerListen, UDPAddr: fl.trackerListen, Interval: trackerInterval(fl.duration),
 			Recorder: audit.TeeRecorder{Next: st, Book: book}, Logger: slog.Default(),
+			OnRecordError: func(err error) { failRun(fmt.Errorf("embedded tracker: %w", err)) },
 		})
 		if err != nil {
 			return err
@@ -284,7 +289,20 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 	if err != nil {
 		return err
 	}
+	if err := runFailure(ctx); err != nil {
+		return err
+	}
 	return finish(g, res, vc, nil, fl.judgeFlags)
+}
+
+// runFailure is the error a component reported through ctx's cancel cause,
+// or nil when ctx ended normally (deadline, Ctrl-C) or has not ended.
+func runFailure(ctx context.Context) error {
+	c := context.Cause(ctx)
+	if c == nil || errors.Is(c, context.Canceled) || errors.Is(c, context.DeadlineExceeded) {
+		return nil
+	}
+	return c
 }
 
 // finish writes the reports asked for and the verdicts on stdout (a table,

@@ -134,8 +134,11 @@ func runDemo(ctx context.Context, g *globalOptions, o demoOptions, _ []string) e
 	defer st.Close()
 	book := addrbook.New(addrbook.Options{})
 	announceEvery := min(max(duration/8, 5*time.Second), 30*time.Second)
+	ctx, failRun := context.WithCancelCause(ctx)
+	defer failRun(nil)
 	srv, err := trackerserver.New(trackerserver.Config{HTTPAddr: "127.0.0.1:0", Interval: announceEvery, MinInterval: announceEvery / 2,
-		Recorder: audit.TeeRecorder{Next: st, Book: book}, Logger: slog.Default()})
+		Recorder: audit.TeeRecorder{Next: st, Book: book}, Logger: slog.Default(),
+		OnRecordError: func(err error) { failRun(fmt.Errorf("embedded tracker: %w", err)) }})
 	if err != nil {
 		return err
 	}
@@ -198,6 +201,9 @@ func runDemo(ctx context.Context, g *globalOptions, o demoOptions, _ []string) e
 	live.Close()
 	if d.err != nil {
 		return d.err
+	}
+	if err := runFailure(ctx); err != nil {
+		return err
 	}
 	var liars []string
 	for _, t := range truth {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 // trackerOptions are the tracker command's options.
 type trackerOptions struct {
 	trackerListen, udpListen, dbPath, upstream string
+	upstreamAddrHeader                         string
+	upstreamIPParam                            bool
 	interval                                   time.Duration
 }
 
@@ -33,9 +36,13 @@ downloaded, left, event, key, passkey, user agent — in the database, for
 'swarmaudit audit' to check against the wire.
 
 With --upstream it is a recording proxy in front of an existing tracker:
-HTTP announces are forwarded with the same query, recorded, and answered
-with the upstream's reply (a "{passkey}" in the URL is replaced by the
-request's passkey).
+HTTP announces are forwarded with the same query and answered with the
+upstream's reply (a "{passkey}" in the URL is replaced by the request's
+passkey); an announce is recorded only when the upstream accepted it. The
+peer's address goes upstream in --upstream-addr-header and, with
+--upstream-ip-param, as the announce's ip parameter.
+
+A failure to record an announce stops the tracker with exit code 1.
 
 With --json, stdout carries one JSON object with the announce URLs when the
 tracker is up, and one with the count of recorded announces when it stops.
@@ -52,6 +59,8 @@ tracker is up, and one with the count of recorded announces when it stops.
 	f.StringVar(&o.udpListen, "udp-listen", "", "UDP listen address (BEP 15; empty: no UDP)")
 	f.StringVar(&o.dbPath, "db", "swarmaudit.db", "SQLite database that records the announces")
 	f.StringVar(&o.upstream, "upstream", "", "forward HTTP announces to this tracker and record them (recording proxy)")
+	f.StringVar(&o.upstreamAddrHeader, "upstream-addr-header", "X-Forwarded-For", "HTTP header that passes the peer's address to the upstream (\"-\": none)")
+	f.BoolVar(&o.upstreamIPParam, "upstream-ip-param", false, "also pass the peer's address as the announce's ip parameter")
 	f.DurationVar(&o.interval, "interval", 30*time.Minute, "announce interval handed to clients")
 	return cmd
 }
@@ -69,7 +78,13 @@ func runTracker(ctx context.Context, g *globalOptions, o trackerOptions, _ []str
 	}
 	defer st.Close()
 	counter := &countingRecorder{next: st}
-	srv, err := trackerserver.New(trackerserver.Config{HTTPAddr: o.trackerListen, UDPAddr: o.udpListen, Interval: o.interval, Recorder: counter, Upstream: o.upstream, Logger: slog.Default()})
+	ctx, failRun := context.WithCancelCause(ctx)
+	defer failRun(nil)
+	srv, err := trackerserver.New(trackerserver.Config{
+		HTTPAddr: o.trackerListen, UDPAddr: o.udpListen, Interval: o.interval, Recorder: counter,
+		Upstream: o.upstream, UpstreamAddrHeader: o.upstreamAddrHeader, UpstreamIPParam: o.upstreamIPParam,
+		OnRecordError: func(err error) { failRun(err) }, Logger: slog.Default(),
+	})
 	if err != nil {
 		return usageError{err}
 	}
@@ -97,7 +112,7 @@ func runTracker(ctx context.Context, g *globalOptions, o trackerOptions, _ []str
 		fmt.Fprintf(g.stdout, "recording announces in %s; Ctrl-C to stop\n", o.dbPath)
 	}
 	<-ctx.Done()
-	if err := srv.Close(); err != nil {
+	if err := errors.Join(runFailure(ctx), srv.Close()); err != nil {
 		return err
 	}
 	if g.JSON {

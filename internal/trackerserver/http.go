@@ -245,12 +245,15 @@ func (s *Server) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey s
 		Key: q.key, Passkey: passkey, UserAgent: ua, Source: "http",
 	}
 	if s.upstream != nil {
+		// Recorded only once the upstream has answered, with its verdict:
+		// an announce it refused is no report of the user's.
 		a.Source = "upstream"
-		s.record(a)
-		s.proxy(w, r, routeAnnounce, passkey, src.Addr())
+		if s.proxy(w, r, routeAnnounce, passkey, src.Addr()) {
+			s.record(a)
+		}
 		return
 	}
-	s.record(a)
+	s.record(a) // a failure is the owner's to act on (OnRecordError); the peer still gets its answer
 
 	ip := src.Addr()
 	if q.ip.IsValid() && ip.IsLoopback() {

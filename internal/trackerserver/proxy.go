@@ -11,6 +11,10 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/anacrolix/torrent/bencode"
+
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
 )
 
 const (
@@ -117,13 +121,28 @@ func (up *upstream) target(kind routeKind, passkey, rawQuery string) (string, er
 	return u.String(), nil
 }
 
+// withIP returns the raw query with every "ip" parameter removed and the
+// peer's address appended as "ip"; the other parameters keep their exact
+// bytes (info_hash and peer_id are binary and must not be re-encoded).
+func withIP(rawQuery string, src netip.Addr) string {
+	var kept []string
+	for _, kv := range strings.Split(rawQuery, "&") {
+		if k, _, _ := strings.Cut(kv, "="); k == "ip" || kv == "" {
+			continue
+		}
+		kept = append(kept, kv)
+	}
+	return strings.Join(append(kept, "ip="+url.QueryEscape(src.String())), "&")
+}
+
 // proxy forwards the request to the upstream and relays its reply, bounded
-// in size and time. Failures are answered with a failure reason that names
-// neither the upstream URL nor the passkey.
-func (s *Server) proxy(w http.ResponseWriter, r *http.Request, kind routeKind, passkey string, src netip.Addr) {
+// in size and time, and reports whether the upstream accepted it (answered
+// 200 with no failure reason). Failures are answered with a failure reason
+// that names neither the upstream URL nor the passkey.
+func (s *Server) proxy(w http.ResponseWriter, r *http.Request, kind routeKind, passkey string, src netip.Addr) (accepted bool) {
 	body, err := s.forward(r.Context(), kind, passkey, r.URL.RawQuery, r.UserAgent(), src)
 	if err != nil {
-		s.log.Warn("upstream exchange failed", "src", src, "err", err)
+		s.log.Warn("upstream exchange failed", "src", src, "err", trackerclient.ScrubError(err, s.cfg.Upstream))
 		reason := err.Error()
 		// Transport errors name the upstream's address: keep only their kind.
 		var ue *url.Error
@@ -142,13 +161,26 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, kind routeKind, p
 			reason = reason[:maxReasonBytes]
 		}
 		writeFailure(w, http.StatusOK, reason)
-		return
+		return false
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write(body)
+	var reply struct {
+		Failure string `bencode:"failure reason"`
+	}
+	if err := bencode.Unmarshal(body, &reply); err != nil || reply.Failure != "" {
+		s.log.Debug("upstream refused the announce: not recorded", "src", src)
+		return false
+	}
+	return true
 }
 
 func (s *Server) forward(ctx context.Context, kind routeKind, passkey, rawQuery, userAgent string, src netip.Addr) ([]byte, error) {
+	if kind == routeAnnounce && s.cfg.UpstreamIPParam && src.IsValid() {
+		// The peer's address as BEP 3's optional "ip" parameter, replacing
+		// any the client sent (the proxy saw where it came from).
+		rawQuery = withIP(rawQuery, src)
+	}
 	target, err := s.upstream.target(kind, passkey, rawQuery)
 	if err != nil {
 		return nil, err
@@ -163,8 +195,8 @@ func (s *Server) forward(ctx context.Context, kind routeKind, passkey, rawQuery,
 		userAgent = userAgent[:maxUserAgentBytes]
 	}
 	req.Header.Set("User-Agent", userAgent) // "" keeps Go's default out
-	if src.IsValid() {
-		req.Header.Set("X-Forwarded-For", src.String())
+	if src.IsValid() && s.cfg.UpstreamAddrHeader != "-" {
+		req.Header.Set(s.cfg.UpstreamAddrHeader, src.String())
 	}
 	resp, err := s.upstream.client.Do(req)
 	if err != nil {

@@ -91,6 +91,17 @@ func TestProxyFailures(t *testing.T) {
 		}
 		w.Write([]byte("d8:intervali5e5:peers0:e"))
 	})
+	mux.HandleFunc("/refuses/announce", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("d14:failure reason12:unregisterede"))
+	})
+	mux.HandleFunc("/real-ip/announce", func(w http.ResponseWriter, r *http.Request) {
+		ips := r.URL.Query()["ip"]
+		if r.Header.Get("X-Real-IP") != "127.0.0.1" || r.Header.Get("X-Forwarded-For") != "" || len(ips) != 1 || ips[0] != "127.0.0.1" {
+			http.Error(w, "address not passed as asked", http.StatusBadRequest)
+			return
+		}
+		w.Write([]byte("d8:intervali5e5:peers0:e"))
+	})
 	mux.HandleFunc("/big/announce", func(w http.ResponseWriter, r *http.Request) { w.Write(big) })
 	mux.HandleFunc("/500/announce", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "oops", 500) })
 	mux.HandleFunc("/slow/announce", func(w http.ResponseWriter, r *http.Request) {
@@ -106,16 +117,19 @@ func TestProxyFailures(t *testing.T) {
 	q := announceParams{infoHash: ih1, peerID: pid("f"), port: 1, left: 1}.query()
 	tests := []struct {
 		name, upstream, path, want string
+		cfg                        Config
 	}{
-		{"redirect to another scheme", "/to-https/announce", "/announce", "upstream tracker: redirect from http to https refused"},
-		{"redirect loop", "/loop/announce", "/announce", "upstream tracker: more than 5 redirects"},
-		{"same-scheme redirect followed", "/same/announce", "/announce", ""},
-		{"reply too big", "/big/announce", "/announce", "upstream tracker: reply larger than 1048576 bytes"},
-		{"error status", "/500/announce", "/announce", "upstream tracker: answered 500"},
-		{"timeout", "/slow/announce", "/announce", "upstream tracker: "},
-		{"placeholder without passkey", "/{passkey}/announce", "/announce", "bad request: the upstream needs a passkey"},
-		{"no scrape convention", "/x/{passkey}", "/scrape/pk", "upstream tracker: no scrape URL"},
-		{"connection refused", "closed", "/announce", "upstream tracker: "},
+		{"refused by the upstream", "/refuses/announce", "/announce", "unregistered", Config{}},
+		{"address as header and ip parameter", "/real-ip/announce", "/announce", "", Config{UpstreamAddrHeader: "X-Real-IP", UpstreamIPParam: true}},
+		{"redirect to another scheme", "/to-https/announce", "/announce", "upstream tracker: redirect from http to https refused", Config{}},
+		{"redirect loop", "/loop/announce", "/announce", "upstream tracker: more than 5 redirects", Config{}},
+		{"same-scheme redirect followed", "/same/announce", "/announce", "", Config{}},
+		{"reply too big", "/big/announce", "/announce", "upstream tracker: reply larger than 1048576 bytes", Config{}},
+		{"error status", "/500/announce", "/announce", "upstream tracker: answered 500", Config{}},
+		{"timeout", "/slow/announce", "/announce", "upstream tracker: ", Config{}},
+		{"placeholder without passkey", "/{passkey}/announce", "/announce", "bad request: the upstream needs a passkey", Config{}},
+		{"no scrape convention", "/x/{passkey}", "/scrape/pk", "upstream tracker: no scrape URL", Config{}},
+		{"connection refused", "closed", "/announce", "upstream tracker: ", Config{}},
 	}
 	for _, tc := range tests {
 		target := upstream.URL + tc.upstream
@@ -124,7 +138,9 @@ func TestProxyFailures(t *testing.T) {
 			target = closed.URL + "/announce"
 			closed.Close()
 		}
-		px, mem := newServer(t, Config{Upstream: target, UpstreamTimeout: 500 * time.Millisecond})
+		cfg := tc.cfg
+		cfg.Upstream, cfg.UpstreamTimeout = target, 500*time.Millisecond
+		px, mem := newServer(t, cfg)
 		_, body := serveInProcess(t, px.Handler(), tc.path+"?"+q, "127.0.0.1:40000")
 		r := decodeReply(t, body)
 		if !strings.HasPrefix(r.FailureReason, tc.want) || (tc.want == "") != (r.FailureReason == "") {
@@ -133,8 +149,9 @@ func TestProxyFailures(t *testing.T) {
 		if strings.Contains(r.FailureReason, upstream.URL) || strings.Contains(r.FailureReason, "127.0.0.1:") {
 			t.Errorf("%s: failure reason names the upstream: %q", tc.name, r.FailureReason)
 		}
-		if wantRec := !strings.HasPrefix(tc.path, "/scrape"); (mem.Len() == 1) != wantRec {
-			t.Errorf("%s: %d recorded", tc.name, mem.Len())
+		// Recorded only when the upstream accepted the announce.
+		if wantRec := !strings.HasPrefix(tc.path, "/scrape") && tc.want == ""; (mem.Len() == 1) != wantRec {
+			t.Errorf("%s: %d recorded, want %v", tc.name, mem.Len(), wantRec)
 		}
 	}
 }

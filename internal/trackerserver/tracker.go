@@ -37,6 +37,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
 )
 
 // Defaults for the zero values of Config.
@@ -91,9 +92,20 @@ type Config struct {
 	// segment (/announce becomes /announce/<passkey>). Scrapes go to the
 	// URL made by BEP 48's rule (the last path segment starting with
 	// "announce" becomes "scrape"), and are refused when there is none.
-	// The peer's address is sent as X-Forwarded-For; the local swarm is not
-	// used. UDP is not proxied: UDPAddr must then be empty.
+	// The peer's address is passed on as UpstreamAddrHeader and, with
+	// UpstreamIPParam, as the announce's "ip" parameter; the local swarm is
+	// not used. An announce is recorded only when the upstream accepted it.
+	// UDP is not proxied: UDPAddr must then be empty.
 	Upstream string
+	// UpstreamAddrHeader names the HTTP header that carries the peer's
+	// address to the upstream (default "X-Forwarded-For"; "-" sends none).
+	UpstreamAddrHeader string
+	// UpstreamIPParam also passes the peer's address as BEP 3's "ip"
+	// announce parameter, for trackers that honour it from a trusted proxy.
+	UpstreamIPParam bool
+	// OnRecordError is called when the Recorder fails (the announce is then
+	// answered with a failure); nil only logs. The audit ends on it.
+	OnRecordError func(error)
 	// UpstreamTimeout bounds one upstream exchange.
 	UpstreamTimeout time.Duration
 	// MaxPeersPerReply caps numwant.
@@ -171,6 +183,9 @@ func New(cfg Config) (*Server, error) {
 			*l.v = l.def
 		}
 	}
+	if cfg.UpstreamAddrHeader == "" {
+		cfg.UpstreamAddrHeader = "X-Forwarded-For"
+	}
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = DefaultUpstreamTimeout
 	}
@@ -197,7 +212,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		up, err := newUpstream(cfg.Upstream, cfg.UpstreamTimeout)
 		if err != nil {
-			return nil, fmt.Errorf("%w: upstream %q: %v", ErrConfig, cfg.Upstream, err)
+			return nil, fmt.Errorf("%w: upstream %s: %v", ErrConfig, trackerclient.Redact(cfg.Upstream), trackerclient.ScrubError(err, cfg.Upstream))
 		}
 		s.upstream = up
 	}
@@ -267,7 +282,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.wg.Go(s.sweepLoop)
 	go s.watch(ctx)
-	s.log.Info("tracker listening", "http", s.httpURLLocked(), "udp", s.udpURLLocked(), "upstream", s.cfg.Upstream)
+	s.log.Info("tracker listening", "http", s.httpURLLocked(), "udp", s.udpURLLocked(), "upstream", trackerclient.Redact(s.cfg.Upstream))
 	return nil
 }
 
@@ -459,10 +474,18 @@ func reachable(a net.Addr) string {
 	return netip.AddrPortFrom(ip.Unmap(), ap.Port()).String()
 }
 
-func (s *Server) record(a reported.Announce) {
-	if err := s.cfg.Recorder.RecordAnnounce(a); err != nil {
-		s.log.Error("record announce", "info_hash", a.InfoHash, "ip", a.IP, "source", a.Source, "err", err)
+// record hands an announce to the Recorder; a failure is reported to
+// OnRecordError (it ends an audit: evidence must not be dropped silently).
+func (s *Server) record(a reported.Announce) bool {
+	err := s.cfg.Recorder.RecordAnnounce(a)
+	if err == nil {
+		return true
 	}
+	s.log.Error("record announce", "info_hash", a.InfoHash, "ip", a.IP, "source", a.Source, "err", err)
+	if s.cfg.OnRecordError != nil {
+		s.cfg.OnRecordError(fmt.Errorf("recording an announce: %w", err))
+	}
+	return false
 }
 
 // sourceAddr is a request's source address as recorded: IPv4-mapped IPv6
