@@ -152,6 +152,8 @@ type ScenarioResult struct {
 	// Opentracker is how the scenario's opentracker tier did (nil without
 	// one).
 	Opentracker *TrackerResult `json:"opentracker,omitempty"`
+	// Transfers holds the transfer matrix against the clients' counters.
+	Transfers TransferCheck `json:"transfers"`
 }
 
 // TrackerResult is what an external tracker gave the audit: the clients it
@@ -195,6 +197,7 @@ func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) Sce
 	if info.Opentracker != "" {
 		res.Opentracker = evaluateTracker(info, rep)
 	}
+	res.Transfers = checkTransfers(info, rep, truth)
 	return res
 }
 

@@ -443,3 +443,40 @@ func TestCrashedClient(t *testing.T) {
 		t.Errorf("markdown does not say the client crashed")
 	}
 }
+
+// TestTransferMatrixAgreesWithClients: the transfer matrix of a real lab
+// run (the short scenario, judged by this tree's predecessor and kept in
+// testdata), summed per receiver, holds what each client gained by its own
+// counters; and a matrix that claims less than a client gained is caught.
+func TestTransferMatrixAgreesWithClients(t *testing.T) {
+	info, res := loadFixture(t, "short-transfers")
+	if res.Transfers.Receivers == 0 || len(res.Transfers.Violations) > 0 {
+		t.Fatalf("transfer check: %+v", res.Transfers)
+	}
+	dir := filepath.Join("testdata", "short-transfers")
+	b, err := os.ReadFile(filepath.Join(dir, reportFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep reports.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, truthFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	truth, err := ReadTruth(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rep.Windows {
+		for k := range rep.Windows[i].Transfers {
+			rep.Windows[i].Transfers[k].Upper /= 4 // a matrix too small for what the leecher got
+		}
+	}
+	if tc := checkTransfers(info, &rep, truth); len(tc.Violations) == 0 {
+		t.Fatalf("a shrunk matrix passed: %+v", tc)
+	}
+}

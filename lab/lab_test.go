@@ -110,6 +110,9 @@ func TestShortScenario(t *testing.T) {
 			t.Errorf("connectable %s (%s, %s) not probed: connected %v, pieces known %v", p.Host, p.Kind, p.Encryption, p.Connected, p.PiecesKnown)
 		}
 	}
+	if tc := r.Result.Transfers; tc.Receivers == 0 || len(tc.Violations) > 0 {
+		t.Errorf("transfer matrix against the clients' counters: %d checked, violations %v", tc.Receivers, tc.Violations)
+	}
 	if r.Wall > 3*time.Minute {
 		t.Errorf("the short scenario took %v, over its 3-minute budget", r.Wall)
 	}

@@ -225,6 +225,7 @@ func WriteMarkdown(w io.Writer, h Header, runs []ScenarioRun, o Overall) {
 	}
 	p("\n")
 	writeDetection(w, runs)
+	writeTransfers(w, runs)
 	writeMisses(w, runs, o)
 	writeNotes(w, runs, o)
 
@@ -576,6 +577,26 @@ func writeDetection(w io.Writer, runs []ScenarioRun) {
 	p("| confidence | flagged | cheaters | share |\n| --- | --- | --- | --- |\n")
 	for _, b := range buckets {
 		p("| [%.2f, %.2f) | %d | %d | %s |\n", b.lo, min(b.hi, 1), b.b.flagged, b.b.cheaters, pct(ratio(b.b.cheaters, b.b.flagged)))
+	}
+	p("\n")
+}
+
+// writeTransfers shows the transfer matrix against the clients' counters.
+func writeTransfers(w io.Writer, runs []ScenarioRun) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("## The transfer matrix against the clients' counters\n\n")
+	p("Each window's transfer matrix (`windows[].transfers`: what each observed peer could have sent\n")
+	p("each other one), summed per receiving client, must hold what that client gained by its own\n")
+	p("counters (its `left` falling): Σ lower ≤ gained ≤ Σ upper + the window's allowance for\n")
+	p("unobserved peers, within one piece (lab/transfers.go).\n\n")
+	p("| scenario | client × window pairs checked | outside the bounds |\n| --- | --- | --- |\n")
+	for _, r := range runs {
+		tc := r.Result.Transfers
+		out := "none"
+		if len(tc.Violations) > 0 {
+			out = strings.Join(tc.Violations, "; ")
+		}
+		p("| %s | %d | %s |\n", r.Scenario.Name, tc.Receivers, out)
 	}
 	p("\n")
 }
