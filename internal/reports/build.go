@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/bytesize"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
@@ -594,14 +595,14 @@ func (b *builder) reported(r *row) {
 		rp.Identities = append(rp.Identities, id)
 		rp.Announces += v.Announces
 		rp.Sessions += v.Sessions
-		rp.Uploaded = satAdd(rp.Uploaded, v.Uploaded)
-		rp.Downloaded = satAdd(rp.Downloaded, v.Downloaded)
+		rp.Uploaded = bytesize.Add(rp.Uploaded, v.Uploaded)
+		rp.Downloaded = bytesize.Add(rp.Downloaded, v.Downloaded)
 		for _, c := range v.Checks {
 			if c.Session {
 				continue
 			}
-			rp.UploadBound = satAdd(rp.UploadBound, c.Bounds.UploadUpper)
-			rp.PlausibleUploadBound = satAdd(rp.PlausibleUploadBound, c.Bounds.Plausible.UploadUpper)
+			rp.UploadBound = bytesize.Add(rp.UploadBound, c.Bounds.UploadUpper)
+			rp.PlausibleUploadBound = bytesize.Add(rp.PlausibleUploadBound, c.Bounds.Plausible.UploadUpper)
 			rp.Seconds += c.To.Sub(c.From).Seconds()
 		}
 		if list := b.anns[v.Identity.Key]; len(list) > 0 && !list[len(list)-1].At.Before(lastAt) {
@@ -675,10 +676,10 @@ func (b *builder) summary() {
 		}
 		x.Contributors = append(x.Contributors, w.Contributors...)
 		b.rep.Windows = append(b.rep.Windows, x)
-		s.ReportedUploaded = satAdd(s.ReportedUploaded, w.ReportedUploaded)
-		s.ReportedDownloaded = satAdd(s.ReportedDownloaded, w.ReportedDownloaded)
-		s.ObservedDownloaded = satAdd(s.ObservedDownloaded, w.Swarm.DownloadedLower)
-		s.GainUpper = satAdd(s.GainUpper, w.Swarm.GainUpper)
+		s.ReportedUploaded = bytesize.Add(s.ReportedUploaded, w.ReportedUploaded)
+		s.ReportedDownloaded = bytesize.Add(s.ReportedDownloaded, w.ReportedDownloaded)
+		s.ObservedDownloaded = bytesize.Add(s.ObservedDownloaded, w.Swarm.DownloadedLower)
+		s.GainUpper = bytesize.Add(s.GainUpper, w.Swarm.GainUpper)
 	}
 }
 
@@ -851,17 +852,6 @@ func secs(d time.Duration) float64 { return d.Seconds() }
 func timePtr(t time.Time) *time.Time {
 	u := t.UTC()
 	return &u
-}
-
-func satAdd(a, b int64) int64 {
-	s := a + b
-	switch {
-	case b > 0 && s < a:
-		return math.MaxInt64
-	case b < 0 && s > a:
-		return math.MinInt64
-	}
-	return s
 }
 
 // addrString is an address as the report's peer rows write it ("" when

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/bytesize"
 )
 
 // The chart libraries, embedded verbatim from npm (assets/README.md says
@@ -41,8 +43,8 @@ const (
 )
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"bytes": func(b int64) string { return fmtBytes(float64(b)) },
-	"rate":  func(r float64) string { return fmtBytes(r) + "/s" },
+	"bytes": func(b int64) string { return bytesize.Format(float64(b)) },
+	"rate":  func(r float64) string { return bytesize.Format(r) + "/s" },
 	"pct":   func(f float64) string { return strconv.Itoa(int(math.Round(fin(f)*100))) + "%" },
 	"dur":   fmtDuration,
 	"stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
@@ -125,9 +127,9 @@ func (c *chartData) flows(r *Report) {
 				f = &chartFlow{}
 				sum[k] = f
 			}
-			f.Lower, f.Upper = satAdd(f.Lower, t.Lower), satAdd(f.Upper, t.Upper)
-			weight[t.From] = satAdd(weight[t.From], t.Upper)
-			weight[t.To] = satAdd(weight[t.To], t.Upper)
+			f.Lower, f.Upper = bytesize.Add(f.Lower, t.Lower), bytesize.Add(f.Upper, t.Upper)
+			weight[t.From] = bytesize.Add(weight[t.From], t.Upper)
+			weight[t.To] = bytesize.Add(weight[t.To], t.Upper)
 		}
 	}
 	addrs := make([]string, 0, len(weight))
@@ -306,27 +308,6 @@ func fitPtrs(v []*int, n int) []*int {
 	out := make([]*int, n)
 	copy(out, v)
 	return out
-}
-
-// fmtBytes prints a byte count with a binary unit.
-func fmtBytes(b float64) string {
-	b = fin(b)
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	neg := b < 0
-	b = math.Abs(b)
-	u := 0
-	for b >= 1024 && u < len(units)-1 {
-		b /= 1024
-		u++
-	}
-	s := strconv.FormatFloat(b, 'f', 1, 64) + " " + units[u]
-	if u == 0 {
-		s = strconv.FormatFloat(b, 'f', 0, 64) + " B"
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
 }
 
 // fmtDuration prints seconds as "1h02m", "3m05s" or "4.5s".

@@ -33,6 +33,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/bytesize"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
 )
 
@@ -465,7 +466,7 @@ func New(in Input, cfg Config) (*Estimator, error) {
 		pd.info = true
 		e.nInfo++
 		last, _ := tl.LastSeen()
-		end := satAdd(last.UnixNano(), tail)
+		end := bytesize.Add(last.UnixNano(), tail)
 		if until, ok := clampNanos(p.PresentUntil); ok && !p.PresentUntil.IsZero() && until > end {
 			end = until
 		}
@@ -479,7 +480,7 @@ func New(in Input, cfg Config) (*Estimator, error) {
 			pd.lacked[i], pd.had[i] = l, h
 			a := negInf
 			if l != negInf {
-				a = satAdd(l, -lead)
+				a = bytesize.Add(l, -lead)
 			}
 			b := h
 			if h == posInf {
@@ -695,7 +696,7 @@ func (e *Estimator) soleHolders() {
 			if pr.had[i] == posInf {
 				continue // never seen holding it: too weak to attribute
 			}
-			start := max(pr.lacked[i], satAdd(l, -lead))
+			start := max(pr.lacked[i], bytesize.Add(l, -lead))
 			pr.sole = append(pr.sole, transfer{start: start, end: h, bytes: e.tor.PieceSize(i), to: q})
 		}
 	}
@@ -730,7 +731,7 @@ func (e *Estimator) window(from, to time.Time) (window, Explanation, error) {
 	f, _ := clampNanos(from)
 	t, _ := clampNanos(to)
 	s := int64(e.cfg.ClockSlack)
-	w := window{uf: satAdd(f, -s), ut: satAdd(t, s), lf: satAdd(f, s), lt: satAdd(t, -s)}
+	w := window{uf: bytesize.Add(f, -s), ut: bytesize.Add(t, s), lf: bytesize.Add(f, s), lt: bytesize.Add(t, -s)}
 	x := Explanation{
 		UpperFrom: time.Unix(0, w.uf).UTC(), UpperTo: time.Unix(0, w.ut).UTC(),
 		LowerFrom: time.Unix(0, w.lf).UTC(), LowerTo: time.Unix(0, w.lt).UTC(),
@@ -759,7 +760,7 @@ func (e *Estimator) Peer(i int, from, to time.Time) (Bounds, error) {
 			x.ProbeBytes += pr.bytes
 		}
 	}
-	x.AvailabilityBound = satAdd(satAdd(x.AvailabilityObserved, x.AvailabilityUnobserved), x.ProbeBytes)
+	x.AvailabilityBound = bytesize.Add(bytesize.Add(x.AvailabilityObserved, x.AvailabilityUnobserved), x.ProbeBytes)
 
 	x.ObservedPresent = time.Duration(overlap(p.presence, w.uf, w.ut))
 	x.KnownAbsent = time.Duration(overlap(p.absence, w.uf, w.ut))
@@ -769,7 +770,7 @@ func (e *Estimator) Peer(i int, from, to time.Time) (Bounds, error) {
 	x.DemandTime = time.Duration(e.demand.busy(w.uf, w.ut, e.ownSpan(i)))
 	if p.capacity.Known {
 		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
-		x.CapacityBound = satAdd(floatBytes(p.capacity.Upper*min(present, x.DemandTime).Seconds()), x.ProbeBytes)
+		x.CapacityBound = bytesize.Add(bytesize.FromFloat(p.capacity.Upper*min(present, x.DemandTime).Seconds()), x.ProbeBytes)
 		if x.CapacityBound < b.UploadUpper {
 			b.UploadUpper, x.Limit = x.CapacityBound, LimitCapacity
 		}
@@ -857,7 +858,7 @@ func (e *Estimator) allowance(skip int, w window, perPeer int64) (bytes int64, p
 			continue
 		}
 		present = true
-		bytes = satAdd(bytes, e.unobsAllowance(u, w, perPeer))
+		bytes = bytesize.Add(bytes, e.unobsAllowance(u, w, perPeer))
 	}
 	return bytes, present
 }
@@ -884,7 +885,7 @@ func (e *Estimator) unobsAllowance(u unobs, w window, perPeer int64) int64 {
 		for _, iv := range u.present {
 			ov += max(0, min(iv[1], w.ut)-max(iv[0], w.uf))
 		}
-		g = min(g, floatBytes(e.cfg.UnobservedRate*time.Duration(ov).Seconds()))
+		g = min(g, bytesize.FromFloat(e.cfg.UnobservedRate*time.Duration(ov).Seconds()))
 	}
 	return min(g, perPeer)
 }
@@ -917,7 +918,7 @@ func (e *Estimator) Unobserved(j int, from, to time.Time) (Bounds, error) {
 	x.AvailabilityObserved = e.gainObserved(w)
 	x.PossiblyHeldBytes = e.tor.TotalLength
 	x.AvailabilityUnobserved, x.UnobservedPresent = e.allowance(j, w, e.tor.TotalLength)
-	x.AvailabilityBound = satAdd(x.AvailabilityObserved, x.AvailabilityUnobserved)
+	x.AvailabilityBound = bytesize.Add(x.AvailabilityObserved, x.AvailabilityUnobserved)
 	x.CapacityBound = -1
 	x.Limit = LimitAvailability
 	return Bounds{From: from, To: to, UploadUpper: x.AvailabilityBound, Explain: x, Plausible: e.plausibleUnobserved(j, w, &x)}, nil
@@ -943,10 +944,10 @@ func (e *Estimator) Swarm(from, to time.Time) (SwarmBounds, error) {
 		s.DownloadedLower += d
 		s.UploadLower += u
 	}
-	s.GainUpper = satAdd(satAdd(s.GainObserved, s.GainUnobserved), s.ProbeBytes)
+	s.GainUpper = bytesize.Add(bytesize.Add(s.GainObserved, s.GainUnobserved), s.ProbeBytes)
 	obs, _ := e.plausibleObserved(-1, w, s.GainObserved)
 	unobs, _ := e.plausibleAllowance(-1, w, e.tor.TotalLength)
-	s.PlausibleGainUpper = satAdd(satAdd(obs, unobs), s.ProbeBytes)
+	s.PlausibleGainUpper = bytesize.Add(bytesize.Add(obs, unobs), s.ProbeBytes)
 	return s, nil
 }
 
@@ -1019,27 +1020,6 @@ func clampNanos(t time.Time) (int64, bool) {
 		return maxNanos, false
 	}
 	return t.UnixNano(), true
-}
-
-func satAdd(a, b int64) int64 {
-	if b > 0 && a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	if b < 0 && a < math.MinInt64-b {
-		return math.MinInt64
-	}
-	return a + b
-}
-
-// floatBytes converts a non-negative float byte count to int64, saturating.
-func floatBytes(f float64) int64 {
-	switch {
-	case !(f > 0):
-		return 0
-	case f >= math.MaxInt64:
-		return math.MaxInt64
-	}
-	return int64(f)
 }
 
 func cmpInt(a, b int64) int {

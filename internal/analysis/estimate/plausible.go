@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/bytesize"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
 )
 
@@ -143,7 +144,7 @@ func newRepData(r *Reported, latency int64) *repData {
 		if s.From.IsZero() {
 			a = negInf
 		}
-		ss = append(ss, span{satAdd(a, -latency), b, max(s.Downloaded, 0)})
+		ss = append(ss, span{bytesize.Add(a, -latency), b, max(s.Downloaded, 0)})
 	}
 	slices.SortFunc(ss, func(x, y span) int { return cmpInt(x.a, y.a) })
 	d.prefix = make([]int64, 1, len(ss)+1)
@@ -152,7 +153,7 @@ func newRepData(r *Reported, latency int64) *repData {
 	for i, s := range ss {
 		d.spans = append(d.spans, [2]int64{s.a, s.b})
 		d.bytes = append(d.bytes, s.n)
-		d.prefix = append(d.prefix, satAdd(d.prefix[i], s.n))
+		d.prefix = append(d.prefix, bytesize.Add(d.prefix[i], s.n))
 		if i > 0 && s.b < ss[i-1].b {
 			d.ordered = false
 		}
@@ -180,7 +181,7 @@ func (d *repData) downloads(uf, ut int64) int64 {
 	var n int64
 	for i, s := range d.spans {
 		if s[0] < ut && s[1] >= uf {
-			n = satAdd(n, d.bytes[i])
+			n = bytesize.Add(n, d.bytes[i])
 		}
 	}
 	return n
@@ -214,7 +215,7 @@ func (e *Estimator) preparePlausible(in Input) {
 			pd.sa, pd.sb = slices.Clone(pd.a), slices.Clone(pd.b)
 			for i, l := range pd.lacked {
 				if l != negInf && pd.a[i] != posInf {
-					pd.sa[i] = min(satAdd(l, -plead), pd.sb[i]-1)
+					pd.sa[i] = min(bytesize.Add(l, -plead), pd.sb[i]-1)
 				}
 			}
 			slices.Sort(pd.sa)
@@ -313,10 +314,10 @@ func (e *Estimator) plausibleObserved(skip int, w window, worst int64) (capped, 
 		g := e.gains(pd, w)
 		if pd.rep != nil {
 			d := pd.rep.downloads(w.uf, w.ut)
-			reported = satAdd(reported, d)
+			reported = bytesize.Add(reported, d)
 			g = min(g, d)
 		}
-		total = satAdd(total, g)
+		total = bytesize.Add(total, g)
 	}
 	return min(worst, total), reported
 }
@@ -335,11 +336,11 @@ func (e *Estimator) plausibleAllowance(skip int, w window, perPeer int64) (bytes
 		}
 		if u.rep != nil {
 			d := u.rep.downloads(w.uf, w.ut)
-			reported = satAdd(reported, d)
-			bytes = satAdd(bytes, min(d, u.maxGain, perPeer))
+			reported = bytesize.Add(reported, d)
+			bytes = bytesize.Add(bytes, min(d, u.maxGain, perPeer))
 			continue
 		}
-		bytes = satAdd(bytes, e.unobsAllowance(u, w, perPeer))
+		bytes = bytesize.Add(bytes, e.unobsAllowance(u, w, perPeer))
 	}
 	return bytes, reported
 }
@@ -351,15 +352,15 @@ func (e *Estimator) plausible(i int, w window, x *Explanation) Plausible {
 	var repObs, repUnobs int64
 	pl.Observed, repObs = e.plausibleObserved(i, w, x.AvailabilityObserved)
 	pl.Unobserved, repUnobs = e.plausibleAllowance(-1, w, x.PossiblyHeldBytes)
-	pl.ReportedDownloads = satAdd(repObs, repUnobs)
-	pl.AvailabilityBound = satAdd(satAdd(pl.Observed, pl.Unobserved), x.ProbeBytes)
+	pl.ReportedDownloads = bytesize.Add(repObs, repUnobs)
+	pl.AvailabilityBound = bytesize.Add(bytesize.Add(pl.Observed, pl.Unobserved), x.ProbeBytes)
 	pl.UploadUpper, pl.Limit = pl.AvailabilityBound, LimitAvailability
 	pl.DemandTime = time.Duration(e.pdemand.busy(w.uf, w.ut, p.pown))
 	pl.Capacity = p.pcap
 	pl.CapacityBound = -1
 	if p.pcap.Known {
 		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
-		pl.CapacityBound = satAdd(floatBytes(p.pcap.Upper*min(present, pl.DemandTime).Seconds()), x.ProbeBytes)
+		pl.CapacityBound = bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, pl.DemandTime).Seconds()), x.ProbeBytes)
 		if pl.CapacityBound < pl.UploadUpper {
 			pl.UploadUpper, pl.Limit = pl.CapacityBound, LimitCapacity
 		}
@@ -393,11 +394,11 @@ func (e *Estimator) sliced(i int, w window, held int64) (int64, int) {
 		}
 		obs, _ := e.plausibleObserved(i, sw, math.MaxInt64)
 		unobs, _ := e.plausibleAllowance(-1, sw, held)
-		avail := satAdd(satAdd(obs, unobs), probes)
+		avail := bytesize.Add(bytesize.Add(obs, unobs), probes)
 		present := time.Duration(sw.ut-sw.uf) - time.Duration(overlap(p.absence, sw.uf, sw.ut))
 		busy := time.Duration(e.pdemand.busy(sw.uf, sw.ut, p.pown))
-		capB := satAdd(floatBytes(p.pcap.Upper*min(present, busy).Seconds()), probes)
-		total = satAdd(total, min(avail, capB))
+		capB := bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, busy).Seconds()), probes)
+		total = bytesize.Add(total, min(avail, capB))
 		from = to
 	}
 	return total, len(cuts) + 1
@@ -410,8 +411,8 @@ func (e *Estimator) plausibleUnobserved(j int, w window, x *Explanation) Plausib
 	var repObs, repUnobs int64
 	pl.Observed, repObs = e.plausibleObserved(-1, w, x.AvailabilityObserved)
 	pl.Unobserved, repUnobs = e.plausibleAllowance(j, w, e.tor.TotalLength)
-	pl.ReportedDownloads = satAdd(repObs, repUnobs)
-	pl.AvailabilityBound = satAdd(pl.Observed, pl.Unobserved)
+	pl.ReportedDownloads = bytesize.Add(repObs, repUnobs)
+	pl.AvailabilityBound = bytesize.Add(pl.Observed, pl.Unobserved)
 	pl.UploadUpper, pl.Limit = pl.AvailabilityBound, LimitAvailability
 	pl.CapacityBound = -1
 	return pl
@@ -440,7 +441,7 @@ func (e *Estimator) PlausibleOver(i, j int, windows []timeline.Interval) (Plausi
 	for _, w := range ws {
 		if i >= 0 {
 			obs, _, h := e.availability(&e.peers[i], w)
-			worst = satAdd(worst, obs)
+			worst = bytesize.Add(worst, obs)
 			held = max(held, h)
 			for _, pr := range e.peers[i].probes {
 				if pr.at >= w.uf && pr.at < w.ut {
@@ -448,7 +449,7 @@ func (e *Estimator) PlausibleOver(i, j int, windows []timeline.Interval) (Plausi
 				}
 			}
 		} else {
-			worst = satAdd(worst, e.gainObserved(w))
+			worst = bytesize.Add(worst, e.gainObserved(w))
 			held = e.tor.TotalLength
 		}
 	}
@@ -462,14 +463,14 @@ func (e *Estimator) PlausibleOver(i, j int, windows []timeline.Interval) (Plausi
 			}
 			var g int64
 			for _, w := range ws {
-				g = satAdd(g, e.gains(pd, w))
+				g = bytesize.Add(g, e.gains(pd, w))
 			}
 			if pd.rep != nil {
 				d := pd.rep.downloadsOver(ws)
-				pl.ReportedDownloads = satAdd(pl.ReportedDownloads, d)
+				pl.ReportedDownloads = bytesize.Add(pl.ReportedDownloads, d)
 				g = min(g, d)
 			}
-			total = satAdd(total, g)
+			total = bytesize.Add(total, g)
 		}
 	}
 	pl.Observed = min(worst, total)
@@ -479,17 +480,17 @@ func (e *Estimator) PlausibleOver(i, j int, windows []timeline.Interval) (Plausi
 		}
 		if u.rep != nil {
 			d := u.rep.downloadsOver(ws)
-			pl.ReportedDownloads = satAdd(pl.ReportedDownloads, d)
-			pl.Unobserved = satAdd(pl.Unobserved, min(d, u.maxGain, held))
+			pl.ReportedDownloads = bytesize.Add(pl.ReportedDownloads, d)
+			pl.Unobserved = bytesize.Add(pl.Unobserved, min(d, u.maxGain, held))
 			continue
 		}
 		var g int64
 		for _, w := range ws {
-			g = satAdd(g, e.unobsAllowance(u, w, held))
+			g = bytesize.Add(g, e.unobsAllowance(u, w, held))
 		}
-		pl.Unobserved = satAdd(pl.Unobserved, min(g, u.maxGain))
+		pl.Unobserved = bytesize.Add(pl.Unobserved, min(g, u.maxGain))
 	}
-	pl.AvailabilityBound = satAdd(satAdd(pl.Observed, pl.Unobserved), probes)
+	pl.AvailabilityBound = bytesize.Add(bytesize.Add(pl.Observed, pl.Unobserved), probes)
 	pl.UploadUpper, pl.Limit, pl.CapacityBound = pl.AvailabilityBound, LimitAvailability, -1
 	return pl, nil
 }
@@ -501,7 +502,7 @@ func (d *repData) downloadsOver(ws []window) int64 {
 	for i, s := range d.spans {
 		for _, w := range ws {
 			if s[0] < w.ut && s[1] >= w.uf {
-				n = satAdd(n, d.bytes[i])
+				n = bytesize.Add(n, d.bytes[i])
 				break
 			}
 		}

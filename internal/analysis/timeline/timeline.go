@@ -21,6 +21,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/bytesize"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 )
 
@@ -546,7 +547,7 @@ func (t *Timeline) Presence(maxGap time.Duration) []Interval {
 	var out []Interval
 	var cur [2]int64
 	for k, iv := range ivs {
-		if k > 0 && iv[0] <= satAdd(cur[1], gap) && !anyIn(t.refused, cur[1], iv[0]) {
+		if k > 0 && iv[0] <= bytesize.Add(cur[1], gap) && !anyIn(t.refused, cur[1], iv[0]) {
 			cur[1] = max(cur[1], iv[1])
 			continue
 		}
@@ -572,7 +573,7 @@ func (t *Timeline) Absence(maxGap time.Duration) []Interval {
 	for k := 0; k < len(t.refused); {
 		from, to := t.refused[k], t.refused[k]
 		k++
-		for k < len(t.refused) && t.refused[k] <= satAdd(to, gap) && !t.contactWithin(to, t.refused[k]) {
+		for k < len(t.refused) && t.refused[k] <= bytesize.Add(to, gap) && !t.contactWithin(to, t.refused[k]) {
 			to = t.refused[k]
 			k++
 		}
@@ -631,15 +632,4 @@ func nanos(t time.Time) (int64, bool) {
 		return 0, false
 	}
 	return t.UnixNano(), true
-}
-
-// satAdd adds without overflowing past the sentinels.
-func satAdd(a, b int64) int64 {
-	if b > 0 && a > PosInf-b {
-		return PosInf
-	}
-	if b < 0 && a < NegInf-b {
-		return NegInf
-	}
-	return a + b
 }

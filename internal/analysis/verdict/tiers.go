@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/bytesize"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
@@ -29,7 +30,7 @@ func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[st
 		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusSuspect, Tier: TierPlausible,
 			Assumptions: []string{estimate.AssumeOwnDownloads}, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded %s, but the other peers reported downloading %s and could have gained at most %s of it from pieces it may have held",
-				fmtBytes(up), when, fmtBytes(float64(pl.ReportedDownloads)), fmtBytes(float64(pl.AvailabilityBound))),
+				bytesize.Format(up), when, bytesize.Format(float64(pl.ReportedDownloads)), bytesize.Format(float64(pl.AvailabilityBound))),
 			Numbers: base(map[string]float64{"bound": float64(pl.AvailabilityBound), "threshold": t, "reported_downloads": float64(pl.ReportedDownloads),
 				"observed_gains": float64(pl.Observed), "unobserved_allowance": float64(pl.Unobserved), "slack": float64(j.pslack)})})
 	}
@@ -48,7 +49,7 @@ func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[st
 			}
 			out = append(out, Reason{Code: CodeUploadExceedsCapacity, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(up, t),
 				Message: fmt.Sprintf("reported %s uploaded %s, more than its probed capacity allows while others were downloading (%s/s upper estimate over %s of demand: %s)",
-					fmtBytes(up), when, fmtBytes(pl.Capacity.Upper), pl.DemandTime.Round(time.Second), fmtBytes(float64(capB))),
+					bytesize.Format(up), when, bytesize.Format(pl.Capacity.Upper), pl.DemandTime.Round(time.Second), bytesize.Format(float64(capB))),
 				Numbers: base(map[string]float64{"bound": float64(capB), "threshold": t, "capacity_upper_bps": pl.Capacity.Upper,
 					"capacity_share": pl.Capacity.Share, "demand_seconds": pl.DemandTime.Seconds(), "slack": float64(j.pslack)})})
 		}
@@ -73,7 +74,7 @@ func (j *judge) downloadReason(k int, b estimate.Bounds, down float64, base func
 	lower := float64(b.DownloadedLower - inflight)
 	r := Reason{Code: CodeDownloadUnderreported, Tier: TierProof,
 		Message: fmt.Sprintf("reported %s downloaded %s, but it was seen completing %d pieces (%s) in that time",
-			fmtBytes(down), when, b.Explain.GainedPieces, fmtBytes(float64(b.DownloadedLower)))}
+			bytesize.Format(down), when, b.Explain.GainedPieces, bytesize.Format(float64(b.DownloadedLower)))}
 	var t float64
 	switch {
 	case lower > down*j.cfg.MisreportFactor+float64(j.slack):
@@ -120,7 +121,7 @@ func (j *judge) reportReasons(id *identity) []Reason {
 			worst = &Reason{Code: CodeLeftWithoutDownload, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeNoRecheck},
 				Confidence: conf(drop, t),
 				Message: fmt.Sprintf("its left fell by %s between %s and %s while its downloaded rose by %s: it completed data it says it did not download",
-					fmtBytes(drop), a1.At.UTC().Format(time.RFC3339), a2.At.UTC().Format(time.RFC3339), fmtBytes(got)),
+					bytesize.Format(drop), a1.At.UTC().Format(time.RFC3339), a2.At.UTC().Format(time.RFC3339), bytesize.Format(got)),
 				Numbers: map[string]float64{"from_unix": float64(a1.At.Unix()), "to_unix": float64(a2.At.Unix()), "left_drop": drop,
 					"reported_downloaded": got, "in_flight_allowance": float64(inflight), "threshold": t, "excess": drop - t}}
 		}
@@ -136,8 +137,8 @@ func (j *judge) reportReasons(id *identity) []Reason {
 		if a2.Uploaded < a1.Uploaded || a2.Downloaded < a1.Downloaded {
 			out = append(out, Reason{Code: CodeCounterDecreased, Status: StatusSuspect, Tier: TierPlausible, Confidence: 0.5,
 				Message: fmt.Sprintf("its counters went down between %s and %s (uploaded %s → %s, downloaded %s → %s) without a restart (no started)",
-					a1.At.UTC().Format(time.RFC3339), a2.At.UTC().Format(time.RFC3339), fmtBytes(float64(a1.Uploaded)), fmtBytes(float64(a2.Uploaded)),
-					fmtBytes(float64(a1.Downloaded)), fmtBytes(float64(a2.Downloaded))),
+					a1.At.UTC().Format(time.RFC3339), a2.At.UTC().Format(time.RFC3339), bytesize.Format(float64(a1.Uploaded)), bytesize.Format(float64(a2.Uploaded)),
+					bytesize.Format(float64(a1.Downloaded)), bytesize.Format(float64(a2.Downloaded))),
 				Numbers: map[string]float64{"from_unix": float64(a1.At.Unix()), "to_unix": float64(a2.At.Unix())}})
 			break
 		}
@@ -280,7 +281,7 @@ func (j *judge) identityReason(k int, uploaded int64) (Reason, bool) {
 	return Reason{Code: CodeUploadExceedsAvailability, Status: StatusSuspect, Tier: TierPlausible,
 		Assumptions: []string{estimate.AssumeOwnDownloads}, Confidence: conf(up, t),
 		Message: fmt.Sprintf("reported %s uploaded over %d sessions, but the other peers reported downloading %s in them and could have gained at most %s of it",
-			fmtBytes(up), len(ws), fmtBytes(float64(pl.ReportedDownloads)), fmtBytes(float64(pl.AvailabilityBound))),
+			bytesize.Format(up), len(ws), bytesize.Format(float64(pl.ReportedDownloads)), bytesize.Format(float64(pl.AvailabilityBound))),
 		Numbers: map[string]float64{"reported_uploaded": up, "sessions": float64(len(ws)), "bound": float64(pl.AvailabilityBound), "threshold": t,
 			"reported_downloads": float64(pl.ReportedDownloads), "slack": float64(j.pslack)}}, true
 }
@@ -357,7 +358,7 @@ func (j *judge) unserved(rep *Report) error {
 		v.Reasons = Strongest(append(v.Reasons, Reason{Code: CodeNeverUnchoked, Status: StatusSuspect, Tier: TierPlausible,
 			Assumptions: []string{estimate.AssumeOwnDownloads, AssumeUnservedResidual}, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded, but it kept us choked in all %d bandwidth probes, so it served no verifiable byte; of the %s the swarm plausibly absorbed in its sessions, measured peers' claims leave %s",
-				fmtBytes(up), j.grps[id.group].choked, fmtBytes(float64(pl.AvailabilityBound)), fmtBytes(float64(residual))),
+				bytesize.Format(up), j.grps[id.group].choked, bytesize.Format(float64(pl.AvailabilityBound)), bytesize.Format(float64(residual))),
 			Numbers: map[string]float64{"reported_uploaded": up, "choked_probes": float64(j.grps[id.group].choked), "absorbed": float64(pl.AvailabilityBound),
 				"measured_credit": float64(credit), "bound": float64(residual), "threshold": t}}))
 		rep.Summary.Counts[v.Status]--
@@ -426,7 +427,7 @@ func (j *judge) pairSumReasons(checks []Check) []Reason {
 	if t := avail*j.cfg.MisreportFactor + float64(j.slack); up > t {
 		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusMisreporting, Tier: TierProof, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, but in those intervals the peers that gained pieces it may have held could have received at most %s",
-				fmtBytes(up), pairs, fmtBytes(avail)),
+				bytesize.Format(up), pairs, bytesize.Format(avail)),
 			Numbers: nums(avail, t)})
 	}
 	if t := plaus*j.cfg.SuspectFactor + float64(j.pslack); up > t {
@@ -436,7 +437,7 @@ func (j *judge) pairSumReasons(checks []Check) []Reason {
 		}
 		out = append(out, Reason{Code: code, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, more than the %s their plausible bounds (probed capacity while others downloaded, and what they reported downloading) add up to",
-				fmtBytes(up), pairs, fmtBytes(plaus)),
+				bytesize.Format(up), pairs, bytesize.Format(plaus)),
 			Numbers: nums(plaus, t)})
 	}
 	return out

@@ -20,6 +20,7 @@ import (
 
 	"github.com/anacrolix/torrent/types/infohash"
 
+	"github.com/swarmaudit/swarmaudit/internal/analysis/bytesize"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
 	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
@@ -969,7 +970,7 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 			what = "all the rest of the swarm could have gained came"
 		}
 		add(Reason{Code: CodeUploadExceedsAvailability, Status: st, Tier: TierProof, Confidence: conf(up, t),
-			Message: fmt.Sprintf("reported %s uploaded %s, but %s to at most %s", fmtBytes(up), when, what, fmtBytes(float64(avail))),
+			Message: fmt.Sprintf("reported %s uploaded %s, but %s to at most %s", bytesize.Format(up), when, what, bytesize.Format(float64(avail))),
 			Numbers: base(map[string]float64{"bound": float64(avail), "threshold": t, "observed_gains": float64(x.AvailabilityObserved),
 				"unobserved_allowance": float64(x.AvailabilityUnobserved), "probe_bytes": float64(x.ProbeBytes)})})
 	}
@@ -983,7 +984,7 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 			}
 			add(Reason{Code: CodeUploadExceedsCapacity, Status: st, Tier: TierPlausible, Assumptions: []string{AssumeProbeShare}, Confidence: conf(up, t),
 				Message: fmt.Sprintf("reported %s uploaded %s, more than its probed upload capacity allows (%s/s upper estimate, %s in the time it may have been present)",
-					fmtBytes(up), when, fmtBytes(x.Capacity.Upper), fmtBytes(float64(capB))),
+					bytesize.Format(up), when, bytesize.Format(x.Capacity.Upper), bytesize.Format(float64(capB))),
 				Numbers: base(map[string]float64{"bound": float64(capB), "threshold": t, "capacity_upper_bps": x.Capacity.Upper,
 					"capacity_central_bps": x.Capacity.Central, "capacity_share": x.Capacity.Share, "known_absent_seconds": x.KnownAbsent.Seconds()})})
 		}
@@ -991,10 +992,10 @@ func (j *judge) check(k int, a1, a2 reported.Announce, whole bool) (Check, error
 	// Physical ceiling.
 	if j.cfg.MaxRate > 0 {
 		secs := (span + 2*j.cfg.Estimate.ClockSlack + j.cfg.BurstWindow).Seconds()
-		phys := floatBytes(j.cfg.MaxRate * secs)
+		phys := bytesize.FromFloat(j.cfg.MaxRate * secs)
 		if t := j.thr(phys, j.cfg.MisreportFactor); up > t {
 			add(Reason{Code: CodeUploadExceedsCapacity, Status: StatusMisreporting, Tier: TierProof, Confidence: conf(up, t),
-				Message: fmt.Sprintf("reported %s uploaded %s: faster than %s/s, beyond any client", fmtBytes(up), when, fmtBytes(j.cfg.MaxRate)),
+				Message: fmt.Sprintf("reported %s uploaded %s: faster than %s/s, beyond any client", bytesize.Format(up), when, bytesize.Format(j.cfg.MaxRate)),
 				Numbers: base(map[string]float64{"bound": float64(phys), "threshold": t, "max_rate_bps": j.cfg.MaxRate})})
 		}
 	}
@@ -1044,7 +1045,7 @@ func (j *judge) absent(k int, a1, a2 reported.Announce, up float64, x estimate.E
 		rate, rateName = j.cfg.MaxRate, "the physical ceiling"
 	}
 	present := span - absent
-	t := j.thr(floatBytes(rate*(present+2*j.cfg.Estimate.ClockSlack+j.cfg.BurstWindow).Seconds()), j.cfg.SuspectFactor)
+	t := j.thr(bytesize.FromFloat(rate*(present+2*j.cfg.Estimate.ClockSlack+j.cfg.BurstWindow).Seconds()), j.cfg.SuspectFactor)
 	if present <= 0 {
 		t = float64(j.slack)
 	}
@@ -1054,9 +1055,9 @@ func (j *judge) absent(k int, a1, a2 reported.Announce, up float64, x estimate.E
 	var msg string
 	if short {
 		msg = fmt.Sprintf("reported %s uploaded in a session of %s (%s); at %s (%s/s) that takes %s",
-			fmtBytes(up), span.Round(time.Second), when, rateName, fmtBytes(rate), time.Duration(up/max(rate, 1)*float64(time.Second)).Round(time.Second))
+			bytesize.Format(up), span.Round(time.Second), when, rateName, bytesize.Format(rate), time.Duration(up/max(rate, 1)*float64(time.Second)).Round(time.Second))
 	} else {
-		msg = fmt.Sprintf("reported %s uploaded %s, but connection attempts found nothing listening for %s of that time", fmtBytes(up), when, absent.Round(time.Second))
+		msg = fmt.Sprintf("reported %s uploaded %s, but connection attempts found nothing listening for %s of that time", bytesize.Format(up), when, absent.Round(time.Second))
 	}
 	return Reason{Code: CodeUploadWhileAbsent, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeReachableAnswers}, Confidence: conf(up, t), Message: msg,
 		Numbers: base(map[string]float64{"known_absent_seconds": absent.Seconds(), "present_seconds": max(0, present.Seconds()), "rate_bps": rate, "threshold": t})}, true
@@ -1087,7 +1088,7 @@ func (j *judge) wireReasons(id *identity, gr *group, uploaded int64) []Reason {
 			out = append(out, Reason{Code: CodeNeverHandshaked, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeReachableAnswers},
 				Confidence: clamp01(min(0.95, 1-math.Pow(0.5, float64(n)/float64(j.cfg.MinFailedAttempts)))),
 				Message: fmt.Sprintf("reported %s uploaded, but none of %d connection attempts while it announced completed a BitTorrent handshake (%d refused, %d unreachable, %d handshake failures)",
-					fmtBytes(float64(uploaded)), n, refused, unreach, hsFail),
+					bytesize.Format(float64(uploaded)), n, refused, unreach, hsFail),
 				Numbers: map[string]float64{"attempts": float64(n), "refused": float64(refused), "unreachable": float64(unreach),
 					"handshake_failed": float64(hsFail), "reported_uploaded": float64(uploaded)}})
 		}
@@ -1103,7 +1104,7 @@ func (j *judge) wireReasons(id *identity, gr *group, uploaded int64) []Reason {
 		out = append(out, Reason{Code: CodeNoBitfield, Status: StatusSuspect, Tier: TierPlausible, Assumptions: []string{AssumeSeederShowsPieces},
 			Confidence: clamp01(min(0.95, 1-math.Pow(0.5, float64(max(counts.NoBitfield, counts.Connected/j.cfg.MinFailedAttempts))))),
 			Message: fmt.Sprintf("reported %s uploaded, but in %d connections it never sent a bitfield, HaveAll, HaveNone or HAVE: %s",
-				fmtBytes(float64(uploaded)), counts.Connected, what),
+				bytesize.Format(float64(uploaded)), counts.Connected, what),
 			Numbers: map[string]float64{"connections": float64(counts.Connected), "no_bitfield": float64(counts.NoBitfield), "reported_uploaded": float64(uploaded)}})
 	}
 	if n := len(gr.bad); n > 0 {
@@ -1186,18 +1187,18 @@ func (j *judge) leftReasons(id *identity, gr *group) []Reason {
 		case !(lost && !lostAt.After(a.At)) && a.Left > j.tor.TotalLength-heldBytes+slackLeft:
 			limit = float64(j.tor.TotalLength - heldBytes + slackLeft)
 			gap = float64(a.Left) - limit
-			msg = fmt.Sprintf("reported left=%s at %s, but it had been seen holding %s of %s", fmtBytes(float64(a.Left)),
-				a.At.UTC().Format(time.RFC3339), fmtBytes(float64(heldBytes)), fmtBytes(float64(j.tor.TotalLength)))
+			msg = fmt.Sprintf("reported left=%s at %s, but it had been seen holding %s of %s", bytesize.Format(float64(a.Left)),
+				a.At.UTC().Format(time.RFC3339), bytesize.Format(float64(heldBytes)), bytesize.Format(float64(j.tor.TotalLength)))
 		case a.Left < lacking-inflight-slackLeft:
 			limit = float64(lacking - inflight - slackLeft)
 			gap = limit - float64(a.Left)
-			msg = fmt.Sprintf("reported left=%s at %s, but it was later seen still lacking %s", fmtBytes(float64(a.Left)),
-				a.At.UTC().Format(time.RFC3339), fmtBytes(float64(lacking)))
+			msg = fmt.Sprintf("reported left=%s at %s, but it was later seen still lacking %s", bytesize.Format(float64(a.Left)),
+				a.At.UTC().Format(time.RFC3339), bytesize.Format(float64(lacking)))
 		case a.At.After(first.At) && first.Left <= j.tor.TotalLength && j.tor.TotalLength-a.Left > canHold:
 			limit = float64(j.tor.TotalLength - canHold)
 			gap = limit - float64(a.Left)
 			msg = fmt.Sprintf("reported left=%s at %s, but when its session started it was seen lacking %s, and it reported downloading only %s since",
-				fmtBytes(float64(a.Left)), a.At.UTC().Format(time.RFC3339), fmtBytes(float64(j.tor.TotalLength-startHeld)), fmtBytes(float64(max(0, a.Downloaded-first.Downloaded))))
+				bytesize.Format(float64(a.Left)), a.At.UTC().Format(time.RFC3339), bytesize.Format(float64(j.tor.TotalLength-startHeld)), bytesize.Format(float64(max(0, a.Downloaded-first.Downloaded))))
 		default:
 			continue
 		}
@@ -1326,15 +1327,15 @@ func (j *judge) conservation(rep *Report) error {
 			}
 			r := Reason{Code: CodeSwarmConservation, Status: st, Tier: TierProof, Confidence: conf(up, t),
 				Message: fmt.Sprintf("the swarm reported %s uploaded between %s and %s, but its peers could have absorbed at most %s (%s observed gains, %s allowed to unobserved peers, %s probes)",
-					fmtBytes(up), w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), fmtBytes(float64(sw.GainUpper)),
-					fmtBytes(float64(sw.GainObserved)), fmtBytes(float64(sw.GainUnobserved)), fmtBytes(float64(sw.ProbeBytes))),
+					bytesize.Format(up), w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), bytesize.Format(float64(sw.GainUpper)),
+					bytesize.Format(float64(sw.GainObserved)), bytesize.Format(float64(sw.GainUnobserved)), bytesize.Format(float64(sw.ProbeBytes))),
 				Numbers: map[string]float64{"from_unix": float64(w.From.Unix()), "to_unix": float64(w.To.Unix()), "reported_uploaded": up,
 					"reported_downloaded": float64(win.ReportedDownloaded), "bound": float64(bound), "threshold": t,
 					"downloaded_lower": float64(sw.DownloadedLower), "slack": float64(j.slack)}}
 			if plausibleOnly {
 				r.Tier, r.Assumptions = TierPlausible, []string{estimate.AssumeOwnDownloads}
 				r.Message = fmt.Sprintf("the swarm reported %s uploaded between %s and %s, but its peers plausibly absorbed at most %s (what they reported downloading, each at most what it could have gained, and our probes)",
-					fmtBytes(up), w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), fmtBytes(float64(sw.PlausibleGainUpper)))
+					bytesize.Format(up), w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339), bytesize.Format(float64(sw.PlausibleGainUpper)))
 				r.Numbers["slack"] = float64(j.pslack)
 			}
 			win.Reasons = append(win.Reasons, r)
@@ -1345,36 +1346,6 @@ func (j *judge) conservation(rep *Report) error {
 	}
 	rep.Summary.Reasons = Strongest(rep.Summary.Reasons)
 	return nil
-}
-
-func floatBytes(f float64) int64 {
-	switch {
-	case !(f > 0):
-		return 0
-	case f >= math.MaxInt64:
-		return math.MaxInt64
-	}
-	return int64(f)
-}
-
-// fmtBytes prints a byte count with a binary unit.
-func fmtBytes(b float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	neg := b < 0
-	b = math.Abs(b)
-	u := 0
-	for b >= 1024 && u < len(units)-1 {
-		b /= 1024
-		u++
-	}
-	s := fmt.Sprintf("%.1f %s", b, units[u])
-	if u == 0 {
-		s = fmt.Sprintf("%.0f B", b)
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
 }
 
 // addresses fills Report.Addresses and Report.Span.

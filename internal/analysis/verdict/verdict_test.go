@@ -760,18 +760,6 @@ func TestJudgeErrors(t *testing.T) {
 	}
 }
 
-func TestFmtBytes(t *testing.T) {
-	tests := []struct {
-		in   float64
-		want string
-	}{{0, "0 B"}, {1023, "1023 B"}, {1536, "1.5 KiB"}, {3 * mib, "3.0 MiB"}, {-2048, "-2.0 KiB"}}
-	for _, tc := range tests {
-		if got := fmtBytes(tc.in); got != tc.want {
-			t.Errorf("fmtBytes(%v) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 // TestHonestSuperSeeder: a BEP 16 super-seeder starts every connection with
 // HaveNone and reveals two pieces by HAVE; it shares the seeding with S.
 // Its snapshots understate what it holds, so they must not be read as
