@@ -311,7 +311,7 @@ func TestOpentrackerOptionsNormalize(t *testing.T) {
 		{OpentrackerOptions{IP: "10.0.0.1"}, "", "loopback"},
 		{OpentrackerOptions{Port: 65536}, "", "out of range"},
 		{OpentrackerOptions{Netns: "sa-x", IP: "10.77.0.3", Port: 6969}, "10.77.0.3", ""},
-		{OpentrackerOptions{Netns: "sa-x", IP: "10.77.0.3"}, "", "Port is required"},
+		{OpentrackerOptions{Netns: "sa-x", IP: "10.77.0.3"}, "", "port is required"},
 		{OpentrackerOptions{Netns: "sa-x", Port: 6969}, "", "IPv4"},
 		{OpentrackerOptions{Netns: "a/b", IP: "10.77.0.3", Port: 6969}, "", "netns name"},
 	}
