@@ -219,7 +219,7 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, fl.dbPath)
+	st, err := store.Open(ctx, fl.dbPath, store.WithLogger(slog.Default()))
 	if err != nil {
 		return err
 	}

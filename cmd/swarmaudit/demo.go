@@ -127,7 +127,7 @@ func runDemo(ctx context.Context, g *globalOptions, o demoOptions, _ []string) e
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(db + suffix) // each demo starts from a clean database
 	}
-	st, err := store.Open(ctx, db)
+	st, err := store.Open(ctx, db, store.WithLogger(slog.Default()))
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -61,7 +62,7 @@ func runReport(ctx context.Context, g *globalOptions, fl reportOptions, _ []stri
 	if _, err := os.Stat(fl.dbPath); err != nil {
 		return usagef("--db: %w", err)
 	}
-	st, err := store.Open(ctx, fl.dbPath)
+	st, err := store.Open(ctx, fl.dbPath, store.WithLogger(slog.Default()))
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func runTracker(ctx context.Context, g *globalOptions, o trackerOptions, _ []str
 	if err := positive("interval", o.interval); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, o.dbPath)
+	st, err := store.Open(ctx, o.dbPath, store.WithLogger(slog.Default()))
 	if err != nil {
 		return err
 	}

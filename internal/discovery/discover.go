@@ -196,7 +196,7 @@ func New(cfg Config) (*Discoverer, error) {
 		cfg.NumWant = DefaultNumWant
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Book == nil {
 		cfg.Book = addrbook.New(addrbook.Options{})

@@ -111,7 +111,7 @@ func NewAnnouncer(cfg AnnouncerConfig) (*Announcer, error) {
 		cfg.StopTimeout = DefaultStopTimeout
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Shuffle == nil {
 		cfg.Shuffle = func(s []string) { rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] }) }

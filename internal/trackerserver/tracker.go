@@ -119,7 +119,7 @@ type Config struct {
 	UDPWorkers int
 	// TrackerID, when set, is sent as "tracker id" in HTTP replies.
 	TrackerID string
-	// Logger receives the tracker's logs; nil means slog.Default().
+	// Logger receives the tracker's logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
@@ -190,7 +190,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.UpstreamTimeout = DefaultUpstreamTimeout
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -111,7 +111,7 @@ func New(cfg Config) (*Searcher, error) {
 		cfg.ResendDelay = DefaultResendDelay
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {

@@ -91,7 +91,8 @@ func WithHaveBatch(n int, interval time.Duration) Option {
 	}
 }
 
-// WithLogger sets the logger for background flush failures and migrations.
+// WithLogger sets the logger for background flush failures and migrations
+// (default: none; like every package here, a nil or absent logger discards).
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {
@@ -135,7 +136,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		haveBatch:    100,
 		haveInterval: time.Second,
 		busyTimeout:  10 * time.Second,
-		log:          slog.Default(),
+		log:          slog.New(slog.DiscardHandler),
 	}
 	for _, f := range opts {
 		f(&o)

@@ -109,7 +109,7 @@ func New(rawURL string, opts Options) (*Client, error) {
 		opts.MaxRetries = DefaultMaxRetries
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
