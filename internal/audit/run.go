@@ -186,15 +186,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if res.Evidence, err = LoadEvidence(bg, st, swarm, t, cfg.Imported); err != nil {
 		return res, err
 	}
-	if res.Discovery != nil {
-		res.Scrapes = CheckScrapes(res.Discovery.Trackers, res.Evidence)
-	}
 	vc := cfg.Verdict
 	if vc == (verdict.Config{}) {
 		vc = verdict.DefaultConfig()
 	}
 	if res.Report, err = res.Evidence.Judge(vc); err != nil {
 		return res, fmt.Errorf("audit: %w", err)
+	}
+	if res.Discovery != nil {
+		res.Scrapes = CheckScrapes(res.Discovery.Trackers, res.Report)
 	}
 	if err := SaveVerdicts(bg, st, swarm, res.Run, res.Report); err != nil {
 		return res, fmt.Errorf("audit: save verdicts: %w", err)

@@ -3,7 +3,7 @@ package audit
 import (
 	"fmt"
 
-	"github.com/swarmaudit/swarmaudit/internal/analysis/timeline"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
 )
 
@@ -24,13 +24,14 @@ type ScrapeCheck struct {
 }
 
 // CheckScrapes compares each tracker's last scrape with the peers seen on
-// the wire: seeders and leechers by their last known piece set, completions
-// by peers seen incomplete and later complete.
-func CheckScrapes(trackers []trackerclient.Status, ev *Evidence) []ScrapeCheck {
+// the wire, as the verdict's analysis saw them (its per-address
+// timelines): seeders and leechers by their last known piece set,
+// completions by peers seen incomplete and later complete.
+func CheckScrapes(trackers []trackerclient.Status, rep *verdict.Report) []ScrapeCheck {
 	var seeders, leechers, completions int
-	for _, w := range ev.Wire {
-		tl := timeline.Build(ev.Torrent.NumPieces, w.Observations)
-		if !tl.HasPieceInfo() {
+	for _, a := range rep.Addresses {
+		tl := a.Timeline
+		if tl == nil || !tl.HasPieceInfo() {
 			continue
 		}
 		final := tl.Final()

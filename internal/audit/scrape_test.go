@@ -9,7 +9,6 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
-	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 func TestCheckScrapes(t *testing.T) {
@@ -21,17 +20,20 @@ func TestCheckScrapes(t *testing.T) {
 		}
 		return timeline.Observation{At: t0.Add(at), Kind: timeline.KindBitfield, Pieces: bf}
 	}
-	ev := &Evidence{Torrent: &torrentmeta.Torrent{NumPieces: 4}, Wire: []verdict.WirePeer{
-		{Observations: []timeline.Observation{snap(0, 0, 1, 2, 3)}},                       // seeder from the start
-		{Observations: []timeline.Observation{snap(0, 0), snap(time.Minute, 0, 1, 2, 3)}}, // completed while watched
-		{Observations: []timeline.Observation{snap(0, 1)}},                                // leecher
-		{Observations: []timeline.Observation{{At: t0, Kind: timeline.KindRefused}}},      // never seen: no piece info
-	}}
+	rep := &verdict.Report{}
+	for _, obs := range [][]timeline.Observation{
+		{snap(0, 0, 1, 2, 3)},                       // seeder from the start
+		{snap(0, 0), snap(time.Minute, 0, 1, 2, 3)}, // completed while watched
+		{snap(0, 1)},                           // leecher
+		{{At: t0, Kind: timeline.KindRefused}}, // never seen: no piece info
+	} {
+		rep.Addresses = append(rep.Addresses, verdict.AddrBounds{Timeline: timeline.Build(4, obs)})
+	}
 	got := CheckScrapes([]trackerclient.Status{
 		{URL: "http://a/announce", Scrape: &trackerclient.Scrape{Seeders: 7, Leechers: 1, Completed: 3}},
 		{URL: "udp://b/announce"}, // no scrape: no check
 		{URL: "http://c/announce", Scrape: &trackerclient.Scrape{Seeders: 2, Leechers: 1, Completed: 1}},
-	}, ev)
+	}, rep)
 	if len(got) != 2 {
 		t.Fatalf("%d checks", len(got))
 	}

@@ -181,12 +181,15 @@ func (b *builder) rowAt(a netip.AddrPort) *row {
 // wire peer, else the stored address it announced from, else a row of its
 // own.
 func (b *builder) rows() {
-	n := b.tor.NumPieces
+	tls := map[netip.AddrPort]*timeline.Timeline{}
+	for _, a := range b.res.Report.Addresses {
+		tls[a.Addr] = a.Timeline // the verdict's own, never rebuilt here
+	}
 	for i := range b.ev.Wire {
 		w := &b.ev.Wire[i]
 		r := b.rowAt(w.Addr)
 		r.wire = w
-		r.tl = timeline.BuildWith(n, w.Observations, b.cfg.Timeline)
+		r.tl = tls[w.Addr]
 	}
 	for i := range b.ev.Peers {
 		sp := &b.ev.Peers[i]

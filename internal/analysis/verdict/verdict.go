@@ -399,6 +399,10 @@ type AddrBounds struct {
 	PieceInfo bool                      `json:"piece_info"`
 	Capacity  estimate.CapacityEstimate `json:"capacity"`
 	Bounds    estimate.Bounds           `json:"bounds"`
+	// Timeline is this address's own timeline, built with the verdict's
+	// timeline settings: reports and scrape checks read it instead of
+	// building their own.
+	Timeline *timeline.Timeline `json:"-"`
 }
 
 // session is a run of announces with counters since one start.
@@ -1381,9 +1385,11 @@ func (j *judge) addresses(rep *Report) error {
 	for g := range j.grps {
 		gr := &j.grps[g]
 		var group []netip.AddrPort
+		var tls []*timeline.Timeline
 		for _, m := range gr.members {
 			if a := j.in.Peers[m].Addr; a.IsValid() {
 				group = append(group, a)
+				tls = append(tls, timeline.BuildWith(j.tor.NumPieces, j.in.Peers[m].Observations, j.cfg.Timeline))
 			}
 		}
 		var ab AddrBounds
@@ -1398,8 +1404,8 @@ func (j *judge) addresses(rep *Report) error {
 			}
 			ab = AddrBounds{PieceInfo: true, Capacity: ce, Bounds: b}
 		}
-		for _, a := range group {
-			ab.Addr, ab.Group = a, group
+		for i, a := range group {
+			ab.Addr, ab.Group, ab.Timeline = a, group, tls[i]
 			rep.Addresses = append(rep.Addresses, ab)
 		}
 	}
