@@ -32,6 +32,7 @@ var rank = []struct {
 	{"audit", 6},
 	{"reports", 7},
 	{"liveprogress", 7},
+	{"serve", 8},
 	{"simulation/", 9},
 }
 

@@ -93,12 +93,19 @@ func (fl *judgeFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&fl.jsonOut, "json-out", "", "write the audit report as JSON to FILE (schema: docs/report-schema.md)")
 	f.StringVar(&fl.htmlOut, "html-out", "", "write the audit report as a self-contained HTML page to FILE")
 	f.StringVar(&fl.csvOut, "csv-out", "", "write the per-peer table as CSV to FILE")
+	f.BoolVar(&fl.showPasskeys, "show-passkeys", false, "write tracker passkeys in clear in the reports (default: a keyed hash that still groups a user's identities)")
+	fl.registerTolerances(f)
+}
+
+// registerTolerances adds the verdict tolerances alone (serve judges with
+// them but writes no report files).
+func (fl *judgeFlags) registerTolerances(f *pflag.FlagSet) {
+	fl.csvStep = time.Second
 	def := verdict.DefaultConfig()
 	f.StringVar(&fl.slack, "slack", humanize.IBytes(uint64(def.SlackBytes)), "tolerance: bytes a report may exceed a bound by (see docs/estimation.md)")
 	f.IntVar(&fl.slackPieces, "slack-pieces", def.SlackPieces, "tolerance: pieces a report may exceed a bound by (the larger slack applies)")
 	f.Float64Var(&fl.suspectFactor, "suspect-factor", def.SuspectFactor, "tolerance: a report above bound×this (plus slack) is suspect")
 	f.Float64Var(&fl.misreportFactor, "misreport-factor", def.MisreportFactor, "tolerance: a report above bound×this (plus slack) is misreporting")
-	f.BoolVar(&fl.showPasskeys, "show-passkeys", false, "write tracker passkeys in clear in the reports (default: a short hash that still groups a user's identities)")
 }
 
 // verdictConfig is the verdict configuration the flags ask for. Announces

@@ -84,11 +84,50 @@ type Config struct {
 	// peer costs at most a handshake and a bitfield per RewatchAfter.
 	RewatchAfter time.Duration
 
+	// Budget, when set, is shared with other collectors (swarmaudit serve
+	// audits many swarms at once): it then bounds their connections,
+	// bandwidth probes and download rate together, and MaxConns,
+	// MaxBandwidthProbes and MaxAuditorRate are ignored.
+	Budget *Budget
+
 	Policy     peerwire.Policy
 	PeerID     [20]byte
 	ClientName string
 	Logger     *slog.Logger
 }
+
+// Budget is what collectors sharing it hold together: every connection,
+// the watches among them, the concurrent bandwidth probes, and the
+// auditor's own download rate for probes.
+type Budget struct {
+	conns, watches, bwProbes chan struct{}
+	rate                     *rate.Limiter // nil: no rate cap
+	probeBytes               int64
+}
+
+// NewBudget makes a budget of maxConns connections (watches take at most
+// maxConns − max(maxConns/4, maxBWProbes+2) of them), maxBWProbes
+// concurrent bandwidth probes of probeBytes each, and maxRate bytes per
+// second of probe download (0: uncapped).
+func NewBudget(maxConns, maxBWProbes int, maxRate float64, probeBytes int64) *Budget {
+	maxConns, maxBWProbes = max(maxConns, 1), max(maxBWProbes, 1)
+	if probeBytes <= 0 {
+		probeBytes = DefaultProbeBytes
+	}
+	b := &Budget{
+		conns:      make(chan struct{}, maxConns),
+		watches:    make(chan struct{}, max(maxConns-max(maxConns/4, maxBWProbes+2), 1)),
+		bwProbes:   make(chan struct{}, maxBWProbes),
+		probeBytes: probeBytes,
+	}
+	if maxRate > 0 {
+		b.rate = rate.NewLimiter(rate.Limit(maxRate), int(probeBytes))
+	}
+	return b
+}
+
+// InUse reports the connections and bandwidth probes held now.
+func (b *Budget) InUse() (conns, bwProbes int) { return len(b.conns), len(b.bwProbes) }
 
 // The defaults of an audit: a bitfield snapshot of each peer a minute, a
 // bandwidth probe of 2 MiB every ten, and 64 connections at most.
@@ -248,16 +287,16 @@ func New(cfg Config) (*Collector, error) {
 		return nil, errors.New("collect: needs a torrent, a store and an address book")
 	}
 	cfg.defaults()
-	var budget *rate.Limiter
-	if cfg.MaxAuditorRate > 0 {
-		budget = rate.NewLimiter(rate.Limit(cfg.MaxAuditorRate), int(cfg.ProbeBytes))
+	b := cfg.Budget
+	if b == nil {
+		b = NewBudget(cfg.MaxConns, cfg.MaxBandwidthProbes, cfg.MaxAuditorRate, cfg.ProbeBytes)
 	}
 	c := &Collector{
-		budget:   budget,
+		budget:   b.rate,
 		cfg:      cfg,
-		conns:    make(chan struct{}, cfg.MaxConns),
-		watches:  make(chan struct{}, max(cfg.MaxConns-max(cfg.MaxConns/4, cfg.MaxBandwidthProbes+2), 1)),
-		bwProbes: make(chan struct{}, cfg.MaxBandwidthProbes),
+		conns:    b.conns,
+		watches:  b.watches,
+		bwProbes: b.bwProbes,
 		events:   make(chan any),
 		peers:    map[netip.AddrPort]*peerState{},
 		admitted: map[netip.Addr]int{},

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
+	"github.com/swarmaudit/swarmaudit/internal/serve"
+	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
+)
+
+// serveOptions are the serve command's options.
+type serveOptions struct {
+	judgeFlags
+	probeFlags
+	watchDir, dbPath, apiListen, trackerListen string
+	auditorRate                                 string
+	pollEvery, judgeEvery                       time.Duration
+	snapshotEvery, probeEvery                   time.Duration
+	maxConns, maxBWProbes                       int
+	noDHT, noPEX, noWatch, noTrackers           bool
+}
+
+func newServeCmd(g *globalOptions) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve --watch DIR [--api-listen ADDR] [--tracker-listen ADDR] [--db PATH]",
+		Short: "Audit every swarm of a watch folder continuously, with an API, metrics and a dashboard",
+		Long: `Audit every .torrent in --watch at once and continuously: a file added is
+audited within --poll-interval, a file removed stops its swarm. All swarms
+share one budget (--max-conns, --max-bandwidth-probes, --max-auditor-rate).
+With --tracker-listen, the embedded tracker records the announces of every
+swarm. Every --judge-interval each swarm is judged again from the database,
+its verdicts saved; users (passkeys) are followed across swarms.
+
+--api-listen serves GET /api/v1/swarms, /api/v1/swarms/{info hash} (the
+swarm's JSON report), /api/v1/users, /metrics (Prometheus) and a dashboard
+at /. Everything observed is in --db as it happens: a restart on the same
+database continues every audit. SIGTERM or Ctrl-C stops it cleanly (each
+swarm is judged a last time). With --json, stdout carries one JSON object
+with the listening addresses once it is up.
+
+Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
+		Example: `  swarmaudit serve --watch /srv/torrents --api-listen 127.0.0.1:8080 --tracker-listen :6969 --db serve.db`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServe(cmd.Context(), g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.watchDir, "watch", "", "folder of .torrent files to audit (required)")
+	f.StringVar(&o.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts")
+	f.StringVar(&o.apiListen, "api-listen", "127.0.0.1:8080", "HTTP address of the API, metrics and dashboard")
+	f.StringVar(&o.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP) for every swarm")
+	f.DurationVar(&o.pollEvery, "poll-interval", 5*time.Second, "how often the watch folder is read")
+	f.DurationVar(&o.judgeEvery, "judge-interval", 10*time.Minute, "how often each swarm is judged again")
+	f.DurationVar(&o.snapshotEvery, "snapshot-interval", collect.DefaultSnapshotInterval, "bitfield snapshot of each peer this often")
+	f.DurationVar(&o.probeEvery, "probe-interval", collect.DefaultProbeInterval, "bandwidth probe of each peer at most this often")
+	o.probeFlags.register(f)
+	f.IntVar(&o.maxConns, "max-conns", 256, "live peer connections at most, all swarms together")
+	f.IntVar(&o.maxBWProbes, "max-bandwidth-probes", 4, "concurrent bandwidth probes at most, all swarms together")
+	f.StringVar(&o.auditorRate, "max-auditor-rate", "4MiB", "cap on the auditor's own average probe download, per second, all swarms together (0: none)")
+	f.BoolVar(&o.noDHT, "no-dht", false, "do not search the DHT")
+	f.BoolVar(&o.noPEX, "no-pex", false, "do not read PEX")
+	f.BoolVar(&o.noWatch, "no-watch", false, "do not keep idle connections for real-time HAVEs")
+	f.BoolVar(&o.noTrackers, "no-trackers", false, "do not announce to the torrents' own trackers")
+	o.judgeFlags.registerTolerances(f)
+	return cmd
+}
+
+func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string) error {
+	if o.watchDir == "" {
+		return usagef("serve needs --watch")
+	}
+	policy, pb, err := o.probeFlags.parse()
+	if err != nil {
+		return err
+	}
+	if pb == 0 {
+		return usagef("--probe-bytes 0: an audit needs bandwidth probes (give a size such as 2MiB)")
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"poll-interval", o.pollEvery}, {"judge-interval", o.judgeEvery}, {"snapshot-interval", o.snapshotEvery}, {"probe-interval", o.probeEvery}} {
+		if err := positive(d.flag, d.v); err != nil {
+			return err
+		}
+	}
+	if err := errors.Join(atLeast("max-conns", o.maxConns, 1), atLeast("max-bandwidth-probes", o.maxBWProbes, 1)); err != nil {
+		return err
+	}
+	rate, err := parseSize("max-auditor-rate", o.auditorRate, true)
+	if err != nil {
+		return err
+	}
+	vc, err := o.verdictConfig()
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, o.dbPath, store.WithLogger(slog.Default()))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	svc, err := serve.New(serve.Config{
+		Store: st, WatchDir: o.watchDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
+		Collect: collect.Config{
+			SnapshotInterval: o.snapshotEvery, ProbeInterval: o.probeEvery, ProbeBytes: pb, ProbeTimeout: o.probeTimeout,
+			Watch: !o.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: peerid.OurName + " " + version,
+		},
+		Budget:   collect.NewBudget(o.maxConns, o.maxBWProbes, float64(rate), pb),
+		Trackers: !o.noTrackers, DHT: !o.noDHT, PEX: !o.noPEX, Verdict: vc, Logger: slog.Default(),
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	ctx, failRun := context.WithCancelCause(ctx)
+	defer failRun(nil)
+	up := map[string]string{}
+	if o.trackerListen != "" {
+		srv, err := trackerserver.New(trackerserver.Config{
+			HTTPAddr: o.trackerListen, UDPAddr: o.trackerListen, Interval: 30 * time.Minute,
+			Recorder: svc, Logger: slog.Default(),
+			OnRecordError: func(err error) { failRun(fmt.Errorf("embedded tracker: %w", err)) },
+		})
+		if err != nil {
+			return usageError{err}
+		}
+		if err := srv.Start(ctx); err != nil {
+			return err
+		}
+		defer srv.Close()
+		up["http_announce_url"], up["udp_announce_url"] = srv.HTTPURL(), srv.UDPURL()
+	}
+	ln, err := net.Listen("tcp", o.apiListen)
+	if err != nil {
+		return fmt.Errorf("--api-listen: %w", err)
+	}
+	api := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	up["api"] = "http://" + ln.Addr().String() + "/"
+	if g.JSON {
+		if err := writeJSON(g.stdout, up); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(g.stderr, "serving %s: dashboard and API at %s", o.watchDir, up["api"])
+		if u, ok := up["http_announce_url"]; ok {
+			fmt.Fprintf(g.stderr, ", tracker %s and %s", u, up["udp_announce_url"])
+		}
+		fmt.Fprintln(g.stderr)
+	}
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		if err := api.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("api: %w", err)
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		<-ectx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return api.Shutdown(sctx)
+	})
+	eg.Go(func() error { return svc.Run(ectx) })
+	return errors.Join(eg.Wait(), runFailure(ctx))
+}

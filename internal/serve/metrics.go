@@ -1,0 +1,88 @@
+package serve
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+)
+
+// metrics are the service's Prometheus metrics, read from the swarms when
+// scraped (no second bookkeeping to drift from what the API says).
+type metrics struct {
+	reg   *prometheus.Registry
+	judge prometheus.Histogram
+}
+
+func newMetrics(s *Service) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.judge = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "swarmaudit_judge_duration_seconds", Help: "Time to judge one swarm again from the store.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+	})
+	m.reg.MustRegister(m.judge, &collector{s: s})
+	return m
+}
+
+func (m *metrics) judged(d time.Duration) { m.judge.Observe(d.Seconds()) }
+
+var (
+	descSwarms      = prometheus.NewDesc("swarmaudit_swarms", "Swarms being audited.", nil, nil)
+	descPeers       = prometheus.NewDesc("swarmaudit_peers", "Peers of the audited swarms, by state.", []string{"state"}, nil)
+	descConns       = prometheus.NewDesc("swarmaudit_connections", "Peer connections held now (all swarms share one budget).", nil, nil)
+	descBW          = prometheus.NewDesc("swarmaudit_bandwidth_probes", "Bandwidth probes running now.", nil, nil)
+	descProbes      = prometheus.NewDesc("swarmaudit_probes", "Connections made for snapshots and probes, over the swarms audited now.", nil, nil)
+	descBytes       = prometheus.NewDesc("swarmaudit_auditor_bytes", "The auditor's own wire traffic, over the swarms audited now.", []string{"direction"}, nil)
+	descAnnounces   = prometheus.NewDesc("swarmaudit_announces_recorded_total", "Announces the embedded tracker recorded.", nil, nil)
+	descIdentities  = prometheus.NewDesc("swarmaudit_identities", "Reporting identities by their latest verdict.", []string{"status"}, nil)
+	descUsersFlaged = prometheus.NewDesc("swarmaudit_users_flagged", "Users (passkeys) flagged in at least one swarm.", nil, nil)
+)
+
+// collector reads the service's state at scrape time.
+type collector struct{ s *Service }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSwarms, descPeers, descConns, descBW, descProbes, descBytes, descAnnounces, descIdentities, descUsersFlaged} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	swarms := c.s.list()
+	ch <- prometheus.MustNewConstMetric(descSwarms, prometheus.GaugeValue, float64(len(swarms)))
+	var discovered, reached, probed, watching, probes int
+	var in, out int64
+	counts := map[verdict.Status]int{}
+	for _, sw := range swarms {
+		p := sw.progress.Load()
+		discovered, reached, probed, watching = discovered+p.Discovered, reached+p.Reached, probed+p.Probed, watching+p.Watching
+		probes += p.Probes
+		in, out = in+p.BytesIn, out+p.BytesOut
+		if res, _ := sw.latest(); res != nil {
+			for st, n := range res.Report.Summary.Counts {
+				counts[st] += n
+			}
+		}
+	}
+	for state, n := range map[string]int{"discovered": discovered, "reached": reached, "probed": probed, "watching": watching} {
+		ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(n), state)
+	}
+	conns, bw := c.s.cfg.Budget.InUse()
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))
+	ch <- prometheus.MustNewConstMetric(descBW, prometheus.GaugeValue, float64(bw))
+	ch <- prometheus.MustNewConstMetric(descProbes, prometheus.GaugeValue, float64(probes))
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(in), "in")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(out), "out")
+	ch <- prometheus.MustNewConstMetric(descAnnounces, prometheus.CounterValue, float64(c.s.announces.Load()))
+	for _, st := range []verdict.Status{verdict.StatusMisreporting, verdict.StatusSuspect, verdict.StatusOK, verdict.StatusUnverifiable} {
+		ch <- prometheus.MustNewConstMetric(descIdentities, prometheus.GaugeValue, float64(counts[st]), string(st))
+	}
+	flagged := 0
+	for _, u := range c.s.users() {
+		if u.FlaggedSwarms > 0 {
+			flagged++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descUsersFlaged, prometheus.GaugeValue, float64(flagged))
+}

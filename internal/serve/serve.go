@@ -1,0 +1,272 @@
+// Package serve is swarmaudit as a service: it audits every swarm in a
+// watch folder continuously and at once, under one budget of connections,
+// bandwidth probes and download rate shared by all of them (each swarm is
+// an audit.Run that never ends on its own), records every announce its
+// embedded tracker receives for any of them, judges each swarm again from
+// the store on an interval, accumulates verdicts per user across swarms,
+// and serves an HTTP API (/api/v1/...), Prometheus metrics (/metrics) and
+// a dashboard (/).
+//
+// One Service owns its swarms: a swarm's audit runs on a goroutine the
+// service waits for; the first failure of any of them (a store failure)
+// ends the service with that error. Observations are in the store as they
+// happen (crash-safe); a restart on the same database continues every
+// swarm's audit.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent/types/infohash"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/audit"
+	"github.com/swarmaudit/swarmaudit/internal/discovery"
+	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
+)
+
+// Config configures a service.
+type Config struct {
+	Store *store.Store
+	// WatchDir holds the .torrent files to audit; a file added is audited
+	// within PollEvery, a file removed stops its swarm's audit.
+	WatchDir  string
+	PollEvery time.Duration // default 5 s
+	// JudgeEvery is how often each swarm is judged again from the store
+	// (default 10 min); verdicts are saved and served.
+	JudgeEvery time.Duration
+	// Collect is the template of every swarm's collection (intervals,
+	// encryption, peer id); Budget is shared by all of them.
+	Collect collect.Config
+	Budget  *collect.Budget
+	// Trackers announces to each torrent's own trackers; DHT searches the
+	// DHT for public torrents (never for private ones, BEP 27).
+	Trackers, DHT bool
+	PEX           bool
+	Verdict       verdict.Config
+	Logger        *slog.Logger
+}
+
+// Service audits the swarms of a watch folder. Create it with New, run it
+// with Run, serve Handler over HTTP, and hand Recorder to the embedded
+// tracker.
+type Service struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	// runCtx is Run's context, for swarms started while it runs.
+	runCtx context.Context
+	failed chan error // the first swarm failure
+
+	mu     sync.Mutex
+	swarms map[infohash.T]*swarm
+	loaded map[string]loadedFile // watch-folder files by path
+	wg     sync.WaitGroup        // swarm goroutines
+
+	announces atomic.Int64
+}
+
+// swarm is one audited torrent.
+type swarm struct {
+	path    string
+	torrent *torrentmeta.Torrent
+	book    *addrbook.Book
+	added   time.Time
+	stop    context.CancelFunc
+	done    chan struct{}
+
+	progress atomic.Pointer[collect.Progress]
+	mu       sync.Mutex
+	judged   *audit.Result // latest judgement, nil before the first
+	judgedAt time.Time
+	judgeErr error
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.WatchDir == "" {
+		return nil, errors.New("serve: needs a store and a watch folder")
+	}
+	if cfg.PollEvery <= 0 {
+		cfg.PollEvery = 5 * time.Second
+	}
+	if cfg.JudgeEvery <= 0 {
+		cfg.JudgeEvery = 10 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Verdict == (verdict.Config{}) {
+		cfg.Verdict = verdict.DefaultConfig()
+	}
+	if cfg.Budget == nil {
+		c := cfg.Collect
+		cfg.Budget = collect.NewBudget(max(c.MaxConns, collect.DefaultMaxConns), max(c.MaxBandwidthProbes, 2), c.MaxAuditorRate, c.ProbeBytes)
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, failed: make(chan error, 1)}
+	s.metrics = newMetrics(s)
+	return s, nil
+}
+
+// Run audits until ctx ends, then stops every swarm's audit (each judges
+// and saves its verdicts a last time) and returns. It returns early with
+// the first swarm's failure.
+func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	s.runCtx = ctx
+	s.mu.Unlock()
+	poll := time.NewTicker(s.cfg.PollEvery)
+	defer poll.Stop()
+	judge := time.NewTicker(s.cfg.JudgeEvery)
+	defer judge.Stop()
+	var runErr error
+	s.scan(ctx)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-s.failed:
+			runErr = err
+			break loop
+		case <-poll.C:
+			s.scan(ctx)
+		case <-judge.C:
+			if err := s.judgeAll(ctx); err != nil {
+				runErr = err
+				break loop
+			}
+		}
+	}
+	cancel()
+	s.wg.Wait()
+	select {
+	case err := <-s.failed:
+		runErr = errors.Join(runErr, err)
+	default:
+	}
+	return runErr
+}
+
+// start begins auditing a torrent; called with s.mu held.
+func (s *Service) start(path string, t *torrentmeta.Torrent) {
+	ctx, stop := context.WithCancel(s.runCtx)
+	sw := &swarm{path: path, torrent: t, book: addrbook.New(addrbook.Options{}), added: time.Now(), stop: stop, done: make(chan struct{})}
+	sw.progress.Store(&collect.Progress{})
+	s.swarms[t.InfoHash] = sw
+	cfg := audit.Config{
+		Torrent: t, Store: s.cfg.Store, Book: sw.book, PEX: s.cfg.PEX && !t.Private,
+		Collect: s.cfg.Collect, Verdict: s.cfg.Verdict, Logger: s.log.With("swarm", t.InfoHash.HexString()),
+		Progress: func(p collect.Progress, _ time.Duration) { sw.progress.Store(&p) },
+	}
+	cfg.Collect.Budget = s.cfg.Budget
+	if s.cfg.Trackers || (s.cfg.DHT && !t.Private) {
+		dc := discovery.FromTorrent(t)
+		if !s.cfg.Trackers {
+			dc.Trackers = nil
+		}
+		dc.DHT = s.cfg.DHT && !t.Private
+		cfg.Discover = &dc
+	}
+	s.log.Info("auditing", "swarm", t.InfoHash.HexString(), "name", t.Name, "file", path)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(sw.done)
+		res, err := audit.Run(ctx, cfg)
+		if err != nil {
+			select {
+			case s.failed <- fmt.Errorf("swarm %s (%s): %w", t.Name, t.InfoHash.HexString(), err):
+			default:
+			}
+			return
+		}
+		sw.setJudged(res, nil)
+	}()
+}
+
+// drop stops auditing a swarm whose file went away; called with s.mu held.
+func (s *Service) drop(ih infohash.T) {
+	sw := s.swarms[ih]
+	delete(s.swarms, ih)
+	sw.stop()
+	s.log.Info("stopped auditing", "swarm", ih.HexString(), "file", sw.path)
+}
+
+// RecordAnnounce implements reported.Recorder for the embedded tracker:
+// every announce is stored, and its address goes to its swarm's book, so
+// every reporting peer is audited on the wire.
+func (s *Service) RecordAnnounce(a reported.Announce) error {
+	if err := s.cfg.Store.RecordAnnounce(a); err != nil {
+		return err
+	}
+	s.announces.Add(1)
+	s.mu.Lock()
+	sw := s.swarms[a.InfoHash]
+	s.mu.Unlock()
+	if sw != nil && a.Port != 0 && a.Event != reported.EventStopped {
+		sw.book.Add(netip.AddrPortFrom(a.IP.Unmap(), a.Port), audit.SourceEmbeddedTracker, 0)
+	}
+	return nil
+}
+
+// judgeAll judges every swarm again from the store.
+func (s *Service) judgeAll(ctx context.Context) error {
+	for _, sw := range s.list() {
+		start := time.Now()
+		res, err := audit.Rejudge(ctx, s.cfg.Store, sw.torrent, nil, s.cfg.Verdict)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // no run stored yet
+		}
+		if err != nil && ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = audit.SaveVerdicts(ctx, s.cfg.Store, res.Swarm, res.Run, res.Report)
+		}
+		if err != nil {
+			return fmt.Errorf("judge %s: %w", sw.torrent.Name, err)
+		}
+		s.metrics.judged(time.Since(start))
+		sw.setJudged(res, nil)
+	}
+	return nil
+}
+
+func (sw *swarm) setJudged(res *audit.Result, err error) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.judged, sw.judgedAt, sw.judgeErr = res, time.Now(), err
+}
+
+func (sw *swarm) latest() (*audit.Result, time.Time) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.judged, sw.judgedAt
+}
+
+// list returns the swarms, by name.
+func (s *Service) list() []*swarm {
+	s.mu.Lock()
+	out := make([]*swarm, 0, len(s.swarms))
+	for _, sw := range s.swarms {
+		out = append(out, sw)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].torrent.Name < out[j].torrent.Name })
+	return out
+}

@@ -1,0 +1,248 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/types/infohash"
+
+	"github.com/swarmaudit/swarmaudit/internal/analysis/estimate"
+	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/audit"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
+)
+
+// TestServeWatchFolder runs the service end to end on two simulated swarms
+// whose peers announce to its embedded tracker, one seeder in each
+// reporting three times its upload: both swarms are audited from the
+// watch folder at once, judged on the interval and served by the API
+// (with the ×3 seeder flagged) and the metrics; removing a torrent file
+// stops its swarm; cancelling stops the service cleanly.
+func TestServeWatchFolder(t *testing.T) {
+	dir := t.TempDir()
+	watch := filepath.Join(dir, "watch")
+	if err := os.Mkdir(watch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, filepath.Join(dir, "serve.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	vc := verdict.DefaultConfig()
+	vc.SlackBytes, vc.Estimate.ClockSlack, vc.BurstWindow = 4<<20, estimate.SameClockSlack, 2*time.Second
+	svc, err := New(Config{
+		Store: st, WatchDir: watch, PollEvery: 200 * time.Millisecond, JudgeEvery: 2 * time.Second,
+		Collect: collect.Config{SnapshotInterval: time.Second, ProbeInterval: 3 * time.Second, ProbeBytes: 256 << 10, ProbeTimeout: 5 * time.Second, Watch: true},
+		Budget:  collect.NewBudget(64, 4, 0, 256<<10),
+		Verdict: vc,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := trackerserver.New(trackerserver.Config{HTTPAddr: "127.0.0.1:0", Interval: 2 * time.Second, MinInterval: time.Second, Recorder: svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	api := httptest.NewServer(svc.Handler())
+	defer api.Close()
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+
+	var hashes []infohash.T
+	var files []string
+	for i := range 2 {
+		payload, tor, err := swarmsim.NewPayload(fmt.Sprintf("serve-%d.bin", i), 8<<20, 128<<10, uint64(10+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs := []swarmsim.PeerSpec{
+			{Role: swarmsim.RoleSeeder, Have: 1, UploadRate: 1 << 20},
+			{Role: swarmsim.RoleSeeder, Have: 1, UploadRate: 1 << 20, Lie: swarmsim.Lie{Kind: swarmsim.LieMultiply, Factor: 3}},
+			{Role: swarmsim.RoleLeecher, UploadRate: 512 << 10, DownloadRate: 1 << 20},
+			{Role: swarmsim.RoleLeecher, UploadRate: 512 << 10, DownloadRate: 1 << 20},
+		}
+		sw, err := swarmsim.StartSwarm(ctx, swarmsim.SwarmConfig{Payload: payload, InfoBytes: tor.InfoBytes, Peers: specs,
+			Tracker: srv.HTTPURL(), AnnounceInterval: 2 * time.Second, Seed: uint64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sw.Close()
+		files = append(files, writeTorrent(t, watch, tor, srv.HTTPURL()))
+		hashes = append(hashes, tor.InfoHash)
+	}
+
+	// Both swarms judged, each with its ×3 seeder flagged.
+	flagged := func() bool {
+		var got []SwarmStatus
+		getJSON(t, api.URL+"/api/v1/swarms", &got)
+		n := 0
+		for _, s := range got {
+			if s.Verdicts["misreporting"]+s.Verdicts["suspect"] >= 1 {
+				n++
+			}
+		}
+		return len(got) == 2 && n == 2
+	}
+	waitFor(t, ctx, 90*time.Second, "both swarms judged with their cheater flagged", flagged)
+	var rep struct {
+		Summary struct {
+			Verdicts map[string]int `json:"verdicts"`
+		} `json:"summary"`
+	}
+	getJSON(t, api.URL+"/api/v1/swarms/"+hashes[0].HexString(), &rep)
+	if rep.Summary.Verdicts["misreporting"]+rep.Summary.Verdicts["suspect"] == 0 {
+		t.Errorf("the swarm's report flags nobody: %v", rep.Summary.Verdicts)
+	}
+	metrics := get(t, api.URL+"/metrics")
+	for _, want := range []string{"swarmaudit_swarms 2", "swarmaudit_peers{state=\"reached\"}", "swarmaudit_announces_recorded_total", "swarmaudit_judge_duration_seconds_count"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
+	if page := get(t, api.URL+"/"); !strings.Contains(page, "serve-0.bin") || !strings.Contains(page, "serve-1.bin") {
+		t.Errorf("dashboard:\n%s", page)
+	}
+
+	// A file removed: its swarm stops.
+	if err := os.Remove(files[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 10*time.Second, "the removed swarm dropped", func() bool {
+		var got []SwarmStatus
+		getJSON(t, api.URL+"/api/v1/swarms", &got)
+		return len(got) == 1 && got[0].InfoHash == hashes[0].HexString()
+	})
+	cancel()
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	// The final judgement of each swarm is in the store.
+	bg := context.Background()
+	for _, ih := range hashes {
+		sw, err := st.LookupSwarm(bg, ih)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs, err := st.Verdicts(bg, sw.ID)
+		if err != nil || len(vs) == 0 {
+			t.Errorf("swarm %s: %d verdicts stored, %v", ih.HexString(), len(vs), err)
+		}
+	}
+}
+
+// TestUsersAcrossSwarms: a user flagged in two swarms ranks above one
+// flagged in one, with the confidences combined; passkeys never show.
+func TestUsersAcrossSwarms(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	judged := func(vs ...verdict.Verdict) *audit.Result {
+		return &audit.Result{Report: &verdict.Report{Verdicts: vs}, Evidence: &audit.Evidence{PasskeyKey: key}}
+	}
+	v := func(passkey string, s verdict.Status, c float64) verdict.Verdict {
+		return verdict.Verdict{Identity: verdict.Identity{Passkey: passkey}, Status: s, Confidence: c}
+	}
+	s := &Service{swarms: map[infohash.T]*swarm{}}
+	for i, res := range []*audit.Result{
+		judged(v("alicepasskey0001", verdict.StatusSuspect, 0.5), v("bobpasskey000001", verdict.StatusOK, 0.9)),
+		judged(v("alicepasskey0001", verdict.StatusMisreporting, 0.6), v("carolpasskey0001", verdict.StatusSuspect, 0.7)),
+	} {
+		sw := &swarm{torrent: &torrentmeta.Torrent{InfoHash: infohash.T{byte(i + 1)}, Name: fmt.Sprint(i)}}
+		sw.setJudged(res, nil)
+		s.swarms[sw.torrent.InfoHash] = sw
+	}
+	us := s.users()
+	if len(us) != 3 {
+		t.Fatalf("%d users: %+v", len(us), us)
+	}
+	a := us[0]
+	if a.FlaggedSwarms != 2 || a.Swarms != 2 || a.Worst != "misreporting" || a.Confidence < 0.79 || a.Confidence > 0.81 {
+		t.Errorf("the user flagged twice: %+v", a)
+	}
+	if us[1].FlaggedSwarms != 1 || us[2].FlaggedSwarms != 0 || us[2].Worst != "ok" {
+		t.Errorf("order or counts: %+v", us)
+	}
+	b, _ := json.Marshal(us)
+	for _, pk := range []string{"alicepasskey0001", "bobpasskey000001", "carolpasskey0001"} {
+		if strings.Contains(string(b), pk) {
+			t.Errorf("a passkey shows: %s", b)
+		}
+	}
+}
+
+func writeTorrent(t *testing.T, dir string, tor *torrentmeta.Torrent, announce string) string {
+	t.Helper()
+	b, err := bencode.Marshal(metainfo.MetaInfo{InfoBytes: tor.InfoBytes, Announce: announce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, tor.Name+".torrent")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(get(t, url)), v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+}
+
+// waitFor polls cond every 200 ms until it holds or the limit passes.
+func waitFor(t *testing.T, ctx context.Context, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("context ended waiting until %s", what)
+		case <-tick.C:
+		}
+	}
+}
