@@ -24,11 +24,11 @@ type serveOptions struct {
 	judgeFlags
 	probeFlags
 	watchDir, dbPath, apiListen, trackerListen string
-	auditorRate                                 string
-	pollEvery, judgeEvery                       time.Duration
-	snapshotEvery, probeEvery                   time.Duration
-	maxConns, maxBWProbes                       int
-	noDHT, noPEX, noWatch, noTrackers           bool
+	auditorRate                                string
+	pollEvery, judgeEvery                      time.Duration
+	snapshotEvery, probeEvery                  time.Duration
+	maxConns, maxBWProbes                      int
+	noDHT, noPEX, noWatch, noTrackers          bool
 }
 
 func newServeCmd(g *globalOptions) *cobra.Command {
