@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,10 +56,18 @@ func countObservations(t *testing.T, db string, ih [20]byte) counts {
 	return c
 }
 
-// TestAuditSurvivesSIGKILL kills a running audit with SIGKILL, checks that
-// every observation committed before the kill is still in the database, and
-// restarts the audit on the same database, which continues the swarm.
-func TestAuditSurvivesSIGKILL(t *testing.T) {
+// TestSurvivesSIGKILL kills a running audit — `swarmaudit audit`, and
+// `swarmaudit serve` with the torrent in its watch folder — with SIGKILL,
+// checks that every observation committed before the kill is still in the
+// database, and restarts it on the same database, which continues the
+// swarm (serve is then stopped by SIGTERM and must exit 0).
+func TestSurvivesSIGKILL(t *testing.T) {
+	for _, mode := range []string{"audit", "serve"} {
+		t.Run(mode, func(t *testing.T) { testSurvivesSIGKILL(t, mode) })
+	}
+}
+
+func testSurvivesSIGKILL(t *testing.T, mode string) {
 	dir := t.TempDir()
 	bin := builtBinary(t)
 	payload, tor, err := swarmsim.NewPayload("crash.bin", 4<<20, 64<<10, 31)
@@ -112,10 +121,21 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 			t.Logf("audit output:\n%s", childOut.String())
 		}
 	}()
+	watchDir := filepath.Join(dir, "watch")
+	if err := os.Mkdir(watchDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(watchDir, "crash.torrent"), mi, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	audit := func(duration string) *exec.Cmd {
-		cmd := exec.Command(bin, "audit", "--torrent", torrentPath, "--db", db, "--tracker-listen", trackerAddr,
-			"--duration", duration, "--no-dht", "--no-trackers", "--snapshot-interval", "500ms",
+		args := []string{"audit", "--torrent", torrentPath, "--duration", duration}
+		if mode == "serve" {
+			args = []string{"serve", "--watch", watchDir, "--api-listen", "127.0.0.1:0", "--poll-interval", "200ms", "--judge-interval", "1s"}
+		}
+		args = append(args, "--db", db, "--tracker-listen", trackerAddr, "--no-dht", "--no-trackers", "--snapshot-interval", "500ms",
 			"--probe-interval", "2s", "--probe-bytes", "256KiB", "--probe-timeout", "5s")
+		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = &childOut, &childOut
 		return cmd
 	}
@@ -153,7 +173,28 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 
 	// A restart on the same database continues the same swarm.
 	second := audit("4s")
-	if err := second.Run(); err != nil {
+	if mode == "serve" {
+		if err := second.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitListening(t, trackerAddr)
+		for i, p := range peers { // the peers announce again, as they would
+			announceTo(t, "http://"+trackerAddr+"/announce", tor.InfoHash, fmt.Sprintf("-XX0000-crash%07d", i), p.Addr().Port())
+		}
+		// Let it observe until it has added to the database, then stop it.
+		for limit := time.Now().Add(30 * time.Second); countObservations(t, db, tor.InfoHash).snapshots <= after.snapshots; {
+			if time.Now().After(limit) {
+				t.Fatal("the restarted serve added no observation in 30 s")
+			}
+			time.Sleep(250 * time.Millisecond) // polling interval
+		}
+		if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := second.Wait(); err != nil {
+			t.Fatalf("serve after SIGTERM: %v", err)
+		}
+	} else if err := second.Run(); exitCode(asExit(err)) != exitOK && exitCode(asExit(err)) != exitFlagged {
 		t.Fatalf("restart: %v", err)
 	}
 	final := countObservations(t, db, tor.InfoHash)
@@ -191,4 +232,18 @@ func announceTo(t *testing.T, announce string, ih [20]byte, peerID string, port 
 	if resp.StatusCode != http.StatusOK || strings.Contains(string(body), "failure reason") {
 		t.Fatalf("announce refused: %s %s", resp.Status, body)
 	}
+}
+
+// asExit turns a child's exit status into the error exitCode reads.
+func asExit(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		switch ee.ExitCode() {
+		case exitFlagged:
+			return flaggedError{}
+		case exitUsage:
+			return usageError{err}
+		}
+	}
+	return err
 }
