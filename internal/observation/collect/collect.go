@@ -103,6 +103,50 @@ type Budget struct {
 	conns, watches, bwProbes chan struct{}
 	rate                     *rate.Limiter // nil: no rate cap
 	probeBytes               int64
+
+	// Per-peer politeness across the collectors sharing the budget: a
+	// peer (by IP) gets a bandwidth probe at most every peerProbeGap,
+	// however many swarms it is in.
+	mu           sync.Mutex
+	peerProbeGap time.Duration
+	lastProbe    map[netip.Addr]time.Time
+}
+
+// SetPeerProbeGap makes every collector sharing the budget wait d between
+// two bandwidth probes of one IP, across all their swarms (0: no limit
+// beyond each collector's ProbeInterval).
+func (b *Budget) SetPeerProbeGap(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.peerProbeGap = d
+}
+
+// peerProbeDue reports whether ip may get a bandwidth probe now.
+func (b *Budget) peerProbeDue(ip netip.Addr, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	last, ok := b.lastProbe[ip]
+	return b.peerProbeGap <= 0 || !ok || now.Sub(last) >= b.peerProbeGap
+}
+
+// notePeerProbe records a bandwidth probe of ip starting now.
+func (b *Budget) notePeerProbe(ip netip.Addr, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.peerProbeGap <= 0 {
+		return
+	}
+	if b.lastProbe == nil {
+		b.lastProbe = map[netip.Addr]time.Time{}
+	}
+	if len(b.lastProbe) > 1<<20 { // bounded: forget the oldest half's worth
+		for k, t := range b.lastProbe {
+			if now.Sub(t) >= b.peerProbeGap {
+				delete(b.lastProbe, k)
+			}
+		}
+	}
+	b.lastProbe[ip] = now
 }
 
 // NewBudget makes a budget of maxConns connections (watches take at most
@@ -221,6 +265,7 @@ type peerState struct {
 // Collector schedules and records observations until its context ends.
 type Collector struct {
 	cfg    Config
+	shared *Budget
 	budget *rate.Limiter // bandwidth-probe bytes, nil when uncapped
 	// Semaphores: conns is held by every connection, watches in addition
 	// by watches, bwProbes in addition by bandwidth probes.
@@ -292,6 +337,7 @@ func New(cfg Config) (*Collector, error) {
 		b = NewBudget(cfg.MaxConns, cfg.MaxBandwidthProbes, cfg.MaxAuditorRate, cfg.ProbeBytes)
 	}
 	c := &Collector{
+		shared:   b,
 		budget:   b.rate,
 		cfg:      cfg,
 		conns:    b.conns,
@@ -482,7 +528,7 @@ func (c *Collector) schedule(ctx context.Context) {
 			// at once, or a pass would end every due watch for one probe.
 			// A peer that only ever connected to us (behind NAT) keeps
 			// its incoming watch: we could not dial it back.
-			canProbe := len(c.bwProbes)+c.closing < cap(c.bwProbes) &&
+			canProbe := len(c.bwProbes)+c.closing < cap(c.bwProbes) && c.shared.peerProbeDue(s.addr.Addr(), now) &&
 				(c.budget == nil || c.budget.TokensAt(now) >= float64(c.cfg.ProbeBytes)*float64(c.closing+1))
 			if canProbe && s.stopWatch != nil && !s.awaitingProbe && (!s.incoming || s.reached) {
 				s.stopWatch()
@@ -491,6 +537,12 @@ func (c *Collector) schedule(ctx context.Context) {
 				c.closing++
 			}
 			continue
+		}
+		if bandwidth && !c.shared.peerProbeDue(s.addr.Addr(), now) {
+			bandwidth = false // probed for another swarm lately: later
+			if !snapshot {
+				continue
+			}
 		}
 		if bandwidth && c.budget != nil && !c.budget.AllowN(now, int(c.cfg.ProbeBytes)) {
 			bandwidth = false // over the auditor's bandwidth budget: later
@@ -517,6 +569,9 @@ func (c *Collector) schedule(ctx context.Context) {
 			return // at the connection cap
 		}
 		s.busy = true
+		if bandwidth {
+			c.shared.notePeerProbe(s.addr.Addr(), now)
+		}
 		if s.awaitingProbe {
 			s.awaitingProbe = false
 			c.closing--

@@ -15,6 +15,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/observation/watch"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
@@ -187,4 +188,56 @@ func testOwnership(t *testing.T, outgoingWatches bool) {
 		t.Errorf("the test did not exercise the caps: progress %+v, max live %d", p, counter.maxLive)
 	}
 	t.Logf("max live %d; progress %+v", counter.maxLive, p)
+}
+
+// TestSharedBudgetPolitenessAcrossSwarms: two collectors (two swarms)
+// sharing a budget with a one-hour gap per peer probe one IP that is in
+// both swarms once between them, not once each.
+func TestSharedBudgetPolitenessAcrossSwarms(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b := NewBudget(16, 2, 0, 64<<10)
+	b.SetPeerProbeGap(time.Hour)
+	var cols []*Collector
+	var stores []func() int
+	for i := range 2 {
+		payload, tor, err := swarmsim.NewPayload(fmt.Sprintf("polite-%d.bin", i), 1<<20, 64<<10, uint64(20+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := swarmsim.StartPeer("127.0.3.99:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), Encryption: swarmsim.EncDisabled})
+		if err != nil {
+			t.Skipf("cannot listen on 127.0.3.99: %v", err)
+		}
+		defer p.Close()
+		st, swarm := openStore(t, tor)
+		book := addrbook.New(addrbook.Options{})
+		book.Add(p.Addr(), addrbook.Tracker("http://127.0.0.1/announce"), 0)
+		col, err := New(Config{Torrent: tor, Store: st, Swarm: swarm, Book: book, Budget: b,
+			SnapshotInterval: 200 * time.Millisecond, ProbeInterval: 300 * time.Millisecond, ProbeBytes: 64 << 10, ProbeTimeout: 2 * time.Second,
+			Policy: peerwire.PolicyPlaintext})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols = append(cols, col)
+		stores = append(stores, func() int {
+			ps, err := st.Probes(context.Background(), swarm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(ps)
+		})
+	}
+	done := make(chan error, len(cols))
+	for _, c := range cols {
+		go func() { done <- c.Run(ctx) }()
+	}
+	for range cols {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := stores[0]() + stores[1](); n != 1 {
+		t.Fatalf("%d bandwidth probes of one IP across two swarms, want 1 (one-hour gap)", n)
+	}
 }
