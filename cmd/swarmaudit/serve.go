@@ -26,7 +26,7 @@ type serveOptions struct {
 	watchDir, dbPath, apiListen, trackerListen string
 	auditorRate                                string
 	pollEvery, judgeEvery                      time.Duration
-	snapshotEvery, probeEvery                  time.Duration
+	snapshotEvery, probeEvery, peerProbeGap    time.Duration
 	maxConns, maxBWProbes                      int
 	noDHT, noPEX, noWatch, noTrackers          bool
 }
@@ -65,6 +65,7 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 	f.DurationVar(&o.judgeEvery, "judge-interval", 10*time.Minute, "how often each swarm is judged again")
 	f.DurationVar(&o.snapshotEvery, "snapshot-interval", collect.DefaultSnapshotInterval, "bitfield snapshot of each peer this often")
 	f.DurationVar(&o.probeEvery, "probe-interval", collect.DefaultProbeInterval, "bandwidth probe of each peer at most this often")
+	f.DurationVar(&o.peerProbeGap, "peer-probe-gap", collect.DefaultProbeInterval, "bandwidth probe of one IP at most this often, however many swarms it is in")
 	o.probeFlags.register(f)
 	f.IntVar(&o.maxConns, "max-conns", 256, "live peer connections at most, all swarms together")
 	f.IntVar(&o.maxBWProbes, "max-bandwidth-probes", 4, "concurrent bandwidth probes at most, all swarms together")
@@ -91,7 +92,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"poll-interval", o.pollEvery}, {"judge-interval", o.judgeEvery}, {"snapshot-interval", o.snapshotEvery}, {"probe-interval", o.probeEvery}} {
+	}{{"poll-interval", o.pollEvery}, {"judge-interval", o.judgeEvery}, {"snapshot-interval", o.snapshotEvery}, {"probe-interval", o.probeEvery}, {"peer-probe-gap", o.peerProbeGap}} {
 		if err := positive(d.flag, d.v); err != nil {
 			return err
 		}
@@ -107,6 +108,8 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	if err != nil {
 		return err
 	}
+	budget := collect.NewBudget(o.maxConns, o.maxBWProbes, float64(rate), pb)
+	budget.SetPeerProbeGap(o.peerProbeGap)
 	st, err := store.Open(ctx, o.dbPath, store.WithLogger(slog.Default()))
 	if err != nil {
 		return err
@@ -118,7 +121,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 			SnapshotInterval: o.snapshotEvery, ProbeInterval: o.probeEvery, ProbeBytes: pb, ProbeTimeout: o.probeTimeout,
 			Watch: !o.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: peerid.OurName + " " + version,
 		},
-		Budget:   collect.NewBudget(o.maxConns, o.maxBWProbes, float64(rate), pb),
+		Budget:   budget,
 		Trackers: !o.noTrackers, DHT: !o.noDHT, PEX: !o.noPEX, Verdict: vc, Logger: slog.Default(),
 	})
 	if err != nil {
