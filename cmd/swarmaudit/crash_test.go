@@ -131,7 +131,7 @@ func testSurvivesSIGKILL(t *testing.T, mode string) {
 	audit := func(duration string) *exec.Cmd {
 		args := []string{"audit", "--torrent", torrentPath, "--duration", duration}
 		if mode == "serve" {
-			args = []string{"serve", "--watch", watchDir, "--api-listen", "127.0.0.1:0", "--poll-interval", "200ms", "--judge-interval", "1s"}
+			args = []string{"serve", "--watch", watchDir, "--api-listen", "127.0.0.1:0", "--poll-interval", "200ms", "--judge-interval", "1s", "--peer-probe-gap", "1s"}
 		}
 		args = append(args, "--db", db, "--tracker-listen", trackerAddr, "--no-dht", "--no-trackers", "--snapshot-interval", "500ms",
 			"--probe-interval", "2s", "--probe-bytes", "256KiB", "--probe-timeout", "5s")
