@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/trackerdb"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/serve"
 	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
@@ -24,6 +28,8 @@ type serveOptions struct {
 	judgeFlags
 	probeFlags
 	watchDir, dbPath, apiListen, trackerListen string
+	trackerSchema                              string
+	trackerDBEvery                             time.Duration
 	auditorRate                                string
 	pollEvery, judgeEvery                      time.Duration
 	snapshotEvery, probeEvery, peerProbeGap    time.Duration
@@ -74,6 +80,8 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 	f.BoolVar(&o.noPEX, "no-pex", false, "do not read PEX")
 	f.BoolVar(&o.noWatch, "no-watch", false, "do not keep idle connections for real-time HAVEs")
 	f.BoolVar(&o.noTrackers, "no-trackers", false, "do not announce to the torrents' own trackers")
+	f.StringVar(&o.trackerSchema, "tracker-schema", "", "read the reports the tracker recorded from its own database: unit3d or gazelle (DSN in $"+trackerDSNEnv+")")
+	f.DurationVar(&o.trackerDBEvery, "tracker-db-interval", time.Minute, "how often the tracker's database is read")
 	o.judgeFlags.registerTolerances(f)
 	return cmd
 }
@@ -92,7 +100,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"poll-interval", o.pollEvery}, {"judge-interval", o.judgeEvery}, {"snapshot-interval", o.snapshotEvery}, {"probe-interval", o.probeEvery}, {"peer-probe-gap", o.peerProbeGap}} {
+	}{{"tracker-db-interval", o.trackerDBEvery}, {"poll-interval", o.pollEvery}, {"judge-interval", o.judgeEvery}, {"snapshot-interval", o.snapshotEvery}, {"probe-interval", o.probeEvery}, {"peer-probe-gap", o.peerProbeGap}} {
 		if err := positive(d.flag, d.v); err != nil {
 			return err
 		}
@@ -115,7 +123,16 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		return err
 	}
 	defer st.Close()
+	var tdb *trackerdb.Reader
+	if o.trackerSchema != "" {
+		var db *sql.DB
+		if tdb, db, err = openTrackerDB(ctx, st, o.trackerSchema); err != nil {
+			return err
+		}
+		defer db.Close()
+	}
 	svc, err := serve.New(serve.Config{
+		TrackerDB: tdb, TrackerDBEvery: o.trackerDBEvery,
 		Store: st, WatchDir: o.watchDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
 		Collect: collect.Config{
 			SnapshotInterval: o.snapshotEvery, ProbeInterval: o.probeEvery, ProbeBytes: pb, ProbeTimeout: o.probeTimeout,
@@ -177,4 +194,41 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	})
 	eg.Go(func() error { return svc.Run(ectx) })
 	return errors.Join(eg.Wait(), runFailure(ctx))
+}
+
+// trackerDSNEnv holds the tracker database's DSN: a credential, so never a
+// flag (flags show in process lists) and never printed.
+const trackerDSNEnv = "SWARMAUDIT_TRACKER_DSN"
+
+// openTrackerDB connects to the tracker's database (MariaDB/MySQL) and
+// resumes after the newest report already stored from it.
+func openTrackerDB(ctx context.Context, st *store.Store, schema string) (*trackerdb.Reader, *sql.DB, error) {
+	sc, err := trackerdb.ParseSchema(schema)
+	if err != nil {
+		return nil, nil, usagef("--tracker-schema: %w", err)
+	}
+	dsn := os.Getenv(trackerDSNEnv)
+	if dsn == "" {
+		return nil, nil, usagef("--tracker-schema %s needs the database's DSN in $%s (user:password@tcp(host:3306)/database)", schema, trackerDSNEnv)
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, nil, usagef("$%s is not a MySQL DSN", trackerDSNEnv) // the DSN holds a password: not echoed
+	}
+	cfg.ParseTime, cfg.Loc = true, time.UTC
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return nil, nil, fmt.Errorf("tracker database: %w", err)
+	}
+	since, err := st.LatestAnnounce(ctx, string(sc))
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	r, err := trackerdb.New(ctx, trackerdb.Config{DB: db, Schema: sc, Since: since})
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("tracker database (%s at %s): %w", sc, cfg.Addr, err)
+	}
+	return r, db, nil
 }

@@ -37,13 +37,15 @@ var (
 	descAnnounces   = prometheus.NewDesc("swarmaudit_announces_recorded_total", "Announces the embedded tracker recorded.", nil, nil)
 	descIdentities  = prometheus.NewDesc("swarmaudit_identities", "Reporting identities by their latest verdict.", []string{"status"}, nil)
 	descUsersFlaged = prometheus.NewDesc("swarmaudit_users_flagged", "Users (passkeys) flagged in at least one swarm.", nil, nil)
+	descDBRows      = prometheus.NewDesc("swarmaudit_trackerdb_rows_total", "Reports read from the tracker's database.", nil, nil)
+	descDBErrors    = prometheus.NewDesc("swarmaudit_trackerdb_poll_errors_total", "Polls of the tracker's database that failed.", nil, nil)
 )
 
 // collector reads the service's state at scrape time.
 type collector struct{ s *Service }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSwarms, descPeers, descConns, descBW, descProbes, descBytes, descAnnounces, descIdentities, descUsersFlaged} {
+	for _, d := range []*prometheus.Desc{descSwarms, descPeers, descConns, descBW, descProbes, descBytes, descAnnounces, descIdentities, descUsersFlaged, descDBRows, descDBErrors} {
 		ch <- d
 	}
 }
@@ -85,4 +87,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descUsersFlaged, prometheus.GaugeValue, float64(flagged))
+	ch <- prometheus.MustNewConstMetric(descDBRows, prometheus.CounterValue, float64(c.s.dbRows.Load()))
+	ch <- prometheus.MustNewConstMetric(descDBErrors, prometheus.CounterValue, float64(c.s.dbErrors.Load()))
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/trackerdb"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
@@ -55,8 +56,13 @@ type Config struct {
 	// DHT for public torrents (never for private ones, BEP 27).
 	Trackers, DHT bool
 	PEX           bool
-	Verdict       verdict.Config
-	Logger        *slog.Logger
+	// TrackerDB, when set, is polled every TrackerDBEvery (default 1 min)
+	// for the reports the tracker itself recorded (UNIT3D, Gazelle); they
+	// are stored and judged like the embedded tracker's.
+	TrackerDB      *trackerdb.Reader
+	TrackerDBEvery time.Duration
+	Verdict        verdict.Config
+	Logger         *slog.Logger
 }
 
 // Service audits the swarms of a watch folder. Create it with New, run it
@@ -75,7 +81,8 @@ type Service struct {
 	loaded map[string]loadedFile // watch-folder files by path
 	wg     sync.WaitGroup        // swarm goroutines
 
-	announces atomic.Int64
+	announces        atomic.Int64
+	dbRows, dbErrors atomic.Int64 // tracker-database rows read, failed polls
 }
 
 // swarm is one audited torrent.
@@ -105,6 +112,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.JudgeEvery <= 0 {
 		cfg.JudgeEvery = 10 * time.Minute
 	}
+	if cfg.TrackerDBEvery <= 0 {
+		cfg.TrackerDBEvery = time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -133,8 +143,17 @@ func (s *Service) Run(ctx context.Context) error {
 	defer poll.Stop()
 	judge := time.NewTicker(s.cfg.JudgeEvery)
 	defer judge.Stop()
+	var dbPoll <-chan time.Time
+	if s.cfg.TrackerDB != nil {
+		tk := time.NewTicker(s.cfg.TrackerDBEvery)
+		defer tk.Stop()
+		dbPoll = tk.C
+	}
 	var runErr error
 	s.scan(ctx)
+	if err := s.pollTrackerDB(ctx); err != nil {
+		return err
+	}
 loop:
 	for {
 		select {
@@ -145,6 +164,11 @@ loop:
 			break loop
 		case <-poll.C:
 			s.scan(ctx)
+		case <-dbPoll:
+			if err := s.pollTrackerDB(ctx); err != nil {
+				runErr = err
+				break loop
+			}
 		case <-judge.C:
 			if err := s.judgeAll(ctx); err != nil {
 				runErr = err
@@ -221,6 +245,27 @@ func (s *Service) RecordAnnounce(a reported.Announce) error {
 	if sw != nil && a.Port != 0 && a.Event != reported.EventStopped {
 		sw.book.Add(netip.AddrPortFrom(a.IP.Unmap(), a.Port), audit.SourceEmbeddedTracker, 0)
 	}
+	return nil
+}
+
+// pollTrackerDB records what the tracker's database recorded since the
+// last poll. A database that cannot be read is retried at the next poll
+// (the tracker's hiccup); a store that cannot record fails the service.
+func (s *Service) pollTrackerDB(ctx context.Context) error {
+	if s.cfg.TrackerDB == nil {
+		return nil
+	}
+	anns, err := s.cfg.TrackerDB.Poll(ctx)
+	if err != nil {
+		s.dbErrors.Add(1)
+		s.log.Warn("tracker database: poll failed, retrying at the next", "err", err)
+	}
+	for _, a := range anns {
+		if err := s.RecordAnnounce(a); err != nil {
+			return fmt.Errorf("recording the tracker database's reports: %w", err)
+		}
+	}
+	s.dbRows.Add(int64(len(anns)))
 	return nil
 }
 

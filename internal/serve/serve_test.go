@@ -2,11 +2,13 @@ package serve
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,9 +23,12 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/evidence/trackerdb"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
@@ -244,5 +249,113 @@ func waitFor(t *testing.T, ctx context.Context, limit time.Duration, what string
 			t.Fatalf("context ended waiting until %s", what)
 		case <-tick.C:
 		}
+	}
+}
+
+// TestServeTrackerDatabase: the service reads the reports a UNIT3D tracker
+// recorded in its own database (a real MariaDB with UNIT3D's tables), audits
+// the reporting peers on the wire, and flags the user whose report is
+// impossible, by user id, across the API.
+func TestServeTrackerDatabase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dsn := testclients.StartMariaDB(ctx, t)
+	db, err := sql.Open("mysql", dsn+"&multiStatements=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ddl, err := os.ReadFile("../evidence/trackerdb/testdata/unit3d.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, string(ddl)); err != nil {
+		t.Fatal(err)
+	}
+	payload, tor, err := swarmsim.NewPayload("db-swarm.bin", 4<<20, 128<<10, 77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeder, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), UploadRate: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeder.Close()
+	booster, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), UploadRate: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer booster.Close()
+	if _, err := db.ExecContext(ctx, "INSERT INTO torrents (id, name, info_hash) VALUES (5, 'db-swarm.bin', ?)", tor.InfoHash[:]); err != nil {
+		t.Fatal(err)
+	}
+	// Two seeders, no leecher: nobody could have downloaded anything. The
+	// booster's user (7) claims 400 MiB uploaded, the honest one (8) none.
+	now := time.Now().UTC().Truncate(time.Second)
+	ip := netip.MustParseAddr("127.0.0.1").As4()
+	insert := "INSERT INTO peers (peer_id, ip, port, agent, uploaded, downloaded, `left`, seeder, torrent_id, user_id, created_at, updated_at) VALUES (?, ?, ?, 'x', ?, 0, 0, 1, 5, ?, ?, ?)"
+	for _, row := range []struct {
+		pid  string
+		port uint16
+		up   int64
+		user int
+	}{
+		{"-qB4650-booster00001", booster.Addr().Port(), 0, 7},
+		{"-TR4060-honest000001", seeder.Addr().Port(), 0, 8},
+	} {
+		if _, err := db.ExecContext(ctx, insert, []byte(row.pid), ip[:], row.port, row.up, row.user, now, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	watch := filepath.Join(dir, "watch")
+	if err := os.Mkdir(watch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTorrent(t, watch, tor, "http://127.0.0.1:1/announce")
+	st, err := store.Open(ctx, filepath.Join(dir, "serve.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tdb, err := trackerdb.New(ctx, trackerdb.Config{DB: db, Schema: trackerdb.UNIT3D})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc := verdict.DefaultConfig()
+	vc.SlackBytes, vc.Estimate.ClockSlack = 4<<20, estimate.SameClockSlack
+	svc, err := New(Config{
+		Store: st, WatchDir: watch, PollEvery: 200 * time.Millisecond, JudgeEvery: time.Second,
+		TrackerDB: tdb, TrackerDBEvery: 300 * time.Millisecond,
+		Collect: collect.Config{SnapshotInterval: time.Second, ProbeInterval: 2 * time.Second, ProbeBytes: 256 << 10, ProbeTimeout: 5 * time.Second, Watch: true},
+		Verdict: vc,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(svc.Handler())
+	defer api.Close()
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	// The booster announces again three seconds later with 400 MiB more.
+	waitFor(t, ctx, 30*time.Second, "the first reports read and the peers reached", func() bool {
+		var got []SwarmStatus
+		getJSON(t, api.URL+"/api/v1/swarms", &got)
+		return len(got) == 1 && got[0].Progress.Reached == 2
+	})
+	if _, err := db.ExecContext(ctx, "UPDATE peers SET uploaded = ?, updated_at = ? WHERE user_id = 7", 400<<20, now.Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 60*time.Second, "user 7 flagged", func() bool {
+		var us []User
+		getJSON(t, api.URL+"/api/v1/users", &us)
+		return len(us) == 2 && us[0].FlaggedSwarms == 1 && us[1].FlaggedSwarms == 0
+	})
+	if m := get(t, api.URL+"/metrics"); !strings.Contains(m, "swarmaudit_trackerdb_rows_total 3") {
+		t.Errorf("metrics: rows read\n%s", m)
+	}
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
 	}
 }

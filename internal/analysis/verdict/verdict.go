@@ -291,18 +291,31 @@ func (c Config) Validate() error {
 // Identity is one reporting identity: a peer_id and passkey, or, when the
 // announces carry no peer_id, an address and passkey.
 type Identity struct {
-	Key     string           `json:"key"`
-	PeerID  [20]byte         `json:"-"`
+	Key    string   `json:"key"`
+	PeerID [20]byte `json:"-"`
+	// Passkey is the user the identity reported as: the announce's
+	// passkey, or "uid:N" for records that name the tracker's user id
+	// instead (tracker databases, logs with a user column).
 	Passkey string           `json:"passkey,omitempty"`
 	Addrs   []netip.AddrPort `json:"addrs"`
 }
 
-// KeyOf is the identity key of an announce.
+// KeyOf is the identity key of an announce: its peer_id (or address)
+// and its user.
 func KeyOf(a reported.Announce) string {
 	if a.PeerID != ([20]byte{}) {
-		return "pid:" + hex.EncodeToString(a.PeerID[:]) + "|" + a.Passkey
+		return "pid:" + hex.EncodeToString(a.PeerID[:]) + "|" + userOf(a)
 	}
-	return "addr:" + a.AddrPort().String() + "|" + a.Passkey
+	return "addr:" + a.AddrPort().String() + "|" + userOf(a)
+}
+
+// userOf is the user an announce reported as: its passkey, or the
+// tracker's user id when the record has no passkey.
+func userOf(a reported.Announce) string {
+	if a.Passkey == "" && a.UserID != "" {
+		return "uid:" + a.UserID
+	}
+	return a.Passkey
 }
 
 // Check is the judgement of one interval of an identity: a pair of
@@ -521,7 +534,7 @@ func (j *judge) identities() {
 		if !ok {
 			k = len(j.ids)
 			byKey[key] = k
-			j.ids = append(j.ids, identity{id: Identity{Key: key, PeerID: a.PeerID, Passkey: a.Passkey}, group: -1, unobs: -1})
+			j.ids = append(j.ids, identity{id: Identity{Key: key, PeerID: a.PeerID, Passkey: userOf(a)}, group: -1, unobs: -1})
 		}
 		j.ids[k].ann = append(j.ids[k].ann, a)
 	}

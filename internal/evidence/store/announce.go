@@ -105,3 +105,17 @@ func (s *Store) Announces(ctx context.Context, ih infohash.T, since time.Time) (
 	}
 	return out, nil
 }
+
+// LatestAnnounce is the time of the newest announce stored from source
+// (zero when there is none): where a tracker-database connector resumes
+// after a restart, instead of reading the tracker's tables again.
+func (s *Store) LatestAnnounce(ctx context.Context, source string) (time.Time, error) {
+	var us sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, s.d.q(`SELECT MAX(at_us) FROM announces WHERE source = ?`), source).Scan(&us); err != nil {
+		return time.Time{}, fmt.Errorf("latest announce from %s: %w", source, err)
+	}
+	if !us.Valid {
+		return time.Time{}, nil
+	}
+	return fromMicros(us.Int64), nil
+}

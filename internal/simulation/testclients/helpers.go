@@ -47,7 +47,7 @@ func Require(t testing.TB, names ...string) {
 	if len(missing) == 0 {
 		return
 	}
-	msg := fmt.Sprintf("testclients: missing %v (Debian: apt-get install transmission-daemon qbittorrent-nox aria2 python3-libtorrent opentracker)", missing)
+	msg := fmt.Sprintf("testclients: missing %v (Debian: apt-get install transmission-daemon qbittorrent-nox aria2 python3-libtorrent opentracker mariadb-server)", missing)
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 		return
