@@ -258,3 +258,15 @@ func readBody(r io.Reader) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Program returns the path of an installed program, skipping the test
+// when it is missing (failing it under CI=true, see Require).
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	Require(t, name)
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

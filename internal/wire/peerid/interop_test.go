@@ -15,21 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
-
-// needProgram skips when name is missing outside CI, fails in CI.
-func needProgram(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required when CI=true: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
 
 // announceTracker is an HTTP tracker on 127.0.0.1 that reports the peer_id
 // of each announce and answers with no peers.
@@ -82,7 +70,7 @@ func TestRealClientPeerIDs(t *testing.T) {
 		start func(t *testing.T, ctx context.Context, dir, torrent string) (*exec.Cmd, string)
 	}{
 		{"aria2", func(t *testing.T, ctx context.Context, dir, torrent string) (*exec.Cmd, string) {
-			bin := needProgram(t, "aria2c")
+			bin := testclients.Program(t, "aria2c")
 			m := regexp.MustCompile(`aria2 version (\d+)\.(\d+)\.(\d+)`).FindStringSubmatch(versionOutput(t, bin, "--version"))
 			if m == nil {
 				t.Fatal("cannot read aria2 version")
@@ -117,7 +105,7 @@ time.sleep(60)
 				fmt.Sprintf("libtorrent (Rasterbar) %s.%s.%s", m[1], m[2], m[3])
 		}},
 		{"transmission", func(t *testing.T, ctx context.Context, dir, torrent string) (*exec.Cmd, string) {
-			bin := needProgram(t, "transmission-daemon")
+			bin := testclients.Program(t, "transmission-daemon")
 			m := regexp.MustCompile(`transmission-daemon (\d+\.\d+(?:\.\d+)?)`).FindStringSubmatch(versionOutput(t, bin, "--version"))
 			if m == nil {
 				t.Fatal("cannot read transmission version")

@@ -10,21 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// needProgram returns the path of a third-party program, skipping the test
-// when it is missing outside CI and failing it when missing in CI.
-func needProgram(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required when CI=true: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
+)
 
 // needLibtorrent checks that Debian's /usr/bin/python3 can import
 // libtorrent, with needProgram's skip/fail rule.
@@ -200,7 +188,7 @@ func TestBuildMatchesFixtures(t *testing.T) {
 // TestInteropMktorrent makes a torrent of the same fresh content with
 // mktorrent and with Build, and expects equal info hashes.
 func TestInteropMktorrent(t *testing.T) {
-	mk := needProgram(t, "mktorrent")
+	mk := testclients.Program(t, "mktorrent")
 	dir := writeTree(t, t.TempDir(), map[string][]byte{
 		"set/one.bin":       payload(123457, 5),
 		"set/two/three.bin": payload(65536, 6),
