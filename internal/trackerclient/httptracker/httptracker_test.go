@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -18,28 +17,11 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient/httptracker"
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient/trackertest"
 	"github.com/swarmaudit/swarmaudit/internal/wire/compact"
 )
 
 var ih = infohash.HashBytes([]byte("httptracker test"))
-
-func bstr(b []byte) string { return fmt.Sprintf("%d:%s", len(b), b) }
-
-func v4(s ...string) []byte {
-	var aps []netip.AddrPort
-	for _, x := range s {
-		aps = append(aps, netip.MustParseAddrPort(x))
-	}
-	return compact.Append(nil, aps, compact.Size4)
-}
-
-func v6(s ...string) []byte {
-	var aps []netip.AddrPort
-	for _, x := range s {
-		aps = append(aps, netip.MustParseAddrPort(x))
-	}
-	return compact.Append(nil, aps, compact.Size6)
-}
 
 func TestParseAnnounce(t *testing.T) {
 	for _, tc := range []struct {
@@ -51,7 +33,7 @@ func TestParseAnnounce(t *testing.T) {
 		{
 			name: "compact with peers6 and every field",
 			body: "d8:completei5e10:incompletei7e8:intervali1800e12:min intervali60e10:tracker id3:abc15:warning message4:slow" +
-				"5:peers" + bstr(v4("10.0.0.1:6881", "10.0.0.2:1")) + "6:peers6" + bstr(v6("[2001:db8::1]:80")) + "e",
+				"5:peers" + trackertest.Bstr(trackertest.Compact4("10.0.0.1:6881", "10.0.0.2:1")) + "6:peers6" + trackertest.Bstr(trackertest.Compact6("[2001:db8::1]:80")) + "e",
 			check: func(t *testing.T, r trackerclient.Response) {
 				if r.Interval != 30*time.Minute || r.MinInterval != time.Minute || r.TrackerID != "abc" || r.Warning != "slow" ||
 					r.Seeders != 5 || r.Leechers != 7 || len(r.Peers) != 3 || r.Peers[2].Addr.String() != "[2001:db8::1]:80" {
@@ -217,7 +199,7 @@ func TestAnnounceAndScrapeAgainstServer(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/announce", func(w http.ResponseWriter, r *http.Request) {
 		rec.record(r)
-		fmt.Fprint(w, "d8:intervali900e10:tracker id2:T15:peers"+bstr(v4("10.1.1.1:1000"))+"e")
+		fmt.Fprint(w, "d8:intervali900e10:tracker id2:T15:peers"+trackertest.Bstr(trackertest.Compact4("10.1.1.1:1000"))+"e")
 	})
 	mux.HandleFunc("/scrape", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("info_hash") != string(ih[:]) || r.URL.Query().Get("passkey") != "k" {
@@ -321,7 +303,7 @@ func TestHostileServers(t *testing.T) {
 		http.Redirect(w, r, "/loop", http.StatusFound)
 	})
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, "d8:intervali60e5:peers"+bstr(v4("10.9.9.9:9"))+"e")
+		fmt.Fprint(w, "d8:intervali60e5:peers"+trackertest.Bstr(trackertest.Compact4("10.9.9.9:9"))+"e")
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -398,7 +380,7 @@ func TestNewRejects(t *testing.T) {
 }
 
 func FuzzParseAnnounce(f *testing.F) {
-	f.Add([]byte("d8:intervali1800e5:peers" + bstr(v4("10.0.0.1:6881")) + "6:peers6" + bstr(v6("[::1]:1")) + "e"))
+	f.Add([]byte("d8:intervali1800e5:peers" + trackertest.Bstr(trackertest.Compact4("10.0.0.1:6881")) + "6:peers6" + trackertest.Bstr(trackertest.Compact6("[::1]:1")) + "e"))
 	f.Add([]byte("d5:peersld2:ip8:10.0.0.14:porti1eeee"))
 	f.Add([]byte("d14:failure reason3:bad8:retry ini5ee"))
 	f.Add([]byte("d5:peers5:abcdee"))

@@ -304,3 +304,21 @@ func (u *UDP) handle(p []byte, from net.Addr) {
 		reply(2, body)
 	}
 }
+
+// Bstr bencodes a byte string, for hand-built replies and messages.
+func Bstr(b []byte) string { return fmt.Sprintf("%d:%s", len(b), b) }
+
+// Compact4 and Compact6 are compact peer lists (BEP 23, BEP 7) of
+// "ip:port" strings, for hand-built replies and PEX messages.
+func Compact4(s ...string) []byte { return compactList(compact.Size4, s) }
+
+// Compact6: see Compact4.
+func Compact6(s ...string) []byte { return compactList(compact.Size6, s) }
+
+func compactList(size int, s []string) []byte {
+	var aps []netip.AddrPort
+	for _, x := range s {
+		aps = append(aps, netip.MustParseAddrPort(x))
+	}
+	return compact.Append(nil, aps, size)
+}

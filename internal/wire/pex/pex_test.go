@@ -7,28 +7,10 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient/trackertest"
 	"github.com/swarmaudit/swarmaudit/internal/wire/compact"
 	"github.com/swarmaudit/swarmaudit/internal/wire/pex"
 )
-
-// bstr bencodes a byte string.
-func bstr(b []byte) string { return fmt.Sprintf("%d:%s", len(b), b) }
-
-func v4(s ...string) []byte {
-	var aps []netip.AddrPort
-	for _, x := range s {
-		aps = append(aps, netip.MustParseAddrPort(x))
-	}
-	return compact.Append(nil, aps, compact.Size4)
-}
-
-func v6(s ...string) []byte {
-	var aps []netip.AddrPort
-	for _, x := range s {
-		aps = append(aps, netip.MustParseAddrPort(x))
-	}
-	return compact.Append(nil, aps, compact.Size6)
-}
 
 func TestParse(t *testing.T) {
 	ap := netip.MustParseAddrPort
@@ -42,19 +24,19 @@ func TestParse(t *testing.T) {
 	}{
 		{
 			name:    "added with flags and dropped",
-			payload: "d5:added" + bstr(v4("10.0.0.1:6881", "10.0.0.2:51413")) + "7:added.f" + bstr([]byte{0x11, 0x02}) + "7:dropped" + bstr(v4("10.0.0.3:1")) + "e",
+			payload: "d5:added" + trackertest.Bstr(trackertest.Compact4("10.0.0.1:6881", "10.0.0.2:51413")) + "7:added.f" + trackertest.Bstr([]byte{0x11, 0x02}) + "7:dropped" + trackertest.Bstr(trackertest.Compact4("10.0.0.3:1")) + "e",
 			added:   []pex.Peer{{ap("10.0.0.1:6881"), pex.PrefersEncryption | pex.Reachable}, {ap("10.0.0.2:51413"), pex.Seed}},
 			dropped: []netip.AddrPort{ap("10.0.0.3:1")},
 		},
 		{
 			name:    "ipv6 lists",
-			payload: "d6:added6" + bstr(v6("[2001:db8::1]:80")) + "8:added6.f" + bstr([]byte{0x04}) + "8:dropped6" + bstr(v6("[2001:db8::2]:81")) + "e",
+			payload: "d6:added6" + trackertest.Bstr(trackertest.Compact6("[2001:db8::1]:80")) + "8:added6.f" + trackertest.Bstr([]byte{0x04}) + "8:dropped6" + trackertest.Bstr(trackertest.Compact6("[2001:db8::2]:81")) + "e",
 			added:   []pex.Peer{{ap("[2001:db8::1]:80"), pex.UTP}},
 			dropped: []netip.AddrPort{ap("[2001:db8::2]:81")},
 		},
 		{
 			name:     "missing flags",
-			payload:  "d5:added" + bstr(v4("10.0.0.1:1", "10.0.0.2:2")) + "7:added.f" + bstr([]byte{0x01}) + "e",
+			payload:  "d5:added" + trackertest.Bstr(trackertest.Compact4("10.0.0.1:1", "10.0.0.2:2")) + "7:added.f" + trackertest.Bstr([]byte{0x01}) + "e",
 			added:    []pex.Peer{{ap("10.0.0.1:1"), pex.PrefersEncryption}, {ap("10.0.0.2:2"), 0}},
 			mismatch: true,
 		},
@@ -64,7 +46,7 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name:    "unknown keys ignored",
-			payload: "d3:fooi1e5:added" + bstr(v4("10.0.0.1:1")) + "7:added.f" + bstr([]byte{0}) + "e",
+			payload: "d3:fooi1e5:added" + trackertest.Bstr(trackertest.Compact4("10.0.0.1:1")) + "7:added.f" + trackertest.Bstr([]byte{0}) + "e",
 			added:   []pex.Peer{{ap("10.0.0.1:1"), 0}},
 		},
 		{name: "bad compact length", payload: "d5:added5:abcdee", err: compact.ErrLength},
@@ -103,7 +85,7 @@ func TestParseHugeMessageTruncated(t *testing.T) {
 	for i := 0; i < n; i++ {
 		list = append(list, 10, byte(i>>16), byte(i>>8), byte(i), 0x1a, 0xe1)
 	}
-	payload := "d5:added" + bstr(list) + "7:added.f" + bstr(bytes.Repeat([]byte{1}, n)) + "7:dropped" + bstr(list) + "e"
+	payload := "d5:added" + trackertest.Bstr(list) + "7:added.f" + trackertest.Bstr(bytes.Repeat([]byte{1}, n)) + "7:dropped" + trackertest.Bstr(list) + "e"
 	m, err := pex.Parse([]byte(payload))
 	if err != nil {
 		t.Fatal(err)
@@ -138,8 +120,8 @@ func TestFlagsNames(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	f.Add([]byte("d5:added" + bstr(v4("10.0.0.1:6881")) + "7:added.f" + bstr([]byte{1}) + "e"))
-	f.Add([]byte("d6:added6" + bstr(v6("[::1]:1")) + "8:dropped6" + bstr(v6("[::2]:2")) + "e"))
+	f.Add([]byte("d5:added" + trackertest.Bstr(trackertest.Compact4("10.0.0.1:6881")) + "7:added.f" + trackertest.Bstr([]byte{1}) + "e"))
+	f.Add([]byte("d6:added6" + trackertest.Bstr(trackertest.Compact6("[::1]:1")) + "8:dropped6" + trackertest.Bstr(trackertest.Compact6("[::2]:2")) + "e"))
 	f.Add([]byte("d5:added5:abcdee"))
 	f.Add([]byte("de"))
 	f.Fuzz(func(t *testing.T, payload []byte) {
