@@ -62,7 +62,7 @@ func countObservations(t *testing.T, db string, ih [20]byte) counts {
 // database, and restarts it on the same database, which continues the
 // swarm (serve is then stopped by SIGTERM and must exit 0).
 func TestSurvivesSIGKILL(t *testing.T) {
-	for _, mode := range []string{"audit", "serve"} {
+	for _, mode := range []string{"audit", "serve", "audit on postgres"} {
 		t.Run(mode, func(t *testing.T) { testSurvivesSIGKILL(t, mode) })
 	}
 }
@@ -115,6 +115,9 @@ func testSurvivesSIGKILL(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	db := filepath.Join(dir, "audit.db")
+	if mode == "audit on postgres" {
+		db = testclients.StartPostgres(context.Background(), t)
+	}
 	var childOut bytes.Buffer // the audits' output, shown on failure
 	defer func() {
 		if t.Failed() {

@@ -59,7 +59,7 @@ func runReport(ctx context.Context, g *globalOptions, fl reportOptions, _ []stri
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(fl.dbPath); err != nil {
+	if _, err := os.Stat(fl.dbPath); err != nil && !store.IsPostgresURL(fl.dbPath) {
 		return usagef("--db: %w", err)
 	}
 	st, err := store.Open(ctx, fl.dbPath, store.WithLogger(slog.Default()))

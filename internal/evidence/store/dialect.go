@@ -16,9 +16,11 @@ type dialect struct {
 	ddl *strings.Replacer
 	// dollarParams rewrites `?` to `$1, $2, ...` (PostgreSQL).
 	dollarParams bool
+	// migrationLock, when set, runs first in each migration transaction.
+	migrationLock string
 }
 
-// sqliteDialect is the only dialect implemented today. An INTEGER PRIMARY KEY
+// sqliteDialect is the default engine's. An INTEGER PRIMARY KEY
 // is SQLite's rowid alias; WITHOUT ROWID stores small composite-key tables
 // (HAVE events) in the key's B-tree alone, which roughly halves their size.
 var sqliteDialect = dialect{
@@ -30,9 +32,8 @@ var sqliteDialect = dialect{
 	),
 }
 
-// postgresDialect is what the schema and queries become on PostgreSQL. It is
-// not wired to a driver yet (see the package documentation); it is kept here
-// so that the shared SQL stays honest and the translation is tested.
+// postgresDialect is what the schema and queries become on PostgreSQL
+// (Open with a postgres:// URL, driver pgx).
 var postgresDialect = dialect{
 	name: "postgres",
 	ddl: strings.NewReplacer(
@@ -40,7 +41,8 @@ var postgresDialect = dialect{
 		"{{blob}}", "BYTEA",
 		"{{without_rowid}}", "",
 	),
-	dollarParams: true,
+	dollarParams:  true,
+	migrationLock: "SELECT pg_advisory_xact_lock(7231978)",
 }
 
 // schema expands the DDL tokens of a migration statement.

@@ -49,13 +49,15 @@
 // is upgraded on Open; one newer than this build is refused with
 // ErrSchemaTooNew.
 //
-// The SQL is written in the subset SQLite and PostgreSQL share (ON CONFLICT
-// upserts, RETURNING, CASE rather than two-argument max, BIGINT microsecond
-// times, JSON as TEXT); the differences (identity columns, BLOB/BYTEA,
-// WITHOUT ROWID, placeholders) live in dialect.go. Running on PostgreSQL,
-// when several auditor nodes share work, would take: a driver (pgx's
-// database/sql adapter) and a DSN in Open; the postgresDialect already
-// defined; dropping the SQLite PRAGMAs and the read/write pool split; a
-// pg_advisory_xact_lock around migrations; and per-node delta bases, which
-// already work because each delta names its base row.
+// Open takes a file path (SQLite) or a postgres:// URL (PostgreSQL, driver
+// pgx; give the password in $PGPASSWORD rather than the URL, which shows
+// in process lists). The SQL is written once, in the subset both engines
+// share (ON CONFLICT upserts, RETURNING, CASE rather than two-argument max,
+// BIGINT microsecond times, JSON as TEXT); the differences (identity
+// columns, BLOB/BYTEA, WITHOUT ROWID, placeholders, the advisory lock that
+// serialises migrations between nodes) live in dialect.go. On PostgreSQL
+// one pool serves reads and writes, and durability is the engine's. The
+// package's tests run on both engines (SWARMAUDIT_STORE_ENGINE=postgres).
+// Not built yet for several nodes: COPY batches, partitioned or BRIN-indexed
+// observation tables, and leases (issue 13).
 package store

@@ -13,8 +13,18 @@ import (
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 )
+
+// sqliteOnly skips a test of the SQLite file itself (reached with rawDB:
+// its path, pragmas and locks) when the package's tests run on PostgreSQL.
+func sqliteOnly(t *testing.T) {
+	t.Helper()
+	if testEngine == "postgres" {
+		t.Skip("a test of the SQLite file itself")
+	}
+}
 
 func rawDB(t *testing.T, path string) *sql.DB {
 	t.Helper()
@@ -69,8 +79,16 @@ func TestOpenMigratesOnceAndReopens(t *testing.T) {
 
 func TestMigrateUpgradesAndRefusesNewer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.db")
-	db := rawDB(t, path)
 	ctx := testCtx(t)
+	db, d, tables := rawDB(t, path), sqliteDialect, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'more'`
+	if testEngine == "postgres" { // the same steps on PostgreSQL
+		pg, err := sql.Open("pgx", testclients.StartPostgres(ctx, t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pg.Close() })
+		db, d, tables = pg, postgresDialect, `SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'more'`
+	}
 	v1 := migration{1, "things", []string{`CREATE TABLE things (id {{id}}, name TEXT NOT NULL)`}}
 	v2 := migration{2, "thing sizes", []string{`ALTER TABLE things ADD COLUMN size BIGINT NOT NULL DEFAULT 7`}}
 	v3bad := migration{3, "broken", []string{`CREATE TABLE more (id {{id}})`, `THIS IS NOT SQL`}}
@@ -90,7 +108,7 @@ func TestMigrateUpgradesAndRefusesNewer(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			applied, err := migrate(ctx, db, sqliteDialect, st.ms)
+			applied, err := migrate(ctx, db, d, st.ms)
 			switch {
 			case st.wantErr == errAny && err == nil:
 				t.Fatal("migrate succeeded, want an error")
@@ -113,7 +131,7 @@ func TestMigrateUpgradesAndRefusesNewer(t *testing.T) {
 	if n := countRows(t, db, `SELECT COUNT(*) FROM things WHERE name = 'kept' AND size = 7`); n != 1 {
 		t.Fatalf("row from v1 not carried through the upgrade")
 	}
-	if n := countRows(t, db, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'more'`); n != 0 {
+	if n := countRows(t, db, tables); n != 0 {
 		t.Fatalf("half-applied migration left table behind")
 	}
 }
@@ -122,6 +140,7 @@ func TestMigrateUpgradesAndRefusesNewer(t *testing.T) {
 var errAny = errors.New("any error")
 
 func TestOpenRefuses(t *testing.T) {
+	sqliteOnly(t)
 	dir := t.TempDir()
 	newer := filepath.Join(dir, "newer.db")
 	s := openTest(t, newer)
@@ -160,6 +179,7 @@ func TestOpenRefuses(t *testing.T) {
 }
 
 func TestOpenOddPath(t *testing.T) {
+	sqliteOnly(t)
 	path := filepath.Join(t.TempDir(), "a?b#c%20d.db")
 	s := openTest(t, path)
 	if _, err := s.EnsureSwarm(testCtx(t), SwarmInfo{InfoHash: ih(1)}); err != nil {
@@ -262,6 +282,7 @@ func TestConcurrentWriters(t *testing.T) {
 }
 
 func TestHaveBatching(t *testing.T) {
+	sqliteOnly(t)
 	path := filepath.Join(t.TempDir(), "audit.db")
 	// An interval long enough that only the size trigger and Close flush.
 	s := openTest(t, path, WithHaveBatch(5, time.Hour))
@@ -289,6 +310,7 @@ func TestHaveBatching(t *testing.T) {
 }
 
 func TestHaveBacklog(t *testing.T) {
+	sqliteOnly(t)
 	path := filepath.Join(t.TempDir(), "audit.db")
 	s := openTest(t, path, WithHaveBatch(2, time.Hour))
 	ctx := testCtx(t)
@@ -338,6 +360,7 @@ func TestHaveBacklog(t *testing.T) {
 // TestCorruptRowsAreErrors damages stored snapshots and peers the way a
 // hostile or broken file could and checks that reads fail cleanly.
 func TestCorruptRowsAreErrors(t *testing.T) {
+	sqliteOnly(t)
 	tests := []struct {
 		name   string
 		damage string

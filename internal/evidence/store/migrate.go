@@ -200,6 +200,12 @@ func applyMigration(ctx context.Context, db *sql.DB, d dialect, m migration, kno
 			err = errors.Join(err, rollback(tx))
 		}
 	}()
+	if d.migrationLock != "" {
+		// Nodes opening one database at once take turns (PostgreSQL).
+		if _, err := tx.ExecContext(ctx, d.migrationLock); err != nil {
+			return false, fmt.Errorf("migration %d: lock: %w", m.version, err)
+		}
+	}
 	cur, err := currentVersion(ctx, tx)
 	if err != nil {
 		return false, err

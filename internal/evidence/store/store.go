@@ -128,8 +128,10 @@ type Store struct {
 	closeErr  error
 }
 
-// Open opens (creating if needed) the SQLite database at path, upgrades its
-// schema, and starts the HAVE flusher. Close it when done.
+// Open opens (creating if needed) the SQLite database at path — or, when
+// path is a postgres:// or postgresql:// URL, the PostgreSQL database it
+// names — upgrades its schema, and starts the HAVE flusher. Close it when
+// done. Errors never show a URL's password.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	o := options{
 		fullEvery:    32,
@@ -145,26 +147,34 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("open store: %w: empty path", ErrInvalid)
 	}
+	if IsPostgresURL(path) {
+		return openPostgres(ctx, path, o)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{
-		d:      sqliteDialect,
+	s := newStore(sqliteDialect, o, abs)
+	if err := s.openSQLite(ctx); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	go s.flushLoop()
+	return s, nil
+}
+
+// newStore is a Store before its database is opened.
+func newStore(d dialect, o options, name string) *Store {
+	return &Store{
+		d:      d,
 		opt:    o,
 		log:    o.log,
-		path:   abs,
+		path:   name,
 		base:   make(map[int64]snapBase),
 		swarms: make(map[SwarmID]SwarmInfo),
 		byHash: make(map[infohash.T]SwarmID),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	if err := s.openSQLite(ctx); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	go s.flushLoop()
-	return s, nil
 }
 
 // sqliteURI builds the driver DSN. The path becomes a file: URI (so '?' and
@@ -241,7 +251,10 @@ func (s *Store) Close() error {
 		for _, st := range s.prepared {
 			err = errors.Join(err, st.Close())
 		}
-		err = errors.Join(err, s.r.Close(), s.w.Close())
+		if s.r != s.w {
+			err = errors.Join(err, s.r.Close())
+		}
+		err = errors.Join(err, s.w.Close())
 		if err != nil {
 			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
 		}
@@ -254,6 +267,9 @@ func (s *Store) Close() error {
 func (s *Store) Check(ctx context.Context) error {
 	if err := s.Flush(ctx); err != nil {
 		return err
+	}
+	if s.d.name == postgresDialect.name {
+		return s.checkPostgres(ctx)
 	}
 	rows, err := s.r.QueryContext(ctx, `PRAGMA integrity_check`)
 	if err != nil {

@@ -8,15 +8,18 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/anacrolix/torrent/types/infohash"
 
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 )
 
@@ -28,10 +31,27 @@ func testCtx(t testing.TB) context.Context {
 	return ctx
 }
 
+// testEngine picks the engine openTest opens: SQLite, or PostgreSQL when
+// SWARMAUDIT_STORE_ENGINE=postgres (CI runs the package's tests both ways).
+var testEngine = os.Getenv("SWARMAUDIT_STORE_ENGINE")
+
+// pgByPath maps a test's database path to the PostgreSQL cluster standing
+// in for it, so that a test reopening "the same file" reopens the same
+// database.
+var pgByPath sync.Map
+
 func openTest(t testing.TB, path string, opts ...Option) *Store {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "audit.db")
+	}
+	if testEngine == "postgres" {
+		u, ok := pgByPath.Load(path)
+		if !ok {
+			u = testclients.StartPostgres(testCtx(t), t)
+			pgByPath.Store(path, u)
+		}
+		path = u.(string)
 	}
 	s, err := Open(testCtx(t), path, opts...)
 	if err != nil {
