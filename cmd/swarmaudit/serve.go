@@ -29,6 +29,8 @@ type serveOptions struct {
 	probeFlags
 	watchDir, dbPath, apiListen, trackerListen string
 	trackerSchema                              string
+	nodeID                                     string
+	leaseTTL                                   time.Duration
 	trackerDBEvery                             time.Duration
 	auditorRate                                string
 	pollEvery, judgeEvery                      time.Duration
@@ -56,6 +58,13 @@ database continues every audit. SIGTERM or Ctrl-C stops it cleanly (each
 swarm is judged a last time). With --json, stdout carries one JSON object
 with the listening addresses once it is up.
 
+With --db postgres://..., several nodes share the swarms of one watch
+folder: a node audits a swarm while it holds the swarm's lease in the
+database, renews it at every poll, and a node that dies (even SIGKILL)
+loses its swarms to the others within --lease. Each node's API lists every
+swarm with the node auditing it; verdicts come from every node's
+observations.
+
 Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 		Example: `  swarmaudit serve --watch /srv/torrents --api-listen 127.0.0.1:8080 --tracker-listen :6969 --db serve.db`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,7 +73,9 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.watchDir, "watch", "", "folder of .torrent files to audit (required)")
-	f.StringVar(&o.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts")
+	f.StringVar(&o.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts, or a postgres:// URL (password in $PGPASSWORD) shared by several nodes")
+	f.StringVar(&o.nodeID, "node-id", "", "this node's name among the nodes sharing a PostgreSQL database (default: the host name)")
+	f.DurationVar(&o.leaseTTL, "lease", 30*time.Second, "with PostgreSQL: a node that stops renewing loses its swarms to the others after this long")
 	f.StringVar(&o.apiListen, "api-listen", "127.0.0.1:8080", "HTTP address of the API, metrics and dashboard")
 	f.StringVar(&o.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP) for every swarm")
 	f.DurationVar(&o.pollEvery, "poll-interval", 5*time.Second, "how often the watch folder is read")
@@ -131,7 +142,18 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		}
 		defer db.Close()
 	}
+	if store.IsPostgresURL(o.dbPath) && o.nodeID == "" {
+		if o.nodeID, err = os.Hostname(); err != nil {
+			return fmt.Errorf("--node-id: %w", err)
+		}
+	}
+	if o.nodeID != "" {
+		if err := positive("lease", o.leaseTTL); err != nil {
+			return err
+		}
+	}
 	svc, err := serve.New(serve.Config{
+		NodeID: o.nodeID, LeaseTTL: o.leaseTTL,
 		TrackerDB: tdb, TrackerDBEvery: o.trackerDBEvery,
 		Store: st, WatchDir: o.watchDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
 		Collect: collect.Config{

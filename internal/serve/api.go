@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"encoding/json"
 	"html/template"
 	"net/http"
@@ -18,10 +19,14 @@ import (
 
 // SwarmStatus is one swarm in GET /api/v1/swarms.
 type SwarmStatus struct {
-	InfoHash string           `json:"info_hash"`
-	Name     string           `json:"name"`
-	File     string           `json:"file"`
-	Private  bool             `json:"private"`
+	InfoHash string `json:"info_hash"`
+	Name     string `json:"name"`
+	File     string `json:"file"`
+	Private  bool   `json:"private"`
+	// Node audits the swarm ("" for a single node). Swarms of other nodes
+	// are listed too, without progress: their verdicts are in the shared
+	// database.
+	Node     string           `json:"node,omitempty"`
 	Since    time.Time        `json:"since"`
 	Progress collect.Progress `json:"progress"`
 	// JudgedAt is the latest judgement (zero before the first); Verdicts
@@ -54,7 +59,13 @@ type User struct {
 //	GET /                        the dashboard
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/swarms", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.statuses()) })
+	mux.HandleFunc("GET /api/v1/swarms", func(w http.ResponseWriter, r *http.Request) {
+		st := s.statuses()
+		if s.cfg.NodeID != "" {
+			st = append(st, s.remoteStatuses(r.Context())...)
+		}
+		writeJSON(w, st)
+	})
 	mux.HandleFunc("GET /api/v1/swarms/{hash}", s.serveSwarm)
 	mux.HandleFunc("GET /api/v1/users", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.users()) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
@@ -66,7 +77,7 @@ func (s *Service) statuses() []SwarmStatus {
 	out := []SwarmStatus{}
 	for _, sw := range s.list() {
 		st := SwarmStatus{InfoHash: sw.torrent.InfoHash.HexString(), Name: sw.torrent.Name, File: sw.path, Private: sw.torrent.Private,
-			Since: sw.added.UTC(), Progress: *sw.progress.Load(), Verdicts: map[string]int{}}
+			Node: s.cfg.NodeID, Since: sw.added.UTC(), Progress: *sw.progress.Load(), Verdicts: map[string]int{}}
 		if res, at := sw.latest(); res != nil {
 			st.JudgedAt = at.UTC()
 			for k, n := range res.Report.Summary.Counts {
@@ -194,4 +205,28 @@ func (s *Service) serveDashboard(w http.ResponseWriter, r *http.Request) {
 		Swarms []SwarmStatus
 		Users  []User
 	}{s.statuses(), s.users()})
+}
+
+// remoteStatuses lists the swarms other nodes hold leases on.
+func (s *Service) remoteStatuses(ctx context.Context) []SwarmStatus {
+	ls, err := s.cfg.Store.Leases(ctx)
+	if err != nil {
+		s.log.Warn("leases", "err", err)
+		return nil
+	}
+	var out []SwarmStatus
+	for _, l := range ls {
+		if l.Node == s.cfg.NodeID || strings.HasPrefix(l.Name, nodeLease) {
+			continue
+		}
+		st := SwarmStatus{InfoHash: l.Name, Node: l.Node, Verdicts: map[string]int{}}
+		var ih infohash.T
+		if ih.FromHexString(l.Name) == nil {
+			if sw, err := s.cfg.Store.LookupSwarm(ctx, ih); err == nil {
+				st.Name = sw.Name
+			}
+		}
+		out = append(out, st)
+	}
+	return out
 }

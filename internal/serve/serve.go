@@ -61,8 +61,15 @@ type Config struct {
 	// are stored and judged like the embedded tracker's.
 	TrackerDB      *trackerdb.Reader
 	TrackerDBEvery time.Duration
-	Verdict        verdict.Config
-	Logger         *slog.Logger
+	// NodeID and LeaseTTL make several nodes on one PostgreSQL database
+	// share the swarms: a node audits a swarm only while it holds the
+	// swarm's lease (store.AcquireLease), renewed at every poll; a node that
+	// dies loses its swarms to the others within LeaseTTL. An empty NodeID
+	// (one node) takes no leases.
+	NodeID   string
+	LeaseTTL time.Duration
+	Verdict  verdict.Config
+	Logger   *slog.Logger
 }
 
 // Service audits the swarms of a watch folder. Create it with New, run it
@@ -79,6 +86,7 @@ type Service struct {
 	mu     sync.Mutex
 	swarms map[infohash.T]*swarm
 	loaded map[string]loadedFile // watch-folder files by path
+	leased map[infohash.T]bool   // swarms whose lease this node holds
 	wg     sync.WaitGroup        // swarm goroutines
 
 	announces        atomic.Int64
@@ -115,6 +123,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.TrackerDBEvery <= 0 {
 		cfg.TrackerDBEvery = time.Minute
 	}
+	if cfg.NodeID != "" {
+		if cfg.LeaseTTL <= 0 {
+			cfg.LeaseTTL = 30 * time.Second
+		}
+		cfg.PollEvery = min(cfg.PollEvery, cfg.LeaseTTL/3) // renewals well before expiry
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -125,7 +139,7 @@ func New(cfg Config) (*Service, error) {
 		c := cfg.Collect
 		cfg.Budget = collect.NewBudget(max(c.MaxConns, collect.DefaultMaxConns), max(c.MaxBandwidthProbes, 2), c.MaxAuditorRate, c.ProbeBytes)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, failed: make(chan error, 1)}
+	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, leased: map[infohash.T]bool{}, failed: make(chan error, 1)}
 	s.metrics = newMetrics(s)
 	return s, nil
 }
@@ -182,6 +196,16 @@ loop:
 	case err := <-s.failed:
 		runErr = errors.Join(runErr, err)
 	default:
+	}
+	if s.cfg.NodeID != "" { // hand the swarms over at once, not at expiry
+		bg, cancelBG := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancelBG()
+		s.mu.Lock()
+		for ih := range s.leased {
+			runErr = errors.Join(runErr, s.cfg.Store.ReleaseLease(bg, ih.HexString(), s.cfg.NodeID))
+		}
+		runErr = errors.Join(runErr, s.cfg.Store.ReleaseLease(bg, nodeLease+s.cfg.NodeID, s.cfg.NodeID))
+		s.mu.Unlock()
 	}
 	return runErr
 }

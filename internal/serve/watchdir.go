@@ -2,6 +2,8 @@ package serve
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +48,9 @@ func (s *Service) scan(ctx context.Context) {
 			seen[t.InfoHash] = path
 		}
 	}
+	if s.cfg.NodeID != "" {
+		s.lease(ctx, seen)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for path := range s.loaded {
@@ -54,11 +59,14 @@ func (s *Service) scan(ctx context.Context) {
 		}
 	}
 	for ih := range s.swarms {
-		if _, ok := seen[ih]; !ok {
+		if _, ok := seen[ih]; !ok || (s.cfg.NodeID != "" && !s.leased[ih]) {
 			s.drop(ih)
 		}
 	}
 	for ih, path := range seen {
+		if s.cfg.NodeID != "" && !s.leased[ih] {
+			continue // another node audits it
+		}
 		if _, ok := s.swarms[ih]; !ok {
 			if t, ok := s.loaded[path]; ok && ctx.Err() == nil {
 				s.start(path, t.torrent)
@@ -94,4 +102,81 @@ func (s *Service) load(path string, e os.DirEntry) (*torrentmeta.Torrent, bool) 
 	s.loaded[path] = loadedFile{mod: info.ModTime(), torrent: t}
 	s.mu.Unlock()
 	return t, t != nil
+}
+
+// nodeLease names a node's own heartbeat lease: the nodes holding one
+// are the live nodes.
+const nodeLease = "node:"
+
+// lease shares the folder's swarms among the live nodes: every node renews
+// its heartbeat lease, and takes (or renews) the lease of each swarm that
+// rendezvous hashing assigns to it among the live nodes, so the swarms
+// spread evenly and move only when a node comes or goes. A swarm it holds
+// but that now belongs to another (a node joined) is released for it; a
+// dead node's swarms are taken once its leases expire.
+func (s *Service) lease(ctx context.Context, seen map[infohash.T]string) {
+	me, ttl, st := s.cfg.NodeID, s.cfg.LeaseTTL, s.cfg.Store
+	warn := func(what string, err error) {
+		if ctx.Err() == nil {
+			s.log.Warn(what, "err", err)
+		}
+	}
+	if _, err := st.AcquireLease(ctx, nodeLease+me, me, ttl); err != nil {
+		warn("node heartbeat", err)
+	}
+	live := map[string]bool{me: true}
+	ls, err := st.Leases(ctx)
+	if err != nil {
+		warn("leases", err)
+	}
+	for _, l := range ls {
+		if strings.HasPrefix(l.Name, nodeLease) {
+			live[l.Node] = true
+		}
+	}
+	s.mu.Lock()
+	prev := s.leased
+	s.mu.Unlock()
+	held := map[infohash.T]bool{}
+	for ih := range seen {
+		if preferred(ih, live) != me {
+			if prev[ih] {
+				if err := st.ReleaseLease(ctx, ih.HexString(), me); err != nil {
+					warn("hand a swarm over", err)
+				}
+			}
+			continue
+		}
+		ok, err := st.AcquireLease(ctx, ih.HexString(), me, ttl)
+		if err != nil {
+			warn("lease", err)
+			continue // not renewed: dropped, taken again at the next scan
+		}
+		if ok {
+			held[ih] = true
+		}
+	}
+	for ih := range prev {
+		if _, ok := seen[ih]; !ok {
+			if err := st.ReleaseLease(ctx, ih.HexString(), me); err != nil {
+				warn("release lease", err)
+			}
+		}
+	}
+	s.mu.Lock()
+	s.leased = held
+	s.mu.Unlock()
+}
+
+// preferred is the live node rendezvous hashing gives a swarm to.
+func preferred(ih infohash.T, live map[string]bool) string {
+	var best string
+	var bestScore uint64
+	for n := range live {
+		sum := sha256.Sum256(append(append([]byte(n), 0), ih[:]...)) // the same on every node
+		if sc := binary.BigEndian.Uint64(sum[:8]); best == "" || sc > bestScore || (sc == bestScore && n < best) {
+			best, bestScore = n, sc
+		}
+	}
+	return best
 }

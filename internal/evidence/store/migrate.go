@@ -133,6 +133,13 @@ var migrations = []migration{
 			created_us BIGINT NOT NULL
 		)`,
 	}},
+	{3, "leases of work between nodes", []string{
+		`CREATE TABLE leases (
+			name       TEXT PRIMARY KEY,
+			node       TEXT NOT NULL,
+			expires_us BIGINT NOT NULL
+		)`,
+	}},
 }
 
 // schemaVersion is the newest version this build knows.
@@ -155,7 +162,7 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // two processes opening the same new file cannot both apply a step.
 // It returns the versions it applied.
 func migrate(ctx context.Context, db *sql.DB, d dialect, ms []migration) ([]int, error) {
-	if _, err := db.ExecContext(ctx, createMigrationsTable); err != nil {
+	if err := createMigrations(ctx, db, d); err != nil {
 		return nil, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	known := schemaVersion(ms)
@@ -241,4 +248,30 @@ func rollback(tx *sql.Tx) error {
 		return fmt.Errorf("rollback: %w", err)
 	}
 	return nil
+}
+
+// createMigrations creates schema_migrations if needed; on PostgreSQL under
+// the migration lock, since two nodes starting at once would otherwise
+// race in CREATE TABLE IF NOT EXISTS.
+func createMigrations(ctx context.Context, db *sql.DB, d dialect) (err error) {
+	if d.migrationLock == "" {
+		_, err := db.ExecContext(ctx, createMigrationsTable)
+		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, rollback(tx))
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, d.migrationLock); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, createMigrationsTable); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
