@@ -35,12 +35,15 @@ every announce — time, info hash, peer_id, source IP, port, uploaded,
 downloaded, left, event, key, passkey, user agent — in the database, for
 'swarmaudit audit' to check against the wire.
 
-With --upstream it is a recording proxy in front of an existing tracker:
-HTTP announces are forwarded with the same query and answered with the
-upstream's reply (a "{passkey}" in the URL is replaced by the request's
-passkey); an announce is recorded only when the upstream accepted it. The
-peer's address goes upstream in --upstream-addr-header and, with
---upstream-ip-param, as the announce's ip parameter.
+With --upstream it is a recording proxy in front of an existing tracker
+(http, https or udp): HTTP announces to an HTTP upstream are forwarded with
+the same query; UDP announces (BEP 15), and HTTP announces to a UDP
+upstream, are translated — the same counters announced to the upstream,
+its reply turned back into the client's protocol. A "{passkey}" in the URL
+is replaced by the request's passkey; an announce is recorded only when the
+upstream accepted it. The peer's address goes upstream in
+--upstream-addr-header and, with --upstream-ip-param, as the announce's ip
+parameter (BEP 15's IPv4 field over UDP).
 
 A failure to record an announce stops the tracker with exit code 1.
 
@@ -49,7 +52,7 @@ tracker is up, and one with the count of recorded announces when it stops.
 
 ` + exitCodesHelp,
 		Example: `  swarmaudit tracker --tracker-listen :6969 --udp-listen :6969 --db tracker.db
-  swarmaudit tracker --tracker-listen :8080 --upstream 'https://tracker.example/{passkey}/announce'`,
+  swarmaudit tracker --tracker-listen :8080 --udp-listen :8080 --upstream 'https://tracker.example/{passkey}/announce'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTracker(cmd.Context(), g, o, args)
 		},

@@ -34,6 +34,10 @@ type Request struct {
 	Key        uint32
 	NumWant    int32  // -1: tracker default
 	TrackerID  string // from a previous HTTP response, echoed back
+	// IP, when valid, is the peer's address for the tracker to record
+	// instead of the request's source (a recording proxy speaking for a
+	// peer): HTTP "ip", BEP 15's IPv4 field.
+	IP netip.Addr
 }
 
 // Peer is one peer from an announce reply.

@@ -244,6 +244,10 @@ func (s *Server) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey s
 		Uploaded: q.uploaded, Downloaded: q.downloaded, Left: q.left, Event: q.event,
 		Key: q.key, Passkey: passkey, UserAgent: ua, Source: "http",
 	}
+	if s.upstream != nil && s.upstream.udp {
+		s.translateHTTP(w, r, a, int32(q.numWant))
+		return
+	}
 	if s.upstream != nil {
 		// Recorded only once the upstream has answered, with its verdict:
 		// an announce it refused is no report of the user's.
@@ -384,4 +388,30 @@ func writeFailure(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(status)
 	w.Write(b)
+}
+
+// translateHTTP answers an HTTP announce through a UDP upstream: the same
+// counters announced over BEP 15, the reply bencoded back; recorded only
+// when the upstream answered.
+func (s *Server) translateHTTP(w http.ResponseWriter, r *http.Request, a reported.Announce, numWant int32) {
+	a.Source = "upstream"
+	resp, err := s.announceUpstream(r.Context(), a, numWant)
+	if err != nil {
+		s.log.Warn("upstream exchange failed", "src", a.IP, "err", err)
+		writeFailure(w, http.StatusOK, fmt.Sprintf("%v: exchange failed", ErrUpstream))
+		return
+	}
+	s.record(a)
+	var v4, v6 []byte
+	for _, p := range resp.Peers {
+		if p.Addr.Addr().Is4() {
+			v4 = compact.AppendAddr(v4, p.Addr)
+		} else {
+			v6 = compact.AppendAddr(v6, p.Addr)
+		}
+	}
+	writeBencode(w, s, announceReply{
+		Interval: int64(resp.Interval / time.Second), MinInterval: int64(resp.MinInterval / time.Second),
+		Complete: int(max(resp.Seeders, 0)), Incomplete: int(max(resp.Leechers, 0)), Peers: string(v4), Peers6: string(v6),
+	})
 }

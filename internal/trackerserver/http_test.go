@@ -469,8 +469,7 @@ func TestConfigAndLifecycle(t *testing.T) {
 		{"short interval", Config{Recorder: rec, Interval: time.Millisecond}},
 		{"min over interval", Config{Recorder: rec, Interval: time.Minute, MinInterval: time.Hour}},
 		{"negative limit", Config{Recorder: rec, MaxTorrents: -1}},
-		{"udp upstream", Config{Recorder: rec, Upstream: "udp://127.0.0.1:1/announce"}},
-		{"upstream and udp", Config{Recorder: rec, Upstream: "http://127.0.0.1:1/announce", UDPAddr: "127.0.0.1:0"}},
+		{"ftp upstream", Config{Recorder: rec, Upstream: "ftp://127.0.0.1:1/announce"}}, // udp:// and http(s):// are proxied
 		{"placeholder in host", Config{Recorder: rec, Upstream: "http://{passkey}.example/announce"}},
 		{"no host", Config{Recorder: rec, Upstream: "http:///announce"}},
 	} {

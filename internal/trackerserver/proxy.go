@@ -9,12 +9,17 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent/bencode"
 
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient/httptracker"
+	"github.com/swarmaudit/swarmaudit/internal/trackerclient/udptracker"
 )
 
 const (
@@ -31,6 +36,12 @@ type upstream struct {
 	announce string // URL template, may hold passkeyMarker
 	scrape   string // derived by BEP 48's rule; "" when there is none
 	client   *http.Client
+	udp      bool // a udp:// upstream: every announce is translated
+
+	// Tracker clients for translated announces, by upstream URL (one per
+	// passkey); bounded.
+	mu      sync.Mutex
+	clients map[string]trackerclient.Client
 }
 
 func newUpstream(raw string, timeout time.Duration) (*upstream, error) {
@@ -39,8 +50,8 @@ func newUpstream(raw string, timeout time.Duration) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("scheme %q: only http and https upstreams are proxied", u.Scheme)
+	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "udp" {
+		return nil, fmt.Errorf("scheme %q: only http, https and udp upstreams are proxied", u.Scheme)
 	}
 	if u.Host == "" {
 		return nil, errors.New("no host")
@@ -48,7 +59,7 @@ func newUpstream(raw string, timeout time.Duration) (*upstream, error) {
 	if strings.Contains(u.Host, passkeyMarker) || strings.Contains(u.RawQuery, passkeyMarker) {
 		return nil, errors.New("the {passkey} placeholder may only appear in the path")
 	}
-	up := &upstream{announce: u.String()}
+	up := &upstream{announce: u.String(), udp: u.Scheme == "udp", clients: map[string]trackerclient.Client{}}
 	segs := strings.Split(u.Path, "/")
 	for i := len(segs) - 1; i >= 0; i-- {
 		if rest, ok := strings.CutPrefix(segs[i], "announce"); ok {
@@ -214,4 +225,72 @@ func (s *Server) forward(ctx context.Context, kind routeKind, passkey, rawQuery,
 		return nil, fmt.Errorf("%w: answered %s", ErrUpstream, resp.Status)
 	}
 	return body, nil
+}
+
+// maxUpstreamClients bounds the translated-announce clients kept (one per
+// passkey); past it the oldest is closed.
+const maxUpstreamClients = 4096
+
+// translatedClient is the tracker client for one passkey's upstream URL.
+func (s *Server) translatedClient(passkey string) (trackerclient.Client, error) {
+	up := s.upstream
+	target, err := up.target(routeAnnounce, passkey, "")
+	if err != nil {
+		return nil, err
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if c, ok := up.clients[target]; ok {
+		return c, nil
+	}
+	var c trackerclient.Client
+	if up.udp {
+		c, err = udptracker.New(target, udptracker.Options{BackoffBase: s.cfg.UpstreamTimeout / 4, MaxRetries: 1, Logger: s.log})
+	} else {
+		c, err = httptracker.New(target, httptracker.Options{Timeout: s.cfg.UpstreamTimeout})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUpstream, trackerclient.ScrubError(err, target))
+	}
+	if len(up.clients) >= maxUpstreamClients {
+		for k, old := range up.clients {
+			old.Close()
+			delete(up.clients, k)
+			break
+		}
+	}
+	up.clients[target] = c
+	return c, nil
+}
+
+// closeClients closes the translated-announce clients.
+func (up *upstream) closeClients() {
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	for k, c := range up.clients {
+		c.Close()
+		delete(up.clients, k)
+	}
+}
+
+// announceUpstream announces a's counters to the upstream with a tracker
+// client (a translated announce) and returns its reply.
+func (s *Server) announceUpstream(ctx context.Context, a reported.Announce, numWant int32) (trackerclient.Response, error) {
+	c, err := s.translatedClient(a.Passkey)
+	if err != nil {
+		return trackerclient.Response{}, err
+	}
+	key, _ := strconv.ParseUint(a.Key, 16, 32)
+	req := trackerclient.Request{InfoHash: a.InfoHash, PeerID: a.PeerID, Port: a.Port, Uploaded: a.Uploaded,
+		Downloaded: a.Downloaded, Left: a.Left, Event: a.Event, Key: uint32(key), NumWant: numWant}
+	if s.cfg.UpstreamIPParam {
+		req.IP = a.IP
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.UpstreamTimeout)
+	defer cancel()
+	resp, err := c.Announce(ctx, req)
+	if err != nil {
+		return resp, fmt.Errorf("%w: %v", ErrUpstream, trackerclient.ScrubError(err, s.cfg.Upstream))
+	}
+	return resp, nil
 }

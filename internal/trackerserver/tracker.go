@@ -95,7 +95,11 @@ type Config struct {
 	// The peer's address is passed on as UpstreamAddrHeader and, with
 	// UpstreamIPParam, as the announce's "ip" parameter; the local swarm is
 	// not used. An announce is recorded only when the upstream accepted it.
-	// UDP is not proxied: UDPAddr must then be empty.
+	// The upstream may also be a udp:// tracker (BEP 15, its passkey in the
+	// path per BEP 41). Announces that do not match its protocol — UDP
+	// announces to an HTTP upstream, HTTP announces to a UDP one — are
+	// translated: the same counters announced by a tracker client, the
+	// reply turned back into the client's protocol.
 	Upstream string
 	// UpstreamAddrHeader names the HTTP header that carries the peer's
 	// address to the upstream (default "X-Forwarded-For"; "-" sends none).
@@ -138,6 +142,7 @@ type Server struct {
 	httpLn   net.Listener
 	httpSrv  *http.Server
 	udpConn  *net.UDPConn
+	forwards chan struct{} // UDP announces being forwarded upstream
 	stop     chan struct{} // closed by Close or a fatal serving error
 	stopOnce sync.Once
 	quit     chan struct{} // closed when shutdown begins
@@ -206,10 +211,8 @@ func New(cfg Config) (*Server, error) {
 		},
 	}
 	rand.Read(s.connKey[:]) // never fails (crypto/rand since Go 1.24)
+	s.forwards = make(chan struct{}, maxForwards)
 	if cfg.Upstream != "" {
-		if cfg.UDPAddr != "" {
-			return nil, fmt.Errorf("%w: UDP is not proxied; leave UDPAddr empty with Upstream", ErrConfig)
-		}
 		up, err := newUpstream(cfg.Upstream, cfg.UpstreamTimeout)
 		if err != nil {
 			return nil, fmt.Errorf("%w: upstream %s: %v", ErrConfig, trackerclient.Redact(cfg.Upstream), trackerclient.ScrubError(err, cfg.Upstream))
@@ -349,7 +352,10 @@ func (s *Server) watch(ctx context.Context) {
 	if s.upstream != nil {
 		s.upstream.client.CloseIdleConnections()
 	}
-	s.wg.Wait()
+	s.wg.Wait() // forwards in flight end within UpstreamTimeout
+	if s.upstream != nil {
+		s.upstream.closeClients()
+	}
 	s.log.Info("tracker stopped")
 	close(s.done)
 }

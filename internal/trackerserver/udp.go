@@ -2,6 +2,7 @@ package trackerserver
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -202,7 +203,7 @@ func (s *Server) handleUDP(pkt []byte, rawSrc netip.AddrPort, out *bytes.Buffer)
 	}
 	switch req.header.Action {
 	case trudp.ActionAnnounce:
-		s.udpAnnounce(now, req, src, out)
+		s.udpAnnounce(now, req, src, rawSrc, out)
 	case trudp.ActionScrape:
 		_, stats, _ := s.swarms.scrape(now, req.scrape, 0)
 		trudp.Write(out, trudp.ResponseHeader{Action: trudp.ActionScrape, TransactionId: tid})
@@ -218,7 +219,7 @@ var udpEvents = map[trudp.AnnounceEvent]reported.Event{
 	0: reported.EventNone, 1: reported.EventCompleted, 2: reported.EventStarted, 3: reported.EventStopped,
 }
 
-func (s *Server) udpAnnounce(now time.Time, req udpRequest, src netip.AddrPort, out *bytes.Buffer) {
+func (s *Server) udpAnnounce(now time.Time, req udpRequest, src, rawSrc netip.AddrPort, out *bytes.Buffer) {
 	ar, tid := req.announce, req.header.TransactionId
 	ev, ok := udpEvents[ar.Event]
 	if !ok {
@@ -235,11 +236,16 @@ func (s *Server) udpAnnounce(now time.Time, req udpRequest, src netip.AddrPort, 
 			passkey = pk
 		}
 	}
-	s.record(reported.Announce{
+	a := reported.Announce{
 		At: now, InfoHash: ar.InfoHash, PeerID: ar.PeerId, IP: src.Addr(), Port: ar.Port,
 		Uploaded: ar.Uploaded, Downloaded: ar.Downloaded, Left: ar.Left, Event: ev,
 		Key: fmt.Sprintf("%08x", uint32(ar.Key)), Passkey: passkey, Source: "udp",
-	})
+	}
+	if s.upstream != nil {
+		s.forwardUDP(a, ar.NumWant, tid, rawSrc, out)
+		return
+	}
+	s.record(a)
 
 	ip, family, limit := src.Addr(), 4, udpMaxPeersV4
 	if ip.Is6() {
@@ -287,3 +293,50 @@ func udpError(out *bytes.Buffer, tid trudp.TransactionId, msg string) {
 }
 
 func clamp32(v int64) int32 { return int32(min(v, 1<<31-1)) }
+
+// maxForwards bounds the UDP announces being forwarded at once.
+const maxForwards = 64
+
+// forwardUDP answers a UDP announce through the upstream (translated when
+// the upstream speaks HTTP), off the packet worker: the reply is sent when
+// the upstream answers, and the announce recorded only then. Past
+// maxForwards at once the client is told to retry.
+func (s *Server) forwardUDP(a reported.Announce, numWant int32, tid trudp.TransactionId, dst netip.AddrPort, out *bytes.Buffer) {
+	select {
+	case s.forwards <- struct{}{}:
+	default:
+		udpError(out, tid, "tracker busy, retry")
+		return
+	}
+	a.Source = "upstream-udp"
+	s.wg.Go(func() {
+		defer func() { <-s.forwards }()
+		var reply bytes.Buffer
+		resp, err := s.announceUpstream(context.Background(), a, numWant)
+		if err != nil {
+			s.log.Warn("upstream exchange failed", "src", a.IP, "err", err)
+			udpError(&reply, tid, fmt.Sprintf("%v: exchange failed", ErrUpstream))
+		} else {
+			s.record(a)
+			trudp.Write(&reply, trudp.ResponseHeader{Action: trudp.ActionAnnounce, TransactionId: tid})
+			trudp.Write(&reply, trudp.AnnounceResponseHeader{
+				Interval: clamp32(int64(resp.Interval / time.Second)), Leechers: clamp32(max(resp.Leechers, 0)), Seeders: clamp32(max(resp.Seeders, 0)),
+			})
+			six, limit := dst.Addr().Unmap().Is6(), udpMaxPeersV4
+			if six {
+				limit = udpMaxPeersV6
+			}
+			var list []byte
+			for _, p := range resp.Peers {
+				if p.Addr.Addr().Is6() == six && limit > 0 {
+					list = compact.AppendAddr(list, p.Addr)
+					limit--
+				}
+			}
+			reply.Write(list)
+		}
+		if _, err := s.udpConn.WriteToUDPAddrPort(reply.Bytes(), dst); err != nil {
+			s.log.Debug("udp write", "dst", dst, "err", err)
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
 
+	"github.com/swarmaudit/swarmaudit/internal/observation/watch"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 )
 
@@ -57,12 +58,16 @@ func recordHello(t *testing.T, ln net.Listener, ih [20]byte) (reserved [8]byte, 
 	return
 }
 
-// TestPrivateTorrentHello: for a private torrent (BEP 27) the probe's
-// handshake does not set the DHT bit and its extension handshake offers
-// no ut_pex; for a public one it does both.
+// TestPrivateTorrentHello: for a private torrent (BEP 27) the handshake
+// of a probe and of a watch does not set the DHT bit and their extension
+// handshake offers no ut_pex; for a public one they do both.
 func TestPrivateTorrentHello(t *testing.T) {
-	for _, private := range []bool{false, true} {
-		t.Run(map[bool]string{false: "public", true: "private"}[private], func(t *testing.T) {
+	for _, tc := range []struct {
+		who     string
+		private bool
+	}{{"probe", false}, {"probe", true}, {"watch", false}, {"watch", true}} {
+		private := tc.private
+		t.Run(tc.who+" "+map[bool]string{false: "public", true: "private"}[private], func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -73,7 +78,13 @@ func TestPrivateTorrentHello(t *testing.T) {
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				_, err := Run(ctx, netip.MustParseAddrPort(ln.Addr().String()), Target{InfoHash: ih, NumPieces: 4,
+				addr := netip.MustParseAddrPort(ln.Addr().String())
+				if tc.who == "watch" {
+					_, err := watch.Watch(ctx, addr, watch.Options{InfoHash: ih, NumPieces: 4, Policy: peerwire.PolicyPlaintext, Private: private}, watch.Events{})
+					done <- err
+					return
+				}
+				_, err := Run(ctx, addr, Target{InfoHash: ih, NumPieces: 4,
 					PieceSize: func(int) int64 { return 1 << 14 }, Verify: func(int, []byte) bool { return true }, Private: private},
 					Options{Policy: peerwire.PolicyPlaintext, BitfieldOnly: true, Timeout: 3 * time.Second})
 				done <- err
@@ -87,6 +98,52 @@ func TestPrivateTorrentHello(t *testing.T) {
 			pex := bytes.Contains(ext, []byte("ut_pex"))
 			if dht == private || pex == private {
 				t.Fatalf("private=%v: DHT bit %v, ut_pex offered %v (extension handshake %q)", private, dht, pex, ext)
+			}
+		})
+	}
+}
+
+// TestPrivateTorrentAnswer: our answer to an incoming handshake for a
+// private torrent does not set the DHT bit (BEP 27); for a public one it
+// does.
+func TestPrivateTorrentAnswer(t *testing.T) {
+	for _, private := range []bool{false, true} {
+		t.Run(map[bool]string{false: "public", true: "private"}[private], func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			ih := [20]byte{0x28}
+			go func() {
+				raw, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if c, err := watch.Accept(ctx, raw, watch.Options{InfoHash: ih, Private: private}); err == nil {
+					c.Close()
+				}
+			}()
+			c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			hs := append([]byte{19}, pp.Protocol[1:]...)
+			bits := pp.NewPeerExtensionBytes(pp.ExtensionBitLtep, pp.ExtensionBitDht)
+			hs = append(append(append(hs, bits[:]...), ih[:]...), []byte("-XX0000-initiator000")...)
+			if _, err := c.Write(hs); err != nil {
+				t.Fatal(err)
+			}
+			answer := make([]byte, 68)
+			if _, err := io.ReadFull(c, answer); err != nil {
+				t.Fatal(err)
+			}
+			if dht := answer[27]&0x01 != 0; dht == private {
+				t.Fatalf("private=%v: our answer's DHT bit %v", private, dht)
 			}
 		})
 	}

@@ -188,6 +188,9 @@ func AnnounceURL(base *url.URL, req trackerclient.Request) string {
 		q.WriteString("&trackerid=" + url.QueryEscape(req.TrackerID))
 	}
 	q.WriteString("&supportcrypto=1")
+	if req.IP.IsValid() {
+		q.WriteString("&ip=" + url.QueryEscape(req.IP.String()))
+	}
 	u := *base
 	if u.RawQuery != "" {
 		u.RawQuery += "&" + q.String()

@@ -300,7 +300,10 @@ func AnnouncePacket(connID uint64, tid uint32, req trackerclient.Request, option
 	binary.BigEndian.PutUint64(pkt[64:], uint64(left))
 	binary.BigEndian.PutUint64(pkt[72:], uint64(req.Uploaded))
 	binary.BigEndian.PutUint32(pkt[80:], eventCode(req.Event))
-	binary.BigEndian.PutUint32(pkt[84:], 0) // IP: default (source address)
+	if ip := req.IP.Unmap(); ip.Is4() { // else the default: the source address
+		a := ip.As4()
+		copy(pkt[84:88], a[:])
+	}
 	binary.BigEndian.PutUint32(pkt[88:], req.Key)
 	binary.BigEndian.PutUint32(pkt[92:], uint32(req.NumWant))
 	binary.BigEndian.PutUint16(pkt[96:], req.Port)
