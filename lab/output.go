@@ -511,7 +511,9 @@ func writeDetection(w io.Writer, runs []ScenarioRun) {
 	p("Scenarios named `heldout-*` were written with the cheat catalogue (docs/cheats.md) before the\n")
 	p("detector was tuned and were not run while tuning; `heldout2-*` were written after the first\n")
 	p("held-out measurement, before the one change it prompted (the sum-of-pairs check), and run only\n")
-	p("after it. The others were tuned on. A multiplier is *flagged* when its client is `suspect` or\n")
+	p("after it; `heldout3-*` were written before a burst-allowance change meant for the ×1.5 misses,\n")
+	p("run once with the detector before it and judged again with it: it changed no verdict, so it\n")
+	p("was dropped, and they are shown as run. The others were tuned on. A multiplier is *flagged* when its client is `suspect` or\n")
 	p("`misreporting`.\n\n")
 	p("| scenario | proxied clients (multiplier: verdict) | smallest multiplier flagged | other cheats flagged | honest suspect | honest misreporting |\n| --- | --- | --- | --- | --- | --- |\n")
 	var honest, honestSus, honestMis int
