@@ -296,3 +296,44 @@ func TestAddPEXAndIncoming(t *testing.T) {
 		}
 	}
 }
+
+// TestMarkPrivateStopsTheDHT: a torrent that turns out private (BEP 27,
+// learnt from metadata fetched by magnet) stops the DHT search at once:
+// no DHT packet is sent after MarkPrivate, while the search runs on.
+func TestMarkPrivateStopsTheDHT(t *testing.T) {
+	ih := infohash.T{0x27, 0x27}
+	nw := dhttest.Start(t, 6)
+	cfg := fastConfig(ih)
+	cfg.DHT, cfg.Bootstrap, cfg.DHTRepeat = true, nw.Addrs(2), 100*time.Millisecond
+	cfg.Duration = 0
+	d, err := discovery.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); d.PacketsSent() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the DHT search sent nothing")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the counter
+	}
+	d.MarkPrivate()
+	// A traversal in flight may finish its queries; after that nothing may
+	// be sent: the count must settle (a running search sends every 100 ms)
+	// and stay settled for ten traversal periods.
+	last, still := d.PacketsSent(), time.Duration(0)
+	for deadline := time.Now().Add(10 * time.Second); still < time.Second; still += 100 * time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatalf("DHT packets still sent after the torrent turned private (%d so far)", last)
+		}
+		time.Sleep(100 * time.Millisecond) // sampling the counter
+		if n := d.PacketsSent(); n != last {
+			last, still = n, -100*time.Millisecond
+		}
+	}
+	cancel()
+	<-done
+}
