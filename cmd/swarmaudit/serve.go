@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -151,6 +152,21 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		if err := positive("lease", o.leaseTTL); err != nil {
 			return err
 		}
+	}
+	if o.nodeID != "" {
+		// Per-peer politeness across the nodes: a bandwidth probe of a host
+		// takes its turn in the shared database first.
+		node, gap := o.nodeID, o.peerProbeGap
+		budget.SetPeerGate(func(ip netip.Addr) bool {
+			gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			ok, err := st.TakeTurn(gctx, "probe:"+ip.String(), node, gap)
+			if err != nil {
+				slog.Warn("probe turn", "err", err)
+				return false // polite when in doubt
+			}
+			return ok
+		})
 	}
 	svc, err := serve.New(serve.Config{
 		NodeID: o.nodeID, LeaseTTL: o.leaseTTL,

@@ -216,7 +216,7 @@ func (s *Service) remoteStatuses(ctx context.Context) []SwarmStatus {
 	}
 	var out []SwarmStatus
 	for _, l := range ls {
-		if l.Node == s.cfg.NodeID || strings.HasPrefix(l.Name, nodeLease) {
+		if l.Node == s.cfg.NodeID || len(l.Name) != 40 { // node heartbeats and probe turns are not swarms
 			continue
 		}
 		st := SwarmStatus{InfoHash: l.Name, Node: l.Node, Verdicts: map[string]int{}}

@@ -68,3 +68,28 @@ func (s *Store) Leases(ctx context.Context) ([]Lease, error) {
 	}
 	return out, rows.Err()
 }
+
+// TakeTurn claims the turn called name until now+gap if no one (this node
+// or another) took it within the last gap: true when the caller may go
+// ahead. Nodes sharing a database use it for per-peer politeness (a peer in
+// swarms on two nodes is probed no more often than in one).
+func (s *Store) TakeTurn(ctx context.Context, name, node string, gap time.Duration) (bool, error) {
+	now := time.Now()
+	var taken bool
+	err := s.writeTx(ctx, "take turn", func(tx *sql.Tx) error {
+		var holder string
+		err := tx.QueryRowContext(ctx, s.d.q(`INSERT INTO leases (name, node, expires_us) VALUES (?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET node = excluded.node, expires_us = excluded.expires_us
+			WHERE leases.expires_us < ?
+			RETURNING node`), name, node, micros(now.Add(gap)), micros(now)).Scan(&holder)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		taken = err == nil
+		return err
+	}, nil)
+	if err != nil {
+		return false, fmt.Errorf("turn %s: %w", name, err)
+	}
+	return taken, nil
+}

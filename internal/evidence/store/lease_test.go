@@ -45,3 +45,25 @@ func TestLeases(t *testing.T) {
 		t.Fatal("a could not take a released lease")
 	}
 }
+
+// TestTakeTurn: a turn is taken once per gap, whoever asks — the same node
+// included — and again once the gap has passed.
+func TestTakeTurn(t *testing.T) {
+	s := openTest(t, "")
+	ctx := testCtx(t)
+	take := func(node string) bool {
+		t.Helper()
+		ok, err := s.TakeTurn(ctx, "probe:10.0.0.1", node, 200*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !take("a") || take("a") || take("b") {
+		t.Fatal("a turn was taken twice within its gap")
+	}
+	time.Sleep(250 * time.Millisecond) // the gap passing is what is tested
+	if !take("b") {
+		t.Fatal("the turn was not free after its gap")
+	}
+}

@@ -110,6 +110,26 @@ type Budget struct {
 	mu           sync.Mutex
 	peerProbeGap time.Duration
 	lastProbe    map[netip.Addr]time.Time
+	// gate, when set, is asked last before a bandwidth probe starts: the
+	// politeness shared with other nodes (serve on PostgreSQL).
+	gate func(netip.Addr) bool
+}
+
+// SetPeerGate makes every bandwidth probe ask gate first, once every local
+// limit allows it; a false answer postpones the probe. Several nodes share
+// per-peer politeness this way (store.TakeTurn).
+func (b *Budget) SetPeerGate(gate func(ip netip.Addr) bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.gate = gate
+}
+
+// passGate asks the shared gate, if any.
+func (b *Budget) passGate(ip netip.Addr) bool {
+	b.mu.Lock()
+	gate := b.gate
+	b.mu.Unlock()
+	return gate == nil || gate(ip)
 }
 
 // SetPeerProbeGap makes every collector sharing the budget wait d between
@@ -567,6 +587,15 @@ func (c *Collector) schedule(ctx context.Context) {
 				<-c.bwProbes
 			}
 			return // at the connection cap
+		}
+		if bandwidth && !c.shared.passGate(s.addr.Addr()) {
+			<-c.bwProbes // probed by another node lately: a snapshot, if due, and the probe later
+			bandwidth = false
+			s.nextProbe = now.Add(c.cfg.SnapshotInterval)
+			if !snapshot {
+				<-c.conns
+				continue
+			}
 		}
 		s.busy = true
 		if bandwidth {

@@ -191,13 +191,36 @@ func testOwnership(t *testing.T, outgoingWatches bool) {
 }
 
 // TestSharedBudgetPolitenessAcrossSwarms: two collectors (two swarms)
-// sharing a budget with a one-hour gap per peer probe one IP that is in
-// both swarms once between them, not once each.
+// probe one IP that is in both swarms once between them, not once each:
+// on one node through a shared budget with a one-hour gap per peer, and on
+// two nodes (a budget each) through a shared gate that takes turns in one
+// store, as serve does on PostgreSQL.
 func TestSharedBudgetPolitenessAcrossSwarms(t *testing.T) {
+	for _, nodes := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d nodes", nodes), func(t *testing.T) { testPoliteness(t, nodes) })
+	}
+}
+
+func testPoliteness(t *testing.T, nodes int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b := NewBudget(16, 2, 0, 64<<10)
-	b.SetPeerProbeGap(time.Hour)
+	budgets := []*Budget{NewBudget(16, 2, 0, 64<<10), NewBudget(16, 2, 0, 64<<10)}
+	if nodes == 1 {
+		budgets[1] = budgets[0]
+		budgets[0].SetPeerProbeGap(time.Hour)
+	} else {
+		turns, _ := openStore(t, &torrentmeta.Torrent{InfoHash: [20]byte{7}, NumPieces: 1, PieceLength: 1, TotalLength: 1, Name: "turns"})
+		for i, b := range budgets {
+			node := fmt.Sprintf("node-%d", i)
+			b.SetPeerGate(func(ip netip.Addr) bool {
+				ok, err := turns.TakeTurn(context.Background(), "probe:"+ip.String(), node, time.Hour)
+				if err != nil {
+					t.Error(err)
+				}
+				return ok
+			})
+		}
+	}
 	var cols []*Collector
 	var stores []func() int
 	for i := range 2 {
@@ -213,7 +236,7 @@ func TestSharedBudgetPolitenessAcrossSwarms(t *testing.T) {
 		st, swarm := openStore(t, tor)
 		book := addrbook.New(addrbook.Options{})
 		book.Add(p.Addr(), addrbook.Tracker("http://127.0.0.1/announce"), 0)
-		col, err := New(Config{Torrent: tor, Store: st, Swarm: swarm, Book: book, Budget: b,
+		col, err := New(Config{Torrent: tor, Store: st, Swarm: swarm, Book: book, Budget: budgets[i],
 			SnapshotInterval: 200 * time.Millisecond, ProbeInterval: 300 * time.Millisecond, ProbeBytes: 64 << 10, ProbeTimeout: 2 * time.Second,
 			Policy: peerwire.PolicyPlaintext})
 		if err != nil {
@@ -238,6 +261,6 @@ func TestSharedBudgetPolitenessAcrossSwarms(t *testing.T) {
 		}
 	}
 	if n := stores[0]() + stores[1](); n != 1 {
-		t.Fatalf("%d bandwidth probes of one IP across two swarms, want 1 (one-hour gap)", n)
+		t.Fatalf("%d bandwidth probes of one IP across two swarms on %d nodes, want 1 (one-hour gap)", n, nodes)
 	}
 }
