@@ -176,10 +176,48 @@ func SaveVerdicts(ctx context.Context, st *store.Store, swarm store.SwarmID, run
 	return st.SaveVerdicts(ctx, swarm, rows)
 }
 
+// Since keeps the announces of a window: those at or after since, and for
+// each identity that reported in it the last one before it (the base its
+// first report in the window is counted from). The wire evidence stays whole: what a peer held
+// before the window still bounds what it did in it. A zero since keeps
+// everything.
+func (ev *Evidence) Since(since time.Time) *Evidence {
+	if since.IsZero() {
+		return ev
+	}
+	out := *ev
+	out.Announces = nil
+	before := map[string]int{} // identity key → index of its last announce before since
+	inside := map[string]bool{}
+	for i, a := range ev.Announces {
+		if !a.At.Before(since) {
+			inside[verdict.KeyOf(a)] = true
+		} else {
+			k := verdict.KeyOf(a)
+			if j, ok := before[k]; !ok || ev.Announces[j].At.Before(a.At) {
+				before[k] = i
+			}
+		}
+	}
+	for i, a := range ev.Announces {
+		k := verdict.KeyOf(a)
+		if j, ok := before[k]; !a.At.Before(since) || (ok && j == i && inside[k]) {
+			out.Announces = append(out.Announces, a)
+		}
+	}
+	return &out
+}
+
 // Rejudge judges again, with cfg, everything stored for a torrent's swarm:
 // no peer is contacted. The result has the evidence and the report; the
 // run bounds are those of the stored runs (zero when none was stored).
 func Rejudge(ctx context.Context, st *store.Store, tor *torrentmeta.Torrent, imported []reported.Announce, cfg verdict.Config) (*Result, error) {
+	return RejudgeSince(ctx, st, tor, imported, cfg, time.Time{})
+}
+
+// RejudgeSince is Rejudge of the reports made since a time (see
+// Evidence.Since): a window of the audit, such as its last hour or day.
+func RejudgeSince(ctx context.Context, st *store.Store, tor *torrentmeta.Torrent, imported []reported.Announce, cfg verdict.Config, since time.Time) (*Result, error) {
 	sw, err := st.LookupSwarm(ctx, tor.InfoHash)
 	if err != nil {
 		return nil, fmt.Errorf("rejudge: %w", err)
@@ -201,6 +239,7 @@ func Rejudge(ctx context.Context, st *store.Store, tor *torrentmeta.Torrent, imp
 	if res.Evidence, err = LoadEvidence(ctx, st, sw.ID, tor, imported); err != nil {
 		return nil, err
 	}
+	res.Evidence = res.Evidence.Since(since)
 	if res.Report, err = res.Evidence.Judge(cfg); err != nil {
 		return nil, fmt.Errorf("rejudge: %w", err)
 	}

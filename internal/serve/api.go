@@ -55,6 +55,10 @@ type User struct {
 //	GET /api/v1/swarms           every swarm audited now
 //	GET /api/v1/swarms/{hash}    one swarm's latest report (docs/report-schema.md)
 //	GET /api/v1/users            users across swarms, worst first
+//
+// The report and the users take ?window=hour or ?window=day: the verdicts
+// of the reports of the last hour or day (judged with every observation).
+//
 //	GET /metrics                 Prometheus
 //	GET /                        the dashboard
 func (s *Service) Handler() http.Handler {
@@ -67,7 +71,14 @@ func (s *Service) Handler() http.Handler {
 		writeJSON(w, st)
 	})
 	mux.HandleFunc("GET /api/v1/swarms/{hash}", s.serveSwarm)
-	mux.HandleFunc("GET /api/v1/users", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.users()) })
+	mux.HandleFunc("GET /api/v1/users", func(w http.ResponseWriter, r *http.Request) {
+		window, ok := windowOf(r)
+		if !ok {
+			http.Error(w, "window: want hour, day or nothing (the whole audit)", http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, s.usersOver(window))
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", s.serveDashboard)
 	return mux
@@ -102,7 +113,12 @@ func (s *Service) serveSwarm(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such swarm", http.StatusNotFound)
 		return
 	}
-	res, _ := sw.latest()
+	window, ok := windowOf(r)
+	if !ok {
+		http.Error(w, "window: want hour, day or nothing (the whole audit)", http.StatusBadRequest)
+		return
+	}
+	res := sw.judgement(window)
 	if res == nil {
 		http.Error(w, "not judged yet", http.StatusServiceUnavailable)
 		return
@@ -116,12 +132,22 @@ func (s *Service) serveSwarm(w http.ResponseWriter, r *http.Request) {
 	reports.WriteJSON(w, rep)
 }
 
+// windowOf reads ?window=hour|day ("" for the whole audit).
+func windowOf(r *http.Request) (string, bool) {
+	w := r.URL.Query().Get("window")
+	_, ok := Windows[w]
+	return w, ok || w == ""
+}
+
 // users accumulates the latest verdicts per user across swarms.
-func (s *Service) users() []User {
+func (s *Service) users() []User { return s.usersOver("") }
+
+// usersOver is users over a window ("" for the whole audit).
+func (s *Service) usersOver(window string) []User {
 	byUser := map[string]*User{}
 	miss := map[string]float64{} // Π(1 − c) over flagged identities
 	for _, sw := range s.list() {
-		res, _ := sw.latest()
+		res := sw.judgement(window)
 		if res == nil {
 			continue
 		}

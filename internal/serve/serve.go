@@ -104,10 +104,18 @@ type swarm struct {
 
 	progress atomic.Pointer[collect.Progress]
 	mu       sync.Mutex
-	judged   *audit.Result // latest judgement, nil before the first
+	judged   *audit.Result // latest judgement of everything, nil before the first
 	judgedAt time.Time
 	judgeErr error
+	// windows are the latest judgements of the reports of the last hour
+	// and day ("hour", "day").
+	windows map[string]*audit.Result
 }
+
+// Windows are the spans verdicts roll over, besides the whole audit: the
+// reports of the last hour and of the last day, judged with every
+// observation.
+var Windows = map[string]time.Duration{"hour": time.Hour, "day": 24 * time.Hour}
 
 // New checks the configuration.
 func New(cfg Config) (*Service, error) {
@@ -312,8 +320,38 @@ func (s *Service) judgeAll(ctx context.Context) error {
 		}
 		s.metrics.judged(time.Since(start))
 		sw.setJudged(res, nil)
+		for name, span := range Windows {
+			wres, err := audit.RejudgeSince(ctx, s.cfg.Store, sw.torrent, nil, s.cfg.Verdict, time.Now().Add(-span))
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("judge %s over the last %s: %w", sw.torrent.Name, name, err)
+			}
+			sw.setWindow(name, wres)
+		}
 	}
 	return nil
+}
+
+func (sw *swarm) setWindow(name string, res *audit.Result) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.windows == nil {
+		sw.windows = map[string]*audit.Result{}
+	}
+	sw.windows[name] = res
+}
+
+// judgement is the latest judgement over a window ("" for the whole audit).
+func (sw *swarm) judgement(window string) *audit.Result {
+	if window == "" {
+		res, _ := sw.latest()
+		return res
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.windows[window]
 }
 
 func (sw *swarm) setJudged(res *audit.Result, err error) {

@@ -120,6 +120,24 @@ func TestServeWatchFolder(t *testing.T) {
 	if rep.Summary.Verdicts["misreporting"]+rep.Summary.Verdicts["suspect"] == 0 {
 		t.Errorf("the swarm's report flags nobody: %v", rep.Summary.Verdicts)
 	}
+	// The last hour's verdicts: the whole run is in it, so its cheater too.
+	var hour struct {
+		Summary struct {
+			Verdicts map[string]int `json:"verdicts"`
+		} `json:"summary"`
+	}
+	getJSON(t, api.URL+"/api/v1/swarms/"+hashes[0].HexString()+"?window=hour", &hour)
+	if hour.Summary.Verdicts["misreporting"]+hour.Summary.Verdicts["suspect"] == 0 {
+		t.Errorf("the last hour's report flags nobody: %v", hour.Summary.Verdicts)
+	}
+	resp, err := http.Get(api.URL + "/api/v1/users?window=week")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("window=week: %s, want 400", resp.Status)
+	}
 	metrics := get(t, api.URL+"/metrics")
 	for _, want := range []string{"swarmaudit_swarms 2", "swarmaudit_peers{state=\"reached\"}", "swarmaudit_announces_recorded_total", "swarmaudit_judge_duration_seconds_count"} {
 		if !strings.Contains(metrics, want) {
