@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/anacrolix/torrent/bencode"
-	"github.com/anacrolix/torrent/metainfo"
 	"github.com/spf13/cobra"
 
 	"github.com/swarmaudit/swarmaudit/internal/discovery"
@@ -233,14 +231,7 @@ func discoverSwarm(ctx context.Context, w io.Writer, cfg discovery.Config, peers
 // saveMetainfo writes a .torrent for metadata fetched by magnet, with the
 // magnet's trackers.
 func saveMetainfo(path string, t *torrentmeta.Torrent, m *torrentmeta.Magnet) error {
-	mi := metainfo.MetaInfo{InfoBytes: t.InfoBytes, CreatedBy: "swarmaudit " + version}
-	if len(m.Trackers) > 0 {
-		mi.Announce = m.Trackers[0]
-		for _, tr := range m.Trackers {
-			mi.AnnounceList = append(mi.AnnounceList, []string{tr})
-		}
-	}
-	b, err := bencode.Marshal(mi)
+	b, err := m.Metainfo(t, "swarmaudit "+version)
 	if err != nil {
 		return err
 	}

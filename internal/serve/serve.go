@@ -87,7 +87,9 @@ type Service struct {
 	swarms map[infohash.T]*swarm
 	loaded map[string]loadedFile // watch-folder files by path
 	leased map[infohash.T]bool   // swarms whose lease this node holds
-	wg     sync.WaitGroup        // swarm goroutines
+	// resolving: magnets whose metadata is being fetched (magnet.go)
+	resolving map[infohash.T]bool
+	wg        sync.WaitGroup // swarm goroutines
 
 	announces        atomic.Int64
 	dbRows, dbErrors atomic.Int64 // tracker-database rows read, failed polls
@@ -147,7 +149,7 @@ func New(cfg Config) (*Service, error) {
 		c := cfg.Collect
 		cfg.Budget = collect.NewBudget(max(c.MaxConns, collect.DefaultMaxConns), max(c.MaxBandwidthProbes, 2), c.MaxAuditorRate, c.ProbeBytes)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, leased: map[infohash.T]bool{}, failed: make(chan error, 1)}
+	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, leased: map[infohash.T]bool{}, resolving: map[infohash.T]bool{}, failed: make(chan error, 1)}
 	s.metrics = newMetrics(s)
 	return s, nil
 }
@@ -219,9 +221,12 @@ loop:
 }
 
 // start begins auditing a torrent; called with s.mu held.
-func (s *Service) start(path string, t *torrentmeta.Torrent) {
+func (s *Service) start(path string, t *torrentmeta.Torrent, peers []netip.AddrPort) {
 	ctx, stop := context.WithCancel(s.runCtx)
 	sw := &swarm{path: path, torrent: t, book: addrbook.New(addrbook.Options{}), added: time.Now(), stop: stop, done: make(chan struct{})}
+	for _, p := range peers {
+		sw.book.Add(p, addrbook.SourceMagnet, 0)
+	}
 	sw.progress.Store(&collect.Progress{})
 	s.swarms[t.InfoHash] = sw
 	cfg := audit.Config{

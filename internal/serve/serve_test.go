@@ -377,3 +377,52 @@ func TestServeTrackerDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestServeMagnet: a .magnet file in the watch folder is audited once its
+// metadata is fetched from the swarm's peers (BEP 9): here from its x.pe
+// peer, which serves the info dictionary.
+func TestServeMagnet(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	payload, tor, err := swarmsim.NewPayload("magnet-swarm.bin", 1<<20, 64<<10, 91)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), InfoBytes: tor.InfoBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	dir := t.TempDir()
+	watch := filepath.Join(dir, "watch")
+	if err := os.Mkdir(watch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	magnet := fmt.Sprintf("magnet:?xt=urn:btih:%s&x.pe=%s\n", tor.InfoHash.HexString(), p.Addr())
+	if err := os.WriteFile(filepath.Join(watch, "m.magnet"), []byte(magnet), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(dir, "serve.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := New(Config{Store: st, WatchDir: watch, PollEvery: 200 * time.Millisecond, JudgeEvery: time.Second,
+		Collect: collect.Config{SnapshotInterval: time.Second, ProbeInterval: 2 * time.Second, ProbeBytes: 128 << 10, ProbeTimeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(svc.Handler())
+	defer api.Close()
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	waitFor(t, ctx, 60*time.Second, "the magnet's swarm audited under its name, its peer reached", func() bool {
+		var got []SwarmStatus
+		getJSON(t, api.URL+"/api/v1/swarms", &got)
+		return len(got) == 1 && got[0].Name == "magnet-swarm.bin" && got[0].Progress.Reached == 1
+	})
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,12 +37,25 @@ func (s *Service) scan(ctx context.Context) {
 			s.log.Warn("watch folder: too many files, the rest ignored", "limit", maxWatchFiles)
 			break
 		}
-		if e.IsDir() || !strings.EqualFold(filepath.Ext(e.Name()), ".torrent") {
-			continue
-		}
 		path := filepath.Join(s.cfg.WatchDir, e.Name())
-		t, ok := s.load(path, e)
-		if !ok {
+		var t *torrentmeta.Torrent
+		switch {
+		case e.IsDir():
+			continue
+		case magnetFile(e.Name()):
+			var peers []netip.AddrPort
+			if t, peers = s.magnetTorrent(ctx, path); t == nil {
+				continue // resolving, or not a magnet
+			}
+			s.mu.Lock()
+			s.loaded[path] = loadedFile{torrent: t, peers: peers}
+			s.mu.Unlock()
+		case strings.EqualFold(filepath.Ext(e.Name()), ".torrent"):
+			var ok bool
+			if t, ok = s.load(path, e); !ok {
+				continue
+			}
+		default:
 			continue
 		}
 		if _, dup := seen[t.InfoHash]; !dup {
@@ -69,7 +83,7 @@ func (s *Service) scan(ctx context.Context) {
 		}
 		if _, ok := s.swarms[ih]; !ok {
 			if t, ok := s.loaded[path]; ok && ctx.Err() == nil {
-				s.start(path, t.torrent)
+				s.start(path, t.torrent, t.peers)
 			}
 		}
 	}
@@ -79,6 +93,7 @@ func (s *Service) scan(ctx context.Context) {
 type loadedFile struct {
 	mod     time.Time
 	torrent *torrentmeta.Torrent // nil when it did not load
+	peers   []netip.AddrPort     // a magnet's x.pe peers
 }
 
 // load reads a .torrent file, again only when it changed.

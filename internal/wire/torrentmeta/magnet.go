@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/types/infohash"
 )
@@ -143,4 +144,18 @@ func (m *Magnet) String() string {
 		lm.Params = url.Values{"x.pe": m.Peers}
 	}
 	return lm.String()
+}
+
+// Metainfo is the .torrent file of a torrent whose info dictionary was
+// fetched for this magnet (BEP 9): the info bytes, and the magnet's
+// trackers as its announce list (BEP 12).
+func (m *Magnet) Metainfo(t *Torrent, createdBy string) ([]byte, error) {
+	mi := metainfo.MetaInfo{InfoBytes: t.InfoBytes, CreatedBy: createdBy}
+	if len(m.Trackers) > 0 {
+		mi.Announce = m.Trackers[0]
+		for _, tr := range m.Trackers {
+			mi.AnnounceList = append(mi.AnnounceList, []string{tr})
+		}
+	}
+	return bencode.Marshal(mi)
 }
