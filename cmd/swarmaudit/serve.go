@@ -28,16 +28,16 @@ import (
 type serveOptions struct {
 	judgeFlags
 	probeFlags
-	watchDir, dbPath, apiListen, trackerListen string
-	trackerSchema                              string
-	nodeID                                     string
-	leaseTTL                                   time.Duration
-	trackerDBEvery                             time.Duration
-	auditorRate                                string
-	pollEvery, judgeEvery                      time.Duration
-	snapshotEvery, probeEvery, peerProbeGap    time.Duration
-	maxConns, maxBWProbes                      int
-	noDHT, noPEX, noWatch, noTrackers          bool
+	watchDir, dbPath, apiListen, trackerListen          string
+	trackerSchema                                       string
+	nodeID                                              string
+	leaseTTL                                            time.Duration
+	trackerDBEvery                                      time.Duration
+	auditorRate                                         string
+	pollEvery, judgeEvery                               time.Duration
+	snapshotEvery, probeEvery, peerProbeGap             time.Duration
+	maxConns, maxBWProbes                               int
+	noDHT, noPEX, noWatch, noTrackers, trackerAnnounces bool
 }
 
 func newServeCmd(g *globalOptions) *cobra.Command {
@@ -94,6 +94,7 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 	f.BoolVar(&o.noTrackers, "no-trackers", false, "do not announce to the torrents' own trackers")
 	f.StringVar(&o.trackerSchema, "tracker-schema", "", "read the reports the tracker recorded from its own database: unit3d or gazelle (DSN in $"+trackerDSNEnv+")")
 	f.DurationVar(&o.trackerDBEvery, "tracker-db-interval", time.Minute, "how often the tracker's database is read")
+	f.BoolVar(&o.trackerAnnounces, "tracker-announces", false, "unit3d: read every announce from its announces log instead of the peers table")
 	o.judgeFlags.registerTolerances(f)
 	return cmd
 }
@@ -138,7 +139,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	var tdb *trackerdb.Reader
 	if o.trackerSchema != "" {
 		var db *sql.DB
-		if tdb, db, err = openTrackerDB(ctx, st, o.trackerSchema); err != nil {
+		if tdb, db, err = openTrackerDB(ctx, st, o.trackerSchema, o.trackerAnnounces); err != nil {
 			return err
 		}
 		defer db.Close()
@@ -240,7 +241,7 @@ const trackerDSNEnv = "SWARMAUDIT_TRACKER_DSN"
 
 // openTrackerDB connects to the tracker's database (MariaDB/MySQL) and
 // resumes after the newest report already stored from it.
-func openTrackerDB(ctx context.Context, st *store.Store, schema string) (*trackerdb.Reader, *sql.DB, error) {
+func openTrackerDB(ctx context.Context, st *store.Store, schema string, announces bool) (*trackerdb.Reader, *sql.DB, error) {
 	sc, err := trackerdb.ParseSchema(schema)
 	if err != nil {
 		return nil, nil, usagef("--tracker-schema: %w", err)
@@ -263,7 +264,7 @@ func openTrackerDB(ctx context.Context, st *store.Store, schema string) (*tracke
 		db.Close()
 		return nil, nil, err
 	}
-	r, err := trackerdb.New(ctx, trackerdb.Config{DB: db, Schema: sc, Since: since})
+	r, err := trackerdb.New(ctx, trackerdb.Config{DB: db, Schema: sc, Since: since, Announces: announces})
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("tracker database (%s at %s): %w", sc, cfg.Addr, err)

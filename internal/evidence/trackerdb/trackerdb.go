@@ -62,6 +62,11 @@ type Config struct {
 	// Batch is the rows read per query (default 1000); MaxRows bounds one
 	// Poll (default 100000): the rest comes at the next.
 	Batch, MaxRows int
+	// Announces (UNIT3D) reads the optional `announces` table — one row per
+	// announce, when the tracker logs them — instead of `peers`: every
+	// report, not only the latest per peer at each poll. Its address comes
+	// from the peer's `peers` row.
+	Announces bool
 }
 
 // ErrSchema is returned when the database lacks a table or column the
@@ -104,6 +109,12 @@ func New(ctx context.Context, cfg Config) (*Reader, error) {
 		UNIT3D:  "SELECT id, peer_id, ip, port, agent, uploaded, downloaded, `left`, torrent_id, user_id, updated_at FROM peers LIMIT 0",
 		Gazelle: "SELECT uid, fid, peer_id, ip, useragent, uploaded, downloaded, remaining, mtime FROM xbt_files_users LIMIT 0",
 	}[cfg.Schema]
+	if cfg.Announces {
+		if cfg.Schema != UNIT3D {
+			return nil, fmt.Errorf("trackerdb: the announces table is UNIT3D's, not %s's", cfg.Schema)
+		}
+		probe = "SELECT id, user_id, torrent_id, uploaded, downloaded, `left`, peer_id, port, event, created_at FROM announces LIMIT 0"
+	}
 	rows, err := cfg.DB.QueryContext(ctx, probe)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s): %v", ErrSchema, cfg.Schema, err)
@@ -172,12 +183,14 @@ func (r *Reader) readTorrents(ctx context.Context) error {
 func (r *Reader) batch(ctx context.Context, out *[]reported.Announce) (int, error) {
 	var rows *sql.Rows
 	var err error
-	switch r.cfg.Schema {
-	case UNIT3D:
+	switch {
+	case r.cfg.Announces:
+		return r.announcesBatch(ctx, out)
+	case r.cfg.Schema == UNIT3D:
 		rows, err = r.cfg.DB.QueryContext(ctx, "SELECT id, peer_id, ip, port, agent, uploaded, downloaded, `left`, torrent_id, user_id, updated_at FROM peers"+
 			" WHERE updated_at IS NOT NULL AND (updated_at > ? OR (updated_at = ? AND id > ?)) ORDER BY updated_at, id LIMIT ?",
 			time.UnixMicro(r.at).UTC(), time.UnixMicro(r.at).UTC(), r.key1, r.cfg.Batch)
-	case Gazelle:
+	case r.cfg.Schema == Gazelle:
 		rows, err = r.cfg.DB.QueryContext(ctx, "SELECT uid, fid, peer_id, ip, useragent, uploaded, downloaded, remaining, mtime FROM xbt_files_users"+
 			" WHERE (mtime, fid, uid, peer_id) > (?, ?, ?, ?) ORDER BY mtime, fid, uid, peer_id LIMIT ?",
 			r.at, r.key1, r.key2, r.key3, r.cfg.Batch)
@@ -285,4 +298,45 @@ func (c *counter) Scan(v any) error {
 		return fmt.Errorf("counter of type %T", v)
 	}
 	return nil
+}
+
+// announcesBatch reads one batch of UNIT3D's announces table, forward by
+// id (r.key1), each with the address of its peer's row.
+func (r *Reader) announcesBatch(ctx context.Context, out *[]reported.Announce) (int, error) {
+	rows, err := r.cfg.DB.QueryContext(ctx, "SELECT a.id, a.user_id, a.torrent_id, a.uploaded, a.downloaded, a.`left`, a.peer_id, a.port, a.event, a.created_at, p.ip"+
+		" FROM announces a LEFT JOIN peers p ON p.user_id = a.user_id AND p.torrent_id = a.torrent_id AND p.peer_id = a.peer_id"+
+		" WHERE a.id > ? AND a.created_at >= ? ORDER BY a.id LIMIT ?", r.key1, time.UnixMicro(r.at).UTC(), r.cfg.Batch)
+	if err != nil {
+		return 0, fmt.Errorf("trackerdb: announces: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+		var id, uid, tid int64
+		var up, down, left counter
+		var peerID, ip []byte
+		var port uint16
+		var event sql.NullString
+		var at time.Time
+		if err := rows.Scan(&id, &uid, &tid, &up, &down, &left, &peerID, &port, &event, &at, &ip); err != nil {
+			return n, fmt.Errorf("trackerdb: announces: %w", err)
+		}
+		r.key1 = id
+		ih, ok := r.torrents[tid]
+		if !ok {
+			continue
+		}
+		a := reported.Announce{At: at.UTC(), InfoHash: ih, IP: parseIP(ip), Port: port, Uploaded: int64(up), Downloaded: int64(down), Left: int64(left),
+			UserID: strconv.FormatInt(uid, 10), Source: string(r.cfg.Schema)}
+		copy(a.PeerID[:], peerID)
+		if ev, err := reported.ParseEvent(event.String); err == nil {
+			a.Event = ev
+		}
+		*out = append(*out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("trackerdb: announces: %w", err)
+	}
+	return n, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/anacrolix/torrent/types/infohash"
 
+	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
@@ -142,5 +143,40 @@ func TestNotATrackerDatabase(t *testing.T) {
 	}
 	if _, err := ParseSchema("ocelot2"); err == nil {
 		t.Fatal("unknown schema accepted")
+	}
+}
+
+// TestUNIT3DAnnounces: with Announces, every row of UNIT3D's announces
+// log is a report, with its event, and its address from the peer's row.
+func TestUNIT3DAnnounces(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	db := openTracker(t, ctx, "unit3d")
+	ih := infohash.T{5, 5}
+	exec(t, db, "INSERT INTO torrents (id, name, info_hash) VALUES (1, 'one', ?)", ih[:])
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	ip := netip.MustParseAddr("10.9.8.7").As4()
+	exec(t, db, "INSERT INTO peers (peer_id, ip, port, agent, uploaded, downloaded, `left`, seeder, torrent_id, user_id, updated_at) VALUES (?, ?, 6881, 'x', 0, 0, 0, 1, 1, 7, ?)", pid("-qB-a"), ip[:], t0)
+	ann := "INSERT INTO announces (user_id, torrent_id, uploaded, downloaded, `left`, peer_id, port, created_at, event) VALUES (7, 1, ?, 0, 0, ?, 6881, ?, ?)"
+	exec(t, db, ann, 0, pid("-qB-a"), t0, "started")
+	exec(t, db, ann, 1000, pid("-qB-a"), t0.Add(time.Minute), "")
+	exec(t, db, ann, 2000, pid("-qB-a"), t0.Add(2*time.Minute), "stopped")
+	r, err := New(ctx, Config{DB: db, Schema: UNIT3D, Announces: true, Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Poll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Event != reported.EventStarted || got[2].Event != reported.EventStopped || got[1].Uploaded != 1000 ||
+		got[2].IP != netip.MustParseAddr("10.9.8.7") || got[2].UserID != "7" {
+		t.Fatalf("announces %+v", got)
+	}
+	if more, err := r.Poll(ctx); err != nil || len(more) != 0 {
+		t.Fatalf("read again: %d, %v", len(more), err)
+	}
+	if _, err := New(ctx, Config{DB: db, Schema: Gazelle, Announces: true}); err == nil {
+		t.Fatal("a Gazelle reader of UNIT3D's announces table")
 	}
 }

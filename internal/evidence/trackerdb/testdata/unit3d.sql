@@ -30,3 +30,18 @@ CREATE TABLE peers (
   UNIQUE KEY peers_user_id_torrent_id_peer_id_unique (user_id, torrent_id, peer_id),
   KEY peers_updated_at_index (updated_at)
 );
+CREATE TABLE announces (
+  id bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  user_id int unsigned NOT NULL,
+  torrent_id int unsigned NOT NULL,
+  uploaded bigint unsigned NOT NULL,
+  downloaded bigint unsigned NOT NULL,
+  `left` bigint unsigned NOT NULL,
+  corrupt bigint unsigned NOT NULL DEFAULT 0,
+  peer_id binary(20) NOT NULL,
+  port smallint unsigned NOT NULL,
+  numwant smallint unsigned NOT NULL DEFAULT 0,
+  created_at timestamp NOT NULL,
+  event varchar(255) NOT NULL DEFAULT '',
+  `key` varchar(255) NOT NULL DEFAULT ''
+);
