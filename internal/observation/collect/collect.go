@@ -93,7 +93,12 @@ type Config struct {
 	Policy     peerwire.Policy
 	PeerID     [20]byte
 	ClientName string
-	Logger     *slog.Logger
+	// Dialer makes every outgoing TCP connection (nil: a net.Dialer): to
+	// bind a source address, or to count connections in tests.
+	Dialer interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	}
+	Logger *slog.Logger
 }
 
 // Budget is what collectors sharing it hold together: every connection,
@@ -621,6 +626,7 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	r, err := probe.Run(ctx, addr, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}, probe.Options{
 		PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, MaxBytes: c.cfg.ProbeBytes, BitfieldOnly: !bandwidth,
 		Timeout: c.cfg.ProbeTimeout, ClientName: c.cfg.ClientName, ClientNameFromID: peerid.ClientName,
+		Dialer: peerwire.Config{Dialer: c.cfg.Dialer},
 	})
 	if err != nil {
 		c.cfg.Logger.Error("probe", "peer", addr, "err", err)
@@ -699,7 +705,7 @@ func (c *Collector) watchOptions() watch.Options {
 	t := c.cfg.Torrent
 	return watch.Options{
 		InfoHash: t.InfoHash, NumPieces: t.NumPieces, PeerID: c.cfg.PeerID,
-		Policy: c.cfg.Policy, ClientName: c.cfg.ClientName, Private: t.Private,
+		Policy: c.cfg.Policy, ClientName: c.cfg.ClientName, Private: t.Private, Dialer: c.cfg.Dialer,
 	}
 }
 
@@ -735,7 +741,12 @@ func (c *Collector) acceptLoop(ctx context.Context) {
 		go func() {
 			defer c.wg.Done()
 			defer func() { <-c.conns; <-c.watches }()
-			ip := netip.MustParseAddrPort(raw.RemoteAddr().String()).Addr().Unmap()
+			remote, err := netip.ParseAddrPort(raw.RemoteAddr().String())
+			if err != nil {
+				raw.Close()
+				return
+			}
+			ip := remote.Addr().Unmap()
 			reply := make(chan bool, 1)
 			c.report(admit{ip: ip, reply: reply})
 			if !<-reply {
@@ -806,9 +817,8 @@ func (w *watcher) events(wctx context.Context) watch.Events {
 		},
 		PEX: func(_ time.Time, m pex.Message) {
 			c.counts.pexMsgs.Add(1)
-			if c.cfg.PEX {
-				from := w.addr
-				c.counts.pexAdded.Add(int64(c.cfg.Book.AddPEX(from, m)))
+			if c.cfg.PEX && w.addr.IsValid() { // an unclaimed incoming connection names no source
+				c.counts.pexAdded.Add(int64(c.cfg.Book.AddPEX(w.addr, m)))
 			}
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,17 +21,74 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
-// connCounter counts live BitTorrent connections between the auditor and
-// the fake peers, in total and per peer address, and keeps the maxima.
+// connCounter counts the auditor's live connections, from its own side
+// (its dialer and its listener: exact, where a count at the peers would
+// see a closed connection late), in total and per peer IP (every fake peer
+// has its own), and keeps the maxima.
 type connCounter struct {
 	mu      sync.Mutex
 	live    int
 	maxLive int
-	per     map[netip.AddrPort]int
-	maxPer  map[netip.AddrPort]int
+	per     map[netip.Addr]int
+	maxPer  map[netip.Addr]int
 }
 
-func (c *connCounter) add(a netip.AddrPort, d int) {
+// counted is a connection counted from its first use until Close: an
+// incoming one refused at the cap is accepted and closed unused, and never
+// held.
+type counted struct {
+	net.Conn
+	c      *connCounter
+	ip     netip.Addr
+	once   sync.Once
+	closed sync.Once
+	used   atomic.Bool
+}
+
+func (k *counted) use() {
+	k.once.Do(func() { k.used.Store(true); k.c.add(k.ip, 1) })
+}
+func (k *counted) Read(b []byte) (int, error)  { k.use(); return k.Conn.Read(b) }
+func (k *counted) Write(b []byte) (int, error) { k.use(); return k.Conn.Write(b) }
+func (k *counted) Close() error {
+	k.closed.Do(func() {
+		k.once.Do(func() {}) // never counted after its close
+		if k.used.Load() {
+			k.c.add(k.ip, -1)
+		}
+	})
+	return k.Conn.Close()
+}
+
+func (c *connCounter) wrap(conn net.Conn, remote string) net.Conn {
+	ap, _ := netip.ParseAddrPort(remote)
+	return &counted{Conn: conn, c: c, ip: ap.Addr().Unmap()}
+}
+
+// DialContext counts the auditor's outgoing connections.
+func (c *connCounter) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.wrap(conn, addr), nil
+}
+
+// countingListener counts the auditor's incoming connections.
+type countingListener struct {
+	net.Listener
+	c *connCounter
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.c.wrap(conn, conn.RemoteAddr().String()), nil
+}
+
+func (c *connCounter) add(a netip.Addr, d int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.live += d
@@ -40,25 +98,24 @@ func (c *connCounter) add(a netip.AddrPort, d int) {
 }
 
 // fakePeer listens on its own loopback IP, answers handshakes, sends a
-// bitfield and keeps each connection until the auditor closes it; the
-// counter sees every one (a real client would drop a second connection
-// from one IP, which is what the collector must never open). It can also connect to the auditor from its IP,
+// bitfield and keeps each connection until the auditor closes it (a real
+// client would drop a second connection from one IP, which is what the
+// collector must never open). It can also connect to the auditor from its IP,
 // naming its listen port in its extension handshake (BEP 10 `p`).
 type fakePeer struct {
-	addr    netip.AddrPort
-	ln      net.Listener
-	tor     *torrentmeta.Torrent
-	counter *connCounter
-	wg      sync.WaitGroup
+	addr netip.AddrPort
+	ln   net.Listener
+	tor  *torrentmeta.Torrent
+	wg   sync.WaitGroup
 }
 
-func startFakePeer(t *testing.T, ip string, tor *torrentmeta.Torrent, counter *connCounter) *fakePeer {
+func startFakePeer(t *testing.T, ip string, tor *torrentmeta.Torrent) *fakePeer {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Skipf("cannot listen on %s: %v", ip, err)
 	}
-	p := &fakePeer{addr: netip.MustParseAddrPort(ln.Addr().String()), ln: ln, tor: tor, counter: counter}
+	p := &fakePeer{addr: netip.MustParseAddrPort(ln.Addr().String()), ln: ln, tor: tor}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -84,10 +141,8 @@ func startFakePeer(t *testing.T, ip string, tor *torrentmeta.Torrent, counter *c
 	return p
 }
 
-// hold counts a handshaken connection while it lasts.
+// hold keeps a handshaken connection until the auditor closes it.
 func (p *fakePeer) hold(c *peerwire.Conn) {
-	p.counter.add(p.addr, 1)
-	defer p.counter.add(p.addr, -1)
 	defer c.Close()
 	some := make([]bool, p.tor.NumPieces)
 	some[0] = true
@@ -133,11 +188,11 @@ func testOwnership(t *testing.T, outgoingWatches bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	counter := &connCounter{per: map[netip.AddrPort]int{}, maxPer: map[netip.AddrPort]int{}}
+	counter := &connCounter{per: map[netip.Addr]int{}, maxPer: map[netip.Addr]int{}}
 	const peers, maxConns = 10, 8
 	var fakes []*fakePeer
 	for i := range peers {
-		fakes = append(fakes, startFakePeer(t, fmt.Sprintf("127.0.3.%d", 10+i), tor, counter))
+		fakes = append(fakes, startFakePeer(t, fmt.Sprintf("127.0.3.%d", 10+i), tor))
 	}
 	st, swarm := openStore(t, tor)
 	book := addrbook.New(addrbook.Options{})
@@ -149,7 +204,7 @@ func testOwnership(t *testing.T, outgoingWatches bool) {
 		t.Fatal(err)
 	}
 	col, err := New(Config{
-		Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: outgoingWatches, PEX: true, Listener: ln,
+		Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: outgoingWatches, PEX: true, Listener: countingListener{ln, counter}, Dialer: counter,
 		SnapshotInterval: 200 * time.Millisecond, ProbeInterval: 300 * time.Millisecond, ProbeBytes: 64 << 10,
 		ProbeTimeout: time.Second, MaxConns: maxConns, MaxBandwidthProbes: 2, RewatchAfter: 100 * time.Millisecond,
 		Policy: peerwire.PolicyPlaintext,

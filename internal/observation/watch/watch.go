@@ -54,6 +54,10 @@ type Options struct {
 	// KeepAlive is the interval of our keep-alives (default 60 s; peers
 	// drop connections idle for two minutes).
 	KeepAlive time.Duration
+	// Dialer makes the TCP connection (nil: a net.Dialer).
+	Dialer interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	}
 }
 
 // Summary says how a watch went.
@@ -213,7 +217,7 @@ func dial(ctx context.Context, addr netip.AddrPort, o Options) (*peerwire.Conn, 
 	}
 	hctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
 	defer cancel()
-	return peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy, Private: o.Private})
+	return peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy, Private: o.Private, Dialer: o.Dialer})
 }
 
 // hello sends our extension handshake (if the peer speaks BEP 10) and
