@@ -173,13 +173,10 @@ func (s *Service) Run(ctx context.Context) error {
 		defer tk.Stop()
 		dbPoll = tk.C
 	}
-	var runErr error
 	s.scan(ctx)
-	if err := s.pollTrackerDB(ctx); err != nil {
-		return err
-	}
+	runErr := s.pollTrackerDB(ctx)
 loop:
-	for {
+	for runErr == nil {
 		select {
 		case <-ctx.Done():
 			break loop
