@@ -706,6 +706,7 @@ func (c *Collector) watchOptions() watch.Options {
 	return watch.Options{
 		InfoHash: t.InfoHash, NumPieces: t.NumPieces, PeerID: c.cfg.PeerID,
 		Policy: c.cfg.Policy, ClientName: c.cfg.ClientName, Private: t.Private, Dialer: c.cfg.Dialer,
+		TickEvery: c.cfg.SnapshotInterval, // the heartbeat of a watch (Tick in watcher.events)
 	}
 }
 
@@ -781,10 +782,11 @@ type watcher struct {
 	claimed  bool       // the loop answered its claim
 	stop     context.CancelFunc
 	enc      string
-	hb       sync.WaitGroup
-	hbStop   chan struct{}
 	pending  bitfield.Bitfield
 	pendAt   time.Time
+	// beat is what the heartbeat records, set once the watch is up; read
+	// by the connection's timer goroutine (watch.Events.Tick).
+	beat atomic.Pointer[store.ConnEvent]
 }
 
 func (w *watcher) events(wctx context.Context) watch.Events {
@@ -814,6 +816,13 @@ func (w *watcher) events(wctx context.Context) watch.Events {
 				return
 			}
 			c.storeErr(c.cfg.Store.AddHave(store1, c.cfg.Swarm, w.addr, at, i))
+		},
+		Tick: func(at time.Time) {
+			if b := w.beat.Load(); b != nil {
+				ev := *b
+				ev.At = at
+				c.storeErr(c.cfg.Store.AddConnEvent(store1, c.cfg.Swarm, ev))
+			}
 		},
 		PEX: func(_ time.Time, m pex.Message) {
 			c.counts.pexMsgs.Add(1)
@@ -855,43 +864,22 @@ func (w *watcher) release() {
 	}
 }
 
-// connected records that the watch came up and starts its heartbeat: the
+// connected records that the watch came up and arms its heartbeat: the
 // connection's life is evidence of presence, so a heartbeat is recorded
-// every snapshot interval while it lasts.
+// every snapshot interval while it lasts (by the watch's timer goroutine).
 func (w *watcher) connected(wctx context.Context, detail string) {
 	c := w.c
 	if w.incoming {
 		detail = "incoming watch"
 	}
-	bg := context.WithoutCancel(wctx)
-	c.storeErr(c.cfg.Store.AddConnEvent(bg, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Detail: detail}))
-	w.hbStop = make(chan struct{})
-	w.hb.Add(1)
-	go func() {
-		defer w.hb.Done()
-		t := time.NewTicker(c.cfg.SnapshotInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-w.hbStop:
-				return
-			case <-wctx.Done():
-				return
-			case at := <-t.C:
-				c.storeErr(c.cfg.Store.AddConnEvent(bg, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: at, Outcome: store.ConnOK, Encryption: w.enc, Detail: "watching"}))
-			}
-		}
-	}()
+	c.storeErr(c.cfg.Store.AddConnEvent(context.WithoutCancel(wctx), c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Detail: detail}))
+	w.beat.Store(&store.ConnEvent{Addr: w.addr, Outcome: store.ConnOK, Encryption: w.enc, Detail: "watching"})
 }
 
 // end records how the watch ended and tells the loop; runCtx is the
 // collection's context, wctx the watch's own.
 func (w *watcher) end(runCtx, wctx context.Context, sum watch.Summary, err error) {
 	c := w.c
-	if w.hbStop != nil {
-		close(w.hbStop)
-		w.hb.Wait()
-	}
 	c.cfg.Logger.Debug("watch ended", "peer", w.addr, "incoming", w.incoming, "messages", sum.Messages, "haves", sum.Haves, "err", err)
 	if !w.addr.IsValid() {
 		return // an incoming connection that never became a peer's watch

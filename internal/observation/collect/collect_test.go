@@ -347,3 +347,28 @@ func TestCollectorReprobesEmptyLeechers(t *testing.T) {
 		t.Fatalf("%d bandwidth probes, %d measured: want the empty first one, then one measured (and no more within the hour)", len(probes), measured)
 	}
 }
+
+// TestCollectorWatchHeartbeats: a watch that lasts records a "watching"
+// heartbeat every snapshot interval (the connection's life is evidence of
+// presence), from the watch's own timer goroutine.
+func TestCollectorWatchHeartbeats(t *testing.T) {
+	payload, tor, err := swarmsim.NewPayload("hb.bin", 1<<20, 64<<10, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, swarm := collectFromOnePeer(t, tor, swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces)},
+		Config{Watch: true, SnapshotInterval: 300 * time.Millisecond, ProbeInterval: time.Hour, ProbeTimeout: 5 * time.Second}, 3*time.Second, nil)
+	events, err := st.ConnEvents(context.Background(), swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beats := 0
+	for _, ev := range events {
+		if ev.Outcome == store.ConnOK && ev.Detail == "watching" {
+			beats++
+		}
+	}
+	if beats < 4 {
+		t.Fatalf("%d heartbeats in 3 s of a watch at a 300-ms interval, want at least 4", beats)
+	}
+}

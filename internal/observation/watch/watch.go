@@ -36,6 +36,11 @@ type Events struct {
 	Have func(at time.Time, piece int)
 	// PEX reports one ut_pex message.
 	PEX func(at time.Time, m pex.Message)
+	// Tick is called every Options.TickEvery while the connection lasts,
+	// from the connection's timer goroutine (the one that sends
+	// keep-alives), not the reading one: a watch costs two goroutines, not
+	// a third for a caller's heartbeat.
+	Tick func(at time.Time)
 }
 
 // Options configure a watch.
@@ -54,6 +59,8 @@ type Options struct {
 	// KeepAlive is the interval of our keep-alives (default 60 s; peers
 	// drop connections idle for two minutes).
 	KeepAlive time.Duration
+	// TickEvery is the interval of Events.Tick (0: no ticks).
+	TickEvery time.Duration
 	// Dialer makes the TCP connection (nil: a net.Dialer).
 	Dialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
@@ -107,7 +114,7 @@ func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (sum Su
 	stop := context.AfterFunc(fctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	kaDone := make(chan struct{})
-	go func() { defer close(kaDone); keepAlive(fctx, c, o.KeepAlive) }()
+	go func() { defer close(kaDone); timers(fctx, c, o, ev.Tick) }()
 	defer func() { cancel(); <-kaDone }()
 
 	var ext *peerwire.ExtHandshake
@@ -247,18 +254,28 @@ func hello(c *peerwire.Conn, o Options) error {
 	return nil
 }
 
-// keepAlive sends keep-alives until ctx ends or a write fails.
-func keepAlive(ctx context.Context, c *peerwire.Conn, every time.Duration) {
+// timers sends keep-alives and calls tick every o.TickEvery, until ctx
+// ends or a write fails.
+func timers(ctx context.Context, c *peerwire.Conn, o Options, tick func(time.Time)) {
+	every := o.KeepAlive
 	if every <= 0 {
 		every = 60 * time.Second
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var ticks <-chan time.Time
+	if tick != nil && o.TickEvery > 0 {
+		tt := time.NewTicker(o.TickEvery)
+		defer tt.Stop()
+		ticks = tt.C
+	}
 	ka := pp.Message{Keepalive: true}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case at := <-ticks:
+			tick(at)
 		case <-t.C:
 			if c.WriteMessages(ka) != nil {
 				return
