@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,11 +22,6 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
 )
 
-// discard records nothing: the test's own tracker only introduces peers.
-type discard struct{}
-
-func (discard) RecordAnnounce(reported.Announce) error { return nil }
-
 // TestTwoNodesShareSwarms: two `swarmaudit serve` nodes on one PostgreSQL
 // and one watch folder split its swarms (each swarm audited by one node
 // only, and both nodes' APIs list every swarm with its node); SIGKILL of
@@ -36,7 +32,7 @@ func TestTwoNodesShareSwarms(t *testing.T) {
 	defer cancel()
 	bin := builtBinary(t)
 	dbURL := testclients.StartPostgres(ctx, t)
-	tr, err := trackerserver.New(trackerserver.Config{HTTPAddr: "127.0.0.1:0", Interval: 2 * time.Second, Recorder: discard{}})
+	tr, err := trackerserver.New(trackerserver.Config{HTTPAddr: "127.0.0.1:0", Interval: 2 * time.Second, Recorder: reported.NewJSONLinesRecorder(io.Discard)}) // it only introduces the peers
 	if err != nil {
 		t.Fatal(err)
 	}

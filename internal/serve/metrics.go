@@ -28,24 +28,24 @@ func newMetrics(s *Service) *metrics {
 func (m *metrics) judged(d time.Duration) { m.judge.Observe(d.Seconds()) }
 
 var (
-	descSwarms      = prometheus.NewDesc("swarmaudit_swarms", "Swarms being audited.", nil, nil)
-	descPeers       = prometheus.NewDesc("swarmaudit_peers", "Peers of the audited swarms, by state.", []string{"state"}, nil)
-	descConns       = prometheus.NewDesc("swarmaudit_connections", "Peer connections held now (all swarms share one budget).", nil, nil)
-	descBW          = prometheus.NewDesc("swarmaudit_bandwidth_probes", "Bandwidth probes running now.", nil, nil)
-	descProbes      = prometheus.NewDesc("swarmaudit_probes", "Connections made for snapshots and probes, over the swarms audited now.", nil, nil)
-	descBytes       = prometheus.NewDesc("swarmaudit_auditor_bytes", "The auditor's own wire traffic, over the swarms audited now.", []string{"direction"}, nil)
-	descAnnounces   = prometheus.NewDesc("swarmaudit_announces_recorded_total", "Announces the embedded tracker recorded.", nil, nil)
-	descIdentities  = prometheus.NewDesc("swarmaudit_identities", "Reporting identities by their latest verdict.", []string{"status"}, nil)
-	descUsersFlaged = prometheus.NewDesc("swarmaudit_users_flagged", "Users (passkeys) flagged in at least one swarm.", nil, nil)
-	descDBRows      = prometheus.NewDesc("swarmaudit_trackerdb_rows_total", "Reports read from the tracker's database.", nil, nil)
-	descDBErrors    = prometheus.NewDesc("swarmaudit_trackerdb_poll_errors_total", "Polls of the tracker's database that failed.", nil, nil)
+	descSwarms       = prometheus.NewDesc("swarmaudit_swarms", "Swarms being audited.", nil, nil)
+	descPeers        = prometheus.NewDesc("swarmaudit_peers", "Peers of the audited swarms, by state.", []string{"state"}, nil)
+	descConns        = prometheus.NewDesc("swarmaudit_connections", "Peer connections held now (all swarms share one budget).", nil, nil)
+	descBW           = prometheus.NewDesc("swarmaudit_bandwidth_probes", "Bandwidth probes running now.", nil, nil)
+	descProbes       = prometheus.NewDesc("swarmaudit_probes", "Connections made for snapshots and probes, over the swarms audited now.", nil, nil)
+	descBytes        = prometheus.NewDesc("swarmaudit_auditor_bytes", "The auditor's own wire traffic, over the swarms audited now.", []string{"direction"}, nil)
+	descAnnounces    = prometheus.NewDesc("swarmaudit_announces_recorded_total", "Announces the embedded tracker recorded.", nil, nil)
+	descIdentities   = prometheus.NewDesc("swarmaudit_identities", "Reporting identities by their latest verdict.", []string{"status"}, nil)
+	descUsersFlagged = prometheus.NewDesc("swarmaudit_users_flagged", "Users (passkeys) flagged in at least one swarm.", nil, nil)
+	descDBRows       = prometheus.NewDesc("swarmaudit_trackerdb_rows_total", "Reports read from the tracker's database.", nil, nil)
+	descDBErrors     = prometheus.NewDesc("swarmaudit_trackerdb_poll_errors_total", "Polls of the tracker's database that failed.", nil, nil)
 )
 
 // collector reads the service's state at scrape time.
 type collector struct{ s *Service }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSwarms, descPeers, descConns, descBW, descProbes, descBytes, descAnnounces, descIdentities, descUsersFlaged, descDBRows, descDBErrors} {
+	for _, d := range []*prometheus.Desc{descSwarms, descPeers, descConns, descBW, descProbes, descBytes, descAnnounces, descIdentities, descUsersFlagged, descDBRows, descDBErrors} {
 		ch <- d
 	}
 }
@@ -86,7 +86,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			flagged++
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(descUsersFlaged, prometheus.GaugeValue, float64(flagged))
+	ch <- prometheus.MustNewConstMetric(descUsersFlagged, prometheus.GaugeValue, float64(flagged))
 	ch <- prometheus.MustNewConstMetric(descDBRows, prometheus.CounterValue, float64(c.s.dbRows.Load()))
 	ch <- prometheus.MustNewConstMetric(descDBErrors, prometheus.CounterValue, float64(c.s.dbErrors.Load()))
 }

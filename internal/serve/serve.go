@@ -108,7 +108,6 @@ type swarm struct {
 	mu       sync.Mutex
 	judged   *audit.Result // latest judgement of everything, nil before the first
 	judgedAt time.Time
-	judgeErr error
 	// windows are the latest judgements of the reports of the last hour
 	// and day ("hour", "day").
 	windows map[string]*audit.Result
@@ -253,7 +252,7 @@ func (s *Service) start(path string, t *torrentmeta.Torrent, peers []netip.AddrP
 			}
 			return
 		}
-		sw.setJudged(res, nil)
+		sw.setJudged(res)
 	}()
 }
 
@@ -269,16 +268,17 @@ func (s *Service) drop(ih infohash.T) {
 // every announce is stored, and its address goes to its swarm's book, so
 // every reporting peer is audited on the wire.
 func (s *Service) RecordAnnounce(a reported.Announce) error {
-	if err := s.cfg.Store.RecordAnnounce(a); err != nil {
-		return err
-	}
-	s.announces.Add(1)
 	s.mu.Lock()
 	sw := s.swarms[a.InfoHash]
 	s.mu.Unlock()
-	if sw != nil && a.Port != 0 && a.Event != reported.EventStopped {
-		sw.book.Add(netip.AddrPortFrom(a.IP.Unmap(), a.Port), audit.SourceEmbeddedTracker, 0)
+	var rec reported.Recorder = s.cfg.Store
+	if sw != nil {
+		rec = audit.TeeRecorder{Next: s.cfg.Store, Book: sw.book}
 	}
+	if err := rec.RecordAnnounce(a); err != nil {
+		return err
+	}
+	s.announces.Add(1)
 	return nil
 }
 
@@ -321,7 +321,7 @@ func (s *Service) judgeAll(ctx context.Context) error {
 			return fmt.Errorf("judge %s: %w", sw.torrent.Name, err)
 		}
 		s.metrics.judged(time.Since(start))
-		sw.setJudged(res, nil)
+		sw.setJudged(res)
 		for name, span := range Windows {
 			wres, err := audit.RejudgeSince(ctx, s.cfg.Store, sw.torrent, nil, s.cfg.Verdict, time.Now().Add(-span))
 			if err != nil {
@@ -356,10 +356,10 @@ func (sw *swarm) judgement(window string) *audit.Result {
 	return sw.windows[window]
 }
 
-func (sw *swarm) setJudged(res *audit.Result, err error) {
+func (sw *swarm) setJudged(res *audit.Result) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
-	sw.judged, sw.judgedAt, sw.judgeErr = res, time.Now(), err
+	sw.judged, sw.judgedAt = res, time.Now()
 }
 
 func (sw *swarm) latest() (*audit.Result, time.Time) {
