@@ -252,7 +252,7 @@ func (s *Service) start(path string, t *torrentmeta.Torrent, peers []netip.AddrP
 			}
 			return
 		}
-		sw.setJudged(res)
+		sw.setJudged(res, nil)
 	}()
 }
 
@@ -320,8 +320,7 @@ func (s *Service) judgeAll(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("judge %s: %w", sw.torrent.Name, err)
 		}
-		s.metrics.judged(time.Since(start))
-		sw.setJudged(res)
+		windows := make(map[string]*audit.Result, len(Windows))
 		for name, span := range Windows {
 			wres, err := audit.RejudgeSince(ctx, s.cfg.Store, sw.torrent, nil, s.cfg.Verdict, time.Now().Add(-span))
 			if err != nil {
@@ -330,19 +329,14 @@ func (s *Service) judgeAll(ctx context.Context) error {
 				}
 				return fmt.Errorf("judge %s over the last %s: %w", sw.torrent.Name, name, err)
 			}
-			sw.setWindow(name, wres)
+			windows[name] = wres
 		}
+		s.metrics.judged(time.Since(start))
+		// The whole audit and its windows are published together, so a
+		// reader never sees this round's whole with the last round's hour.
+		sw.setJudged(res, windows)
 	}
 	return nil
-}
-
-func (sw *swarm) setWindow(name string, res *audit.Result) {
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
-	if sw.windows == nil {
-		sw.windows = map[string]*audit.Result{}
-	}
-	sw.windows[name] = res
 }
 
 // judgement is the latest judgement over a window ("" for the whole audit).
@@ -356,10 +350,15 @@ func (sw *swarm) judgement(window string) *audit.Result {
 	return sw.windows[window]
 }
 
-func (sw *swarm) setJudged(res *audit.Result) {
+// setJudged publishes a judgement of the whole audit and, when given,
+// of its windows.
+func (sw *swarm) setJudged(res *audit.Result, windows map[string]*audit.Result) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	sw.judged, sw.judgedAt = res, time.Now()
+	if windows != nil {
+		sw.windows = windows
+	}
 }
 
 func (sw *swarm) latest() (*audit.Result, time.Time) {
