@@ -64,7 +64,7 @@ when, and how fast it can really upload.
 		return usagef("a command is needed")
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newProbeCmd(g), newDiscoverCmd(g), newAuditCmd(g), newReportCmd(g), newTrackerCmd(g), newServeCmd(g), newDemoCmd(g))
+	root.AddCommand(newProbeCmd(g), newDiscoverCmd(g), newAuditCmd(g), newReportCmd(g), newTrackerCmd(g), newServeCmd(g), newStatusCmd(g), newDemoCmd(g))
 	for _, c := range root.Commands() {
 		if c.Args == nil {
 			c.Args = noArgs

@@ -27,12 +27,12 @@ const (
 	exitOK      = 0 // done; for audit and report: no identity flagged
 	exitError   = 1 // the run failed (store, collection, discovery, I/O)
 	exitUsage   = 2 // bad command line: unknown flag, missing or invalid value
-	exitFlagged = 3 // audit, report: at least one identity suspect or misreporting
+	exitFlagged = 3 // audit, report: at least one identity suspect or misreporting; status: a user flagged
 )
 
-const exitCodesHelp = `Exit codes: 0 done (audit, report: nothing flagged), 1 error, 2 usage
-(a bad or missing flag), 3 at least one identity flagged suspect or
-misreporting (audit, report).`
+const exitCodesHelp = `Exit codes: 0 done (audit, report, status: nothing flagged), 1 error,
+2 usage (a bad or missing flag), 3 at least one identity flagged suspect or
+misreporting (audit, report), or one user (status).`
 
 // usageError is a bad command line: exit code 2.
 type usageError struct{ err error }
@@ -47,9 +47,13 @@ func usagef(format string, args ...any) error {
 
 // flaggedError says the verdicts flagged identities: exit code 3. The
 // reports are written before it is returned.
-type flaggedError struct{ misreporting, suspect int }
+// users counts the users a daemon flagged (status).
+type flaggedError struct{ misreporting, suspect, users int }
 
 func (e flaggedError) Error() string {
+	if e.users > 0 {
+		return fmt.Sprintf("%d users flagged", e.users)
+	}
 	return fmt.Sprintf("%d identities misreporting, %d suspect", e.misreporting, e.suspect)
 }
 

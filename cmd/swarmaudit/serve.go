@@ -77,7 +77,7 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 	f.StringVar(&o.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts, or a postgres:// URL (password in $PGPASSWORD) shared by several nodes")
 	f.StringVar(&o.nodeID, "node-id", "", "this node's name among the nodes sharing a PostgreSQL database (default: the host name)")
 	f.DurationVar(&o.leaseTTL, "lease", 30*time.Second, "with PostgreSQL: a node that stops renewing loses its swarms to the others after this long")
-	f.StringVar(&o.apiListen, "api-listen", "127.0.0.1:8080", "HTTP address of the API, metrics and dashboard")
+	f.StringVar(&o.apiListen, "api-listen", "127.0.0.1:8080", "HTTP address of the API, metrics and dashboard (other than loopback: a bearer token in $"+apiTokenEnv+" is required)")
 	f.StringVar(&o.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP) for every swarm")
 	f.DurationVar(&o.pollEvery, "poll-interval", 5*time.Second, "how often the watch folder is read")
 	f.DurationVar(&o.judgeEvery, "judge-interval", 10*time.Minute, "how often each swarm is judged again")
@@ -103,6 +103,13 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	if o.watchDir == "" {
 		return usagef("serve needs --watch")
 	}
+	// A daemon's log is its progress: swarms picked up and dropped, each
+	// judgement with its counts, at info level (debug with --verbose).
+	level := slog.LevelInfo
+	if g.Verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
 	policy, pb, err := o.probeFlags.parse()
 	if err != nil {
 		return err
@@ -131,7 +138,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	}
 	budget := collect.NewBudget(o.maxConns, o.maxBWProbes, float64(rate), pb)
 	budget.SetPeerProbeGap(o.peerProbeGap)
-	st, err := store.Open(ctx, o.dbPath, store.WithLogger(slog.Default()))
+	st, err := store.Open(ctx, o.dbPath, store.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -163,7 +170,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 			defer cancel()
 			ok, err := st.TakeTurn(gctx, "probe:"+ip.String(), node, gap)
 			if err != nil {
-				slog.Warn("probe turn", "err", err)
+				log.Warn("probe turn", "err", err)
 				return false // polite when in doubt
 			}
 			return ok
@@ -178,7 +185,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 			Watch: !o.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: peerid.OurName + " " + version,
 		},
 		Budget:   budget,
-		Trackers: !o.noTrackers, DHT: !o.noDHT, PEX: !o.noPEX, Verdict: vc, Logger: slog.Default(),
+		Trackers: !o.noTrackers, DHT: !o.noDHT, PEX: !o.noPEX, Verdict: vc, Logger: log,
 	})
 	if err != nil {
 		return usageError{err}
@@ -189,7 +196,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	if o.trackerListen != "" {
 		srv, err := trackerserver.New(trackerserver.Config{
 			HTTPAddr: o.trackerListen, UDPAddr: o.trackerListen, Interval: 30 * time.Minute,
-			Recorder: svc, Logger: slog.Default(),
+			Recorder: svc, Logger: log,
 			OnRecordError: func(err error) { failRun(fmt.Errorf("embedded tracker: %w", err)) },
 		})
 		if err != nil {
@@ -201,11 +208,15 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		defer srv.Close()
 		up["http_announce_url"], up["udp_announce_url"] = srv.HTTPURL(), srv.UDPURL()
 	}
+	handler, err := apiHandler(svc.Handler(), o.apiListen)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", o.apiListen)
 	if err != nil {
 		return fmt.Errorf("--api-listen: %w", err)
 	}
-	api := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	api := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	up["api"] = "http://" + ln.Addr().String() + "/"
 	if g.JSON {
 		if err := writeJSON(g.stdout, up); err != nil {
@@ -233,6 +244,39 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	})
 	eg.Go(func() error { return svc.Run(ectx) })
 	return errors.Join(eg.Wait(), runFailure(ctx))
+}
+
+// apiTokenEnv holds the API's bearer token: a credential, so never a flag
+// and never printed.
+const apiTokenEnv = "SWARMAUDIT_API_TOKEN"
+
+// apiHandler puts h behind the bearer token of $SWARMAUDIT_API_TOKEN when
+// it is set; an address other than loopback requires one.
+func apiHandler(h http.Handler, listen string) (http.Handler, error) {
+	token := os.Getenv(apiTokenEnv)
+	if token == "" {
+		if !isLoopback(listen) {
+			return nil, usagef("--api-listen %s is not a loopback address: set a bearer token in $%s", listen, apiTokenEnv)
+		}
+		return h, nil
+	}
+	if len(token) < 16 {
+		return nil, usagef("$%s: a token of 16 characters at least", apiTokenEnv)
+	}
+	return serve.RequireToken(h, token), nil
+}
+
+// isLoopback reports whether a listen address binds loopback only.
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // trackerDSNEnv holds the tracker database's DSN: a credential, so never a

@@ -766,15 +766,32 @@ func (b *builder) truth() {
 // "...|passkey") with a short keyed hash of it (HMAC-SHA-256 with the
 // database's key, see store.Secret), so that reports still group a user's
 // identities without showing the credential, and hashes from different
-// databases cannot be matched.
+// databases cannot be matched. A tracker's user id ("uid:N", from the
+// tracker's database or logs) is no credential and stays as it is: the
+// operator acts on it.
 func HidePasskey(key string, hmacKey []byte) string {
 	i := strings.LastIndexByte(key, '|')
-	if i < 0 || i == len(key)-1 {
+	if i < 0 || i == len(key)-1 || IsUserID(key[i+1:]) {
 		return key
 	}
 	m := hmac.New(sha256.New, hmacKey)
 	m.Write([]byte(key[i+1:]))
 	return key[:i+1] + "hmac:" + hex.EncodeToString(m.Sum(nil)[:6])
+}
+
+// IsUserID reports whether an identity's user is a tracker user id
+// ("uid:" and digits) rather than a passkey.
+func IsUserID(user string) bool {
+	id, ok := strings.CutPrefix(user, "uid:")
+	if !ok || id == "" || len(id) > 20 {
+		return false
+	}
+	for _, c := range id {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // hidePasskeys replaces the passkey part of every identity key.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,22 +14,9 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-)
 
-// chromium finds the browser; it skips the test without one, except in CI.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is not installed, and CI=true: .ci/packages.txt must list chromium")
-	}
-	t.Skip("chromium is not installed (Debian: apt-get install chromium)")
-	return ""
-}
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
+)
 
 // pageState is what the test reads from the page after it loaded.
 type pageState struct {
@@ -92,7 +78,6 @@ const readPage = `(() => {
 // is kept in the test's directory and, when SWARMAUDIT_ARTIFACTS is set,
 // copied there.
 func TestHTMLInChromium(t *testing.T) {
-	bin := chromium(t)
 	res, cheaters := auditFixture(t)
 	r, err := Build(res, Options{Truth: &Truth{Cheaters: cheaters}})
 	if err != nil {
@@ -111,16 +96,7 @@ func TestHTMLInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(bin),
-		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.Flag("hide-scrollbars", true),
-		chromedp.UserDataDir(filepath.Join(dir, "profile")), chromedp.WindowSize(1400, 2000))
-	defer cancelAlloc()
-	ctx, cancelTab := chromedp.NewContext(alloc)
-	defer cancelTab()
+	ctx := testclients.Browser(t, dir)
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 

@@ -301,6 +301,30 @@ func TestHidePasskeys(t *testing.T) {
 	}
 }
 
+// TestHidePasskeyKeepsUserIDs: a tracker's user id stays readable (the
+// operator acts on it); anything else after the bar is hashed, including
+// things that only look like a user id.
+func TestHidePasskeyKeepsUserIDs(t *testing.T) {
+	key := []byte("a per-database key for the tests")
+	for _, c := range []struct {
+		in    string
+		clear bool
+	}{
+		{"pid:00|uid:7", true},
+		{"addr:127.0.0.1:6881|uid:123456", true},
+		{"pid:00|uid:", false},
+		{"pid:00|uid:7a", false},
+		{"pid:00|uid:-7", false},
+		{"pid:00|uid:123456789012345678901", false},
+		{"pid:00|0123456789abcdef0123456789abcdef", false},
+	} {
+		got := HidePasskey(c.in, key)
+		if (got == c.in) != c.clear {
+			t.Errorf("HidePasskey(%q) = %q, clear %v", c.in, got, c.clear)
+		}
+	}
+}
+
 func TestBuildErrors(t *testing.T) {
 	s := newSynth(t)
 	noTorrent := *s.res

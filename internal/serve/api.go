@@ -2,9 +2,11 @@ package serve
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
 )
@@ -26,7 +29,9 @@ type SwarmStatus struct {
 	// Node audits the swarm ("" for a single node). Swarms of other nodes
 	// are listed too, without progress: their verdicts are in the shared
 	// database.
-	Node     string           `json:"node,omitempty"`
+	Node string `json:"node"`
+	// Peers is the count of peers known in the swarm (every source).
+	Peers    int              `json:"peers"`
 	Since    time.Time        `json:"since"`
 	Progress collect.Progress `json:"progress"`
 	// JudgedAt is the latest judgement (zero before the first); Verdicts
@@ -42,7 +47,10 @@ type SwarmStatus struct {
 // its flagged identities: a user inflating in ten swarms is stronger
 // evidence than one).
 type User struct {
-	User          string   `json:"user"`
+	User string `json:"user"`
+	// UserID is the tracker's own user id, when the reports came from its
+	// database or logs ("uid:N" users): the operator acts on it.
+	UserID        string   `json:"user_id,omitempty"`
 	Swarms        int      `json:"swarms"`
 	FlaggedSwarms int      `json:"flagged_swarms"`
 	Worst         string   `json:"worst"`
@@ -55,6 +63,8 @@ type User struct {
 //	GET /api/v1/swarms           every swarm audited now
 //	GET /api/v1/swarms/{hash}    one swarm's latest report (docs/report-schema.md)
 //	GET /api/v1/users            users across swarms, worst first
+//	GET /api/v1/users/{user}     one user's verdicts in every swarm
+//	GET /swarms/{hash}           one swarm's HTML report, with its charts
 //
 // The report and the users take ?window=hour or ?window=day: the verdicts
 // of the reports of the last hour or day (judged with every observation).
@@ -79,6 +89,8 @@ func (s *Service) Handler() http.Handler {
 		}
 		writeJSON(w, s.usersOver(window))
 	})
+	mux.HandleFunc("GET /api/v1/users/{user}", s.serveUser)
+	mux.HandleFunc("GET /swarms/{hash}", s.serveSwarmHTML)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", s.serveDashboard)
 	return mux
@@ -89,6 +101,7 @@ func (s *Service) statuses() []SwarmStatus {
 	for _, sw := range s.list() {
 		st := SwarmStatus{InfoHash: sw.torrent.InfoHash.HexString(), Name: sw.torrent.Name, File: sw.path, Private: sw.torrent.Private,
 			Node: s.cfg.NodeID, Since: sw.added.UTC(), Progress: *sw.progress.Load(), Verdicts: map[string]int{}}
+		st.Peers = st.Progress.Discovered
 		if res, at := sw.latest(); res != nil {
 			st.JudgedAt = at.UTC()
 			for k, n := range res.Report.Summary.Counts {
@@ -101,35 +114,100 @@ func (s *Service) statuses() []SwarmStatus {
 }
 
 func (s *Service) serveSwarm(w http.ResponseWriter, r *http.Request) {
+	if rep := s.swarmReport(w, r); rep != nil {
+		w.Header().Set("Content-Type", "application/json")
+		reports.WriteJSON(w, rep)
+	}
+}
+
+// serveSwarmHTML is the swarm's report as the audit command writes it
+// (reports.WriteHTML): every finding with its evidence and charts.
+func (s *Service) serveSwarmHTML(w http.ResponseWriter, r *http.Request) {
+	if rep := s.swarmReport(w, r); rep != nil {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		reports.WriteHTML(w, rep)
+	}
+}
+
+// swarmReport builds the report of the swarm {hash} over ?window, with the
+// passkeys hidden, or answers the error and returns nil.
+func (s *Service) swarmReport(w http.ResponseWriter, r *http.Request) *reports.Report {
 	var ih infohash.T
 	if err := ih.FromHexString(r.PathValue("hash")); err != nil {
 		http.Error(w, "not an info hash (40 hex digits)", http.StatusBadRequest)
-		return
+		return nil
 	}
 	s.mu.Lock()
 	sw := s.swarms[ih]
 	s.mu.Unlock()
 	if sw == nil {
 		http.Error(w, "no such swarm", http.StatusNotFound)
-		return
+		return nil
 	}
+	window, ok := windowOf(r)
+	if !ok {
+		http.Error(w, "window: want hour, day or nothing (the whole audit)", http.StatusBadRequest)
+		return nil
+	}
+	res := sw.judgement(window)
+	if res == nil {
+		http.Error(w, "not judged yet", http.StatusServiceUnavailable)
+		return nil
+	}
+	rep, err := reports.Build(res, reports.Options{Generator: "swarmaudit serve", Verdict: s.cfg.Verdict, HidePasskeys: true})
+	if err != nil {
+		http.Error(w, "report: "+err.Error(), http.StatusInternalServerError)
+		return nil
+	}
+	return rep
+}
+
+// UserVerdict is one of a user's verdicts in GET /api/v1/users/{user}.
+type UserVerdict struct {
+	InfoHash   string           `json:"info_hash"`
+	Name       string           `json:"name"`
+	Identity   string           `json:"identity"` // its key, passkey hidden
+	Addrs      []netip.AddrPort `json:"addrs"`
+	Status     string           `json:"status"`
+	Confidence float64          `json:"confidence"`
+	Reasons    []verdict.Reason `json:"reasons,omitempty"`
+	Uploaded   int64            `json:"uploaded"`
+	Downloaded int64            `json:"downloaded"`
+}
+
+// serveUser lists one user's verdicts in every swarm, worst first.
+func (s *Service) serveUser(w http.ResponseWriter, r *http.Request) {
 	window, ok := windowOf(r)
 	if !ok {
 		http.Error(w, "window: want hour, day or nothing (the whole audit)", http.StatusBadRequest)
 		return
 	}
-	res := sw.judgement(window)
-	if res == nil {
-		http.Error(w, "not judged yet", http.StatusServiceUnavailable)
+	user := r.PathValue("user")
+	out := []UserVerdict{}
+	for _, sw := range s.list() {
+		res := sw.judgement(window)
+		if res == nil {
+			continue
+		}
+		for _, v := range res.Report.Verdicts {
+			if v.Identity.Passkey == "" || hiddenUser(v.Identity.Passkey, res.Evidence.PasskeyKey) != user {
+				continue
+			}
+			out = append(out, userVerdict(sw, res, v))
+		}
+	}
+	if len(out) == 0 {
+		http.Error(w, "no verdict of that user", http.StatusNotFound)
 		return
 	}
-	rep, err := reports.Build(res, reports.Options{Generator: "swarmaudit serve", Verdict: s.cfg.Verdict, HidePasskeys: true})
-	if err != nil {
-		http.Error(w, "report: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	reports.WriteJSON(w, rep)
+	sortVerdicts(out)
+	writeJSON(w, out)
+}
+
+// hiddenUser is how the API names a user: its passkey as a keyed hash
+// (reports.HidePasskey), a tracker user id ("uid:N") as it is.
+func hiddenUser(user string, key []byte) string {
+	return strings.TrimPrefix(reports.HidePasskey("|"+user, key), "|")
 }
 
 // windowOf reads ?window=hour|day ("" for the whole audit).
@@ -156,10 +234,13 @@ func (s *Service) usersOver(window string) []User {
 			if v.Identity.Passkey == "" {
 				continue
 			}
-			key := strings.TrimPrefix(reports.HidePasskey("|"+v.Identity.Passkey, res.Evidence.PasskeyKey), "|")
+			key := hiddenUser(v.Identity.Passkey, res.Evidence.PasskeyKey)
 			u := byUser[key]
 			if u == nil {
 				u = &User{User: key, Worst: string(v.Status)}
+				if reports.IsUserID(key) {
+					u.UserID = strings.TrimPrefix(key, "uid:")
+				}
 				byUser[key], miss[key] = u, 1
 			}
 			if !seen[key] {
@@ -206,31 +287,102 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 var dashboard = template.Must(template.New("dash").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
 <title>swarmaudit serve</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}
-.misreporting{color:#b00;font-weight:bold}.suspect{color:#c60}</style></head><body>
+<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+.misreporting{color:#b00;font-weight:bold}.suspect{color:#c60}ul{margin:0;padding-left:1.2em}</style></head><body>
 <h1>swarmaudit serve</h1>
-<p>{{len .Swarms}} swarms audited; the page refreshes every 10 s. API: <a href="/api/v1/swarms">/api/v1/swarms</a>,
+<p>{{len .Swarms}} swarms audited; the page refreshes every 30 s. API: <a href="/api/v1/swarms">/api/v1/swarms</a>,
 <a href="/api/v1/users">/api/v1/users</a>; metrics: <a href="/metrics">/metrics</a>.</p>
 <h2>Swarms</h2>
-<table><tr><th>swarm</th><th>peers discovered / reached / probed</th><th>misreporting</th><th>suspect</th><th>ok</th><th>unverifiable</th><th>judged</th></tr>
-{{range .Swarms}}<tr><td><a href="/api/v1/swarms/{{.InfoHash}}">{{.Name}}</a></td><td>{{.Progress.Discovered}} / {{.Progress.Reached}} / {{.Progress.Probed}}</td>
+<table id="swarms"><tr><th>swarm</th><th>node</th><th>peers known / reached / probed</th><th>misreporting</th><th>suspect</th><th>ok</th><th>unverifiable</th><th>judged</th></tr>
+{{range .Swarms}}<tr><td>{{if .Local}}<a href="/swarms/{{.InfoHash}}">{{.Name}}</a>{{else}}{{.Name}}{{end}}</td><td>{{.Node}}</td><td>{{.Peers}} / {{.Progress.Reached}} / {{.Progress.Probed}}</td>
 <td class="misreporting">{{index .Verdicts "misreporting"}}</td><td class="suspect">{{index .Verdicts "suspect"}}</td><td>{{index .Verdicts "ok"}}</td><td>{{index .Verdicts "unverifiable"}}</td>
 <td>{{if .JudgedAt.IsZero}}not yet{{else}}{{.JudgedAt.Format "2006-01-02 15:04:05"}}{{end}}</td></tr>
 {{end}}</table>
-<h2>Users</h2>
-<table><tr><th>user (keyed hash of the passkey)</th><th>swarms</th><th>flagged in</th><th>worst</th><th>confidence</th></tr>
-{{range .Users}}<tr><td>{{.User}}</td><td>{{.Swarms}}</td><td>{{.FlaggedSwarms}}</td><td class="{{.Worst}}">{{.Worst}}</td><td>{{printf "%.2f" .Confidence}}</td></tr>
-{{end}}</table></body></html>
+<h2>Flagged users</h2>
+{{if .Flagged}}<table id="users"><tr><th>user</th><th>swarms</th><th>flagged in</th><th>worst</th><th>confidence</th></tr>
+{{range .Flagged}}<tr><td><a href="/api/v1/users/{{.User}}">{{if .UserID}}user id {{.UserID}}{{else}}{{.User}}{{end}}</a></td><td>{{.Swarms}}</td><td>{{.FlaggedSwarms}}</td><td class="{{.Worst}}">{{.Worst}}</td><td>{{printf "%.2f" .Confidence}}</td></tr>
+{{end}}</table>{{else}}<p>Nobody is flagged.</p>{{end}}
+<h2>Findings</h2>
+{{if .Findings}}<table id="findings"><tr><th>swarm</th><th>identity</th><th>verdict</th><th>evidence</th></tr>
+{{range .Findings}}<tr><td><a href="/swarms/{{.InfoHash}}">{{.Name}}</a></td><td>{{.Identity}}<br>{{range .Addrs}}{{.}} {{end}}</td>
+<td class="{{.Status}}">{{.Status}} {{printf "%.2f" .Confidence}}</td><td><ul>{{range .Reasons}}<li><b>{{.Code}}</b>: {{.Message}}</li>{{end}}</ul></td></tr>
+{{end}}</table><p>Each swarm's report, with the charts of the evidence, is behind its name.</p>{{else}}<p>No finding.</p>{{end}}
+</body></html>
 `))
 
+// dashboardSwarm is a swarm row of the dashboard: Local when this node
+// audits it (its report is served here).
+type dashboardSwarm struct {
+	SwarmStatus
+	Local bool
+}
+
 func (s *Service) serveDashboard(w http.ResponseWriter, r *http.Request) {
+	var data struct {
+		Swarms   []dashboardSwarm
+		Flagged  []User
+		Findings []UserVerdict
+	}
+	for _, st := range s.statuses() {
+		data.Swarms = append(data.Swarms, dashboardSwarm{st, true})
+	}
+	if s.cfg.NodeID != "" {
+		for _, st := range s.remoteStatuses(r.Context()) {
+			data.Swarms = append(data.Swarms, dashboardSwarm{st, false})
+		}
+	}
+	for _, u := range s.users() {
+		if u.FlaggedSwarms > 0 {
+			data.Flagged = append(data.Flagged, u)
+		}
+	}
+	data.Findings = s.findings()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	dashboard.Execute(w, struct {
-		Swarms []SwarmStatus
-		Users  []User
-	}{s.statuses(), s.users()})
+	if err := dashboard.Execute(w, data); err != nil {
+		s.log.Warn("dashboard", "err", err)
+	}
+}
+
+// findings are the flagged verdicts of every swarm audited here, worst
+// first, with their reasons (passkeys hidden).
+func (s *Service) findings() []UserVerdict {
+	var out []UserVerdict
+	for _, sw := range s.list() {
+		res, _ := sw.latest()
+		if res == nil {
+			continue
+		}
+		for _, v := range res.Report.Verdicts {
+			if v.Status != verdict.StatusMisreporting && v.Status != verdict.StatusSuspect {
+				continue
+			}
+			out = append(out, userVerdict(sw, res, v))
+		}
+	}
+	sortVerdicts(out)
+	return out
+}
+
+// userVerdict is v of swarm sw as the API shows it.
+func userVerdict(sw *swarm, res *audit.Result, v verdict.Verdict) UserVerdict {
+	return UserVerdict{
+		InfoHash: sw.torrent.InfoHash.HexString(), Name: sw.torrent.Name,
+		Identity: reports.HidePasskey(v.Identity.Key, res.Evidence.PasskeyKey), Addrs: v.Identity.Addrs,
+		Status: string(v.Status), Confidence: v.Confidence, Reasons: v.Reasons, Uploaded: v.Uploaded, Downloaded: v.Downloaded,
+	}
+}
+
+// sortVerdicts orders verdicts worst first, then by confidence.
+func sortVerdicts(vs []UserVerdict) {
+	sort.SliceStable(vs, func(i, j int) bool {
+		ri, rj := verdict.Status(vs[i].Status).Rank(), verdict.Status(vs[j].Status).Rank()
+		if ri != rj {
+			return ri < rj
+		}
+		return vs[i].Confidence > vs[j].Confidence
+	})
 }
 
 // remoteStatuses lists the swarms other nodes hold leases on.
@@ -255,4 +407,19 @@ func (s *Service) remoteStatuses(ctx context.Context) []SwarmStatus {
 		out = append(out, st)
 	}
 	return out
+}
+
+// RequireToken answers 401 to any request without "Authorization: Bearer
+// token" (compared in constant time). The token is a credential: it is
+// never logged.
+func RequireToken(h http.Handler, token string) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="swarmaudit"`)
+			http.Error(w, "a bearer token is required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
 )
 
 // metrics are the service's Prometheus metrics, read from the swarms when
@@ -13,6 +14,11 @@ import (
 type metrics struct {
 	reg   *prometheus.Registry
 	judge prometheus.Histogram
+	// lag is how late the service's loop serves its timers (watch-folder
+	// scan, judging, tracker-database poll): a loop busy judging is late.
+	lag *prometheus.HistogramVec
+	// storeWrite is the duration of each write transaction of the store.
+	storeWrite prometheus.Histogram
 }
 
 func newMetrics(s *Service) *metrics {
@@ -21,18 +27,31 @@ func newMetrics(s *Service) *metrics {
 		Name: "swarmaudit_judge_duration_seconds", Help: "Time to judge one swarm again from the store.",
 		Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
 	})
-	m.reg.MustRegister(m.judge, &collector{s: s})
+	m.lag = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "swarmaudit_scheduler_lag_seconds", Help: "How late the service's loop served a timer (scan, judge, tracker-database poll).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	}, []string{"task"})
+	m.storeWrite = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "swarmaudit_store_write_seconds", Help: "Duration of the store's write transactions, waiting for the write lock included.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	})
+	m.reg.MustRegister(m.judge, m.lag, m.storeWrite, &collector{s: s})
 	return m
 }
 
 func (m *metrics) judged(d time.Duration) { m.judge.Observe(d.Seconds()) }
+
+// late records that a timer for task that fired at tick is served now.
+func (m *metrics) late(task string, tick time.Time) {
+	m.lag.WithLabelValues(task).Observe(max(time.Since(tick), 0).Seconds())
+}
 
 var (
 	descSwarms       = prometheus.NewDesc("swarmaudit_swarms", "Swarms being audited.", nil, nil)
 	descPeers        = prometheus.NewDesc("swarmaudit_peers", "Peers of the audited swarms, by state.", []string{"state"}, nil)
 	descConns        = prometheus.NewDesc("swarmaudit_connections", "Peer connections held now (all swarms share one budget).", nil, nil)
 	descBW           = prometheus.NewDesc("swarmaudit_bandwidth_probes", "Bandwidth probes running now.", nil, nil)
-	descProbes       = prometheus.NewDesc("swarmaudit_probes", "Connections made for snapshots and probes, over the swarms audited now.", nil, nil)
+	descProbes       = prometheus.NewDesc("swarmaudit_probes", "Connections made for snapshots and probes, over the swarms audited now, by outcome.", []string{"outcome"}, nil)
 	descBytes        = prometheus.NewDesc("swarmaudit_auditor_bytes", "The auditor's own wire traffic, over the swarms audited now.", []string{"direction"}, nil)
 	descAnnounces    = prometheus.NewDesc("swarmaudit_announces_recorded_total", "Announces the embedded tracker recorded.", nil, nil)
 	descIdentities   = prometheus.NewDesc("swarmaudit_identities", "Reporting identities by their latest verdict.", []string{"status"}, nil)
@@ -53,13 +72,16 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	swarms := c.s.list()
 	ch <- prometheus.MustNewConstMetric(descSwarms, prometheus.GaugeValue, float64(len(swarms)))
-	var discovered, reached, probed, watching, probes int
+	var discovered, reached, probed, watching int
 	var in, out int64
+	outcomes := map[probe.Outcome]int64{}
 	counts := map[verdict.Status]int{}
 	for _, sw := range swarms {
 		p := sw.progress.Load()
 		discovered, reached, probed, watching = discovered+p.Discovered, reached+p.Reached, probed+p.Probed, watching+p.Watching
-		probes += p.Probes
+		for o, n := range p.Outcomes {
+			outcomes[o] += n
+		}
 		in, out = in+p.BytesIn, out+p.BytesOut
 		if res, _ := sw.latest(); res != nil {
 			for st, n := range res.Report.Summary.Counts {
@@ -73,7 +95,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	conns, bw := c.s.cfg.Budget.InUse()
 	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))
 	ch <- prometheus.MustNewConstMetric(descBW, prometheus.GaugeValue, float64(bw))
-	ch <- prometheus.MustNewConstMetric(descProbes, prometheus.GaugeValue, float64(probes))
+	for _, o := range probe.Outcomes() {
+		ch <- prometheus.MustNewConstMetric(descProbes, prometheus.GaugeValue, float64(outcomes[o]), string(o))
+	}
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(in), "in")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(out), "out")
 	ch <- prometheus.MustNewConstMetric(descAnnounces, prometheus.CounterValue, float64(c.s.announces.Load()))

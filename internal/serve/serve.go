@@ -150,6 +150,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, leased: map[infohash.T]bool{}, resolving: map[infohash.T]bool{}, failed: make(chan error, 1)}
 	s.metrics = newMetrics(s)
+	cfg.Store.ObserveWrites(func(d time.Duration) { s.metrics.storeWrite.Observe(d.Seconds()) })
 	return s, nil
 }
 
@@ -182,14 +183,17 @@ loop:
 		case err := <-s.failed:
 			runErr = err
 			break loop
-		case <-poll.C:
+		case tick := <-poll.C:
+			s.metrics.late("scan", tick)
 			s.scan(ctx)
-		case <-dbPoll:
+		case tick := <-dbPoll:
+			s.metrics.late("trackerdb", tick)
 			if err := s.pollTrackerDB(ctx); err != nil {
 				runErr = err
 				break loop
 			}
-		case <-judge.C:
+		case tick := <-judge.C:
+			s.metrics.late("judge", tick)
 			if err := s.judgeAll(ctx); err != nil {
 				runErr = err
 				break loop
@@ -335,6 +339,11 @@ func (s *Service) judgeAll(ctx context.Context) error {
 		// The whole audit and its windows are published together, so a
 		// reader never sees this round's whole with the last round's hour.
 		sw.setJudged(res, windows)
+		p, c := sw.progress.Load(), res.Report.Summary.Counts
+		s.log.Info("judged", "swarm", sw.torrent.InfoHash.HexString(), "name", sw.torrent.Name,
+			"peers", p.Discovered, "reached", p.Reached, "probed", p.Probed, "probes", p.Probes,
+			"misreporting", c[verdict.StatusMisreporting], "suspect", c[verdict.StatusSuspect], "ok", c[verdict.StatusOK],
+			"unverifiable", c[verdict.StatusUnverifiable], "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -121,6 +122,9 @@ type Store struct {
 	byHash map[infohash.T]SwarmID
 
 	haves haveQueue
+	// writeObserver, when set, is told how long each write transaction
+	// took, waiting for the write lock included (ObserveWrites).
+	writeObserver atomic.Pointer[func(time.Duration)]
 
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -333,10 +337,24 @@ func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
 	return tx.StmtContext(ctx, st)
 }
 
+// ObserveWrites has f told the duration of every later write transaction
+// (lock wait included), for a service's write-latency metric; nil stops it.
+func (s *Store) ObserveWrites(f func(time.Duration)) {
+	if f == nil {
+		s.writeObserver.Store(nil)
+		return
+	}
+	s.writeObserver.Store(&f)
+}
+
 // writeTx runs fn in a write transaction under the write mutex; after a
 // successful commit it runs after (still under the mutex) so caches follow
 // only committed state.
 func (s *Store) writeTx(ctx context.Context, what string, fn func(*sql.Tx) error, after func()) (err error) {
+	if obs := s.writeObserver.Load(); obs != nil {
+		start := time.Now()
+		defer func() { (*obs)(time.Since(start)) }()
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)

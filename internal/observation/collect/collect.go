@@ -264,6 +264,8 @@ type Progress struct {
 	Incoming    int64 `json:"incoming"`     // incoming connections handshaken
 	PEXMessages int64 `json:"pex_messages"` // ut_pex messages received
 	PEXAdded    int64 `json:"pex_added"`    // addresses new to the book from PEX
+	// Outcomes counts the probes (snapshots and bandwidth) by outcome.
+	Outcomes map[probe.Outcome]int64 `json:"outcomes,omitempty"`
 }
 
 // peerState is the schedule of one address; owned by the loop.
@@ -312,6 +314,9 @@ type Collector struct {
 	progress atomic.Pointer[Progress]
 	counts   struct {
 		probes, bytesIn, bytesOut, incoming, pexMsgs, pexAdded atomic.Int64
+		// outcomes: a counter per probe.Outcomes(), the map filled by New
+		// and only read after.
+		outcomes map[probe.Outcome]*atomic.Int64
 	}
 	failOnce sync.Once
 	failed   error
@@ -372,6 +377,10 @@ func New(cfg Config) (*Collector, error) {
 		peers:    map[netip.AddrPort]*peerState{},
 		admitted: map[netip.Addr]int{},
 	}
+	c.counts.outcomes = map[probe.Outcome]*atomic.Int64{}
+	for _, o := range probe.Outcomes() {
+		c.counts.outcomes[o] = new(atomic.Int64)
+	}
 	c.progress.Store(&Progress{})
 	return c, nil
 }
@@ -383,6 +392,12 @@ func (c *Collector) Progress() Progress {
 	p.BytesIn, p.BytesOut = c.counts.bytesIn.Load(), c.counts.bytesOut.Load()
 	p.Incoming = c.counts.incoming.Load()
 	p.PEXMessages, p.PEXAdded = c.counts.pexMsgs.Load(), c.counts.pexAdded.Load()
+	p.Outcomes = make(map[probe.Outcome]int64, len(c.counts.outcomes))
+	for o, n := range c.counts.outcomes {
+		if v := n.Load(); v > 0 {
+			p.Outcomes[o] = v
+		}
+	}
 	return p
 }
 
@@ -633,6 +648,9 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 		r = &probe.Result{Peer: addr.String(), Started: time.Now(), Outcome: probe.OutcomeProtocolError, Error: err.Error()}
 	}
 	c.counts.probes.Add(1)
+	if n := c.counts.outcomes[r.Outcome]; n != nil {
+		n.Add(1)
+	}
 	c.counts.bytesIn.Add(r.WireBytesIn)
 	c.counts.bytesOut.Add(r.WireBytesOut)
 	c.record(ctx, addr, bandwidth, r)

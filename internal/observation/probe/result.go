@@ -27,6 +27,11 @@ const (
 	OutcomeProtocolError      Outcome = "protocol_error"
 )
 
+// Outcomes lists every outcome, for counters keyed by outcome.
+func Outcomes() []Outcome {
+	return []Outcome{OutcomeOK, OutcomeRefused, OutcomeTimeout, OutcomeHandshakeFailed, OutcomeEncryptionRequired, OutcomeChoked, OutcomeBadData, OutcomeProtocolError}
+}
+
 // HaveEvent is a HAVE message, timed from the start of the probe.
 type HaveEvent struct {
 	Piece int     `json:"piece"`
