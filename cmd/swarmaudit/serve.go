@@ -32,7 +32,9 @@ type serveOptions struct {
 	trackerSchema                                       string
 	nodeID                                              string
 	leaseTTL                                            time.Duration
-	trackerDBEvery                                      time.Duration
+	trackerDBEvery, trackerSwarmIdle                    time.Duration
+	trackerSwarms                                       bool
+	maxSwarms                                           int
 	auditorRate                                         string
 	pollEvery, judgeEvery                               time.Duration
 	snapshotEvery, probeEvery, peerProbeGap             time.Duration
@@ -95,6 +97,9 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 	f.StringVar(&o.trackerSchema, "tracker-schema", "", "read the reports the tracker recorded from its own database: unit3d or gazelle (DSN in $"+trackerDSNEnv+")")
 	f.DurationVar(&o.trackerDBEvery, "tracker-db-interval", time.Minute, "how often the tracker's database is read")
 	f.BoolVar(&o.trackerAnnounces, "tracker-announces", false, "unit3d: read every announce from its announces log instead of the peers table")
+	f.BoolVar(&o.trackerSwarms, "tracker-swarms", false, "also audit every torrent the tracker's database reports peers for (metadata fetched from those peers)")
+	f.DurationVar(&o.trackerSwarmIdle, "tracker-swarm-idle", time.Hour, "with --tracker-swarms: stop auditing a torrent without a report for this long")
+	f.IntVar(&o.maxSwarms, "max-swarms", 1000, "swarms audited at once at most, the watch folder's first (0: no limit)")
 	o.judgeFlags.registerTolerances(f)
 	return cmd
 }
@@ -125,7 +130,10 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 			return err
 		}
 	}
-	if err := errors.Join(atLeast("max-conns", o.maxConns, 1), atLeast("max-bandwidth-probes", o.maxBWProbes, 1)); err != nil {
+	if o.trackerSwarms && o.trackerSchema == "" {
+		return usagef("--tracker-swarms needs --tracker-schema (the tracker's database lists the swarms)")
+	}
+	if err := errors.Join(atLeast("max-conns", o.maxConns, 1), atLeast("max-bandwidth-probes", o.maxBWProbes, 1), atLeast("max-swarms", o.maxSwarms, 0), positive("tracker-swarm-idle", o.trackerSwarmIdle)); err != nil {
 		return err
 	}
 	rate, err := parseSize("max-auditor-rate", o.auditorRate, true)
@@ -178,7 +186,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	}
 	svc, err := serve.New(serve.Config{
 		NodeID: o.nodeID, LeaseTTL: o.leaseTTL,
-		TrackerDB: tdb, TrackerDBEvery: o.trackerDBEvery,
+		TrackerDB: tdb, TrackerDBEvery: o.trackerDBEvery, TrackerSwarms: o.trackerSwarms, TrackerSwarmIdle: o.trackerSwarmIdle, MaxSwarms: o.maxSwarms,
 		Store: st, WatchDir: o.watchDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
 		Collect: collect.Config{
 			SnapshotInterval: o.snapshotEvery, ProbeInterval: o.probeEvery, ProbeBytes: pb, ProbeTimeout: o.probeTimeout,

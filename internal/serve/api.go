@@ -24,7 +24,10 @@ import (
 type SwarmStatus struct {
 	InfoHash string `json:"info_hash"`
 	Name     string `json:"name"`
-	File     string `json:"file"`
+	// File is the watch folder's file of the swarm; Source says where the
+	// swarm came from: "watch folder" or "tracker database".
+	File     string `json:"file,omitempty"`
+	Source   string `json:"source"`
 	Private  bool   `json:"private"`
 	// Node audits the swarm ("" for a single node). Swarms of other nodes
 	// are listed too, without progress: their verdicts are in the shared
@@ -101,7 +104,10 @@ func (s *Service) statuses() []SwarmStatus {
 	for _, sw := range s.list() {
 		st := SwarmStatus{InfoHash: sw.torrent.InfoHash.HexString(), Name: sw.torrent.Name, File: sw.path, Private: sw.torrent.Private,
 			Node: s.cfg.NodeID, Since: sw.added.UTC(), Progress: *sw.progress.Load(), Verdicts: map[string]int{}}
-		st.Peers = st.Progress.Discovered
+		st.Peers, st.Source = st.Progress.Discovered, "watch folder"
+		if isTrackerSwarm(sw.path) {
+			st.File, st.Source = "", "tracker database"
+		}
 		if res, at := sw.latest(); res != nil {
 			st.JudgedAt = at.UTC()
 			for k, n := range res.Report.Summary.Counts {

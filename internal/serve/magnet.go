@@ -31,7 +31,7 @@ const (
 )
 
 // magnetTorrent returns the torrent of a magnet file once its metadata is
-// known; otherwise it starts resolving it (at most maxResolving at once)
+// known, with the magnet's x.pe peers; otherwise it starts resolving it
 // and returns nil.
 func (s *Service) magnetTorrent(ctx context.Context, path string) (*torrentmeta.Torrent, []netip.AddrPort) {
 	raw, err := os.ReadFile(path)
@@ -44,21 +44,33 @@ func (s *Service) magnetTorrent(ctx context.Context, path string) (*torrentmeta.
 		s.log.Warn("watch folder: not a magnet", "file", path, "err", err)
 		return nil, nil
 	}
+	t := s.metadata(ctx, m, false)
+	if t == nil {
+		return nil, nil
+	}
+	cfg, _ := discovery.FromMagnet(m) // the x.pe peers that are IP:port
+	return t, cfg.Peers
+}
+
+// metadata returns the torrent of a magnet once its info dictionary is in
+// metadataDir; otherwise it starts fetching it (at most maxResolving at
+// once) and returns nil. A magnet known to be private (a private
+// tracker's swarm) is never looked up in the DHT (BEP 27).
+func (s *Service) metadata(ctx context.Context, m *torrentmeta.Magnet, private bool) *torrentmeta.Torrent {
 	cached := filepath.Join(s.cfg.WatchDir, metadataDir, m.InfoHash.HexString()+".torrent")
 	if t, err := torrentmeta.Load(cached); err == nil {
-		cfg, _ := discovery.FromMagnet(m) // the x.pe peers that are IP:port
-		return t, cfg.Peers
+		return t
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.resolving[m.InfoHash] || len(s.resolving) >= maxResolving || ctx.Err() != nil {
-		return nil, nil
+		return nil
 	}
 	s.resolving[m.InfoHash] = true
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		err := s.resolve(ctx, m, cached)
+		err := s.resolve(ctx, m, cached, private)
 		s.mu.Lock()
 		delete(s.resolving, m.InfoHash)
 		s.mu.Unlock()
@@ -66,20 +78,20 @@ func (s *Service) magnetTorrent(ctx context.Context, path string) (*torrentmeta.
 			s.log.Warn("magnet: no metadata yet, trying again later", "swarm", m.InfoHash.HexString(), "err", err)
 		}
 	}()
-	return nil, nil
+	return nil
 }
 
 var errNoMetadata = errors.New("no peer served the metadata in time")
 
 // resolve fetches a magnet's info dictionary and writes the .torrent.
-func (s *Service) resolve(ctx context.Context, m *torrentmeta.Magnet, dst string) error {
+func (s *Service) resolve(ctx context.Context, m *torrentmeta.Magnet, dst string, private bool) error {
 	ctx, cancel := context.WithTimeout(ctx, resolveDeadline)
 	defer cancel()
 	dc, _ := discovery.FromMagnet(m)
 	if !s.cfg.Trackers {
 		dc.Trackers = nil
 	}
-	dc.DHT, dc.Logger = s.cfg.DHT, s.log
+	dc.DHT, dc.Logger = s.cfg.DHT && !private, s.log
 	disc, err := discovery.New(dc)
 	if errors.Is(err, discovery.ErrNoSource) || (err == nil && len(dc.Trackers) == 0 && !dc.DHT && len(dc.Peers) == 0) {
 		return errors.New("the magnet names no source of peers (no tracker, no x.pe, DHT off)")

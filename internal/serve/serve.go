@@ -61,6 +61,13 @@ type Config struct {
 	// are stored and judged like the embedded tracker's.
 	TrackerDB      *trackerdb.Reader
 	TrackerDBEvery time.Duration
+	// TrackerSwarms audits every torrent TrackerDB reports on, besides the
+	// watch folder's (trackerswarms.go); one without a report for
+	// TrackerSwarmIdle (default 1 h) stops. MaxSwarms (0: no limit) bounds
+	// the swarms audited at once, the watch folder's first.
+	TrackerSwarms    bool
+	TrackerSwarmIdle time.Duration
+	MaxSwarms        int
 	// NodeID and LeaseTTL make several nodes on one PostgreSQL database
 	// share the swarms: a node audits a swarm only while it holds the
 	// swarm's lease (store.AcquireLease), renewed at every poll; a node that
@@ -90,6 +97,11 @@ type Service struct {
 	// resolving: magnets whose metadata is being fetched (magnet.go)
 	resolving map[infohash.T]bool
 	wg        sync.WaitGroup // swarm goroutines
+
+	// trackerSwarms are the torrents the tracker's database reported on;
+	// owned by Run's loop (noteTrackerSwarms, addTrackerSwarms).
+	trackerSwarms map[infohash.T]*trackerSwarm
+	warnedMax     bool
 
 	announces        atomic.Int64
 	dbRows, dbErrors atomic.Int64 // tracker-database rows read, failed polls
@@ -132,6 +144,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.TrackerDBEvery <= 0 {
 		cfg.TrackerDBEvery = time.Minute
 	}
+	if cfg.TrackerSwarms && cfg.TrackerDB == nil {
+		return nil, errors.New("serve: the tracker's swarms need its database")
+	}
+	if cfg.TrackerSwarmIdle <= 0 {
+		cfg.TrackerSwarmIdle = time.Hour
+	}
 	if cfg.NodeID != "" {
 		if cfg.LeaseTTL <= 0 {
 			cfg.LeaseTTL = 30 * time.Second
@@ -148,7 +166,7 @@ func New(cfg Config) (*Service, error) {
 		c := cfg.Collect
 		cfg.Budget = collect.NewBudget(max(c.MaxConns, collect.DefaultMaxConns), max(c.MaxBandwidthProbes, 2), c.MaxAuditorRate, c.ProbeBytes)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, leased: map[infohash.T]bool{}, resolving: map[infohash.T]bool{}, failed: make(chan error, 1)}
+	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, leased: map[infohash.T]bool{}, resolving: map[infohash.T]bool{}, trackerSwarms: map[infohash.T]*trackerSwarm{}, failed: make(chan error, 1)}
 	s.metrics = newMetrics(s)
 	cfg.Store.ObserveWrites(func(d time.Duration) { s.metrics.storeWrite.Observe(d.Seconds()) })
 	return s, nil
@@ -304,6 +322,7 @@ func (s *Service) pollTrackerDB(ctx context.Context) error {
 		}
 	}
 	s.dbRows.Add(int64(len(anns)))
+	s.noteTrackerSwarms(anns)
 	return nil
 }
 

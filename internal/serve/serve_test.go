@@ -275,6 +275,16 @@ func waitFor(t *testing.T, ctx context.Context, limit time.Duration, what string
 // the reporting peers on the wire, and flags the user whose report is
 // impossible, by user id, across the API.
 func TestServeTrackerDatabase(t *testing.T) {
+	for _, mode := range []string{"watch folder", "the tracker's swarms"} {
+		t.Run(mode, func(t *testing.T) { testServeTrackerDatabase(t, mode == "the tracker's swarms") })
+	}
+}
+
+// testServeTrackerDatabase runs it with the torrent in the watch folder,
+// or (fromTracker) with an empty watch folder and the swarm list read
+// from the tracker's database, the metadata fetched from the peers its
+// rows name.
+func testServeTrackerDatabase(t *testing.T, fromTracker bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dsn := testclients.StartMariaDB(ctx, t)
@@ -294,12 +304,12 @@ func TestServeTrackerDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seeder, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), UploadRate: 1 << 20})
+	seeder, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), UploadRate: 1 << 20, InfoBytes: tor.InfoBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer seeder.Close()
-	booster, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), UploadRate: 1 << 20})
+	booster, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{Payload: payload, Have: bitfield.Full(tor.NumPieces), UploadRate: 1 << 20, InfoBytes: tor.InfoBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +340,9 @@ func TestServeTrackerDatabase(t *testing.T) {
 	if err := os.Mkdir(watch, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeTorrent(t, watch, tor, "http://127.0.0.1:1/announce")
+	if !fromTracker {
+		writeTorrent(t, watch, tor, "http://127.0.0.1:1/announce")
+	}
 	st, err := store.Open(ctx, filepath.Join(dir, "serve.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -344,7 +356,7 @@ func TestServeTrackerDatabase(t *testing.T) {
 	vc.SlackBytes, vc.Estimate.ClockSlack = 4<<20, estimate.SameClockSlack
 	svc, err := New(Config{
 		Store: st, WatchDir: watch, PollEvery: 200 * time.Millisecond, JudgeEvery: time.Second,
-		TrackerDB: tdb, TrackerDBEvery: 300 * time.Millisecond,
+		TrackerDB: tdb, TrackerDBEvery: 300 * time.Millisecond, TrackerSwarms: fromTracker,
 		Collect: collect.Config{SnapshotInterval: time.Second, ProbeInterval: 2 * time.Second, ProbeBytes: 256 << 10, ProbeTimeout: 5 * time.Second, Watch: true},
 		Verdict: vc,
 	})
@@ -361,6 +373,11 @@ func TestServeTrackerDatabase(t *testing.T) {
 		getJSON(t, api.URL+"/api/v1/swarms", &got)
 		return len(got) == 1 && got[0].Progress.Reached == 2
 	})
+	var got []SwarmStatus
+	getJSON(t, api.URL+"/api/v1/swarms", &got)
+	if want := map[bool]string{false: "watch folder", true: "tracker database"}[fromTracker]; got[0].Source != want || got[0].Name != "db-swarm.bin" {
+		t.Errorf("swarm from %q named %q, want from %q", got[0].Source, got[0].Name, want)
+	}
 	if _, err := db.ExecContext(ctx, "UPDATE peers SET uploaded = ?, updated_at = ? WHERE user_id = 7", 400<<20, now.Add(3*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -369,6 +386,17 @@ func TestServeTrackerDatabase(t *testing.T) {
 		getJSON(t, api.URL+"/api/v1/users", &us)
 		return len(us) == 2 && us[0].FlaggedSwarms == 1 && us[1].FlaggedSwarms == 0
 	})
+	// The cheater's verdict carries its tracker user id, as it is.
+	var us []User
+	getJSON(t, api.URL+"/api/v1/users", &us)
+	if us[0].UserID != "7" || us[0].User != "uid:7" {
+		t.Errorf("flagged user %+v, want the tracker's user id 7", us[0])
+	}
+	var theirs []UserVerdict
+	getJSON(t, api.URL+"/api/v1/users/uid:7", &theirs)
+	if len(theirs) != 1 || theirs[0].Status != "misreporting" && theirs[0].Status != "suspect" || !strings.HasSuffix(theirs[0].Identity, "|uid:7") {
+		t.Errorf("/api/v1/users/uid:7: %+v", theirs)
+	}
 	if m := get(t, api.URL+"/metrics"); !strings.Contains(m, "swarmaudit_trackerdb_rows_total 3") {
 		t.Errorf("metrics: rows read\n%s", m)
 	}

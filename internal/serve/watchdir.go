@@ -59,15 +59,29 @@ func (s *Service) scan(ctx context.Context) {
 			continue
 		}
 		if _, dup := seen[t.InfoHash]; !dup {
+			if s.cfg.MaxSwarms > 0 && len(seen) >= s.cfg.MaxSwarms {
+				if !s.warnedMax {
+					s.log.Warn("watch folder: more swarms than --max-swarms, the rest wait", "max", s.cfg.MaxSwarms)
+					s.warnedMax = true
+				}
+				continue
+			}
 			seen[t.InfoHash] = path
 		}
 	}
+	s.addTrackerSwarms(ctx, seen)
 	if s.cfg.NodeID != "" {
 		s.lease(ctx, seen)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for path := range s.loaded {
+	for path, lf := range s.loaded {
+		if isTrackerSwarm(path) {
+			if lf.torrent == nil || seen[lf.torrent.InfoHash] != path {
+				delete(s.loaded, path)
+			}
+			continue
+		}
 		if _, err := os.Stat(path); err != nil {
 			delete(s.loaded, path)
 		}

@@ -28,6 +28,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/anacrolix/torrent/types/infohash"
@@ -77,6 +78,7 @@ var ErrSchema = errors.New("trackerdb: the database does not have the expected t
 type Reader struct {
 	cfg      Config
 	torrents map[int64]infohash.T
+	names    map[infohash.T]string // UNIT3D's torrents.name
 	lastTID  int64
 	// cursor: the last row read, by update time then key.
 	at   int64 // UNIT3D: updated_at as Unix µs; Gazelle: mtime in seconds
@@ -99,7 +101,7 @@ func New(ctx context.Context, cfg Config) (*Reader, error) {
 	if cfg.MaxRows <= 0 {
 		cfg.MaxRows = 100000
 	}
-	r := &Reader{cfg: cfg, torrents: map[int64]infohash.T{}, key3: []byte{}}
+	r := &Reader{cfg: cfg, torrents: map[int64]infohash.T{}, names: map[infohash.T]string{}, key3: []byte{}}
 	if cfg.Schema == UNIT3D {
 		r.at = cfg.Since.UnixMicro()
 	} else {
@@ -145,8 +147,9 @@ func (r *Reader) Poll(ctx context.Context) ([]reported.Announce, error) {
 // readTorrents extends the torrent id → info hash map, forward by id.
 func (r *Reader) readTorrents(ctx context.Context) error {
 	q := map[Schema]string{
-		UNIT3D:  "SELECT id, info_hash FROM torrents WHERE id > ? ORDER BY id LIMIT ?",
-		Gazelle: "SELECT ID, info_hash FROM torrents WHERE ID > ? ORDER BY ID LIMIT ?",
+		UNIT3D: "SELECT id, info_hash, name FROM torrents WHERE id > ? ORDER BY id LIMIT ?",
+		// Gazelle names a release in torrents_group, not in torrents.
+		Gazelle: "SELECT ID, info_hash, '' FROM torrents WHERE ID > ? ORDER BY ID LIMIT ?",
 	}[r.cfg.Schema]
 	for range r.cfg.MaxRows/r.cfg.Batch + 1 {
 		rows, err := r.cfg.DB.QueryContext(ctx, q, r.lastTID, r.cfg.Batch)
@@ -157,7 +160,8 @@ func (r *Reader) readTorrents(ctx context.Context) error {
 		for rows.Next() {
 			var id int64
 			var raw []byte
-			if err := rows.Scan(&id, &raw); err != nil {
+			var name string
+			if err := rows.Scan(&id, &raw, &name); err != nil {
 				rows.Close()
 				return fmt.Errorf("trackerdb: torrents: %w", err)
 			}
@@ -165,6 +169,9 @@ func (r *Reader) readTorrents(ctx context.Context) error {
 			r.lastTID = id
 			if ih, ok := infoHash(raw); ok {
 				r.torrents[id] = ih
+				if name != "" {
+					r.names[ih] = cleanName(name)
+				}
 			}
 		}
 		err = rows.Err()
@@ -339,4 +346,17 @@ func (r *Reader) announcesBatch(ctx context.Context, out *[]reported.Announce) (
 		return n, fmt.Errorf("trackerdb: announces: %w", err)
 	}
 	return n, nil
+}
+
+// Name is the name the tracker gives a torrent ("" when it has none).
+func (r *Reader) Name(ih infohash.T) string { return r.names[ih] }
+
+// cleanName bounds a name read from the database: valid UTF-8, at most
+// 255 bytes.
+func cleanName(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > 255 {
+		s = strings.ToValidUTF8(s[:255], "")
+	}
+	return s
 }

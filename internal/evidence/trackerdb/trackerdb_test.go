@@ -96,6 +96,9 @@ func TestUNIT3D(t *testing.T) {
 	if len(more) != 2 || more[0].Uploaded != 4000 || more[1].InfoHash != ih3 {
 		t.Fatalf("third poll: %+v", more)
 	}
+	if r.Name(ih1) != "one" || r.Name(ih3) != "three" || r.Name(infohash.T{7}) != "" {
+		t.Errorf("names from the torrents table: %q %q", r.Name(ih1), r.Name(ih3))
+	}
 }
 
 // TestGazelle: the same from Ocelot's xbt_files_users (no port; mtime in
