@@ -91,7 +91,7 @@ func failures(raw []byte) []string {
 // defaultPkgs are the packages with benchmarks, each with the -benchtime
 // that keeps it bounded: the 1,000-peer swarm-map, audit-memory and demo
 // benchmarks run once.
-const defaultPkgs = "./internal/wire/peerwire,./internal/trackerserver,./internal/discovery@5x,./internal/analysis/estimate,./internal/wire/torrentmeta,./internal/evidence/store,./internal/simulation/swarmsim,./internal/reports,./internal/observation/probe@3s,./internal/observation/collect@1x,./cmd/swarmaudit@1x"
+const defaultPkgs = "./internal/wire/peerwire,./internal/trackerserver,./internal/discovery@5x,./internal/analysis/estimate,./internal/wire/torrentmeta,./internal/evidence/store,./internal/simulation/swarmsim,./internal/reports,./internal/observation/probe@3s,./internal/observation/collect@1x,./internal/serve@1x,./cmd/swarmaudit@1x"
 
 const notes = `Units beyond ns/op, B/op and allocs/op:
 
@@ -139,6 +139,16 @@ const notes = `Units beyond ns/op, B/op and allocs/op:
   minute), plus bandwidth probes within the auditor's budget;
   writes/peer-hour, HAVEs/peer-hour and bw-probes/peer-hour are the
   observations behind it.
+- **internal/serve BenchmarkServeSwarms**: one serve node auditing 1, 10 or 100
+  simulated swarms of 20 peers each (bench/swarmmap -swarms, a process of
+  its own; 1,024 pieces of 16 KiB, a piece gained by each peer every 10 s)
+  from its watch folder with serve's defaults (one budget of 256
+  connections, 4 bandwidth probes and 4 MiB/s; a snapshot a minute, idle
+  watches; judged every 10 s), for 60 s: heap-KiB/swarm and
+  goroutines/swarm, the heap in use (after a GC) and the goroutines less
+  those before the service started, per swarm; cpu-ms/swarm-s, the process
+  CPU time per swarm per second; reached, the fraction of the peers
+  reached; judge-ms/swarm, the mean time to judge one swarm again.
 - **cmd/swarmaudit BenchmarkDemo**: s-end-to-end, the wall time of
   ` + "`swarmaudit demo --duration 30s`" + ` (defaults otherwise) until its reports are
   written; s-beyond-duration, that less the 30 s audited; cpu-s, the process

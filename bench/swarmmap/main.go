@@ -11,12 +11,13 @@
 // swarmsim.Plan). With -gain, each peer gains one piece it lacks at that
 // interval (a HAVE on each of its connections), as peers that download do.
 //
-//	swarmmap -dir DIR [-peers 1000] [-pieces 512] [-enc mixed] [-gain 0] [-life 10m]
+//	swarmmap -dir DIR [-swarms 1] [-peers 1000] [-pieces 512] [-enc mixed] [-gain 0] [-life 10m]
 //
 // It writes DIR/swarm.torrent and DIR/peers.json (the address, peer id and
-// starting bitfield of every peer), prints "ready N" on stdout once all N
-// peers listen, and serves until stdin closes, SIGINT or SIGTERM arrives,
-// or -life passes.
+// starting bitfield of every peer) — with -swarms K, K swarms of -peers
+// peers each, in DIR/swarm-I.torrent and DIR/peers-I.json, I from 0 —
+// prints "ready N" on stdout once all N peers listen, and serves until
+// stdin closes, SIGINT or SIGTERM arrives, or -life passes.
 //
 // With -count, each peer listens behind a forwarder in this process that
 // counts the bytes of every connection in each direction at the socket
@@ -71,9 +72,10 @@ func main() {
 		maxConns    = flag.Int("max-conns", 8, "connections per peer at most")
 		life        = flag.Duration("life", 10*time.Minute, "exit after this long at the latest")
 		count       = flag.Bool("count", false, "count every connection's bytes (answer \"bytes\" on stdin)")
+		swarms      = flag.Int("swarms", 1, "swarms (torrents) served, each with -peers peers")
 	)
 	flag.Parse()
-	cfg := config{peers: *peers, pieces: *pieces, pieceLength: *pieceLength, enc: *enc, seed: *seed, gain: *gain, maxConns: *maxConns, life: *life, count: *count}
+	cfg := config{swarms: *swarms, peers: *peers, pieces: *pieces, pieceLength: *pieceLength, enc: *enc, seed: *seed, gain: *gain, maxConns: *maxConns, life: *life, count: *count}
 	if err := run(*dir, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "swarmmap:", err)
 		os.Exit(1)
@@ -82,36 +84,23 @@ func main() {
 
 // config is the command line.
 type config struct {
-	peers, pieces, maxConns int
-	pieceLength             int64
-	enc                     string
-	seed                    uint64
-	gain, life              time.Duration
-	count                   bool
+	swarms, peers, pieces, maxConns int
+	pieceLength                     int64
+	enc                             string
+	seed                            uint64
+	gain, life                      time.Duration
+	count                           bool
 }
 
 func run(dir string, c config) error {
-	n, seed := c.peers, c.seed
-	if dir == "" || n <= 0 || c.pieces <= 0 || c.pieceLength <= 0 || c.maxConns <= 0 || c.life <= 0 {
-		return fmt.Errorf("needs -dir and positive -peers, -pieces, -piece-length, -max-conns and -life")
-	}
-	payload, tor, err := swarmsim.NewPayload("swarmmap.bin", int64(c.pieces)*c.pieceLength, c.pieceLength, seed)
-	if err != nil {
-		return err
-	}
-	specs, err := peerSpecs(n, c.enc, seed)
-	if err != nil {
-		return err
-	}
-	plans, err := swarmsim.Plan(swarmsim.SwarmConfig{Payload: payload, Peers: specs, Seed: seed})
-	if err != nil {
-		return err
+	if dir == "" || c.swarms <= 0 || c.peers <= 0 || c.pieces <= 0 || c.pieceLength <= 0 || c.maxConns <= 0 || c.life <= 0 {
+		return fmt.Errorf("needs -dir and positive -swarms, -peers, -pieces, -piece-length, -max-conns and -life")
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	ctx, cancelLife := context.WithTimeout(ctx, c.life)
 	defer cancelLife()
-	sim := make([]*swarmsim.Peer, 0, n)
+	var sim []*swarmsim.Peer
 	var fwd forwarders
 	defer func() {
 		fwd.close()
@@ -121,38 +110,18 @@ func run(dir string, c config) error {
 		}
 		wg.Wait()
 	}()
-	infos := make([]PeerInfo, n)
-	for i, spec := range specs {
-		p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{
-			Payload: payload, PeerID: plans[i].PeerID, Have: plans[i].Have, Encryption: spec.Encryption,
-			MaxConns: c.maxConns, Seed: plans[i].Seed, Logger: slog.New(slog.DiscardHandler),
-		})
+	for k := range c.swarms {
+		// One swarm keeps the names swarm.torrent and peers.json; several
+		// are swarm-K.torrent and peers-K.json, K from 0.
+		suffix := ""
+		if c.swarms > 1 {
+			suffix = fmt.Sprintf("-%d", k)
+		}
+		peers, err := startSwarm(ctx, dir, suffix, c, c.seed+uint64(k), &fwd)
+		sim = append(sim, peers...)
 		if err != nil {
-			return fmt.Errorf("start peer %d: %w", i, err)
+			return err
 		}
-		sim = append(sim, p)
-		addr := p.Addr()
-		if c.count {
-			if addr, err = fwd.start(ctx, p.Addr()); err != nil {
-				return fmt.Errorf("forwarder for peer %d: %w", i, err)
-			}
-		}
-		infos[i] = PeerInfo{Addr: addr.String(), PeerID: hex.EncodeToString(plans[i].PeerID[:]),
-			Encryption: string(spec.Encryption), Pieces: plans[i].Have.Count(), Bitfield: hex.EncodeToString(plans[i].Have.Bytes())}
-	}
-	mi, err := swarmsim.MetainfoFile(tor)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "swarm.torrent"), mi, 0o644); err != nil {
-		return err
-	}
-	js, err := json.Marshal(infos)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "peers.json"), js, 0o644); err != nil {
-		return err
 	}
 
 	go func() {
@@ -165,11 +134,61 @@ func run(dir string, c config) error {
 		}
 	}()
 	if c.gain > 0 {
-		go gainPieces(ctx, sim, c.gain, seed)
+		go gainPieces(ctx, sim, c.gain, c.seed)
 	}
 	fmt.Printf("ready %d\n", len(sim))
 	<-ctx.Done()
 	return nil
+}
+
+// startSwarm starts one swarm's peers and writes its swarm*.torrent and
+// peers*.json; it returns the peers started, also on error.
+func startSwarm(ctx context.Context, dir, suffix string, c config, seed uint64, fwd *forwarders) ([]*swarmsim.Peer, error) {
+	n := c.peers
+	payload, tor, err := swarmsim.NewPayload("swarmmap"+suffix+".bin", int64(c.pieces)*c.pieceLength, c.pieceLength, seed)
+	if err != nil {
+		return nil, err
+	}
+	specs, err := peerSpecs(n, c.enc, seed)
+	if err != nil {
+		return nil, err
+	}
+	plans, err := swarmsim.Plan(swarmsim.SwarmConfig{Payload: payload, Peers: specs, Seed: seed})
+	if err != nil {
+		return nil, err
+	}
+	sim := make([]*swarmsim.Peer, 0, n)
+	infos := make([]PeerInfo, n)
+	for i, spec := range specs {
+		p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{
+			Payload: payload, PeerID: plans[i].PeerID, Have: plans[i].Have, Encryption: spec.Encryption,
+			MaxConns: c.maxConns, Seed: plans[i].Seed, Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			return sim, fmt.Errorf("start peer %d: %w", i, err)
+		}
+		sim = append(sim, p)
+		addr := p.Addr()
+		if c.count {
+			if addr, err = fwd.start(ctx, p.Addr()); err != nil {
+				return sim, fmt.Errorf("forwarder for peer %d: %w", i, err)
+			}
+		}
+		infos[i] = PeerInfo{Addr: addr.String(), PeerID: hex.EncodeToString(plans[i].PeerID[:]),
+			Encryption: string(spec.Encryption), Pieces: plans[i].Have.Count(), Bitfield: hex.EncodeToString(plans[i].Have.Bytes())}
+	}
+	mi, err := swarmsim.MetainfoFile(tor)
+	if err != nil {
+		return sim, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "swarm"+suffix+".torrent"), mi, 0o644); err != nil {
+		return sim, err
+	}
+	js, err := json.Marshal(infos)
+	if err != nil {
+		return sim, err
+	}
+	return sim, os.WriteFile(filepath.Join(dir, "peers"+suffix+".json"), js, 0o644)
 }
 
 // peerSpecs gives every peer a partial bitfield of 5-95% of the pieces and

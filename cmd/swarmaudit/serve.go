@@ -28,7 +28,9 @@ import (
 type serveOptions struct {
 	judgeFlags
 	probeFlags
+	upstreamFlags
 	watchDir, dbPath, apiListen, trackerListen          string
+	reportedDir                                         string
 	trackerSchema                                       string
 	nodeID                                              string
 	leaseTTL                                            time.Duration
@@ -47,26 +49,39 @@ func newServeCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve --watch DIR [--api-listen ADDR] [--tracker-listen ADDR] [--db PATH]",
 		Short: "Audit every swarm of a watch folder continuously, with an API, metrics and a dashboard",
-		Long: `Audit every .torrent in --watch at once and continuously: a file added is
-audited within --poll-interval, a file removed stops its swarm. All swarms
-share one budget (--max-conns, --max-bandwidth-probes, --max-auditor-rate).
-With --tracker-listen, the embedded tracker records the announces of every
-swarm. Every --judge-interval each swarm is judged again from the database,
-its verdicts saved; users (passkeys) are followed across swarms.
+		Long: `Audit every .torrent and .magnet in --watch at once and continuously: a
+file added is audited within --poll-interval, a file removed stops its
+swarm. All swarms share one budget (--max-conns, --max-bandwidth-probes,
+--max-auditor-rate, --peer-probe-gap per IP however many swarms it is in);
+--max-swarms bounds the swarms at once. Every --judge-interval each swarm
+is judged again from the database, over the whole audit and over the last
+hour and day, its verdicts saved; users (passkeys, or tracker user ids) are
+followed across swarms.
+
+Reported statistics come from:
+  --tracker-listen   the embedded tracker (HTTP and UDP) for every swarm; with
+                     --upstream it is a recording proxy in front of the real one
+  --tracker-schema   the tracker's own database (unit3d or gazelle, DSN in
+                     $SWARMAUDIT_TRACKER_DSN), polled every --tracker-db-interval;
+                     with --tracker-swarms its torrents are audited too
+  --reported-dir     announce logs (JSON lines) imported as they grow
 
 --api-listen serves GET /api/v1/swarms, /api/v1/swarms/{info hash} (the
-swarm's JSON report), /api/v1/users, /metrics (Prometheus) and a dashboard
-at /. Everything observed is in --db as it happens: a restart on the same
+swarm's JSON report; ?window=hour|day), /api/v1/users, /api/v1/users/{user},
+/swarms/{info hash} (the HTML report), /metrics (Prometheus) and a dashboard
+at /. Off loopback it needs a bearer token in $SWARMAUDIT_API_TOKEN.
+'swarmaudit status' asks it. Progress is logged (info level) to stderr.
+
+Everything observed is in --db as it happens: a restart on the same
 database continues every audit. SIGTERM or Ctrl-C stops it cleanly (each
 swarm is judged a last time). With --json, stdout carries one JSON object
 with the listening addresses once it is up.
 
-With --db postgres://..., several nodes share the swarms of one watch
-folder: a node audits a swarm while it holds the swarm's lease in the
-database, renews it at every poll, and a node that dies (even SIGKILL)
-loses its swarms to the others within --lease. Each node's API lists every
-swarm with the node auditing it; verdicts come from every node's
-observations.
+With --db postgres://..., several nodes share the swarms: a node audits a
+swarm while it holds the swarm's lease in the database, renews it at every
+poll, and a node that dies (even SIGKILL) loses its swarms to the others
+within --lease. Each node's API lists every swarm with the node auditing
+it; verdicts come from every node's observations.
 
 Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 		Example: `  swarmaudit serve --watch /srv/torrents --api-listen 127.0.0.1:8080 --tracker-listen :6969 --db serve.db`,
@@ -75,12 +90,14 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.watchDir, "watch", "", "folder of .torrent files to audit (required)")
+	f.StringVar(&o.watchDir, "watch", "", "folder of .torrent and .magnet files to audit (required)")
+	f.StringVar(&o.reportedDir, "reported-dir", "", "folder of announce logs (JSON lines: .jsonl, .ndjson, .json) imported as they grow")
 	f.StringVar(&o.dbPath, "db", "swarmaudit.db", "SQLite database of observations, announces and verdicts, or a postgres:// URL (password in $PGPASSWORD) shared by several nodes")
 	f.StringVar(&o.nodeID, "node-id", "", "this node's name among the nodes sharing a PostgreSQL database (default: the host name)")
 	f.DurationVar(&o.leaseTTL, "lease", 30*time.Second, "with PostgreSQL: a node that stops renewing loses its swarms to the others after this long")
 	f.StringVar(&o.apiListen, "api-listen", "127.0.0.1:8080", "HTTP address of the API, metrics and dashboard (other than loopback: a bearer token in $"+apiTokenEnv+" is required)")
 	f.StringVar(&o.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP) for every swarm")
+	o.upstreamFlags.register(f)
 	f.DurationVar(&o.pollEvery, "poll-interval", 5*time.Second, "how often the watch folder is read")
 	f.DurationVar(&o.judgeEvery, "judge-interval", 10*time.Minute, "how often each swarm is judged again")
 	f.DurationVar(&o.snapshotEvery, "snapshot-interval", collect.DefaultSnapshotInterval, "bitfield snapshot of each peer this often")
@@ -129,6 +146,9 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		if err := positive(d.flag, d.v); err != nil {
 			return err
 		}
+	}
+	if o.upstream != "" && o.trackerListen == "" {
+		return usagef("--upstream needs --tracker-listen (the recording proxy is the embedded tracker)")
 	}
 	if o.trackerSwarms && o.trackerSchema == "" {
 		return usagef("--tracker-swarms needs --tracker-schema (the tracker's database lists the swarms)")
@@ -187,7 +207,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	svc, err := serve.New(serve.Config{
 		NodeID: o.nodeID, LeaseTTL: o.leaseTTL,
 		TrackerDB: tdb, TrackerDBEvery: o.trackerDBEvery, TrackerSwarms: o.trackerSwarms, TrackerSwarmIdle: o.trackerSwarmIdle, MaxSwarms: o.maxSwarms,
-		Store: st, WatchDir: o.watchDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
+		Store: st, WatchDir: o.watchDir, ReportedDir: o.reportedDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
 		Collect: collect.Config{
 			SnapshotInterval: o.snapshotEvery, ProbeInterval: o.probeEvery, ProbeBytes: pb, ProbeTimeout: o.probeTimeout,
 			Watch: !o.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: peerid.OurName + " " + version,
@@ -204,6 +224,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	if o.trackerListen != "" {
 		srv, err := trackerserver.New(trackerserver.Config{
 			HTTPAddr: o.trackerListen, UDPAddr: o.trackerListen, Interval: 30 * time.Minute,
+			Upstream: o.upstream, UpstreamAddrHeader: o.upstreamAddrHeader, UpstreamIPParam: o.upstreamIPParam,
 			Recorder: svc, Logger: log,
 			OnRecordError: func(err error) { failRun(fmt.Errorf("embedded tracker: %w", err)) },
 		})

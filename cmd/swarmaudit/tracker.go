@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
@@ -18,10 +19,9 @@ import (
 
 // trackerOptions are the tracker command's options.
 type trackerOptions struct {
-	trackerListen, udpListen, dbPath, upstream string
-	upstreamAddrHeader                         string
-	upstreamIPParam                            bool
-	interval                                   time.Duration
+	upstreamFlags
+	trackerListen, udpListen, dbPath string
+	interval                         time.Duration
 }
 
 func newTrackerCmd(g *globalOptions) *cobra.Command {
@@ -61,9 +61,7 @@ tracker is up, and one with the count of recorded announces when it stops.
 	f.StringVar(&o.trackerListen, "tracker-listen", "127.0.0.1:6969", "HTTP listen address (empty: no HTTP)")
 	f.StringVar(&o.udpListen, "udp-listen", "", "UDP listen address (BEP 15; empty: no UDP)")
 	f.StringVar(&o.dbPath, "db", "swarmaudit.db", "SQLite database that records the announces")
-	f.StringVar(&o.upstream, "upstream", "", "forward HTTP announces to this tracker and record them (recording proxy)")
-	f.StringVar(&o.upstreamAddrHeader, "upstream-addr-header", "X-Forwarded-For", "HTTP header that passes the peer's address to the upstream (\"-\": none)")
-	f.BoolVar(&o.upstreamIPParam, "upstream-ip-param", false, "also pass the peer's address as the announce's ip parameter")
+	o.upstreamFlags.register(f)
 	f.DurationVar(&o.interval, "interval", 30*time.Minute, "announce interval handed to clients")
 	return cmd
 }
@@ -138,4 +136,17 @@ func (c *countingRecorder) RecordAnnounce(a reported.Announce) error {
 		c.n.Add(1)
 	}
 	return err
+}
+
+// upstreamFlags make the embedded tracker a recording proxy (tracker and
+// serve).
+type upstreamFlags struct {
+	upstream, upstreamAddrHeader string
+	upstreamIPParam              bool
+}
+
+func (u *upstreamFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&u.upstream, "upstream", "", "forward announces to this tracker and record them (recording proxy; \"{passkey}\" is replaced by the request's)")
+	f.StringVar(&u.upstreamAddrHeader, "upstream-addr-header", "X-Forwarded-For", "HTTP header that passes the peer's address to the upstream (\"-\": none)")
+	f.BoolVar(&u.upstreamIPParam, "upstream-ip-param", false, "also pass the peer's address as the announce's ip parameter")
 }

@@ -26,9 +26,9 @@ type SwarmStatus struct {
 	Name     string `json:"name"`
 	// File is the watch folder's file of the swarm; Source says where the
 	// swarm came from: "watch folder" or "tracker database".
-	File     string `json:"file,omitempty"`
-	Source   string `json:"source"`
-	Private  bool   `json:"private"`
+	File    string `json:"file,omitempty"`
+	Source  string `json:"source"`
+	Private bool   `json:"private"`
 	// Node audits the swarm ("" for a single node). Swarms of other nodes
 	// are listed too, without progress: their verdicts are in the shared
 	// database.

@@ -53,7 +53,8 @@ var (
 	descBW           = prometheus.NewDesc("swarmaudit_bandwidth_probes", "Bandwidth probes running now.", nil, nil)
 	descProbes       = prometheus.NewDesc("swarmaudit_probes", "Connections made for snapshots and probes, over the swarms audited now, by outcome.", []string{"outcome"}, nil)
 	descBytes        = prometheus.NewDesc("swarmaudit_auditor_bytes", "The auditor's own wire traffic, over the swarms audited now.", []string{"direction"}, nil)
-	descAnnounces    = prometheus.NewDesc("swarmaudit_announces_recorded_total", "Announces the embedded tracker recorded.", nil, nil)
+	descAnnounces    = prometheus.NewDesc("swarmaudit_announces_recorded_total", "Announces recorded: the embedded tracker's, the tracker database's and the imported logs'.", nil, nil)
+	descImported     = prometheus.NewDesc("swarmaudit_announces_imported_total", "Announces imported from the reported folder's logs.", nil, nil)
 	descIdentities   = prometheus.NewDesc("swarmaudit_identities", "Reporting identities by their latest verdict.", []string{"status"}, nil)
 	descUsersFlagged = prometheus.NewDesc("swarmaudit_users_flagged", "Users (passkeys) flagged in at least one swarm.", nil, nil)
 	descDBRows       = prometheus.NewDesc("swarmaudit_trackerdb_rows_total", "Reports read from the tracker's database.", nil, nil)
@@ -64,7 +65,7 @@ var (
 type collector struct{ s *Service }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSwarms, descPeers, descConns, descBW, descProbes, descBytes, descAnnounces, descIdentities, descUsersFlagged, descDBRows, descDBErrors} {
+	for _, d := range []*prometheus.Desc{descSwarms, descPeers, descConns, descBW, descProbes, descBytes, descAnnounces, descImported, descIdentities, descUsersFlagged, descDBRows, descDBErrors} {
 		ch <- d
 	}
 }
@@ -101,6 +102,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(in), "in")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(out), "out")
 	ch <- prometheus.MustNewConstMetric(descAnnounces, prometheus.CounterValue, float64(c.s.announces.Load()))
+	ch <- prometheus.MustNewConstMetric(descImported, prometheus.CounterValue, float64(c.s.imported.Load()))
 	for _, st := range []verdict.Status{verdict.StatusMisreporting, verdict.StatusSuspect, verdict.StatusOK, verdict.StatusUnverifiable} {
 		ch <- prometheus.MustNewConstMetric(descIdentities, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}

@@ -65,6 +65,9 @@ type Config struct {
 	// watch folder's (trackerswarms.go); one without a report for
 	// TrackerSwarmIdle (default 1 h) stops. MaxSwarms (0: no limit) bounds
 	// the swarms audited at once, the watch folder's first.
+	// ReportedDir, when set, holds announce logs (JSON lines) imported as
+	// they grow (reporteddir.go).
+	ReportedDir      string
 	TrackerSwarms    bool
 	TrackerSwarmIdle time.Duration
 	MaxSwarms        int
@@ -102,9 +105,12 @@ type Service struct {
 	// owned by Run's loop (noteTrackerSwarms, addTrackerSwarms).
 	trackerSwarms map[infohash.T]*trackerSwarm
 	warnedMax     bool
+	// reportedFiles: the reported folder's logs, by path; owned by Run's
+	// loop.
+	reportedFiles map[string]*reportedFile
 
-	announces        atomic.Int64
-	dbRows, dbErrors atomic.Int64 // tracker-database rows read, failed polls
+	announces, imported atomic.Int64
+	dbRows, dbErrors    atomic.Int64 // tracker-database rows read, failed polls
 }
 
 // swarm is one audited torrent.
@@ -166,7 +172,7 @@ func New(cfg Config) (*Service, error) {
 		c := cfg.Collect
 		cfg.Budget = collect.NewBudget(max(c.MaxConns, collect.DefaultMaxConns), max(c.MaxBandwidthProbes, 2), c.MaxAuditorRate, c.ProbeBytes)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, leased: map[infohash.T]bool{}, resolving: map[infohash.T]bool{}, trackerSwarms: map[infohash.T]*trackerSwarm{}, failed: make(chan error, 1)}
+	s := &Service{cfg: cfg, log: cfg.Logger, swarms: map[infohash.T]*swarm{}, loaded: map[string]loadedFile{}, leased: map[infohash.T]bool{}, resolving: map[infohash.T]bool{}, trackerSwarms: map[infohash.T]*trackerSwarm{}, reportedFiles: map[string]*reportedFile{}, failed: make(chan error, 1)}
 	s.metrics = newMetrics(s)
 	cfg.Store.ObserveWrites(func(d time.Duration) { s.metrics.storeWrite.Observe(d.Seconds()) })
 	return s, nil
@@ -192,7 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 		dbPoll = tk.C
 	}
 	s.scan(ctx)
-	runErr := s.pollTrackerDB(ctx)
+	runErr := errors.Join(s.pollTrackerDB(ctx), s.importReported(ctx))
 loop:
 	for runErr == nil {
 		select {
@@ -204,6 +210,10 @@ loop:
 		case tick := <-poll.C:
 			s.metrics.late("scan", tick)
 			s.scan(ctx)
+			if err := s.importReported(ctx); err != nil {
+				runErr = err
+				break loop
+			}
 		case tick := <-dbPoll:
 			s.metrics.late("trackerdb", tick)
 			if err := s.pollTrackerDB(ctx); err != nil {
@@ -334,11 +344,11 @@ func (s *Service) judgeAll(ctx context.Context) error {
 		if errors.Is(err, store.ErrNotFound) {
 			continue // no run stored yet
 		}
-		if err != nil && ctx.Err() != nil {
-			return nil
-		}
 		if err == nil {
 			err = audit.SaveVerdicts(ctx, s.cfg.Store, res.Swarm, res.Run, res.Report)
+		}
+		if err != nil && ctx.Err() != nil {
+			return nil // stopping: each swarm's audit judges a last time
 		}
 		if err != nil {
 			return fmt.Errorf("judge %s: %w", sw.torrent.Name, err)

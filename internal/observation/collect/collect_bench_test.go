@@ -1,7 +1,6 @@
 package collect
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -40,7 +39,7 @@ type simSwarm struct {
 	file  string // its .torrent
 	peers []simPeer
 	stdin io.Writer
-	lines chan string
+	lines <-chan string
 }
 
 type simPeer struct {
@@ -52,60 +51,10 @@ type simPeer struct {
 // it serves; the process is stopped when the benchmark ends.
 func startSimSwarm(b *testing.B, args ...string) *simSwarm {
 	b.Helper()
-	tmp := b.TempDir()
-	goCmd := goBinary()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bin := filepath.Join(tmp, "swarmmap")
-	if out, err := exec.CommandContext(ctx, goCmd, "build", "-o", bin, "../../bench/swarmmap").CombinedOutput(); err != nil {
-		b.Fatalf("build bench/swarmmap: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, append([]string{"-dir", tmp, "-life", "15m"}, args...)...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start swarmmap: %v", err)
-	}
-	exited := make(chan struct{})
-	lines := make(chan string, 16)
-	b.Cleanup(func() {
-		stdin.Close() // it exits when stdin closes
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default: // nobody asked
-			}
-		}
-		cmd.Wait()
-		close(exited)
-	}()
-	select {
-	case line := <-lines:
-		if !strings.HasPrefix(line, "ready ") {
-			b.Fatalf("swarmmap said %q", line)
-		}
-	case <-exited:
-		b.Fatal("swarmmap exited before it was ready")
-	case <-time.After(time.Minute):
-		b.Fatal("swarmmap not ready after a minute")
-	}
-	s := &simSwarm{file: filepath.Join(tmp, "swarm.torrent"), stdin: stdin, lines: lines}
+	sm := testclients.StartSwarmMap(b, args...)
+	tmp := sm.Dir
+	var err error
+	s := &simSwarm{file: filepath.Join(tmp, "swarm.torrent"), stdin: sm.Stdin, lines: sm.Lines}
 	if s.tor, err = torrentmeta.Load(s.file); err != nil {
 		b.Fatal(err)
 	}
@@ -470,12 +419,4 @@ func liveHeap() (uint64, int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse, runtime.NumGoroutine()
-}
-
-// goBinary is the go command on PATH, or "go".
-func goBinary() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
 }
