@@ -55,7 +55,7 @@ func startAuditedSwarm(t *testing.T, seed int64, extra ...string) *auditedSwarm 
 	go func() {
 		var err error
 		args := append([]string{"audit", "--torrent", s.torrent, "--tracker-listen", trackerAddr,
-			"--duration", auditFor.String(), "--db", filepath.Join(s.dir, "audit.db"), "--json-out", s.report,
+			"--duration", auditFor.String(), "--db", testclients.StoreDB(t, filepath.Join(s.dir, "audit.db")), "--json-out", s.report,
 			"--no-dht", "--no-trackers", "--snapshot-interval", "2s", "--probe-interval", "20s",
 			"--probe-bytes", "512KiB", "--probe-timeout", "6s", "--slack", "4MiB",
 			"--html-out", filepath.Join(s.dir, "audit.html"), "--csv-out", filepath.Join(s.dir, "peers.csv")}, extra...)

@@ -20,7 +20,7 @@ var built struct {
 // (`go build`, no race detector), for tests that run it as a separate
 // process: under a terminal, killed with SIGKILL, or at the speed a user
 // sees.
-func builtBinary(t *testing.T) string {
+func builtBinary(t testing.TB) string {
 	t.Helper()
 	built.once.Do(func() {
 		built.dir, built.err = os.MkdirTemp("", "swarmaudit-bin-")

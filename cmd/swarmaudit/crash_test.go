@@ -114,7 +114,7 @@ func testSurvivesSIGKILL(t *testing.T, mode string) {
 	if err := os.WriteFile(torrentPath, mi, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	db := filepath.Join(dir, "audit.db")
+	db := testclients.StoreDB(t, filepath.Join(dir, "audit.db"))
 	if mode == "audit on postgres" {
 		db = testclients.StartPostgres(context.Background(), t)
 	}

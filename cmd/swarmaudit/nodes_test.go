@@ -23,11 +23,13 @@ import (
 )
 
 // TestTwoNodesShareSwarms: two `swarmaudit serve` nodes on one PostgreSQL
-// and one watch folder split its swarms (each swarm audited by one node
-// only, and both nodes' APIs list every swarm with its node); SIGKILL of
-// one hands its swarms to the other within the lease, and no observation
-// committed before the kill is lost.
+// and one watch folder split its swarms — four simulated ones and one of
+// a real Transmission seeder — (each swarm audited by one node only, and
+// both nodes' APIs list every swarm with its node); SIGKILL of one hands
+// its swarms to the other within the lease, which reaches the real seeder;
+// no observation committed before the kill is lost.
 func TestTwoNodesShareSwarms(t *testing.T) {
+	testclients.Require(t, "transmission-daemon")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	bin := builtBinary(t)
@@ -69,6 +71,24 @@ func TestTwoNodesShareSwarms(t *testing.T) {
 		}
 		hashes = append(hashes, tor.InfoHash.HexString())
 	}
+	// The real swarm: Transmission seeding a torrent that announces to the
+	// same tracker.
+	realDir := filepath.Join(dir, "real")
+	if err := os.Mkdir(realDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	realPayload := testclients.MakePayload(t, realDir, 4<<20, 48)
+	realTorrent, realHash := testclients.MakeTorrent(t, realPayload, 256<<10, []string{tr.HTTPURL()}, false)
+	seeder := testclients.Start(ctx, t, testclients.Options{Kind: testclients.Transmission, TorrentFile: realTorrent, Seed: true, DataDir: realDir, UploadLimitKiB: 1024})
+	defer seeder.Stop()
+	raw, err := os.ReadFile(realTorrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(watch, "real.torrent"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hashes = append(hashes, hex.EncodeToString(realHash[:]))
 	outs := map[string]*bytes.Buffer{}
 	defer func() {
 		if t.Failed() {
@@ -93,6 +113,7 @@ func TestTwoNodesShareSwarms(t *testing.T) {
 		return cmd
 	}
 	a, b := node("a"), node("b")
+	reached := map[string]int{}                  // peers reached per swarm, by the node auditing it
 	local := func(name string) map[string]bool { // swarms the node audits itself
 		var got []serve.SwarmStatus
 		resp, err := http.Get(apis[name] + "/api/v1/swarms")
@@ -107,6 +128,7 @@ func TestTwoNodesShareSwarms(t *testing.T) {
 		for _, s := range got {
 			if s.Node == name && !s.Since.IsZero() {
 				m[s.InfoHash] = true
+				reached[s.InfoHash] = s.Progress.Reached
 			}
 		}
 		return m
@@ -146,6 +168,8 @@ func TestTwoNodesShareSwarms(t *testing.T) {
 	killed := time.Now()
 	waitUntil(t, 30*time.Second, "node b audits every swarm", func() bool { return len(local("b")) == len(hashes) })
 	t.Logf("node a's %d swarms taken over by b %v after the kill (lease 2 s)", len(aSwarms), time.Since(killed).Round(100*time.Millisecond))
+	real := hex.EncodeToString(realHash[:])
+	waitUntil(t, 30*time.Second, "node b reaches the real seeder", func() bool { local("b"); return reached[real] >= 1 })
 	for i, h := range hashes {
 		if after := countByHash(t, dbURL, h); after.snapshots < before[i].snapshots || after.probes < before[i].probes || after.events < before[i].events {
 			t.Errorf("swarm %s lost observations: %+v then %+v", h, before[i], after)

@@ -48,7 +48,7 @@ func TestAuditProgressOnATerminal(t *testing.T) {
 	if err := os.WriteFile(torrentPath, mi, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"audit", "--torrent", torrentPath, "--db", filepath.Join(dir, "tty.db"), "--tracker-listen", trackerAddr,
+	args := []string{"audit", "--torrent", torrentPath, "--db", testclients.StoreDB(t, filepath.Join(dir, "tty.db")), "--tracker-listen", trackerAddr,
 		"--duration", "8s", "--no-dht", "--no-trackers", "--snapshot-interval", "1s", "--probe-bytes", "128KiB"}
 
 	cmd := exec.Command(bin, args...)
@@ -96,7 +96,7 @@ func TestAuditProgressOnATerminal(t *testing.T) {
 
 	// Not a terminal: plain lines, no control sequences.
 	var plain bytes.Buffer
-	cmd = exec.Command(bin, append(args[:len(args):len(args)], "--db", filepath.Join(dir, "plain.db"))...)
+	cmd = exec.Command(bin, append(args[:len(args):len(args)], "--db", testclients.StoreDB(t, filepath.Join(dir, "plain.db")))...)
 	cmd.Stdout, cmd.Stderr = io.Discard, &plain
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("audit without a terminal: %v\n%s", err, plain.String())

@@ -27,7 +27,7 @@ func TestReportHidesPasskeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	db := filepath.Join(dir, "audit.db")
+	db := testclients.StoreDB(t, filepath.Join(dir, "audit.db"))
 	st, err := store.Open(ctx, db)
 	if err != nil {
 		t.Fatal(err)

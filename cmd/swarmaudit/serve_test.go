@@ -77,7 +77,7 @@ func TestServeRealClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log lockedBuffer
-	daemon := exec.Command(bin, "serve", "--watch", filepath.Join(dir, "watch"), "--api-listen", apiAddr, "--db", filepath.Join(dir, "serve.db"),
+	daemon := exec.Command(bin, "serve", "--watch", filepath.Join(dir, "watch"), "--api-listen", apiAddr, "--db", testclients.StoreDB(t, filepath.Join(dir, "serve.db")),
 		"--tracker-listen", trackerAddr, "--poll-interval", "500ms", "--judge-interval", "3s", "--no-dht", "--no-trackers",
 		"--snapshot-interval", "2s", "--probe-interval", "10s", "--peer-probe-gap", "10s", "--probe-bytes", "512KiB", "--probe-timeout", "6s", "--slack", "4MiB")
 	daemon.Stdout, daemon.Stderr = &log, &log

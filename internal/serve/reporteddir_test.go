@@ -12,6 +12,7 @@ import (
 
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 )
 
 // TestImportReported: a log in the reported folder is imported as it
@@ -21,7 +22,7 @@ import (
 func TestImportReported(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, filepath.Join(dir, "serve.db"))
+	st, err := store.Open(ctx, testclients.StoreDB(t, filepath.Join(dir, "serve.db")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func runServeBench(b *testing.B, dir string, swarms int, d time.Duration) (heap,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := store.Open(ctx, filepath.Join(tmp, "serve.db"))
+	st, err := store.Open(ctx, testclients.StoreDB(b, filepath.Join(tmp, "serve.db")))
 	if err != nil {
 		b.Fatal(err)
 	}

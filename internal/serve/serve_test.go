@@ -46,7 +46,7 @@ func TestServeWatchFolder(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := store.Open(ctx, filepath.Join(dir, "serve.db"))
+	st, err := store.Open(ctx, testclients.StoreDB(t, filepath.Join(dir, "serve.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func testServeTrackerDatabase(t *testing.T, fromTracker bool) {
 	if !fromTracker {
 		writeTorrent(t, watch, tor, "http://127.0.0.1:1/announce")
 	}
-	st, err := store.Open(ctx, filepath.Join(dir, "serve.db"))
+	st, err := store.Open(ctx, testclients.StoreDB(t, filepath.Join(dir, "serve.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestServeMagnet(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(watch, "m.magnet"), []byte(magnet), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(ctx, filepath.Join(dir, "serve.db"))
+	st, err := store.Open(ctx, testclients.StoreDB(t, filepath.Join(dir, "serve.db")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 )
 
@@ -143,8 +144,14 @@ func fileSize(b *testing.B, path string) int64 {
 	return fi.Size()
 }
 
-func benchStore(b *testing.B, pieces int) (*Store, SwarmID) {
-	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+func benchStore(b *testing.B, engine string, pieces int) (*Store, SwarmID) {
+	path := filepath.Join(b.TempDir(), "bench.db")
+	if engine == postgresDialect.name {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		path = testclients.StartPostgres(ctx, b)
+	}
+	s, err := Open(context.Background(), path)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -156,54 +163,71 @@ func benchStore(b *testing.B, pieces int) (*Store, SwarmID) {
 	return s, sw
 }
 
-// BenchmarkAddSnapshot is the cost of one committed snapshot (mostly deltas).
-func BenchmarkAddSnapshot(b *testing.B) {
-	const pieces = 2000
-	s, sw := benchStore(b, pieces)
-	ctx := context.Background()
-	bfs := make([]bitfield.Bitfield, 100)
-	for i := range bfs {
-		bfs[i] = bitfield.New(pieces)
-	}
-	i := 0
-	for b.Loop() {
-		p := i % len(bfs)
-		bfs[p].Set((i * 7) % pieces)
-		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(p)}), 1)
-		if err := s.AddSnapshot(ctx, sw, addr, t0.Add(time.Duration(i)*time.Millisecond), bfs[p]); err != nil {
-			b.Fatal(err)
-		}
-		i++
+// onEngines runs a store benchmark on SQLite and on PostgreSQL (a
+// throwaway cluster on loopback; skipped without PostgreSQL outside CI),
+// and reports rows/s, the rows committed per second.
+func onEngines(b *testing.B, pieces int, fn func(b *testing.B, s *Store, sw SwarmID)) {
+	for _, engine := range []string{sqliteDialect.name, postgresDialect.name} {
+		b.Run("engine="+engine, func(b *testing.B) {
+			s, sw := benchStore(b, engine, pieces)
+			fn(b, s, sw)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
 	}
 }
 
-// BenchmarkAddHave is the cost of one HAVE event, batched 100 per commit.
+// BenchmarkAddSnapshot is the cost of one committed snapshot (mostly deltas).
+func BenchmarkAddSnapshot(b *testing.B) {
+	const pieces = 2000
+	onEngines(b, pieces, func(b *testing.B, s *Store, sw SwarmID) {
+		ctx := context.Background()
+		bfs := make([]bitfield.Bitfield, 100)
+		for i := range bfs {
+			bfs[i] = bitfield.New(pieces)
+		}
+		i := 0
+		for b.Loop() {
+			p := i % len(bfs)
+			bfs[p].Set((i * 7) % pieces)
+			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(p)}), 1)
+			if err := s.AddSnapshot(ctx, sw, addr, t0.Add(time.Duration(i)*time.Millisecond), bfs[p]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkAddHave is the cost of one HAVE event, batched 100 per commit
+// (COPY on PostgreSQL).
 func BenchmarkAddHave(b *testing.B) {
-	s, sw := benchStore(b, 1<<20)
-	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i % 200)}), 1)
-		if err := s.AddHave(ctx, sw, addr, t0.Add(time.Duration(i)*time.Microsecond), i%(1<<20)); err != nil {
+	onEngines(b, 1<<20, func(b *testing.B, s *Store, sw SwarmID) {
+		ctx := context.Background()
+		i := 0
+		for b.Loop() {
+			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(i % 200)}), 1)
+			if err := s.AddHave(ctx, sw, addr, t0.Add(time.Duration(i)*time.Microsecond), i%(1<<20)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		if err := s.Flush(ctx); err != nil {
 			b.Fatal(err)
 		}
-		i++
-	}
-	if err := s.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
+	})
 }
 
 // BenchmarkRecordAnnounce is the cost of one committed announce.
 func BenchmarkRecordAnnounce(b *testing.B) {
-	s, _ := benchStore(b, 10)
-	i := 0
-	for b.Loop() {
-		a := reported.Announce{At: t0.Add(time.Duration(i) * time.Millisecond), InfoHash: ih(1),
-			IP: netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}), Port: 6881, Uploaded: int64(i), Source: "bench"}
-		if err := s.RecordAnnounce(a); err != nil {
-			b.Fatal(err)
+	onEngines(b, 10, func(b *testing.B, s *Store, _ SwarmID) {
+		i := 0
+		for b.Loop() {
+			a := reported.Announce{At: t0.Add(time.Duration(i) * time.Millisecond), InfoHash: ih(1),
+				IP: netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}), Port: 6881, Uploaded: int64(i), Source: "bench"}
+			if err := s.RecordAnnounce(a); err != nil {
+				b.Fatal(err)
+			}
+			i++
 		}
-		i++
-	}
+	})
 }

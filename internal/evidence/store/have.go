@@ -138,7 +138,7 @@ func (s *Store) writeHaves(ctx context.Context, batch []pendingHave) error {
 		}
 		return keys[i].addr.Compare(keys[j].addr) < 0
 	})
-	return s.writeTx(ctx, fmt.Sprintf("write %d HAVE events", len(batch)), func(tx *sql.Tx) error {
+	return s.writeConnTx(ctx, fmt.Sprintf("write %d HAVE events", len(batch)), func(conn *sql.Conn, tx *sql.Tx) error {
 		ids := make(map[key]int64, len(keys))
 		for _, k := range keys {
 			sp := spans[k]
@@ -147,6 +147,13 @@ func (s *Store) writeHaves(ctx context.Context, batch []pendingHave) error {
 				return err
 			}
 			ids[k] = id
+		}
+		if s.d.name == postgresDialect.name {
+			rows := make([][]any, len(batch))
+			for i, h := range batch {
+				rows[i] = []any{ids[key{h.swarm, h.addr}], h.atUS, int64(h.piece)}
+			}
+			return copyHaves(ctx, conn, tx, rows)
 		}
 		stmt := s.txStmt(ctx, tx, qInsertHave)
 		for _, h := range batch {

@@ -89,9 +89,12 @@ func TestMigrateUpgradesAndRefusesNewer(t *testing.T) {
 		t.Cleanup(func() { pg.Close() })
 		db, d, tables = pg, postgresDialect, `SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'more'`
 	}
-	v1 := migration{1, "things", []string{`CREATE TABLE things (id {{id}}, name TEXT NOT NULL)`}}
-	v2 := migration{2, "thing sizes", []string{`ALTER TABLE things ADD COLUMN size BIGINT NOT NULL DEFAULT 7`}}
-	v3bad := migration{3, "broken", []string{`CREATE TABLE more (id {{id}})`, `THIS IS NOT SQL`}}
+	v1 := migration{version: 1, name: "things", stmts: []string{`CREATE TABLE things (id {{id}}, name TEXT NOT NULL)`}}
+	v2 := migration{version: 2, name: "thing sizes", stmts: []string{`ALTER TABLE things ADD COLUMN size BIGINT NOT NULL DEFAULT 7`}}
+	// A step for the other engine only is recorded here with nothing run.
+	other := map[string]string{"sqlite": "postgres", "postgres": "sqlite"}[d.name]
+	v3other := migration{version: 3, name: "the other engine's", only: other, stmts: []string{`THIS IS NOT SQL`}}
+	v4bad := migration{version: 4, name: "broken", stmts: []string{`CREATE TABLE more (id {{id}})`, `THIS IS NOT SQL`}}
 
 	steps := []struct {
 		name        string
@@ -103,8 +106,9 @@ func TestMigrateUpgradesAndRefusesNewer(t *testing.T) {
 		{"empty to v1", []migration{v1}, []int{1}, nil, 1},
 		{"v1 again is a no-op", []migration{v1}, nil, nil, 1},
 		{"old db upgraded to v2", []migration{v1, v2}, []int{2}, nil, 2},
-		{"failed step rolls back whole", []migration{v1, v2, v3bad}, nil, errAny, 2},
-		{"newer db refused", []migration{v1}, nil, ErrSchemaTooNew, 2},
+		{"another engine's step recorded, not run", []migration{v1, v2, v3other}, []int{3}, nil, 3},
+		{"failed step rolls back whole", []migration{v1, v2, v3other, v4bad}, nil, errAny, 3},
+		{"newer db refused", []migration{v1}, nil, ErrSchemaTooNew, 3},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {

@@ -112,7 +112,7 @@ func (s *simSwarm) traffic(b *testing.B) (recv, sent int64) {
 func benchCollector(b *testing.B, s *simSwarm, cfg Config) (*Collector, *store.Store, store.SwarmID) {
 	b.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "audit.db"))
+	st, err := store.Open(ctx, testclients.StoreDB(b, filepath.Join(b.TempDir(), "audit.db")))
 	if err != nil {
 		b.Fatal(err)
 	}

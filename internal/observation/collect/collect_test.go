@@ -11,6 +11,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
+	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
@@ -18,7 +19,7 @@ import (
 func openStore(t *testing.T, tor *torrentmeta.Torrent) (*store.Store, store.SwarmID) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	st, err := store.Open(ctx, testclients.StoreDB(t, filepath.Join(t.TempDir(), "audit.db")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -104,4 +105,31 @@ func StartPostgres(ctx context.Context, t testing.TB) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/swarmaudit?sslmode=disable", port)
+}
+
+// StoreEngineEnv picks the store engine of the tests: SQLite by default,
+// PostgreSQL when it is "postgres" (CI runs the store's users both ways).
+const StoreEngineEnv = "SWARMAUDIT_STORE_ENGINE"
+
+// pgByPath maps a test's database path to the PostgreSQL database standing
+// in for it, so that a test reopening "the same file" reopens the same
+// database.
+var pgByPath sync.Map
+
+// StoreDB is the database a test opens for the SQLite file path: the path
+// itself, or with SWARMAUDIT_STORE_ENGINE=postgres the URL of a throwaway
+// PostgreSQL database (StartPostgres), the same one for the same path.
+func StoreDB(t testing.TB, path string) string {
+	t.Helper()
+	if os.Getenv(StoreEngineEnv) != "postgres" {
+		return path
+	}
+	if u, ok := pgByPath.Load(path); ok {
+		return u.(string)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	u := StartPostgres(ctx, t)
+	pgByPath.Store(path, u)
+	return u
 }
