@@ -139,6 +139,11 @@ const notes = `Units beyond ns/op, B/op and allocs/op:
   minute), plus bandwidth probes within the auditor's budget;
   writes/peer-hour, HAVEs/peer-hour and bw-probes/peer-hour are the
   observations behind it.
+- **internal/evidence/store BenchmarkAddSnapshot, BenchmarkAddHave,
+  BenchmarkRecordAnnounce**: engine=sqlite and engine=postgres (a throwaway
+  Debian PostgreSQL cluster on loopback, default settings, fsync on);
+  rows/s, the rows committed per second by one writer (HAVEs in batches of
+  100: COPY on PostgreSQL).
 - **internal/serve BenchmarkServeSwarms**: one serve node auditing 1, 10 or 100
   simulated swarms of 20 peers each (bench/swarmmap -swarms, a process of
   its own; 1,024 pieces of 16 KiB, a piece gained by each peer every 10 s)
@@ -149,6 +154,17 @@ const notes = `Units beyond ns/op, B/op and allocs/op:
   those before the service started, per swarm; cpu-ms/swarm-s, the process
   CPU time per swarm per second; reached, the fraction of the peers
   reached; judge-ms/swarm, the mean time to judge one swarm again.
+- **cmd/swarmaudit BenchmarkNodes**: 1, 2 or 3 swarmaudit serve processes
+  on one PostgreSQL (throwaway cluster) sharing 30 simulated swarms of 20
+  peers, each peer on its own loopback address (bench/swarmmap -swarms 30
+  -spread; each node's budget 64 connections, 2 bandwidth probes of 256
+  KiB, 2 MiB/s; snapshots every 20 s, bandwidth probes every 30 s and at
+  most one per host per 30 s cluster-wide, judged every 2 s), measured
+  over 60 s after 30 s to
+  settle: judged-swarms/s of all nodes (15 when they keep up); probes/min,
+  connections for snapshots and bandwidth probes per minute; probed-peers,
+  peers with a bandwidth probe at the end; write-ms, the mean store write
+  transaction. All nodes share the machine's 2 cores.
 - **cmd/swarmaudit BenchmarkDemo**: s-end-to-end, the wall time of
   ` + "`swarmaudit demo --duration 30s`" + ` (defaults otherwise) until its reports are
   written; s-beyond-duration, that less the 30 s audited; cpu-s, the process

@@ -11,7 +11,7 @@
 // swarmsim.Plan). With -gain, each peer gains one piece it lacks at that
 // interval (a HAVE on each of its connections), as peers that download do.
 //
-//	swarmmap -dir DIR [-swarms 1] [-peers 1000] [-pieces 512] [-enc mixed] [-gain 0] [-life 10m]
+//	swarmmap -dir DIR [-swarms 1] [-spread] [-peers 1000] [-pieces 512] [-enc mixed] [-gain 0] [-life 10m]
 //
 // It writes DIR/swarm.torrent and DIR/peers.json (the address, peer id and
 // starting bitfield of every peer) — with -swarms K, K swarms of -peers
@@ -73,9 +73,10 @@ func main() {
 		life        = flag.Duration("life", 10*time.Minute, "exit after this long at the latest")
 		count       = flag.Bool("count", false, "count every connection's bytes (answer \"bytes\" on stdin)")
 		swarms      = flag.Int("swarms", 1, "swarms (torrents) served, each with -peers peers")
+		spread      = flag.Bool("spread", false, "each peer on its own loopback address (127.S.P.P), as peers on distinct hosts; else all on 127.0.0.1")
 	)
 	flag.Parse()
-	cfg := config{swarms: *swarms, peers: *peers, pieces: *pieces, pieceLength: *pieceLength, enc: *enc, seed: *seed, gain: *gain, maxConns: *maxConns, life: *life, count: *count}
+	cfg := config{spread: *spread, swarms: *swarms, peers: *peers, pieces: *pieces, pieceLength: *pieceLength, enc: *enc, seed: *seed, gain: *gain, maxConns: *maxConns, life: *life, count: *count}
 	if err := run(*dir, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "swarmmap:", err)
 		os.Exit(1)
@@ -89,7 +90,7 @@ type config struct {
 	enc                             string
 	seed                            uint64
 	gain, life                      time.Duration
-	count                           bool
+	count, spread                   bool
 }
 
 func run(dir string, c config) error {
@@ -160,7 +161,11 @@ func startSwarm(ctx context.Context, dir, suffix string, c config, seed uint64, 
 	sim := make([]*swarmsim.Peer, 0, n)
 	infos := make([]PeerInfo, n)
 	for i, spec := range specs {
-		p, err := swarmsim.StartPeer("127.0.0.1:0", swarmsim.PeerConfig{
+		listen := "127.0.0.1:0"
+		if c.spread { // 127.S.P.P: swarm S (1-250), peer P (up to 62,500 per swarm)
+			listen = fmt.Sprintf("127.%d.%d.%d:0", 1+int(seed-c.seed)%250, i/250%250, i%250+1)
+		}
+		p, err := swarmsim.StartPeer(listen, swarmsim.PeerConfig{
 			Payload: payload, PeerID: plans[i].PeerID, Have: plans[i].Have, Encryption: spec.Encryption,
 			MaxConns: c.maxConns, Seed: plans[i].Seed, Logger: slog.New(slog.DiscardHandler),
 		})

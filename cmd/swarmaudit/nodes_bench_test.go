@@ -23,18 +23,20 @@ import (
 // share work on one machine: 1, 2 or 3 nodes audit the same 30 simulated
 // swarms of 20 peers each (bench/swarmmap -swarms 30, a process of its
 // own; every node has its own budget: 64 connections, 2 bandwidth probes
-// of 256 KiB, 2 MiB/s), the swarms handed to them as magnets whose
-// metadata is already in the folder's cache and whose x.pe are the peers.
-// After 30 s to settle the leases, over 60 s: judged-swarms/s, the
-// swarms judged per second by all nodes together; probes/min, the
-// connections made for snapshots and bandwidth probes per minute, and
-// probed-peers, the peers with at least one bandwidth probe, at the end;
-// write-ms, the mean duration of a store write transaction (every node's
-// /metrics).
+// of 256 KiB, 2 MiB/s; a snapshot of each peer every 20 s, a bandwidth
+// probe every 30 s, each swarm judged every 2 s; each peer on its own
+// loopback address, so that the per-IP gap, 30 s, is per peer), the
+// swarms handed to them as magnets whose metadata is already in the
+// folder's cache and whose x.pe are the peers. After 30 s to settle the leases, over 60 s:
+// judged-swarms/s, the swarms judged per second by all nodes together (15
+// when the nodes keep up with the interval); probes/min, the connections
+// made for snapshots and bandwidth probes per minute, and probed-peers,
+// the peers with at least one bandwidth probe, at the end; write-ms, the
+// mean duration of a store write transaction (every node's /metrics).
 func BenchmarkNodes(b *testing.B) {
 	const swarms, peers = 30, 20
 	bin := builtBinary(b)
-	sm := testclients.StartSwarmMap(b, "-swarms", fmt.Sprint(swarms), "-peers", fmt.Sprint(peers), "-pieces", "256", "-gain", "10s")
+	sm := testclients.StartSwarmMap(b, "-swarms", fmt.Sprint(swarms), "-spread", "-peers", fmt.Sprint(peers), "-pieces", "256", "-gain", "10s")
 	for _, nodes := range []int{1, 2, 3} {
 		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
 			var judged, probes, probed, writeMS float64
@@ -96,8 +98,8 @@ func runNodes(b *testing.B, bin, simDir string, swarms, nodes int) (judgedPerS, 
 		api := fmt.Sprintf("127.0.0.1:%d", testclients.FreePort(b, "127.0.0.1"))
 		apis = append(apis, "http://"+api)
 		cmd := exec.Command(bin, "serve", "--watch", watch, "--db", dbURL, "--node-id", fmt.Sprintf("n%d", i+1), "--lease", "6s",
-			"--api-listen", api, "--poll-interval", "1s", "--judge-interval", "10s", "--no-dht", "--no-trackers",
-			"--snapshot-interval", "20s", "--probe-interval", "60s", "--peer-probe-gap", "60s", "--probe-bytes", "256KiB",
+			"--api-listen", api, "--poll-interval", "1s", "--judge-interval", "2s", "--no-dht", "--no-trackers",
+			"--snapshot-interval", "20s", "--probe-interval", "30s", "--peer-probe-gap", "30s", "--probe-bytes", "256KiB",
 			"--max-conns", "64", "--max-bandwidth-probes", "2", "--max-auditor-rate", "2MiB")
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)

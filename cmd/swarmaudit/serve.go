@@ -96,6 +96,7 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 	f.StringVar(&o.nodeID, "node-id", "", "this node's name among the nodes sharing a PostgreSQL database (default: the host name)")
 	f.DurationVar(&o.leaseTTL, "lease", 30*time.Second, "with PostgreSQL: a node that stops renewing loses its swarms to the others after this long")
 	f.StringVar(&o.apiListen, "api-listen", "127.0.0.1:8080", "HTTP address of the API, metrics and dashboard (other than loopback: a bearer token in $"+apiTokenEnv+" is required)")
+	f.StringVar(&o.apiListen, "listen", "127.0.0.1:8080", "the same as --api-listen")
 	f.StringVar(&o.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP) for every swarm")
 	o.upstreamFlags.register(f)
 	f.DurationVar(&o.pollEvery, "poll-interval", 5*time.Second, "how often the watch folder is read")
