@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
-	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
 )
@@ -110,7 +109,7 @@ func (s *Service) statuses() []SwarmStatus {
 		}
 		if res, at := sw.latest(); res != nil {
 			st.JudgedAt = at.UTC()
-			for k, n := range res.Report.Summary.Counts {
+			for k, n := range res.counts {
 				st.Verdicts[string(k)] = n
 			}
 		}
@@ -155,17 +154,16 @@ func (s *Service) swarmReport(w http.ResponseWriter, r *http.Request) *reports.R
 		http.Error(w, "window: want hour, day or nothing (the whole audit)", http.StatusBadRequest)
 		return nil
 	}
-	res := sw.judgement(window)
-	if res == nil {
+	j := sw.judgement(window)
+	if j == nil {
 		http.Error(w, "not judged yet", http.StatusServiceUnavailable)
 		return nil
 	}
-	rep, err := reports.Build(res, reports.Options{Generator: "swarmaudit serve", Verdict: s.cfg.Verdict, HidePasskeys: true})
-	if err != nil {
-		http.Error(w, "report: "+err.Error(), http.StatusInternalServerError)
+	if j.report == nil {
+		http.Error(w, "report: "+j.reportErr.Error(), http.StatusInternalServerError)
 		return nil
 	}
-	return rep
+	return j.report
 }
 
 // UserVerdict is one of a user's verdicts in GET /api/v1/users/{user}.
@@ -195,8 +193,8 @@ func (s *Service) serveUser(w http.ResponseWriter, r *http.Request) {
 		if res == nil {
 			continue
 		}
-		for _, v := range res.Report.Verdicts {
-			if v.Identity.Passkey == "" || hiddenUser(v.Identity.Passkey, res.Evidence.PasskeyKey) != user {
+		for _, v := range res.verdicts {
+			if v.Identity.Passkey == "" || hiddenUser(v.Identity.Passkey, res.key) != user {
 				continue
 			}
 			out = append(out, userVerdict(sw, res, v))
@@ -236,11 +234,11 @@ func (s *Service) usersOver(window string) []User {
 			continue
 		}
 		seen := map[string]bool{}
-		for _, v := range res.Report.Verdicts {
+		for _, v := range res.verdicts {
 			if v.Identity.Passkey == "" {
 				continue
 			}
-			key := hiddenUser(v.Identity.Passkey, res.Evidence.PasskeyKey)
+			key := hiddenUser(v.Identity.Passkey, res.key)
 			u := byUser[key]
 			if u == nil {
 				u = &User{User: key, Worst: string(v.Status)}
@@ -360,7 +358,7 @@ func (s *Service) findings() []UserVerdict {
 		if res == nil {
 			continue
 		}
-		for _, v := range res.Report.Verdicts {
+		for _, v := range res.verdicts {
 			if v.Status != verdict.StatusMisreporting && v.Status != verdict.StatusSuspect {
 				continue
 			}
@@ -372,10 +370,10 @@ func (s *Service) findings() []UserVerdict {
 }
 
 // userVerdict is v of swarm sw as the API shows it.
-func userVerdict(sw *swarm, res *audit.Result, v verdict.Verdict) UserVerdict {
+func userVerdict(sw *swarm, res *judgement, v verdict.Verdict) UserVerdict {
 	return UserVerdict{
 		InfoHash: sw.torrent.InfoHash.HexString(), Name: sw.torrent.Name,
-		Identity: reports.HidePasskey(v.Identity.Key, res.Evidence.PasskeyKey), Addrs: v.Identity.Addrs,
+		Identity: reports.HidePasskey(v.Identity.Key, res.key), Addrs: v.Identity.Addrs,
 		Status: string(v.Status), Confidence: v.Confidence, Reasons: v.Reasons, Uploaded: v.Uploaded, Downloaded: v.Downloaded,
 	}
 }

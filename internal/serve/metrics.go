@@ -85,7 +85,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		in, out = in+p.BytesIn, out+p.BytesOut
 		if res, _ := sw.latest(); res != nil {
-			for st, n := range res.Report.Summary.Counts {
+			for st, n := range res.counts {
 				counts[st] += n
 			}
 		}

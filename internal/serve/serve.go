@@ -35,6 +35,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/trackerdb"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
+	"github.com/swarmaudit/swarmaudit/internal/reports"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
@@ -124,11 +125,36 @@ type swarm struct {
 
 	progress atomic.Pointer[collect.Progress]
 	mu       sync.Mutex
-	judged   *audit.Result // latest judgement of everything, nil before the first
+	judged   *judgement // latest judgement of everything, nil before the first
 	judgedAt time.Time
 	// windows are the latest judgements of the reports of the last hour
 	// and day ("hour", "day").
-	windows map[string]*audit.Result
+	windows map[string]*judgement
+}
+
+// judgement is what the service keeps of one judgement: its verdicts (for
+// counts and users), the database's passkey key, and the report built
+// from them for the API and the dashboard. The evidence behind it — the
+// verdict's per-address timelines included — is not kept: a timeline
+// holds two times per piece per peer (a 1,000-peer swarm of 10,000
+// pieces: 160 MB), and a swarm keeps three judgements.
+type judgement struct {
+	verdicts []verdict.Verdict
+	counts   map[verdict.Status]int
+	key      []byte
+	report   *reports.Report // nil when it could not be built: reportErr
+	// reportErr says why the report could not be built.
+	reportErr error
+}
+
+// judgementOf keeps what the service serves of res.
+func (s *Service) judgementOf(res *audit.Result) *judgement {
+	j := &judgement{verdicts: res.Report.Verdicts, counts: res.Report.Summary.Counts}
+	if res.Evidence != nil {
+		j.key = res.Evidence.PasskeyKey
+	}
+	j.report, j.reportErr = reports.Build(res, reports.Options{Generator: "swarmaudit serve", Verdict: s.cfg.Verdict, HidePasskeys: true})
+	return j
 }
 
 // Windows are the spans verdicts roll over, besides the whole audit: the
@@ -284,7 +310,7 @@ func (s *Service) start(path string, t *torrentmeta.Torrent, peers []netip.AddrP
 			}
 			return
 		}
-		sw.setJudged(res, nil)
+		sw.setJudged(s.judgementOf(res), nil)
 	}()
 }
 
@@ -353,7 +379,7 @@ func (s *Service) judgeAll(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("judge %s: %w", sw.torrent.Name, err)
 		}
-		windows := make(map[string]*audit.Result, len(Windows))
+		windows := make(map[string]*judgement, len(Windows))
 		for name, span := range Windows {
 			wres, err := audit.RejudgeSince(ctx, s.cfg.Store, sw.torrent, nil, s.cfg.Verdict, time.Now().Add(-span))
 			if err != nil {
@@ -362,12 +388,12 @@ func (s *Service) judgeAll(ctx context.Context) error {
 				}
 				return fmt.Errorf("judge %s over the last %s: %w", sw.torrent.Name, name, err)
 			}
-			windows[name] = wres
+			windows[name] = s.judgementOf(wres)
 		}
 		s.metrics.judged(time.Since(start))
 		// The whole audit and its windows are published together, so a
 		// reader never sees this round's whole with the last round's hour.
-		sw.setJudged(res, windows)
+		sw.setJudged(s.judgementOf(res), windows)
 		p, c := sw.progress.Load(), res.Report.Summary.Counts
 		s.log.Info("judged", "swarm", sw.torrent.InfoHash.HexString(), "name", sw.torrent.Name,
 			"peers", p.Discovered, "reached", p.Reached, "probed", p.Probed, "probes", p.Probes,
@@ -378,7 +404,7 @@ func (s *Service) judgeAll(ctx context.Context) error {
 }
 
 // judgement is the latest judgement over a window ("" for the whole audit).
-func (sw *swarm) judgement(window string) *audit.Result {
+func (sw *swarm) judgement(window string) *judgement {
 	if window == "" {
 		res, _ := sw.latest()
 		return res
@@ -390,7 +416,7 @@ func (sw *swarm) judgement(window string) *audit.Result {
 
 // setJudged publishes a judgement of the whole audit and, when given,
 // of its windows.
-func (sw *swarm) setJudged(res *audit.Result, windows map[string]*audit.Result) {
+func (sw *swarm) setJudged(res *judgement, windows map[string]*judgement) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	sw.judged, sw.judgedAt = res, time.Now()
@@ -399,7 +425,7 @@ func (sw *swarm) setJudged(res *audit.Result, windows map[string]*audit.Result) 
 	}
 }
 
-func (sw *swarm) latest() (*audit.Result, time.Time) {
+func (sw *swarm) latest() (*judgement, time.Time) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
 	return sw.judged, sw.judgedAt

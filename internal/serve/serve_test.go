@@ -196,7 +196,7 @@ func TestUsersAcrossSwarms(t *testing.T) {
 		judged(v("alicepasskey0001", verdict.StatusMisreporting, 0.6), v("carolpasskey0001", verdict.StatusSuspect, 0.7)),
 	} {
 		sw := &swarm{torrent: &torrentmeta.Torrent{InfoHash: infohash.T{byte(i + 1)}, Name: fmt.Sprint(i)}}
-		sw.setJudged(res, nil)
+		sw.setJudged(s.judgementOf(res), nil)
 		s.swarms[sw.torrent.InfoHash] = sw
 	}
 	us := s.users()
