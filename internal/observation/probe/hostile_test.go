@@ -118,6 +118,12 @@ func TestProbeHostilePeers(t *testing.T) {
 		{"closes during the handshake", false, peerwire.PolicyPlaintext, func(c net.Conn) {
 			c.Read(make([]byte, 10))
 		}, OutcomeEncryptionRequired},
+		// Hanging up on MSE and on plaintext is no sign of requiring
+		// encryption (such a peer answers MSE): libtorrent taking uTP only
+		// does this over TCP.
+		{"closes both handshakes, auto", false, peerwire.PolicyAuto, func(c net.Conn) {
+			c.Read(make([]byte, 10))
+		}, OutcomeHandshakeFailed},
 		{"unknown message types are skipped", true, peerwire.PolicyPlaintext, func(c net.Conn) {
 			c.Write(frame(99, 1, 2, 3))
 			c.Write(frame(byte(pp.HaveNone))) // not allowed without fast, but harmless

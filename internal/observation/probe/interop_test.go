@@ -159,3 +159,31 @@ func waitNoPeers(t *testing.T, c *testclients.Client) {
 	}
 	t.Logf("the client still counts a peer after 10 s; probing anyway")
 }
+
+// TestInteropUTPOnlyLibtorrent: a real libtorrent that takes peers over
+// uTP only accepts our TCP connection and hangs up on both the MSE and
+// the plaintext handshake. That is no sign of requiring encryption: the
+// outcome is handshake_failed, with the reason, never
+// encryption_required. (Reaching it over uTP is issue 14.)
+func TestInteropUTPOnlyLibtorrent(t *testing.T) {
+	testclients.Require(t, "libtorrent")
+	dir := t.TempDir()
+	payload := testclients.MakePayload(t, dir, 1<<20, 29)
+	tpath, _ := testclients.MakeTorrent(t, payload, 64<<10, nil, false)
+	tor, err := torrentmeta.Load(tpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c := testclients.Start(ctx, t, testclients.Options{Kind: testclients.Libtorrent, TorrentFile: tpath, DataDir: dir, Seed: true, UTPOnly: true})
+	r, err := Run(ctx, c.Addr, Target{InfoHash: tor.InfoHash, NumPieces: tor.NumPieces, PieceSize: tor.PieceSize, Verify: tor.VerifyPiece},
+		Options{Policy: peerwire.PolicyAuto, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("outcome %s: %s", r.Outcome, r.Error)
+	if r.Outcome != OutcomeHandshakeFailed && r.Outcome != OutcomeRefused {
+		t.Errorf("a uTP-only libtorrent over TCP: outcome %s (%s), want handshake_failed or refused", r.Outcome, r.Error)
+	}
+}

@@ -49,6 +49,7 @@ type ltConfig struct {
 	PEX      bool     `json:"pex"`
 	DHT      bool     `json:"dht"`
 	DHTNodes []string `json:"dht_nodes"`
+	UTPOnly  bool     `json:"utp_only"`
 }
 
 func (c *Client) prepareLibtorrent(o Options) (*exec.Cmd, error) {
@@ -58,7 +59,7 @@ func (c *Client) prepareLibtorrent(o Options) (*exec.Cmd, error) {
 	}
 	cfg := ltConfig{
 		Torrent: o.TorrentFile, Save: o.DataDir, IP: o.IP, Port: int(c.Addr.Port()), Enc: string(o.Encryption),
-		UpKiB: o.UploadLimitKiB, DownKiB: o.DownloadLimitKiB, PEX: o.PEX, DHT: o.DHT,
+		UpKiB: o.UploadLimitKiB, DownKiB: o.DownloadLimitKiB, PEX: o.PEX, DHT: o.DHT, UTPOnly: o.UTPOnly,
 	}
 	for _, n := range o.DHTNodes {
 		cfg.DHTNodes = append(cfg.DHTNodes, n.String())

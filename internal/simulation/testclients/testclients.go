@@ -187,6 +187,12 @@ type Options struct {
 	// loopback (which then is the namespace's own).
 	DHTNodes []netip.AddrPort
 
+	// UTPOnly (libtorrent only) makes the client take and make peer
+	// connections over uTP only (BEP 29), as a libtorrent whose TCP is
+	// off: its TCP port still accepts, then hangs up. Launch's readiness
+	// handshake for Seed is then skipped (it speaks TCP).
+	UTPOnly bool
+
 	// Seed makes Launch wait until the client reports the torrent complete,
 	// verified and seeding, and then completes a BitTorrent handshake (MSE
 	// when encryption is required) on its peer port: one short connection
@@ -246,6 +252,7 @@ type Client struct {
 	api      controller
 	proc     *process
 	probeSrc netip.Addr // source of the readiness probe; zero: the kernel's choice
+	utpOnly  bool       // Options.UTPOnly: no readiness handshake
 	stopOnce sync.Once
 }
 
@@ -343,6 +350,10 @@ func Launch(ctx context.Context, o Options) (*Client, error) {
 		DataDir:    o.DataDir,
 		Dir:        o.Dir,
 		proc:       newProcess(),
+		utpOnly:    o.UTPOnly,
+	}
+	if o.UTPOnly && o.Kind != Libtorrent {
+		return nil, fmt.Errorf("%s: UTPOnly is libtorrent's", o.Kind)
 	}
 	if o.Kind != Libtorrent {
 		apiIP := ip
@@ -576,6 +587,9 @@ func (c *Client) waitReady(ctx context.Context, seed bool) error {
 			}
 			return fmt.Errorf("waiting to seed: %w (last stats: %v; is the payload complete in %s?)", err, st, c.DataDir)
 		}
+	}
+	if c.utpOnly {
+		return nil // the readiness handshake speaks TCP
 	}
 	for {
 		last = probeHandshake(ctx, c.Addr, c.InfoHash, c.Encryption, c.probeSrc)

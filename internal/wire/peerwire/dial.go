@@ -36,6 +36,12 @@ func Dial(ctx context.Context, addr netip.AddrPort, cfg Config) (*Conn, error) {
 			return c, err
 		}
 		c, err2 := dialOnce(ctx, addr, cfg, false)
+		if err2 != nil && errors.Is(err2, ErrEncryptionRequired) {
+			// A peer that requires encryption answers MSE; one that hung up
+			// on both handshakes refuses us over TCP (full, banning us, or
+			// taking uTP only), whatever its encryption policy.
+			return nil, errors.Join(newErr(ErrHandshake, fmt.Errorf("%s closed both our MSE and our plaintext handshakes: it is full, refuses us, or takes uTP only", addr)), ErrConnected)
+		}
 		if err2 != nil {
 			return nil, fmt.Errorf("%w (after MSE was dropped: %w)", err2, err)
 		}
