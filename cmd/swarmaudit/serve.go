@@ -30,7 +30,7 @@ type serveOptions struct {
 	probeFlags
 	upstreamFlags
 	watchDir, dbPath, apiListen, trackerListen          string
-	reportedDir                                         string
+	reportedDir, peerListen                             string
 	trackerSchema                                       string
 	nodeID                                              string
 	leaseTTL                                            time.Duration
@@ -57,6 +57,10 @@ swarm. All swarms share one budget (--max-conns, --max-bandwidth-probes,
 is judged again from the database, over the whole audit and over the last
 hour and day, its verdicts saved; users (passkeys, or tracker user ids) are
 followed across swarms.
+
+--peer-listen takes incoming peer connections for every swarm on one port
+(announced to the torrents' trackers), so that peers behind a NAT, which
+cannot be connected to, are audited when they connect.
 
 Reported statistics come from:
   --tracker-listen   the embedded tracker (HTTP and UDP) for every swarm; with
@@ -98,6 +102,7 @@ Exit codes: 0 stopped by a signal, 1 a failure (store, collection), 2 usage.`,
 	f.StringVar(&o.apiListen, "api-listen", "127.0.0.1:8080", "HTTP address of the API, metrics and dashboard (other than loopback: a bearer token in $"+apiTokenEnv+" is required)")
 	f.StringVar(&o.apiListen, "listen", "127.0.0.1:8080", "the same as --api-listen")
 	f.StringVar(&o.trackerListen, "tracker-listen", "", "run the embedded recording tracker on ADDR (HTTP and UDP) for every swarm")
+	f.StringVar(&o.peerListen, "peer-listen", "", "accept incoming peer connections for every swarm on ADDR (and announce its port to the torrents' trackers)")
 	o.upstreamFlags.register(f)
 	f.DurationVar(&o.pollEvery, "poll-interval", 5*time.Second, "how often the watch folder is read")
 	f.DurationVar(&o.judgeEvery, "judge-interval", 10*time.Minute, "how often each swarm is judged again")
@@ -205,8 +210,16 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 			return ok
 		})
 	}
+	var peerLn net.Listener
+	if o.peerListen != "" {
+		if peerLn, err = net.Listen("tcp", o.peerListen); err != nil {
+			return fmt.Errorf("--peer-listen: %w", err)
+		}
+		defer peerLn.Close()
+	}
 	svc, err := serve.New(serve.Config{
-		NodeID: o.nodeID, LeaseTTL: o.leaseTTL,
+		Listener: peerLn,
+		NodeID:   o.nodeID, LeaseTTL: o.leaseTTL,
 		TrackerDB: tdb, TrackerDBEvery: o.trackerDBEvery, TrackerSwarms: o.trackerSwarms, TrackerSwarmIdle: o.trackerSwarmIdle, MaxSwarms: o.maxSwarms,
 		Store: st, WatchDir: o.watchDir, ReportedDir: o.reportedDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
 		Collect: collect.Config{

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sort"
 	"sync"
@@ -36,6 +37,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/evidence/trackerdb"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/reports"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
@@ -68,7 +70,10 @@ type Config struct {
 	// the swarms audited at once, the watch folder's first.
 	// ReportedDir, when set, holds announce logs (JSON lines) imported as
 	// they grow (reporteddir.go).
-	ReportedDir      string
+	ReportedDir string
+	// Listener, when set, takes incoming peer connections for every swarm
+	// (incoming.go); its port is announced to the torrents' trackers.
+	Listener         net.Listener
 	TrackerSwarms    bool
 	TrackerSwarmIdle time.Duration
 	MaxSwarms        int
@@ -122,6 +127,9 @@ type swarm struct {
 	added   time.Time
 	stop    context.CancelFunc
 	done    chan struct{}
+	// incoming: connections the service's listener handshook for this
+	// swarm, for its collector to take over.
+	incoming chan *peerwire.Conn
 
 	progress atomic.Pointer[collect.Progress]
 	mu       sync.Mutex
@@ -223,6 +231,10 @@ func (s *Service) Run(ctx context.Context) error {
 		defer tk.Stop()
 		dbPoll = tk.C
 	}
+	if s.cfg.Listener != nil {
+		s.wg.Add(1)
+		go s.acceptLoop(ctx)
+	}
 	s.scan(ctx)
 	runErr := errors.Join(s.pollTrackerDB(ctx), s.importReported(ctx))
 loop:
@@ -256,6 +268,7 @@ loop:
 	}
 	cancel()
 	s.wg.Wait()
+	s.closeHandedOver()
 	select {
 	case err := <-s.failed:
 		runErr = errors.Join(runErr, err)
@@ -277,7 +290,8 @@ loop:
 // start begins auditing a torrent; called with s.mu held.
 func (s *Service) start(path string, t *torrentmeta.Torrent, peers []netip.AddrPort) {
 	ctx, stop := context.WithCancel(s.runCtx)
-	sw := &swarm{path: path, torrent: t, book: addrbook.New(addrbook.Options{}), added: time.Now(), stop: stop, done: make(chan struct{})}
+	sw := &swarm{path: path, torrent: t, book: addrbook.New(addrbook.Options{}), added: time.Now(), stop: stop, done: make(chan struct{}),
+		incoming: make(chan *peerwire.Conn, incomingQueue)}
 	for _, p := range peers {
 		sw.book.Add(p, addrbook.SourceMagnet, 0)
 	}
@@ -289,12 +303,18 @@ func (s *Service) start(path string, t *torrentmeta.Torrent, peers []netip.AddrP
 		Progress: func(p collect.Progress, _ time.Duration) { sw.progress.Store(&p) },
 	}
 	cfg.Collect.Budget = s.cfg.Budget
+	if s.cfg.Listener != nil {
+		cfg.Collect.Incoming = sw.incoming
+	}
 	if s.cfg.Trackers || (s.cfg.DHT && !t.Private) {
 		dc := discovery.FromTorrent(t)
 		if !s.cfg.Trackers {
 			dc.Trackers = nil
 		}
 		dc.DHT = s.cfg.DHT && !t.Private
+		if s.cfg.Listener != nil {
+			dc.Port = uint16(s.cfg.Listener.Addr().(*net.TCPAddr).Port)
+		}
 		cfg.Discover = &dc
 	}
 	s.log.Info("auditing", "swarm", t.InfoHash.HexString(), "name", t.Name, "file", path)

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -75,6 +76,12 @@ type Config struct {
 	// Listener, when set, accepts incoming peer connections (plaintext and
 	// MSE). The collector closes it when Run ends.
 	Listener net.Listener
+	// Incoming, when set, delivers incoming connections already handshaken
+	// for this torrent by a listener shared with other torrents (serve):
+	// each is handed over to the collector, which owns it from then on and
+	// runs it as a watch like the Listener's (and closes it when over
+	// budget or when Run ends).
+	Incoming <-chan *peerwire.Conn
 	// RewatchAfter: a watch that the peer closed after lasting at least
 	// this long is taken up again at once, not after SnapshotInterval
 	// (default 10 s). Peers prune idle connections (aria2 closes one on
@@ -415,6 +422,10 @@ func (c *Collector) Run(ctx context.Context) error {
 		c.wg.Add(1)
 		go c.acceptLoop(ctx)
 	}
+	if c.cfg.Incoming != nil {
+		c.wg.Add(1)
+		go c.handedOverLoop(ctx)
+	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	var allDone chan struct{}
@@ -743,49 +754,86 @@ func (c *Collector) acceptLoop(ctx context.Context) {
 			}
 			return
 		}
-		select {
-		case c.watches <- struct{}{}:
-		default:
-			raw.Close()
-			continue
-		}
-		select {
-		case c.conns <- struct{}{}:
-		default:
-			<-c.watches
-			raw.Close()
-			continue
-		}
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			defer func() { <-c.conns; <-c.watches }()
-			remote, err := netip.ParseAddrPort(raw.RemoteAddr().String())
-			if err != nil {
-				raw.Close()
-				return
-			}
-			ip := remote.Addr().Unmap()
-			reply := make(chan bool, 1)
-			c.report(admit{ip: ip, reply: reply})
-			if !<-reply {
-				raw.Close() // we hold a connection to that IP already
-				return
-			}
-			wctx, stop := context.WithCancel(ctx)
-			defer stop()
-			w := &watcher{c: c, incoming: true, ip: ip, stop: stop}
-			defer w.release()
-			conn, err := watch.Accept(wctx, raw, c.watchOptions())
-			if err != nil {
-				c.cfg.Logger.Debug("incoming refused", "err", err)
-				return
-			}
-			c.counts.incoming.Add(1)
-			sum, err := watch.Follow(wctx, conn, c.watchOptions(), w.events(wctx))
-			w.end(ctx, wctx, sum, err)
-		}()
+		c.incoming(ctx, raw, func(wctx context.Context) (*peerwire.Conn, error) {
+			return watch.Accept(wctx, raw, c.watchOptions())
+		})
 	}
+}
+
+// handedOverLoop takes the connections a shared listener handshook for
+// our torrent (Config.Incoming); each runs as a watch, like acceptLoop's.
+func (c *Collector) handedOverLoop(ctx context.Context) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			for { // connections handed over after the end are closed
+				select {
+				case conn := <-c.cfg.Incoming:
+					conn.Close()
+				default:
+					return
+				}
+			}
+		case conn := <-c.cfg.Incoming:
+			c.incoming(ctx, conn, func(context.Context) (*peerwire.Conn, error) { return conn, nil })
+		}
+	}
+}
+
+// incoming runs one incoming connection as a watch, within the connection
+// caps and one connection per IP; handshake completes it (or returns the
+// connection already handshaken). raw is closed on every path.
+func (c *Collector) incoming(ctx context.Context, raw io.Closer, handshake func(context.Context) (*peerwire.Conn, error)) {
+	var remoteAddr net.Addr
+	switch r := raw.(type) {
+	case net.Conn:
+		remoteAddr = r.RemoteAddr()
+	case *peerwire.Conn:
+		remoteAddr = r.RemoteAddr()
+	}
+	select {
+	case c.watches <- struct{}{}:
+	default:
+		raw.Close()
+		return
+	}
+	select {
+	case c.conns <- struct{}{}:
+	default:
+		<-c.watches
+		raw.Close()
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-c.conns; <-c.watches }()
+		remote, err := netip.ParseAddrPort(fmt.Sprint(remoteAddr))
+		if err != nil {
+			raw.Close()
+			return
+		}
+		ip := remote.Addr().Unmap()
+		reply := make(chan bool, 1)
+		c.report(admit{ip: ip, reply: reply})
+		if !<-reply {
+			raw.Close() // we hold a connection to that IP already
+			return
+		}
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		w := &watcher{c: c, incoming: true, ip: ip, stop: stop}
+		defer w.release()
+		conn, err := handshake(wctx)
+		if err != nil {
+			c.cfg.Logger.Debug("incoming refused", "err", err)
+			return
+		}
+		c.counts.incoming.Add(1)
+		sum, err := watch.Follow(wctx, conn, c.watchOptions(), w.events(wctx))
+		w.end(ctx, wctx, sum, err)
+	}()
 }
 
 // watcher records what one watch connection delivers. An incoming

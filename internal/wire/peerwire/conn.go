@@ -176,6 +176,9 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
 // Close closes the connection.
 func (c *Conn) Close() error { return c.raw.Close() }
 
+// RemoteAddr is the address of the other end.
+func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
 // Bytes returns the bytes read and written on the socket so far, including
 // protocol overhead: the MSE key exchange and padding, the handshakes, and
 // message framing (before decryption). An MSE attempt that failed before a
