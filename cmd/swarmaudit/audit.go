@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/anacrolix/torrent/types/infohash"
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -179,7 +180,7 @@ of the table.
 	f.BoolVar(&fl.noWatch, "no-watch", false, "do not keep idle connections for real-time HAVEs")
 	f.BoolVar(&fl.noTrackers, "no-trackers", false, "do not announce to the torrent's own trackers")
 	f.StringVar(&fl.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,...")
-	f.StringVar(&fl.peerListen, "peer-listen", "", "accept incoming peer connections on ADDR (and announce its port)")
+	f.StringVar(&fl.peerListen, "peer-listen", "", "accept incoming peer connections on ADDR (its port announced, and named first in the embedded tracker's peer lists)")
 	fl.judgeFlags.register(f)
 	return cmd
 }
@@ -246,11 +247,25 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 	// must not silently miss what peers said.
 	ctx, failRun := context.WithCancelCause(ctx)
 	defer failRun(nil)
+	// With --peer-listen, peers connect to the auditor: those behind a NAT
+	// can be audited only so. The embedded tracker names it first in its
+	// peer lists.
+	var self func(infohash.T) (uint16, [20]byte, bool)
+	if fl.peerListen != "" {
+		ln, err := net.Listen("tcp", fl.peerListen)
+		if err != nil {
+			return fmt.Errorf("--peer-listen: %w", err)
+		}
+		defer ln.Close()
+		cfg.Listener = ln
+		port, id := uint16(ln.Addr().(*net.TCPAddr).Port), cfg.Collect.PeerID
+		self = func(ih infohash.T) (uint16, [20]byte, bool) { return port, id, ih == t.InfoHash }
+	}
 	var embedded *trackerserver.Server
 	if fl.trackerListen != "" {
 		srv, err := trackerserver.New(trackerserver.Config{
 			HTTPAddr: fl.trackerListen, UDPAddr: fl.trackerListen, Interval: trackerInterval(fl.duration),
-			Recorder: audit.TeeRecorder{Next: st, Book: book}, Logger: slog.Default(),
+			Recorder: audit.TeeRecorder{Next: st, Book: book}, Logger: slog.Default(), Self: self,
 			OnRecordError: func(err error) { failRun(fmt.Errorf("embedded tracker: %w", err)) },
 		})
 		if err != nil {
@@ -278,16 +293,8 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 		}
 		cfg.Discover = &dc
 	}
-	if fl.peerListen != "" {
-		ln, err := net.Listen("tcp", fl.peerListen)
-		if err != nil {
-			return fmt.Errorf("--peer-listen: %w", err)
-		}
-		defer ln.Close()
-		cfg.Listener = ln
-		if cfg.Discover != nil {
-			cfg.Discover.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
-		}
+	if cfg.Listener != nil && cfg.Discover != nil {
+		cfg.Discover.Port = uint16(cfg.Listener.Addr().(*net.TCPAddr).Port)
 	}
 	live := liveprogress.New(errOut, fl.duration)
 	cfg.Progress = live.Update

@@ -59,8 +59,9 @@ hour and day, its verdicts saved; users (passkeys, or tracker user ids) are
 followed across swarms.
 
 --peer-listen takes incoming peer connections for every swarm on one port
-(announced to the torrents' trackers), so that peers behind a NAT, which
-cannot be connected to, are audited when they connect.
+(announced to the torrents' trackers, and named first in every peer list
+of the embedded tracker), so that peers behind a NAT, which cannot be
+connected to, are audited when they connect.
 
 Reported statistics come from:
   --tracker-listen   the embedded tracker (HTTP and UDP) for every swarm; with
@@ -239,7 +240,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		srv, err := trackerserver.New(trackerserver.Config{
 			HTTPAddr: o.trackerListen, UDPAddr: o.trackerListen, Interval: 30 * time.Minute,
 			Upstream: o.upstream, UpstreamAddrHeader: o.upstreamAddrHeader, UpstreamIPParam: o.upstreamIPParam,
-			Recorder: svc, Logger: log,
+			Recorder: svc, Logger: log, Self: svc.Self,
 			OnRecordError: func(err error) { failRun(fmt.Errorf("embedded tracker: %w", err)) },
 		})
 		if err != nil {

@@ -117,3 +117,20 @@ func (s *Service) closeHandedOver() {
 		}
 	}
 }
+
+// Self names the auditor to the embedded tracker's peers
+// (trackerserver.Config.Self): the listener's port, for the swarms this
+// service audits.
+func (s *Service) Self(ih infohash.T) (port uint16, peerID [20]byte, ok bool) {
+	if s.cfg.Listener == nil {
+		return 0, peerID, false
+	}
+	s.mu.Lock()
+	audited := s.swarms[ih] != nil
+	s.mu.Unlock()
+	tcp, isTCP := s.cfg.Listener.Addr().(*net.TCPAddr)
+	if !audited || !isTCP {
+		return 0, peerID, false
+	}
+	return uint16(tcp.Port), s.cfg.Collect.PeerID, true
+}

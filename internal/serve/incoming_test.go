@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 )
 
@@ -130,4 +132,110 @@ func TestServeIncoming(t *testing.T) {
 func inBook(sw *swarm, addr netip.AddrPort) bool {
 	_, ok := sw.book.Get(addr)
 	return ok
+}
+
+// TestServeReachesPeersBehindNAT: a real libtorrent seeder that nobody can
+// connect to over TCP (as behind a NAT: it accepts, then drops) announces
+// to the service's embedded tracker, which names the auditor first in its
+// peer list; libtorrent connects to the auditor, and the swarm's collector
+// follows that connection: the seeder's pieces are recorded, although
+// every connection the auditor opened to it failed.
+func TestServeReachesPeersBehindNAT(t *testing.T) {
+	testclients.Require(t, "libtorrent")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	watchDir := filepath.Join(dir, "watch")
+	if err := os.Mkdir(watchDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, testclients.StoreDB(t, filepath.Join(dir, "serve.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Config{Store: st, WatchDir: watchDir, PollEvery: 100 * time.Millisecond, JudgeEvery: time.Hour, Listener: ln,
+		Collect: collect.Config{SnapshotInterval: 2 * time.Second, ProbeInterval: time.Hour, ProbeBytes: 64 << 10, ProbeTimeout: 5 * time.Second, Watch: true,
+			PeerID: [20]byte{'-', 'S', 'A', '0', '1', '0', '0', '-'}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := trackerserver.New(trackerserver.Config{HTTPAddr: "127.0.0.1:0", Interval: 2 * time.Second, MinInterval: time.Second, Recorder: svc, Self: svc.Self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	seedDir := filepath.Join(dir, "seed")
+	payload := testclients.MakePayload(t, seedDir, 2<<20, 66)
+	tpath, ih := testclients.MakeTorrent(t, payload, 64<<10, []string{srv.HTTPURL()}, true)
+	raw, err := os.ReadFile(tpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(watchDir, "nat.torrent"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	for len(svc.statuses()) < 1 { // the swarm audited before the seeder announces
+		if ctx.Err() != nil {
+			t.Fatal("the swarm never started")
+		}
+		time.Sleep(50 * time.Millisecond) // polling the service's state
+	}
+	seeder := testclients.Start(ctx, t, testclients.Options{Kind: testclients.Libtorrent, TorrentFile: tpath, DataDir: seedDir,
+		IP: "127.0.0.6", Seed: true, NoIncomingTCP: true})
+	defer seeder.Stop()
+	started := time.Now()
+	sw, err := st.LookupSwarm(ctx, ih)
+	for err != nil && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond) // polling the store
+		sw, err = st.LookupSwarm(ctx, ih)
+	}
+	// Within 30 s: an incoming connection refused because the auditor was
+	// probing that IP at the same moment would come back only at the
+	// seeder's reconnect interval (a minute); it waits for the probe.
+	var seen bool
+	for deadline := time.Now().Add(30 * time.Second); !seen; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the seeder's pieces were not recorded in 30 s: %+v\nseeder's log:\n%s", svc.statuses(), seeder.Log())
+		}
+		time.Sleep(200 * time.Millisecond) // polling the store
+		snaps, err := st.Snapshots(ctx, sw.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for addr, ss := range snaps {
+			if addr.Addr() == seeder.Addr.Addr() && len(ss) > 0 && ss[len(ss)-1].Bitfield.Count() > 0 {
+				seen = true
+			}
+		}
+	}
+	t.Logf("pieces recorded %v after the seeder started", time.Since(started).Round(time.Second))
+	for svc.statuses()[0].Progress.Incoming < 1 { // the progress is published every few seconds
+		if ctx.Err() != nil {
+			t.Fatalf("no incoming connection counted: %+v", svc.statuses()[0].Progress)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the service's state
+	}
+	evs, err := st.ConnEvents(ctx, sw.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.Addr == seeder.Addr && ev.Outcome == store.ConnOK && ev.Detail != "watching" && !strings.Contains(ev.Detail, "incoming") {
+			t.Logf("an outgoing connection to the seeder succeeded: %+v", ev)
+		}
+	}
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
 }

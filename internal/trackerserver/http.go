@@ -2,6 +2,7 @@ package trackerserver
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/types/infohash"
 
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 	"github.com/swarmaudit/swarmaudit/internal/wire/compact"
@@ -267,6 +269,10 @@ func (s *Server) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey s
 	if q.event == reported.EventStopped {
 		want = 0
 	}
+	peers := make([]peerInfo, 0, want)
+	if self, ok := s.self(r, q.infoHash); ok && want > 0 {
+		peers = append(peers, self) // counted in want: the swarm fills the rest
+	}
 	peers, st, err := s.swarms.announce(now, announceArgs{
 		infoHash: q.infoHash,
 		key:      peerKey{id: q.peerID, ip: src.Addr()},
@@ -274,7 +280,7 @@ func (s *Server) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey s
 		left:     q.left,
 		event:    q.event,
 		numWant:  want,
-	}, make([]peerInfo, 0, want))
+	}, peers)
 	if err != nil {
 		s.log.Warn("announce refused", "info_hash", fmt.Sprintf("%x", q.infoHash), "src", src, "err", err)
 		writeFailure(w, http.StatusOK, err.Error())
@@ -311,6 +317,24 @@ func (s *Server) serveAnnounce(w http.ResponseWriter, r *http.Request, passkey s
 		reply.Peers = list
 	}
 	writeBencode(w, s, reply)
+}
+
+// self is the auditor as a peer of ih for an HTTP announce (Config.Self):
+// at the address the request reached us on.
+func (s *Server) self(r *http.Request, ih infohash.T) (peerInfo, bool) {
+	if s.cfg.Self == nil {
+		return peerInfo{}, false
+	}
+	port, id, ok := s.cfg.Self(ih)
+	if !ok || port == 0 {
+		return peerInfo{}, false
+	}
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	ap, err := netip.ParseAddrPort(fmt.Sprint(local))
+	if err != nil || !ap.Addr().IsValid() || ap.Addr().IsUnspecified() {
+		return peerInfo{}, false
+	}
+	return peerInfo{addr: netip.AddrPortFrom(ap.Addr().Unmap(), port), id: id}, true
 }
 
 type scrapeFile struct {

@@ -547,3 +547,43 @@ func TestParseAnnounceValues(t *testing.T) {
 		t.Errorf("parsed %+v", q)
 	}
 }
+
+// TestSelfInPeerLists: with Config.Self, the peer list of a torrent the
+// auditor audits starts with the auditor, at the address the announce
+// reached the tracker on and the port Self names, counted in numwant; a
+// torrent it does not audit gets no such entry.
+func TestSelfInPeerLists(t *testing.T) {
+	auditorID := pid("-SA0100-auditor")
+	s, _ := startServer(t, Config{HTTPAddr: "127.0.0.1:0", Self: func(ih infohash.T) (uint16, [20]byte, bool) {
+		return 7777, auditorID, ih == ih1
+	}})
+	for _, p := range []announceParams{
+		{infoHash: ih1, peerID: pid("a"), port: 6001, left: 0},
+		{infoHash: ih2, peerID: pid("b"), port: 6002, left: 0},
+	} {
+		get(t, s.HTTPURL()+"?"+p.query(), nil)
+	}
+	self := netip.MustParseAddrPort("127.0.0.1:7777")
+	for _, c := range []struct {
+		name    string
+		p       announceParams
+		want    []netip.AddrPort
+		wantIDs bool
+	}{
+		{"audited torrent", announceParams{infoHash: ih1, peerID: pid("c"), port: 6003, left: 9}, []netip.AddrPort{self, netip.MustParseAddrPort("127.0.0.1:6001")}, false},
+		{"numwant 1: the auditor only", announceParams{infoHash: ih1, peerID: pid("d"), port: 6004, left: 9, extra: url.Values{"numwant": {"1"}}}, []netip.AddrPort{self}, false},
+		{"dictionary form names its peer id", announceParams{infoHash: ih1, peerID: pid("e"), port: 6005, left: 9, extra: url.Values{"numwant": {"1"}, "compact": {"0"}}}, []netip.AddrPort{self}, true},
+		{"torrent not audited", announceParams{infoHash: ih2, peerID: pid("f"), port: 6006, left: 9}, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:6002")}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, body := get(t, s.HTTPURL()+"?"+c.p.query(), nil)
+			r := decodeReply(t, body)
+			if len(r.peers) != len(c.want) || r.peers[0] != c.want[0] {
+				t.Fatalf("peers %v, want %v first of %d", r.peers, c.want[0], len(c.want))
+			}
+			if c.wantIDs && !strings.Contains(string(r.RawPeers), string(auditorID[:])) {
+				t.Errorf("the dictionary form lacks the auditor's peer id: %q", r.RawPeers)
+			}
+		})
+	}
+}

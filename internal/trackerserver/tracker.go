@@ -36,6 +36,8 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/anacrolix/torrent/types/infohash"
+
 	"github.com/swarmaudit/swarmaudit/internal/evidence/reported"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
 )
@@ -107,6 +109,13 @@ type Config struct {
 	// UpstreamIPParam also passes the peer's address as BEP 3's "ip"
 	// announce parameter, for trackers that honour it from a trusted proxy.
 	UpstreamIPParam bool
+	// Self, when set, names the auditor to the peers of the torrents it
+	// audits: for an HTTP announce of a torrent it answers a port for, the
+	// peer list starts with the address the peer reached the tracker on,
+	// at that port, so that peers nobody can connect to (behind a NAT)
+	// connect to the auditor. (UDP announces do not carry it: a wildcard
+	// socket does not tell which local address a datagram reached.)
+	Self func(infohash.T) (port uint16, peerID [20]byte, ok bool)
 	// OnRecordError is called when the Recorder fails (the announce is then
 	// answered with a failure); nil only logs. The audit ends on it.
 	OnRecordError func(error)

@@ -315,6 +315,12 @@ type Collector struct {
 	// admitted counts incoming connections per IP that are handshaking
 	// and not yet claimed: no probe of a peer on that IP starts meanwhile.
 	admitted map[netip.Addr]int
+	// parked are incoming connections that arrived while one of our own
+	// probes of their IP was running (a peer behind a NAT connects to us
+	// as we try to connect to it): each waits for that probe to end, at
+	// most parkFor, rather than being dropped — the peer would come back
+	// only at its reconnect interval (libtorrent's is a minute).
+	parked   map[netip.Addr][]parkedAdmit
 	closing  int // watches ended for bandwidth probes not started yet
 	stopping bool
 
@@ -383,6 +389,7 @@ func New(cfg Config) (*Collector, error) {
 		events:   make(chan any),
 		peers:    map[netip.AddrPort]*peerState{},
 		admitted: map[netip.Addr]int{},
+		parked:   map[netip.Addr][]parkedAdmit{},
 	}
 	c.counts.outcomes = map[probe.Outcome]*atomic.Int64{}
 	for _, o := range probe.Outcomes() {
@@ -453,6 +460,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.handle(ctx, ev)
 		case <-tick.C:
 		}
+		c.expireParked(time.Now())
 		if !c.stopping {
 			c.schedule(ctx)
 		}
@@ -487,6 +495,7 @@ func (c *Collector) handle(ctx context.Context, ev any) {
 	switch ev := ev.(type) {
 	case probeDone:
 		c.finish(ctx, ev)
+		c.grantParked(ev.addr.Addr())
 	case watchEnded:
 		s := c.peers[ev.addr]
 		s.watching, s.incoming, s.stopWatch = false, false, nil
@@ -499,6 +508,9 @@ func (c *Collector) handle(ctx context.Context, ev any) {
 		ok := !c.stopping && !c.connectedTo(ev.ip)
 		if ok {
 			c.admitted[ev.ip]++
+		} else if !c.stopping && c.onlyProbing(ev.ip) {
+			c.parked[ev.ip] = append(c.parked[ev.ip], parkedAdmit{reply: ev.reply, until: time.Now().Add(parkFor)})
+			return
 		}
 		ev.reply <- ok
 	case release:
@@ -531,6 +543,70 @@ func (c *Collector) connectedTo(ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// parkFor bounds how long an incoming connection waits for our own probe
+// of its IP to end.
+const parkFor = 5 * time.Second
+
+// parkedAdmit is an incoming connection waiting to be admitted.
+type parkedAdmit struct {
+	reply chan<- bool
+	until time.Time
+}
+
+// onlyProbing reports whether the auditor's only connections to ip are
+// probes it opened (no watch, no admitted incoming connection).
+func (c *Collector) onlyProbing(ip netip.Addr) bool {
+	if c.admitted[ip] > 0 {
+		return false
+	}
+	probing := false
+	for a, s := range c.peers {
+		if a.Addr() != ip {
+			continue
+		}
+		if s.watching {
+			return false
+		}
+		probing = probing || s.busy
+	}
+	return probing
+}
+
+// grantParked admits the first incoming connection waiting for ip once
+// the auditor holds no connection to it; on the loop.
+func (c *Collector) grantParked(ip netip.Addr) {
+	waiting := c.parked[ip]
+	if len(waiting) == 0 || c.connectedTo(ip) {
+		return
+	}
+	c.admitted[ip]++
+	waiting[0].reply <- true
+	for _, w := range waiting[1:] {
+		w.reply <- false // one connection per IP
+	}
+	delete(c.parked, ip)
+}
+
+// expireParked refuses the incoming connections that waited too long
+// (all of them when the collection stops); on the loop.
+func (c *Collector) expireParked(now time.Time) {
+	for ip, waiting := range c.parked {
+		kept := waiting[:0]
+		for _, w := range waiting {
+			if c.stopping || now.After(w.until) {
+				w.reply <- false
+			} else {
+				kept = append(kept, w)
+			}
+		}
+		if len(kept) == 0 {
+			delete(c.parked, ip)
+		} else {
+			c.parked[ip] = kept
+		}
+	}
 }
 
 func (c *Collector) unadmit(ip netip.Addr) {
@@ -795,6 +871,7 @@ func (c *Collector) incoming(ctx context.Context, raw io.Closer, handshake func(
 	select {
 	case c.watches <- struct{}{}:
 	default:
+		c.cfg.Logger.Debug("incoming refused: every watch slot taken", "remote", remoteAddr)
 		raw.Close()
 		return
 	}
@@ -802,6 +879,7 @@ func (c *Collector) incoming(ctx context.Context, raw io.Closer, handshake func(
 	case c.conns <- struct{}{}:
 	default:
 		<-c.watches
+		c.cfg.Logger.Debug("incoming refused: every connection taken", "remote", remoteAddr)
 		raw.Close()
 		return
 	}
@@ -818,7 +896,8 @@ func (c *Collector) incoming(ctx context.Context, raw io.Closer, handshake func(
 		reply := make(chan bool, 1)
 		c.report(admit{ip: ip, reply: reply})
 		if !<-reply {
-			raw.Close() // we hold a connection to that IP already
+			c.cfg.Logger.Debug("incoming refused: a connection to that IP is held", "remote", remoteAddr)
+			raw.Close()
 			return
 		}
 		wctx, stop := context.WithCancel(ctx)

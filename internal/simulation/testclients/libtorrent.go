@@ -50,6 +50,7 @@ type ltConfig struct {
 	DHT      bool     `json:"dht"`
 	DHTNodes []string `json:"dht_nodes"`
 	UTPOnly  bool     `json:"utp_only"`
+	NoTCPIn  bool     `json:"no_tcp_in"`
 }
 
 func (c *Client) prepareLibtorrent(o Options) (*exec.Cmd, error) {
@@ -59,7 +60,7 @@ func (c *Client) prepareLibtorrent(o Options) (*exec.Cmd, error) {
 	}
 	cfg := ltConfig{
 		Torrent: o.TorrentFile, Save: o.DataDir, IP: o.IP, Port: int(c.Addr.Port()), Enc: string(o.Encryption),
-		UpKiB: o.UploadLimitKiB, DownKiB: o.DownloadLimitKiB, PEX: o.PEX, DHT: o.DHT, UTPOnly: o.UTPOnly,
+		UpKiB: o.UploadLimitKiB, DownKiB: o.DownloadLimitKiB, PEX: o.PEX, DHT: o.DHT, UTPOnly: o.UTPOnly, NoTCPIn: o.NoIncomingTCP,
 	}
 	for _, n := range o.DHTNodes {
 		cfg.DHTNodes = append(cfg.DHTNodes, n.String())

@@ -81,6 +81,9 @@ def main():
         # uTP only (BEP 29): TCP connections are accepted by the socket and then dropped.
         settings.update({"enable_incoming_tcp": False, "enable_outgoing_tcp": False,
                          "enable_incoming_utp": True, "enable_outgoing_utp": True})
+    if cfg.get("no_tcp_in"):
+        # Nobody can connect to it over TCP (as behind a NAT); it still connects out.
+        settings.update({"enable_incoming_tcp": False})
     # No default plugins (ut_pex only when asked for; smart_ban and ut_metadata are harmless),
     # but the default features: without that flag libtorrent would not start the DHT.
     ses = lt.session(settings, lt.session_flags_t.start_default_features)

@@ -192,6 +192,11 @@ type Options struct {
 	// off: its TCP port still accepts, then hangs up. Launch's readiness
 	// handshake for Seed is then skipped (it speaks TCP).
 	UTPOnly bool
+	// NoIncomingTCP (libtorrent only) refuses incoming TCP peers (accepted
+	// by the socket, then dropped) while connecting out over TCP: a peer
+	// nobody can connect to, as behind a NAT, that still connects to the
+	// peers its tracker names. Launch's readiness handshake is skipped.
+	NoIncomingTCP bool
 
 	// Seed makes Launch wait until the client reports the torrent complete,
 	// verified and seeding, and then completes a BitTorrent handshake (MSE
@@ -252,7 +257,7 @@ type Client struct {
 	api      controller
 	proc     *process
 	probeSrc netip.Addr // source of the readiness probe; zero: the kernel's choice
-	utpOnly  bool       // Options.UTPOnly: no readiness handshake
+	utpOnly  bool       // Options.UTPOnly or NoIncomingTCP: no readiness handshake
 	stopOnce sync.Once
 }
 
@@ -350,10 +355,10 @@ func Launch(ctx context.Context, o Options) (*Client, error) {
 		DataDir:    o.DataDir,
 		Dir:        o.Dir,
 		proc:       newProcess(),
-		utpOnly:    o.UTPOnly,
+		utpOnly:    o.UTPOnly || o.NoIncomingTCP,
 	}
-	if o.UTPOnly && o.Kind != Libtorrent {
-		return nil, fmt.Errorf("%s: UTPOnly is libtorrent's", o.Kind)
+	if (o.UTPOnly || o.NoIncomingTCP) && o.Kind != Libtorrent {
+		return nil, fmt.Errorf("%s: UTPOnly and NoIncomingTCP are libtorrent's", o.Kind)
 	}
 	if o.Kind != Libtorrent {
 		apiIP := ip
