@@ -88,6 +88,18 @@ func TestInteropEncryptionMatrix(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
+					if want.outcome == OutcomeOK && r.Outcome == OutcomeHandshakeFailed && kind == testclients.Transmission {
+						// Transmission 3.00, under load, can also drop an MSE
+						// handshake that follows another connection from the
+						// same address closely (CI saw it once): a polite
+						// prober comes back later, so the test does too, once.
+						t.Logf("%s: %s (%s); trying again in 5 s", policy, r.Outcome, r.Error)
+						time.Sleep(5 * time.Second) // the client's reconnect throttle, not synchronisation
+						waitNoPeers(t, c)
+						if r, err = Run(context.Background(), c.Addr, targetOf(tor), Options{Policy: policy, MaxBytes: 256 << 10, Timeout: 40 * time.Second}); err != nil {
+							t.Fatal(err)
+						}
+					}
 					t.Logf("%s: outcome=%s enc=%s client=%q have=%d/%d verified=%d rate=%.0f B/s handshake=%.1fms",
 						policy, r.Outcome, r.Encryption, r.Client, r.PiecesHave, r.PiecesTotal, r.PiecesVerified, r.ThroughputBytesPerSec, r.HandshakeMS)
 					if r.Outcome != want.outcome {
