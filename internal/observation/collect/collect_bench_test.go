@@ -323,7 +323,7 @@ func mapWithLibtorrent(b *testing.B, s *simSwarm, speed int) map[string]float64 
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	script, err := filepath.Abs("../../bench/swarmmap/ltmap.py")
+	script, err := filepath.Abs("../../../bench/swarmmap/ltmap.py")
 	if err != nil {
 		b.Fatal(err)
 	}
