@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -109,7 +108,7 @@ func runServeBench(b *testing.B, dir string, swarms int, d time.Duration) (heap,
 	if err != nil {
 		b.Fatal(err)
 	}
-	heap0, g0 := liveHeap()
+	heap0, g0 := testclients.LiveHeap()
 	cpu0 := cpuTime()
 	start := time.Now()
 	done := make(chan error, 1)
@@ -130,7 +129,7 @@ func runServeBench(b *testing.B, dir string, swarms int, d time.Duration) (heap,
 		}
 	}
 	time.Sleep(d - time.Since(start)) // the span measured
-	heap1, g1 := liveHeap()
+	heap1, g1 := testclients.LiveHeap()
 	cpu1 := cpuTime()
 	elapsed := time.Since(start)
 	var r int
@@ -151,14 +150,6 @@ func runServeBench(b *testing.B, dir string, swarms int, d time.Duration) (heap,
 		judgeMS = judged.sum * 1000 / float64(judged.count)
 	}
 	return
-}
-
-// liveHeap is the heap in use after a collection, and the goroutine count.
-func liveHeap() (uint64, int) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse, runtime.NumGoroutine()
 }
 
 // cpuTime is the process's CPU time, user and system.

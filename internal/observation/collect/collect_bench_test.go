@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -392,12 +391,12 @@ func BenchmarkAuditMemory(b *testing.B) {
 	var heap, growth, goroutines, watched float64
 	for b.Loop() {
 		col, _, _ := benchCollector(b, s, cfg)
-		heap0, g0 := liveHeap()
+		heap0, g0 := testclients.LiveHeap()
 		stop := runCollector(b, col)
 		time.Sleep(30 * time.Second)
-		heap30, _ := liveHeap()
+		heap30, _ := testclients.LiveHeap()
 		time.Sleep(30 * time.Second)
-		heap60, g60 := liveHeap()
+		heap60, g60 := testclients.LiveHeap()
 		p := col.Progress()
 		stop()
 		peers := float64(max(p.Discovered, 1))
@@ -411,12 +410,4 @@ func BenchmarkAuditMemory(b *testing.B) {
 	b.ReportMetric(growth/n, "heap-growth-B/peer-min")
 	b.ReportMetric(goroutines/n, "goroutines/peer")
 	b.ReportMetric(watched/n, "watched")
-}
-
-// liveHeap is the heap in use after a collection, and the goroutine count.
-func liveHeap() (uint64, int) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse, runtime.NumGoroutine()
 }
