@@ -252,7 +252,7 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 	// peer lists.
 	var self func(infohash.T) (uint16, [20]byte, bool)
 	if fl.peerListen != "" {
-		ln, err := net.Listen("tcp", fl.peerListen)
+		ln, err := peerwire.Listen(fl.peerListen)
 		if err != nil {
 			return fmt.Errorf("--peer-listen: %w", err)
 		}

@@ -119,7 +119,7 @@ func runDiscover(ctx context.Context, g *globalOptions, o discoverOptions, _ []s
 		Logger: slog.Default(),
 	}
 	if o.peerListen != "" {
-		ln, err := net.Listen("tcp", o.peerListen)
+		ln, err := peerwire.Listen(o.peerListen)
 		if err != nil {
 			return fmt.Errorf("--peer-listen: %w", err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/serve"
 	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 )
 
 // serveOptions are the serve command's options.
@@ -213,7 +214,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	}
 	var peerLn net.Listener
 	if o.peerListen != "" {
-		if peerLn, err = net.Listen("tcp", o.peerListen); err != nil {
+		if peerLn, err = peerwire.Listen(o.peerListen); err != nil {
 			return fmt.Errorf("--peer-listen: %w", err)
 		}
 		defer peerLn.Close()

@@ -255,7 +255,7 @@ func StartPeer(addr string, cfg PeerConfig) (*Peer, error) {
 		}
 		p.hold, p.addr = h, ap
 	} else {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := peerwire.Listen(addr)
 		if err != nil {
 			return nil, fmt.Errorf("swarmsim listen %s: %w", addr, err)
 		}

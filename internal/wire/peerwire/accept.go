@@ -9,9 +9,10 @@ import (
 	"net"
 	"time"
 
-	"github.com/anacrolix/torrent/mse"
 	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/types/infohash"
+
+	"github.com/swarmaudit/swarmaudit/internal/wire/mse"
 )
 
 // AcceptConfig describes how incoming connections are answered.
@@ -70,50 +71,51 @@ func Accept(ctx context.Context, sock net.Conn, cfg AcceptConfig) (c *Conn, err 
 		skeys := func(cb func([]byte) bool) {
 			cfg.InfoHash(func(ih infohash.T) bool { return cb(ih[:]) })
 		}
-		selector := func(provided mse.CryptoMethod) mse.CryptoMethod {
+		selector := func(provided mse.Method) mse.Method {
 			switch {
-			case provided&mse.CryptoMethodPlaintext != 0 && cfg.AllowMSEPlaintext:
-				return mse.CryptoMethodPlaintext
-			case provided&mse.CryptoMethodRC4 != 0:
-				return mse.CryptoMethodRC4
+			case provided&mse.Plaintext != 0 && cfg.AllowMSEPlaintext:
+				return mse.Plaintext
+			case provided&mse.RC4 != 0:
+				return mse.RC4
 			}
 			return 0
 		}
-		rw, chosen, err := mse.ReceiveHandshake(ctx, stream, skeys, selector)
+		st, _, err := mse.Receive(stream, skeys, selector)
 		if err != nil {
 			return nil, classify(fmt.Errorf("MSE: %w", err), ErrHandshake)
 		}
-		stream, method = rw, MethodRC4
-		if chosen == mse.CryptoMethodPlaintext {
+		stream, method = st, MethodRC4
+		if st.Method() == mse.Plaintext {
 			method = MethodMSEPlaintext
 		}
 	}
 	reserved := reservedBits(cfg.Reserved, cfg.Private)
-	// Look at the info hash in the peer's handshake before answering, so a
-	// peer asking for a torrent we do not serve learns nothing from us. The
-	// same reader then carries any messages the peer pipelined behind it.
-	peek := bufio.NewReaderSize(stream, 128)
-	hs, err := peek.Peek(48)
-	if err != nil {
-		return nil, classify(err, ErrHandshake)
-	}
-	if !bytes.Equal(hs[:20], []byte(pp.Protocol)) {
-		return nil, newErr(ErrHandshake, fmt.Errorf("unexpected protocol string %q", hs[:20]))
-	}
-	var ih infohash.T
-	copy(ih[:], hs[28:48])
-	if !cfg.Known(ih) {
-		return nil, newErr(ErrHandshake, fmt.Errorf("unknown info hash %x", ih))
-	}
-	stream = &bufferedConn{Reader: peek, Writer: stream}
-	res, err := pp.Handshake(ctx, stream, &ih, cfg.PeerID, reserved)
-	if err != nil {
-		return nil, classify(err, ErrHandshake)
-	}
+	// Read the peer's handshake before answering, so a peer asking for a
+	// torrent we do not serve learns nothing from us. The connection's
+	// reader then carries any messages the peer pipelined behind it.
 	c = newConn(raw, stream, method, max)
-	c.InfoHash, c.PeerID, c.Reserved, c.Incoming = res.Hash, res.PeerID, res.PeerExtensionBits, true
+	res, err := readHandshake(c.br)
+	if err != nil {
+		return nil, classify(err, ErrHandshake)
+	}
+	if !cfg.Known(res.InfoHash) {
+		return nil, newErr(ErrHandshake, fmt.Errorf("unknown info hash %x", res.InfoHash))
+	}
+	if _, err := c.rw.Write(appendHandshake(make([]byte, 0, handshakeLen), reserved, res.InfoHash, cfg.PeerID)); err != nil {
+		return nil, classify(err, ErrHandshake)
+	}
+	c.InfoHash, c.PeerID, c.Reserved, c.Incoming = res.InfoHash, res.PeerID, res.Reserved, true
 	c.HandshakeDuration = time.Since(start)
 	return c, nil
+}
+
+// Listen opens a TCP listener for incoming peer connections. TCP
+// keep-alive is off on the connections it accepts, as on those Dial makes:
+// peers speak BitTorrent keep-alives, and the five system calls Go spends
+// setting TCP's up are a measurable part of a short probe.
+func Listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // bufferedConn reads through the bufio.Reader that peeked the first bytes.

@@ -21,9 +21,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anacrolix/torrent/mse"
 	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/types/infohash"
+
+	"github.com/swarmaudit/swarmaudit/internal/wire/mse"
 )
 
 // Policy is the encryption policy for outgoing connections.
@@ -140,10 +141,12 @@ type Conn struct {
 	wire *wireCounter
 }
 
-// readBufSize holds one whole block message (16 KiB + 13 bytes of framing).
-// The decoder reads larger messages through it; a bigger buffer only costs
-// memory, which matters for the auditor's many idle watch connections.
-const readBufSize = 16<<10 + 64
+// readBufSize holds the small messages (HAVE, choke, an extension
+// handshake, a bitfield of up to 16,000 pieces) that idle watches receive.
+// Larger messages (blocks) are read through it: once its bytes are used the
+// decoder's reads go straight to the socket, so a bigger buffer would buy
+// no throughput and cost memory on each of the auditor's many connections.
+const readBufSize = 2 << 10
 
 func newConn(raw net.Conn, rw io.ReadWriter, method Method, maxMsg int) *Conn {
 	c := &Conn{raw: raw, maxMsg: maxMsg, Method: method, rw: rw}
@@ -245,9 +248,9 @@ func withDeadline(ctx context.Context, conn net.Conn) (stop func()) {
 }
 
 // cryptoProvides is what an MSE initiator offers under each policy.
-func cryptoProvides(p Policy) mse.CryptoMethod {
+func cryptoProvides(p Policy) mse.Method {
 	if p == PolicyRequire {
-		return mse.CryptoMethodRC4
+		return mse.RC4
 	}
-	return mse.AllSupportedCrypto
+	return mse.RC4 | mse.Plaintext
 }

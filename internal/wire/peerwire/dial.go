@@ -8,8 +8,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/anacrolix/torrent/mse"
-	pp "github.com/anacrolix/torrent/peer_protocol"
+	"github.com/swarmaudit/swarmaudit/internal/wire/mse"
 )
 
 // Dial connects to addr and completes the BitTorrent handshake under
@@ -75,7 +74,7 @@ func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, encrypt bool
 	start := time.Now()
 	var d interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	} = &net.Dialer{}
+	} = &net.Dialer{KeepAlive: -1}
 	if cfg.Dialer != nil {
 		d = cfg.Dialer
 	}
@@ -97,8 +96,11 @@ func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, encrypt bool
 
 func handshakeOutgoing(ctx context.Context, raw net.Conn, cfg Config, encrypt bool) (*Conn, error) {
 	var c *Conn
+	hello := appendHandshake(make([]byte, 0, handshakeLen), cfg.reserved(), cfg.InfoHash, cfg.PeerID)
 	if encrypt {
-		rw, method, err := mse.InitiateHandshakeContext(ctx, raw, cfg.InfoHash[:], nil, cryptoProvides(cfg.Policy))
+		// Our BitTorrent handshake rides in MSE's initial payload, as
+		// Transmission's does: one round trip fewer.
+		st, err := mse.Initiate(raw, cfg.InfoHash[:], cryptoProvides(cfg.Policy), hello)
 		if err != nil {
 			if isTimeout(err) {
 				// A peer that silently ignores MSE (reads but never sends Yb) also
@@ -114,39 +116,47 @@ func handshakeOutgoing(ctx context.Context, raw net.Conn, cfg Config, encrypt bo
 				}
 				return nil, newErr(ErrHandshake, fmt.Errorf("peer dropped MSE: %w", err))
 			}
-			return nil, newErr(ErrHandshake, fmt.Errorf("MSE: %w", err))
+			if errors.Is(err, mse.ErrNoMethod) && cfg.Policy == PolicyRequire {
+				return nil, newErr(ErrPlaintextRefused, err)
+			}
+			return nil, newErr(ErrHandshake, err)
 		}
-		switch method {
-		case mse.CryptoMethodRC4:
-			c = newConn(raw, rw, MethodRC4, cfg.maxMessage())
-		case mse.CryptoMethodPlaintext:
+		switch st.Method() {
+		case mse.RC4:
+			c = newConn(raw, st, MethodRC4, cfg.maxMessage())
+		case mse.Plaintext:
 			if cfg.Policy == PolicyRequire {
 				return nil, ErrPlaintextRefused
 			}
-			c = newConn(raw, rw, MethodMSEPlaintext, cfg.maxMessage())
-		default:
-			return nil, newErr(ErrHandshake, fmt.Errorf("MSE selected unknown method %#x", method))
+			c = newConn(raw, st, MethodMSEPlaintext, cfg.maxMessage())
 		}
 	} else {
+		if _, err := raw.Write(hello); err != nil {
+			return nil, outgoingHandshakeErr(err, encrypt)
+		}
 		c = newConn(raw, raw, MethodPlaintext, cfg.maxMessage())
 	}
-	ih := cfg.InfoHash
-	res, err := pp.Handshake(ctx, c.rw, &ih, cfg.PeerID, cfg.reserved())
+	res, err := readHandshake(c.br)
 	if err != nil {
-		switch {
-		case isTimeout(err):
-			return nil, newErr(ErrTimeout, err)
-		case isDrop(err) && !encrypt:
-			return nil, newErr(ErrEncryptionRequired, fmt.Errorf("peer closed the connection at our plaintext handshake (it requires encryption, or refuses to be reconnected to this soon): %w", err))
-		default:
-			return nil, newErr(ErrHandshake, err)
-		}
+		return nil, outgoingHandshakeErr(err, encrypt)
 	}
-	if res.Hash != cfg.InfoHash {
-		return nil, newErr(ErrHandshake, fmt.Errorf("peer answered for info hash %x", res.Hash))
+	if res.InfoHash != cfg.InfoHash {
+		return nil, newErr(ErrHandshake, fmt.Errorf("peer answered for info hash %x", res.InfoHash))
 	}
-	c.InfoHash = res.Hash
+	c.InfoHash = res.InfoHash
 	c.PeerID = res.PeerID
-	c.Reserved = res.PeerExtensionBits
+	c.Reserved = res.Reserved
 	return c, nil
+}
+
+// outgoingHandshakeErr classifies a failure of our BitTorrent handshake.
+func outgoingHandshakeErr(err error, encrypted bool) error {
+	switch {
+	case isTimeout(err):
+		return newErr(ErrTimeout, err)
+	case isDrop(err) && !encrypted:
+		return newErr(ErrEncryptionRequired, fmt.Errorf("peer closed the connection at our plaintext handshake (it requires encryption, or refuses to be reconnected to this soon): %w", err))
+	default:
+		return newErr(ErrHandshake, err)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/anacrolix/torrent/bencode"
 	pp "github.com/anacrolix/torrent/peer_protocol"
@@ -134,6 +136,36 @@ func clampInt(v int64, lo, hi int) int {
 // it, the size of the info dictionary we can serve. For a private torrent
 // (BEP 27) it offers no PEX.
 func OurExtHandshake(client string, reqq int, metadataSize int, private bool) pp.Message {
+	key := extHelloKey{client, reqq, metadataSize, private}
+	if payload, ok := extHellos.Load(key); ok {
+		return pp.Message{Type: pp.Extended, ExtendedID: pp.HandshakeExtendedID, ExtendedPayload: payload.([]byte)}
+	}
+	payload := marshalExtHello(key)
+	if n := extHellosLen.Add(1); n <= maxCachedExtHellos {
+		extHellos.Store(key, payload)
+	}
+	return pp.Message{Type: pp.Extended, ExtendedID: pp.HandshakeExtendedID, ExtendedPayload: payload}
+}
+
+// The encoded extension handshakes, by their parameters: a process sends
+// the same few to every peer, and encoding one costs more than the rest of
+// the hello. Callers must not modify ExtendedPayload.
+var (
+	extHellos    sync.Map // extHelloKey → []byte
+	extHellosLen atomic.Int64
+)
+
+const maxCachedExtHellos = 64
+
+type extHelloKey struct {
+	client       string
+	reqq         int
+	metadataSize int
+	private      bool
+}
+
+func marshalExtHello(k extHelloKey) []byte {
+	client, reqq, metadataSize, private := k.client, k.reqq, k.metadataSize, k.private
 	m := map[string]int{ExtPEX: LocalPEXID, ExtMetadata: LocalMetadataID}
 	if private {
 		delete(m, ExtPEX)
@@ -151,5 +183,5 @@ func OurExtHandshake(client string, reqq int, metadataSize int, private bool) pp
 		// Marshalling a map of strings and ints cannot fail.
 		panic(err)
 	}
-	return pp.Message{Type: pp.Extended, ExtendedID: pp.HandshakeExtendedID, ExtendedPayload: payload}
+	return payload
 }
