@@ -5,8 +5,8 @@
 // extension handshake, and bounded message framing. Incoming connections are
 // accepted in both plaintext and MSE.
 //
-// The codecs come from github.com/anacrolix/torrent (mse, peer_protocol,
-// bencode); this package adds the connection policy, deadlines, size caps
+// Message framing and bencode come from github.com/anacrolix/torrent
+// (peer_protocol, bencode), MSE from internal/wire/mse; this package adds the connection policy, deadlines, size caps
 // and error classification an auditor facing hostile peers needs.
 package peerwire
 
