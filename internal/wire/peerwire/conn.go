@@ -6,8 +6,9 @@
 // accepted in both plaintext and MSE.
 //
 // Message framing and bencode come from github.com/anacrolix/torrent
-// (peer_protocol, bencode), MSE from internal/wire/mse; this package adds the connection policy, deadlines, size caps
-// and error classification an auditor facing hostile peers needs.
+// (peer_protocol, bencode), MSE from internal/wire/mse; this package adds
+// the connection policy, deadlines, size caps and error classification an
+// auditor facing hostile peers needs.
 package peerwire
 
 import (
