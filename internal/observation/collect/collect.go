@@ -341,7 +341,7 @@ type (
 	probeDone struct {
 		addr      netip.AddrPort
 		bandwidth bool
-		r         *probe.Result
+		r         *probe.Result // r.Conn: the connection, kept for a watch with its slot
 	}
 	watchEnded struct {
 		addr      netip.AddrPort
@@ -720,7 +720,12 @@ func (c *Collector) schedule(ctx context.Context) {
 // probe runs on its own goroutine: one connection to one peer.
 func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bool) {
 	defer c.wg.Done()
-	defer func() { <-c.conns }()
+	var kept *peerwire.Conn
+	defer func() {
+		if kept == nil {
+			<-c.conns // a kept connection's slot goes to its watch (finish)
+		}
+	}()
 	if bandwidth {
 		defer func() { <-c.bwProbes }()
 	}
@@ -728,7 +733,7 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	r, err := probe.Run(ctx, addr, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}, probe.Options{
 		PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, MaxBytes: c.cfg.ProbeBytes, BitfieldOnly: !bandwidth,
 		Timeout: c.cfg.ProbeTimeout, ClientName: c.cfg.ClientName, ClientNameFromID: peerid.ClientName,
-		Dialer: peerwire.Config{Dialer: c.cfg.Dialer},
+		Dialer: peerwire.Config{Dialer: c.cfg.Dialer}, Keep: c.cfg.Watch,
 	})
 	if err != nil {
 		c.cfg.Logger.Error("probe", "peer", addr, "err", err)
@@ -741,6 +746,9 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	c.counts.bytesIn.Add(r.WireBytesIn)
 	c.counts.bytesOut.Add(r.WireBytesOut)
 	c.record(ctx, addr, bandwidth, r)
+	if r != nil {
+		kept = r.Conn
+	}
 	c.report(probeDone{addr: addr, bandwidth: bandwidth, r: r})
 }
 
@@ -761,11 +769,22 @@ func (c *Collector) finish(ctx context.Context, d probeDone) {
 		}
 		s.probed = true
 	}
+	kept := d.r.Conn
 	if handshaken {
 		s.reached, s.lastFailed, s.fails = true, false, 0
 		if c.cfg.Watch && !s.watching && !c.stopping {
+			if kept != nil {
+				c.resumeWatch(ctx, s, kept, d.r.ExtHandshake)
+				return
+			}
 			c.startWatch(ctx, s)
 		}
+	}
+	if kept != nil {
+		kept.Close()
+		<-c.conns
+	}
+	if handshaken {
 		return
 	}
 	// Back off exponentially from the snapshot interval, up to 30 min.
@@ -793,6 +812,14 @@ func (c *Collector) startWatch(ctx context.Context, s *peerState) {
 		<-c.watches
 		return
 	}
+	c.launchWatch(ctx, s, func(wctx context.Context, ev watch.Events) (watch.Summary, error) {
+		return watch.Watch(wctx, s.addr, c.watchOptions(), ev)
+	})
+}
+
+// launchWatch runs a watch of s that holds a watch slot and a connection
+// slot, which it gives back when it ends; it runs on the loop.
+func (c *Collector) launchWatch(ctx context.Context, s *peerState, run func(context.Context, watch.Events) (watch.Summary, error)) {
 	wctx, stop := context.WithCancel(ctx)
 	s.watching, s.stopWatch = true, stop
 	w := &watcher{c: c, addr: s.addr}
@@ -801,9 +828,25 @@ func (c *Collector) startWatch(ctx context.Context, s *peerState) {
 		defer c.wg.Done()
 		defer func() { <-c.conns; <-c.watches }()
 		defer stop()
-		sum, err := watch.Watch(wctx, s.addr, c.watchOptions(), w.events(wctx))
+		sum, err := run(wctx, w.events(wctx))
 		w.end(ctx, wctx, sum, err)
 	}()
+}
+
+// resumeWatch makes a probe's connection the peer's watch (no second
+// connection: see probe.Options.Keep); the connection keeps the probe's
+// connection slot. It runs on the loop.
+func (c *Collector) resumeWatch(ctx context.Context, s *peerState, conn *peerwire.Conn, ext *peerwire.ExtHandshake) {
+	select {
+	case c.watches <- struct{}{}:
+	default:
+		conn.Close()
+		<-c.conns
+		return
+	}
+	c.launchWatch(ctx, s, func(wctx context.Context, ev watch.Events) (watch.Summary, error) {
+		return watch.Resume(wctx, conn, ext, c.watchOptions(), ev)
+	})
 }
 
 func (c *Collector) watchOptions() watch.Options {

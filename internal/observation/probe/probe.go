@@ -52,6 +52,12 @@ type Options struct {
 	// extension handshake has no "v".
 	ClientNameFromID func([20]byte) string
 	Dialer           peerwire.Config
+	// Keep leaves the connection open after a probe that ended cleanly
+	// (no request left unanswered) and returns it in Result.Conn, not
+	// interested any more, for the caller to own: a watch that follows a
+	// probe then needs no second connection, which peers that take one
+	// connection per IP would refuse while they still count the first.
+	Keep bool
 }
 
 const blockSize = 16 << 10
@@ -98,10 +104,31 @@ func Run(ctx context.Context, addr netip.AddrPort, t Target, o Options) (*Result
 	r.DurationMS = ms(time.Since(s.start))
 	if s.conn != nil {
 		r.WireBytesIn, r.WireBytesOut = s.conn.Bytes()
-		s.conn.Close()
+		if o.Keep && err == nil && s.handOver() {
+			r.Conn = s.conn
+		} else {
+			s.conn.Close()
+		}
 	}
 	s.finish(err)
 	return r, nil
+}
+
+// handOver readies the connection for its next owner: nothing requested
+// and not interested. It reports false when the connection cannot be
+// handed over.
+func (s *session) handOver() bool {
+	if len(s.pending) > 0 || !s.haveKnown {
+		return false
+	}
+	if s.interested {
+		s.conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if s.conn.WriteMessages(pp.Message{Type: pp.NotInterested}) != nil {
+			return false
+		}
+	}
+	s.conn.SetDeadline(time.Time{})
+	return true
 }
 
 // session is the state of one probe; it is owned by one goroutine.
@@ -116,6 +143,7 @@ type session struct {
 	haveKnown   bool
 	extDone     bool
 	choked      bool
+	interested  bool
 	allowedFast map[int]bool
 	// requested blocks not yet received, and all blocks ever requested.
 	pending  map[block]time.Time
@@ -216,6 +244,7 @@ func (s *session) talk(ctx context.Context) error {
 	if err := conn.WriteMessages(pp.Message{Type: pp.Interested}); err != nil {
 		return fmt.Errorf("send interested: %w", err)
 	}
+	s.interested = true
 	s.pending = map[block]time.Time{}
 	s.asked = map[block]bool{}
 	s.pieces = map[int]*pieceBuf{}

@@ -86,6 +86,9 @@ type Result struct {
 	Keepalives        int     `json:"keepalives,omitempty"`
 	Outcome           Outcome `json:"outcome"`
 	Error             string  `json:"error,omitempty"`
+	// Conn is the connection, still open, when Options.Keep asked for it
+	// and the probe ended cleanly; the caller owns it.
+	Conn *peerwire.Conn `json:"-"`
 }
 
 // outcomeFor maps a connection error to the outcome vocabulary.

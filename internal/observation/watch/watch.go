@@ -37,9 +37,8 @@ type Events struct {
 	// PEX reports one ut_pex message.
 	PEX func(at time.Time, m pex.Message)
 	// Tick is called every Options.TickEvery while the connection lasts,
-	// from the connection's timer goroutine (the one that sends
-	// keep-alives), not the reading one: a watch costs two goroutines, not
-	// a third for a caller's heartbeat.
+	// on the connection's goroutine like the other events: the watch keeps
+	// time with read deadlines, so it costs one goroutine.
 	Tick func(at time.Time)
 }
 
@@ -96,37 +95,62 @@ func Watch(ctx context.Context, addr netip.AddrPort, o Options, ev Events) (Summ
 // and HaveNone, then reports the peer's messages until ctx ends or the peer
 // hangs up. It closes c.
 func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (sum Summary, err error) {
-	defer c.Close()
-	addr := c.Remote
 	if o.NumPieces <= 0 {
+		c.Close()
 		return sum, errors.New("watch: number of pieces unknown")
 	}
 	if err := hello(c, o); err != nil {
+		c.Close()
 		return sum, err
 	}
+	return follow(ctx, c, o, ev, nil, false)
+}
+
+// Resume runs a watch on a connection whose hello was already exchanged (a
+// snapshot or bandwidth probe's, see probe.Options.Keep): ext is the
+// extension handshake the peer sent on it, nil if none. Events.Connected
+// is called at once. It closes c.
+func Resume(ctx context.Context, c *peerwire.Conn, ext *peerwire.ExtHandshake, o Options, ev Events) (Summary, error) {
+	if o.NumPieces <= 0 {
+		c.Close()
+		return Summary{}, errors.New("watch: number of pieces unknown")
+	}
+	return follow(ctx, c, o, ev, ext, true)
+}
+
+func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *peerwire.ExtHandshake, resumed bool) (sum Summary, err error) {
+	defer c.Close()
+	addr := c.Remote
 	sum.Method = c.Method
 	start := time.Now()
 	// named results: the deferred assignment reaches the caller
 	defer func() { sum.Connected = time.Since(start) }()
-	// Ending ctx, or this function, unblocks the read below and ends the
-	// keep-alives, which are waited for.
-	fctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(fctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	// Ending ctx unblocks the read below. The loop keeps time itself: its
+	// read deadline is the next keep-alive or tick, so a watch is one
+	// goroutine.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	kaDone := make(chan struct{})
-	go func() { defer close(kaDone); timers(fctx, c, o, ev.Tick) }()
-	defer func() { cancel(); <-kaDone }()
+	clock := newClock(start, o, ev.Tick != nil)
 
-	var ext *peerwire.ExtHandshake
-	announced := !c.SupportsExtended()
+	announced := resumed || !c.SupportsExtended()
 	if announced && ev.Connected != nil {
-		ev.Connected(c, nil)
+		ev.Connected(c, ext)
 	}
 	for {
+		c.SetReadDeadline(clock.next())
+		if ctx.Err() != nil {
+			return sum, nil // ctx ended before the deadline above was set
+		}
 		m, err := c.ReadMessage()
 		if err != nil {
 			if ctx.Err() != nil {
 				return sum, nil
+			}
+			if errors.Is(err, peerwire.ErrTimeout) && !time.Now().Before(clock.next()) {
+				if err := clock.fire(c, o, ev.Tick); err != nil {
+					return sum, fmt.Errorf("watch %s: keep-alive: %w", addr, err)
+				}
+				continue
 			}
 			return sum, fmt.Errorf("watch %s: %w", addr, err)
 		}
@@ -254,34 +278,60 @@ func hello(c *peerwire.Conn, o Options) error {
 	return nil
 }
 
-// timers sends keep-alives and calls tick every o.TickEvery, until ctx
-// ends or a write fails.
-func timers(ctx context.Context, c *peerwire.Conn, o Options, tick func(time.Time)) {
-	every := o.KeepAlive
-	if every <= 0 {
-		every = 60 * time.Second
+// clock holds a watch's timers: a keep-alive every o.KeepAlive (default
+// 60 s) and a tick every o.TickEvery.
+type clock struct {
+	keepAliveEvery, tickEvery time.Duration
+	keepAlive, tick           time.Time // next ones; tick zero: no ticks
+}
+
+func newClock(start time.Time, o Options, ticks bool) *clock {
+	k := &clock{keepAliveEvery: o.KeepAlive, tickEvery: o.TickEvery}
+	if k.keepAliveEvery <= 0 {
+		k.keepAliveEvery = 60 * time.Second
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var ticks <-chan time.Time
-	if tick != nil && o.TickEvery > 0 {
-		tt := time.NewTicker(o.TickEvery)
-		defer tt.Stop()
-		ticks = tt.C
+	k.keepAlive = start.Add(k.keepAliveEvery)
+	if ticks && k.tickEvery > 0 {
+		k.tick = start.Add(k.tickEvery)
 	}
-	ka := pp.Message{Keepalive: true}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case at := <-ticks:
-			tick(at)
-		case <-t.C:
-			if c.WriteMessages(ka) != nil {
-				return
-			}
+	return k
+}
+
+// next is when the next timer is due.
+func (k *clock) next() time.Time {
+	if !k.tick.IsZero() && k.tick.Before(k.keepAlive) {
+		return k.tick
+	}
+	return k.keepAlive
+}
+
+// fire runs the timers that are due: the tick callback, and a keep-alive
+// written within the handshake timeout (a peer that stops reading ends
+// the watch).
+func (k *clock) fire(c *peerwire.Conn, o Options, tick func(time.Time)) error {
+	now := time.Now()
+	if !k.tick.IsZero() && !now.Before(k.tick) {
+		tick(now)
+		for !k.tick.After(now) {
+			k.tick = k.tick.Add(k.tickEvery)
 		}
 	}
+	if !now.Before(k.keepAlive) {
+		timeout := o.HandshakeTimeout
+		if timeout <= 0 {
+			timeout = 20 * time.Second
+		}
+		c.SetWriteDeadline(now.Add(timeout))
+		err := c.WriteMessages(pp.Message{Keepalive: true})
+		c.SetWriteDeadline(time.Time{})
+		if err != nil {
+			return err
+		}
+		for !k.keepAlive.After(now) {
+			k.keepAlive = k.keepAlive.Add(k.keepAliveEvery)
+		}
+	}
+	return nil
 }
 
 // rejectMetadata answers a peer's ut_metadata request: we serve no

@@ -2,11 +2,18 @@ package watch
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	pp "github.com/anacrolix/torrent/peer_protocol"
+	"github.com/anacrolix/torrent/types/infohash"
 
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
@@ -152,5 +159,92 @@ func TestFetchMetadata(t *testing.T) {
 	}
 	if _, err := FetchMetadata(ctx, serve(nil), Options{InfoHash: tor.InfoHash}); !errors.Is(err, ErrNoMetadata) {
 		t.Fatalf("no metadata: err = %v", err)
+	}
+}
+
+// TestWatchKeepsTime: the watch's one goroutine sends keep-alives and
+// ticks on time while it waits for messages, and still reads the messages
+// that arrive between them (one split across a deadline included).
+func TestWatchKeepsTime(t *testing.T) {
+	ih := infohash.T{7}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	keepalives := make(chan struct{}, 100)
+	go func() {
+		raw, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer raw.Close()
+		// A plaintext peer without extensions, by hand, so that it can
+		// split a message.
+		hs := make([]byte, 68)
+		if _, err := io.ReadFull(raw, hs); err != nil {
+			return
+		}
+		copy(hs[20:28], make([]byte, 8))
+		hs[60] = 0xAA // its own peer id
+		raw.Write(hs)
+		have, _ := pp.Message{Type: pp.Have, Index: 3}.MarshalBinary()
+		go func() {
+			// A HAVE in two halves, 150 ms apart: the watch's deadlines
+			// (every 50-70 ms) pass in the middle of it.
+			time.Sleep(100 * time.Millisecond) // pacing the peer, not synchronisation
+			raw.Write(have[:5])
+			time.Sleep(150 * time.Millisecond)
+			raw.Write(have[5:])
+		}()
+		for {
+			var l [4]byte
+			if _, err := io.ReadFull(raw, l[:]); err != nil {
+				return
+			}
+			n := binary.BigEndian.Uint32(l[:])
+			if n == 0 {
+				keepalives <- struct{}{}
+				continue
+			}
+			if _, err := io.CopyN(io.Discard, raw, int64(n)); err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ticks, haves atomic.Int32
+	gotHave := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Watch(ctx, netip.MustParseAddrPort(ln.Addr().String()), Options{
+			InfoHash: ih, NumPieces: 8, Policy: peerwire.PolicyPlaintext, KeepAlive: 50 * time.Millisecond, TickEvery: 70 * time.Millisecond,
+		}, Events{Tick: func(time.Time) { ticks.Add(1) }, Have: func(_ time.Time, i int) {
+			if i == 3 {
+				haves.Add(1)
+				gotHave <- struct{}{}
+			}
+		}})
+		done <- err
+	}()
+	for range 5 {
+		select {
+		case <-keepalives:
+		case <-ctx.Done():
+			t.Fatal("fewer than 5 keep-alives")
+		}
+	}
+	select {
+	case <-gotHave:
+	case <-ctx.Done():
+		t.Fatal("the split HAVE never arrived")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("watch ended with %v", err)
+	}
+	if ticks.Load() < 3 || haves.Load() != 1 {
+		t.Fatalf("%d ticks, %d HAVEs of piece 3", ticks.Load(), haves.Load())
 	}
 }

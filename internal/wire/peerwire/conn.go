@@ -140,14 +140,17 @@ type Conn struct {
 	HandshakeDuration time.Duration
 
 	wire *wireCounter
+	// torn: a read timed out inside a message, so the stream has lost its
+	// framing and every later read fails.
+	torn bool
 }
 
 // readBufSize holds the small messages (HAVE, choke, an extension
-// handshake, a bitfield of up to 16,000 pieces) that idle watches receive.
+// handshake, a bitfield of up to 8,000 pieces) that idle watches receive.
 // Larger messages (blocks) are read through it: once its bytes are used the
 // decoder's reads go straight to the socket, so a bigger buffer would buy
 // no throughput and cost memory on each of the auditor's many connections.
-const readBufSize = 2 << 10
+const readBufSize = 1 << 10
 
 func newConn(raw net.Conn, rw io.ReadWriter, method Method, maxMsg int) *Conn {
 	c := &Conn{raw: raw, maxMsg: maxMsg, Method: method, rw: rw}
@@ -176,6 +179,14 @@ func (c *Conn) SupportsFast() bool { return c.Reserved.SupportsFast() }
 
 // SetDeadline sets the read and write deadline of the underlying socket.
 func (c *Conn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
+
+// SetReadDeadline sets the deadline of reads only. A read that reaches it
+// between messages returns ErrTimeout and the connection stays usable, so
+// one goroutine can both read and keep time (see ReadMessage).
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.raw.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the deadline of writes only.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
 
 // Close closes the connection.
 func (c *Conn) Close() error { return c.raw.Close() }

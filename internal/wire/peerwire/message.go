@@ -2,6 +2,7 @@ package peerwire
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
@@ -34,7 +35,17 @@ func known(t pp.MessageType) bool {
 // ReadMessage reads the next message. The length prefix is checked against
 // the cap before anything is allocated; a keep-alive comes back as a Message
 // with Keepalive set. Errors wrap ErrProtocol, ErrClosed or ErrTimeout.
+//
+// A message that fits the read buffer (every message but blocks and large
+// bitfields) is buffered whole before it is decoded, so a read deadline
+// that passes while it arrives consumes nothing: ReadMessage returns
+// ErrTimeout and the next call reads the message. A deadline that passes
+// inside a larger message returns ErrTimeout too, and the connection is
+// then unusable (later calls return ErrProtocol).
 func (c *Conn) ReadMessage() (Message, error) {
+	if c.torn {
+		return Message{}, newErr(ErrProtocol, errTorn)
+	}
 	// Frame by hand with Peek so an oversized or unknown message is
 	// classified before peer_protocol's decoder allocates or gives up
 	// mid-stream (it returns an error for unknown types without consuming
@@ -56,8 +67,14 @@ func (c *Conn) ReadMessage() (Message, error) {
 		return Message{}, c.readErr(err)
 	}
 	typ := pp.MessageType(head[4])
+	if whole := 4 + int(length); whole <= c.br.Size() {
+		if _, err := c.br.Peek(whole); err != nil {
+			return Message{}, c.readErr(err)
+		}
+	}
 	if !known(typ) {
-		if _, err := c.br.Discard(4 + int(length)); err != nil {
+		if n, err := c.br.Discard(4 + int(length)); err != nil {
+			c.torn = n > 0
 			return Message{}, c.readErr(err)
 		}
 		return Message{Message: pp.Message{Type: typ}, Unknown: true, Size: 4 + int(length)}, nil
@@ -65,6 +82,7 @@ func (c *Conn) ReadMessage() (Message, error) {
 	var m pp.Message
 	if err := c.dec.Decode(&m); err != nil {
 		if isTimeout(err) {
+			c.torn = true
 			return Message{}, newErr(ErrTimeout, err)
 		}
 		if isDrop(err) {
@@ -74,6 +92,8 @@ func (c *Conn) ReadMessage() (Message, error) {
 	}
 	return Message{Message: m, Size: 4 + int(length)}, nil
 }
+
+var errTorn = errors.New("an earlier read timed out inside a message")
 
 func (c *Conn) readErr(err error) error {
 	if err == io.EOF || isDrop(err) {
