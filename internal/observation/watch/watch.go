@@ -136,6 +136,9 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 	if announced && ev.Connected != nil {
 		ev.Connected(c, ext)
 	}
+	// Of the peer's extension handshake the watch keeps only what it
+	// answers with: the id of its ut_metadata (0: none).
+	metadataID := metadataIDOf(ext)
 	for {
 		c.SetReadDeadline(clock.next())
 		if ctx.Err() != nil {
@@ -197,11 +200,11 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 				if err != nil {
 					return sum, fmt.Errorf("watch %s: %w: %v", addr, peerwire.ErrProtocol, err)
 				}
-				ext = &h
+				metadataID = metadataIDOf(&h)
 				if !announced {
 					announced = true
 					if ev.Connected != nil {
-						ev.Connected(c, ext)
+						ev.Connected(c, &h)
 					}
 				}
 			case peerwire.LocalPEXID:
@@ -214,7 +217,7 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 					ev.PEX(now, pm)
 				}
 			case peerwire.LocalMetadataID:
-				if err := rejectMetadata(c, ext, m.ExtendedPayload); err != nil {
+				if err := rejectMetadata(c, metadataID, m.ExtendedPayload); err != nil {
 					return sum, err
 				}
 			}
@@ -334,15 +337,24 @@ func (k *clock) fire(c *peerwire.Conn, o Options, tick func(time.Time)) error {
 	return nil
 }
 
-// rejectMetadata answers a peer's ut_metadata request: we serve no
-// metadata on a watch connection.
-func rejectMetadata(c *peerwire.Conn, ext *peerwire.ExtHandshake, payload []byte) error {
-	msg, err := metadata.Parse(payload)
-	if err != nil || msg.Type != metadata.Request || ext == nil {
-		return nil
+// metadataIDOf is the peer's id for ut_metadata in its extension
+// handshake, 0 if it has none.
+func metadataIDOf(ext *peerwire.ExtHandshake) pp.ExtensionNumber {
+	if ext == nil {
+		return 0
 	}
 	id, ok := ext.ExtensionID(peerwire.ExtMetadata)
 	if !ok {
+		return 0
+	}
+	return id
+}
+
+// rejectMetadata answers a peer's ut_metadata request: we serve no
+// metadata on a watch connection. id is the peer's ut_metadata id.
+func rejectMetadata(c *peerwire.Conn, id pp.ExtensionNumber, payload []byte) error {
+	msg, err := metadata.Parse(payload)
+	if err != nil || msg.Type != metadata.Request || id == 0 {
 		return nil
 	}
 	return c.WriteMessages(pp.Message{Type: pp.Extended, ExtendedID: id, ExtendedPayload: metadata.RejectPayload(msg.Piece)})

@@ -25,13 +25,13 @@ package mse
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/rc4"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
+	"math/bits"
 	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -118,39 +118,58 @@ func newKeyPair() (*keyPair, error) {
 // X: 20 modular multiplications instead of the 160 squarings and ~40
 // multiplications of a generic exponentiation, which made key generation
 // half of a handshake's arithmetic. This is the textbook fixed-base
-// windowed method; the table (about 600 KiB) is built on first use, in a
-// few milliseconds. It is not constant-time; neither is math/big, and MSE
-// is obfuscation, not a secure channel.
-var gPowers = sync.OnceValue(func() *[privateKeyBytes][256]big.Int {
-	t := new([privateKeyBytes][256]big.Int)
-	var prod big.Int
-	for i := range t {
-		t[i][0].SetInt64(1)
+// windowed method; the table (480 KiB of words) is built on first use, in
+// a few milliseconds. It is not constant-time; neither is math/big, and
+// MSE is obfuscation, not a secure channel.
+var gPowers = sync.OnceValue(func() []big.Word {
+	t := make([]big.Word, privateKeyBytes*256*entryWords)
+	var prod, prev, one big.Int
+	set := func(i, v int, x *big.Int) {
+		bits := x.Bits()
+		copy(t[(i*256+v)*entryWords:], bits)
+	}
+	for i := range privateKeyBytes {
+		one.SetInt64(1)
 		if i == 0 {
-			t[i][1].Set(generator)
+			one.Set(generator)
 		} else {
-			prod.Mul(&t[i-1][255], &t[i-1][1]) // G^(256·256^(i-1))
-			t[i][1].Mod(&prod, prime)
+			prod.Mul(entry(t, i-1, 255), entry(t, i-1, 1)) // G^(256·256^(i-1))
+			one.Mod(&prod, prime)
 		}
+		set(i, 0, big.NewInt(1))
+		set(i, 1, &one)
+		prev.Set(&one)
 		for v := 2; v < 256; v++ {
-			prod.Mul(&t[i][v-1], &t[i][1])
-			t[i][v].Mod(&prod, prime)
+			prod.Mul(&prev, &one)
+			prev.Mod(&prod, prime)
+			set(i, v, &prev)
 		}
 	}
 	return t
 })
 
+// entryWords is the words of one table entry: a number below P.
+const entryWords = (keyLen*8 + bits.UintSize - 1) / bits.UintSize
+
+// entry is a read-only view of one table entry.
+func entry(t []big.Word, i, v int) *big.Int {
+	at := (i*256 + v) * entryWords
+	return new(big.Int).SetBits(t[at : at+entryWords : at+entryWords])
+}
+
 // powerOfG is G^X mod P for the big-endian private key xb.
 func powerOfG(xb *[privateKeyBytes]byte) *big.Int {
 	t := gPowers()
 	acc := new(big.Int).SetInt64(1)
-	var prod, quo big.Int
+	var prod, quo, e big.Int
 	for i := range privateKeyBytes {
-		v := xb[privateKeyBytes-1-i]
+		v := int(xb[privateKeyBytes-1-i])
 		if v == 0 {
 			continue
 		}
-		prod.Mul(acc, &t[i][v])
+		at := (i*256 + v) * entryWords
+		e.SetBits(t[at : at+entryWords : at+entryWords])
+		prod.Mul(acc, &e)
 		quo.QuoRem(&prod, prime, acc)
 	}
 	return acc
@@ -182,9 +201,9 @@ func hash(parts ...[]byte) (sum [hashLen]byte) {
 
 // cipher is RC4 keyed with HASH(name, S, SKEY), its first 1,024 bytes of
 // keystream dropped.
-func cipher(name string, s [keyLen]byte, skey []byte) *rc4.Cipher {
+func cipher(name string, s [keyLen]byte, skey []byte) *rc4Cipher {
 	k := hash([]byte(name), s[:], skey)
-	c, _ := rc4.NewCipher(k[:]) // a 20-byte key is always valid
+	c := newRC4(k[:])
 	var drop [dropBytes]byte
 	c.XORKeyStream(drop[:], drop[:])
 	return c
@@ -300,8 +319,8 @@ type Stream struct {
 	out     []byte // the end of our handshake, sent with the first Write…
 	outMu   sync.Mutex
 	outSent atomic.Bool // …or before the first Read that would wait for the peer
-	dec     *rc4.Cipher
-	enc     *rc4.Cipher
+	dec     *rc4Cipher
+	enc     *rc4Cipher
 	method  Method
 }
 

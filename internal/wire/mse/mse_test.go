@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/rc4"
 	"errors"
 	"fmt"
 	"io"
@@ -383,5 +384,35 @@ func BenchmarkKeyPair(b *testing.B) {
 		if _, err := newKeyPair(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRC4MatchesTheStandardLibrary compares our byte-state RC4 with
+// crypto/rc4 over keys of every length class and odd chunkings.
+func TestRC4MatchesTheStandardLibrary(t *testing.T) {
+	for _, keyLen := range []int{1, 5, 16, 20, 256} {
+		key := make([]byte, keyLen)
+		rand.Read(key)
+		want, _ := rc4.NewCipher(key)
+		got := newRC4(key)
+		for _, n := range []int{1, 7, 1024, 3, 16 << 10} {
+			src := make([]byte, n)
+			rand.Read(src)
+			a, b := make([]byte, n), bytes.Clone(src)
+			want.XORKeyStream(a, src)
+			got.XORKeyStream(b, b)
+			if !bytes.Equal(a, b) {
+				t.Fatalf("key of %d bytes, chunk of %d: keystreams differ", keyLen, n)
+			}
+		}
+	}
+}
+
+func BenchmarkRC4(b *testing.B) {
+	c := newRC4(skey)
+	buf := make([]byte, 16<<10)
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		c.XORKeyStream(buf, buf)
 	}
 }

@@ -146,11 +146,12 @@ type Conn struct {
 }
 
 // readBufSize holds the small messages (HAVE, choke, an extension
-// handshake, a bitfield of up to 8,000 pieces) that idle watches receive.
+// handshake, PEX, a bitfield of up to 4,000 pieces) that idle watches
+// receive.
 // Larger messages (blocks) are read through it: once its bytes are used the
 // decoder's reads go straight to the socket, so a bigger buffer would buy
 // no throughput and cost memory on each of the auditor's many connections.
-const readBufSize = 1 << 10
+const readBufSize = 512
 
 func newConn(raw net.Conn, rw io.ReadWriter, method Method, maxMsg int) *Conn {
 	c := &Conn{raw: raw, maxMsg: maxMsg, Method: method, rw: rw}

@@ -1,9 +1,12 @@
 package peerwire
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -24,7 +27,6 @@ type ExtHandshake struct {
 	MetadataSize int64             `json:"metadata_size,omitempty"`
 	ListenPort   int               `json:"p,omitempty"`
 	Unknown      []string          `json:"unknown_keys,omitempty"`
-	raw          map[string][]byte // undecoded values, for extensions we add later
 }
 
 // Extension message names we speak.
@@ -43,57 +45,60 @@ const (
 const maxExtHandshake = 64 << 10
 
 // ParseExtHandshake decodes an extension handshake payload (the bytes after
-// the extended message id 0).
+// the extended message id 0): a bencoded dictionary, read by a scanner of
+// our own that allocates only for the fields it keeps (every probe parses
+// one, and a reflective decoder cost kilobytes of garbage each).
 func ParseExtHandshake(payload []byte) (ExtHandshake, error) {
 	if len(payload) > maxExtHandshake {
 		return ExtHandshake{}, fmt.Errorf("extension handshake of %d bytes exceeds %d", len(payload), maxExtHandshake)
 	}
-	var top map[string]bencode.Bytes
-	if err := bencode.Unmarshal(payload, &top); err != nil {
-		return ExtHandshake{}, fmt.Errorf("extension handshake: %w", err)
-	}
 	var h ExtHandshake
-	h.raw = make(map[string][]byte, len(top))
-	for k, v := range top {
-		h.raw[k] = v
-		switch k {
+	sc := scanner{b: payload}
+	err := sc.dict(func(k, v []byte) error {
+		switch string(k) {
 		case "v":
-			var s string
-			if bencode.Unmarshal(v, &s) == nil && len(s) <= 256 {
-				h.Client = s
+			if s, ok := bString(v); ok && len(s) <= 256 {
+				h.Client = string(s)
 			}
 		case "reqq":
 			h.Reqq = clampInt(decodeInt(v), 0, 1<<16)
 		case "m":
-			var m map[string]bencode.Bytes
-			if bencode.Unmarshal(v, &m) == nil {
-				h.Extensions = make(map[string]int, len(m))
-				for name, id := range m {
-					if n := decodeInt(id); n >= 0 && n <= 255 && len(name) <= 64 {
-						h.Extensions[name] = int(n)
+			if len(v) > 0 && v[0] == 'd' {
+				h.Extensions = map[string]int{}
+				inner := scanner{b: v}
+				_ = inner.dict(func(name, id []byte) error {
+					if n := decodeInt(id); n >= 0 && n <= 255 && len(name) <= 64 && len(h.Extensions) < 64 {
+						h.Extensions[string(name)] = int(n)
 					}
-				}
+					return nil
+				})
 			}
 		case "yourip":
-			var b []byte
-			if bencode.Unmarshal(v, &b) == nil {
+			if b, ok := bString(v); ok {
 				if a, ok := netip.AddrFromSlice(b); ok && (len(b) == 4 || len(b) == 16) {
 					h.YourIP = a.Unmap()
 				}
 			}
 		case "upload_only":
-			h.UploadOnly = decodeInt(v) != 0
+			h.UploadOnly = decodeInt(v) > 0
 		case "e":
-			h.Encryption = decodeInt(v) != 0
+			h.Encryption = decodeInt(v) > 0
 		case "metadata_size":
 			h.MetadataSize = max(decodeInt(v), 0)
 		case "p":
 			h.ListenPort = clampInt(decodeInt(v), 0, 65535)
 		default:
 			if len(h.Unknown) < 32 && len(k) <= 64 {
-				h.Unknown = append(h.Unknown, k)
+				h.Unknown = append(h.Unknown, string(k))
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return ExtHandshake{}, fmt.Errorf("extension handshake: %w", err)
+	}
+	if sc.pos != len(payload) {
+		return ExtHandshake{}, fmt.Errorf("extension handshake: %d bytes after the dictionary", len(payload)-sc.pos)
 	}
 	sort.Strings(h.Unknown)
 	return h, nil
@@ -109,13 +114,127 @@ func (h ExtHandshake) ExtensionID(name string) (pp.ExtensionNumber, bool) {
 	return pp.ExtensionNumber(id), true
 }
 
-// Raw returns the undecoded bencoded value of key k.
-func (h ExtHandshake) Raw(k string) []byte { return h.raw[k] }
+// maxBencodeDepth bounds the nesting the scanner follows.
+const maxBencodeDepth = 32
 
-// decodeInt reads a bencoded integer, or -1 if v is not one.
+// scanner walks bencoded data without decoding what it skips.
+type scanner struct {
+	b     []byte
+	pos   int
+	depth int
+}
+
+var errBencode = errors.New("malformed bencode")
+
+// dict reads a dictionary at pos and calls f with each key and the raw
+// bytes of its value.
+func (s *scanner) dict(f func(k, v []byte) error) error {
+	if s.pos >= len(s.b) || s.b[s.pos] != 'd' {
+		return fmt.Errorf("%w: not a dictionary", errBencode)
+	}
+	s.pos++
+	for {
+		if s.pos >= len(s.b) {
+			return fmt.Errorf("%w: unterminated dictionary", errBencode)
+		}
+		if s.b[s.pos] == 'e' {
+			s.pos++
+			return nil
+		}
+		k, err := s.str()
+		if err != nil {
+			return err
+		}
+		start := s.pos
+		if err := s.skip(); err != nil {
+			return err
+		}
+		if err := f(k, s.b[start:s.pos]); err != nil {
+			return err
+		}
+	}
+}
+
+// str reads a byte string ("len:bytes").
+func (s *scanner) str() ([]byte, error) {
+	colon := bytes.IndexByte(s.b[s.pos:min(len(s.b), s.pos+12)], ':')
+	if colon <= 0 {
+		return nil, fmt.Errorf("%w: bad string length", errBencode)
+	}
+	n, err := strconv.ParseUint(string(s.b[s.pos:s.pos+colon]), 10, 31)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad string length", errBencode)
+	}
+	start := s.pos + colon + 1
+	if uint64(len(s.b)-start) < n {
+		return nil, fmt.Errorf("%w: string past the end", errBencode)
+	}
+	s.pos = start + int(n)
+	return s.b[start:s.pos], nil
+}
+
+// skip moves past one value of any type.
+func (s *scanner) skip() error {
+	if s.pos >= len(s.b) {
+		return fmt.Errorf("%w: value missing", errBencode)
+	}
+	switch c := s.b[s.pos]; {
+	case c == 'i':
+		end := bytes.IndexByte(s.b[s.pos:], 'e')
+		if end < 2 {
+			return fmt.Errorf("%w: bad integer", errBencode)
+		}
+		if _, err := strconv.ParseInt(string(s.b[s.pos+1:s.pos+end]), 10, 64); err != nil {
+			return fmt.Errorf("%w: bad integer", errBencode)
+		}
+		s.pos += end + 1
+		return nil
+	case c >= '0' && c <= '9':
+		_, err := s.str()
+		return err
+	case c == 'l' || c == 'd':
+		if s.depth >= maxBencodeDepth {
+			return fmt.Errorf("%w: nested deeper than %d", errBencode, maxBencodeDepth)
+		}
+		s.depth++
+		defer func() { s.depth-- }()
+		s.pos++
+		for {
+			if s.pos >= len(s.b) {
+				return fmt.Errorf("%w: unterminated list or dictionary", errBencode)
+			}
+			if s.b[s.pos] == 'e' {
+				s.pos++
+				return nil
+			}
+			if c == 'd' {
+				if _, err := s.str(); err != nil {
+					return err
+				}
+			}
+			if err := s.skip(); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("%w: unexpected byte %q", errBencode, c)
+	}
+}
+
+// bString reads v as a whole byte string.
+func bString(v []byte) ([]byte, bool) {
+	s := scanner{b: v}
+	b, err := s.str()
+	return b, err == nil && s.pos == len(v)
+}
+
+// decodeInt reads v as a whole bencoded integer, or -1 if it is not one.
 func decodeInt(v []byte) int64 {
-	var n int64
-	if err := bencode.Unmarshal(v, &n); err != nil {
+	if len(v) < 3 || v[0] != 'i' || v[len(v)-1] != 'e' {
+		return -1
+	}
+	n, err := strconv.ParseInt(string(v[1:len(v)-1]), 10, 64)
+	if err != nil {
 		return -1
 	}
 	return n

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anacrolix/torrent/bencode"
+
 	"github.com/anacrolix/torrent/types/infohash"
 )
 
@@ -42,6 +44,13 @@ func FuzzParseExtHandshake(f *testing.F) {
 	f.Add([]byte("d13:metadata_sizei-5e1:pi99999ee"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := ParseExtHandshake(data)
+		// Our scanner reads every dictionary a general bencode decoder
+		// decodes in full (into any: anacrolix's reads a list into a map,
+		// and "iAe" into raw bytes; BEP 10 says dictionary, and so do we).
+		var top any
+		if theirs := bencode.Unmarshal(data, &top); theirs == nil && err != nil && len(data) <= maxExtHandshake && len(data) > 0 && data[0] == 'd' {
+			t.Fatalf("anacrolix/bencode reads %q, we refuse it: %v", data, err)
+		}
 		if err != nil {
 			return
 		}
