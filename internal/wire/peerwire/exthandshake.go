@@ -18,15 +18,15 @@ import (
 // Fields a peer omits, or sends with the wrong type, stay zero: peers in the
 // wild send all sorts, and one odd field must not cost us the others.
 type ExtHandshake struct {
-	Client       string            `json:"v,omitempty"`
-	Reqq         int               `json:"reqq,omitempty"`
-	Extensions   map[string]int    `json:"m,omitempty"`
-	YourIP       netip.Addr        `json:"yourip,omitzero"`
-	UploadOnly   bool              `json:"upload_only,omitempty"`
-	Encryption   bool              `json:"e,omitempty"`
-	MetadataSize int64             `json:"metadata_size,omitempty"`
-	ListenPort   int               `json:"p,omitempty"`
-	Unknown      []string          `json:"unknown_keys,omitempty"`
+	Client       string         `json:"v,omitempty"`
+	Reqq         int            `json:"reqq,omitempty"`
+	Extensions   map[string]int `json:"m,omitempty"`
+	YourIP       netip.Addr     `json:"yourip,omitzero"`
+	UploadOnly   bool           `json:"upload_only,omitempty"`
+	Encryption   bool           `json:"e,omitempty"`
+	MetadataSize int64          `json:"metadata_size,omitempty"`
+	ListenPort   int            `json:"p,omitempty"`
+	Unknown      []string       `json:"unknown_keys,omitempty"`
 }
 
 // Extension message names we speak.
