@@ -284,7 +284,7 @@ type peerState struct {
 	// stopWatch ends the peer's watch, so that a bandwidth probe can
 	// connect: many clients (Transmission, qBittorrent, aria2) accept one
 	// connection per IP and torrent, and drop a second one mid-probe.
-	stopWatch context.CancelFunc
+	stopWatch func()
 	// awaitingProbe: its watch was ended for a bandwidth probe that has
 	// not started yet (counted in Collector.closing).
 	awaitingProbe bool
@@ -300,6 +300,9 @@ type peerState struct {
 type Collector struct {
 	cfg    Config
 	shared *Budget
+	// storeCtx writes observations: the run's context without its end,
+	// since a watch that ends with the run is still evidence.
+	storeCtx context.Context
 	budget *rate.Limiter // bandwidth-probe bytes, nil when uncapped
 	// Semaphores: conns is held by every connection, watches in addition
 	// by watches, bwProbes in addition by bandwidth probes.
@@ -422,6 +425,7 @@ func (c *Collector) Progress() Progress {
 func (c *Collector) Run(ctx context.Context) error {
 	ctx, c.fail = context.WithCancelCause(ctx)
 	defer c.fail(nil)
+	c.storeCtx = context.WithoutCancel(ctx)
 	found := make(chan netip.AddrPort)
 	c.wg.Add(1)
 	go c.follow(ctx, found)
@@ -441,6 +445,11 @@ func (c *Collector) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			if allDone == nil {
 				c.stopping = true
+				for _, s := range c.peers {
+					if s.stopWatch != nil {
+						s.stopWatch() // watches follow no context (launchWatch)
+					}
+				}
 				allDone = make(chan struct{})
 				go func() { c.wg.Wait(); close(allDone) }()
 			}
@@ -812,24 +821,28 @@ func (c *Collector) startWatch(ctx context.Context, s *peerState) {
 		<-c.watches
 		return
 	}
-	c.launchWatch(ctx, s, func(wctx context.Context, ev watch.Events) (watch.Summary, error) {
-		return watch.Watch(wctx, s.addr, c.watchOptions(), ev)
+	c.launchWatch(ctx, s, func(o watch.Options, ev watch.Events) (watch.Summary, error) {
+		return watch.Watch(ctx, s.addr, o, ev)
 	})
 }
 
 // launchWatch runs a watch of s that holds a watch slot and a connection
-// slot, which it gives back when it ends; it runs on the loop.
-func (c *Collector) launchWatch(ctx context.Context, s *peerState, run func(context.Context, watch.Events) (watch.Summary, error)) {
-	wctx, stop := context.WithCancel(ctx)
-	s.watching, s.stopWatch = true, stop
+// slot, which it gives back when it ends; it runs on the loop. The watch
+// follows no context of its own (a context per watch costs more than the
+// rest of its bookkeeping): s.stopWatch ends it, and the loop calls that
+// for every watch when the collection ends.
+func (c *Collector) launchWatch(ctx context.Context, s *peerState, run func(watch.Options, watch.Events) (watch.Summary, error)) {
+	stopper := &watch.Stopper{}
+	s.watching, s.stopWatch = true, stopper.Stop
 	w := &watcher{c: c, addr: s.addr}
+	o := c.watchOptions()
+	o.Stopper = stopper
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer func() { <-c.conns; <-c.watches }()
-		defer stop()
-		sum, err := run(wctx, w.events(wctx))
-		w.end(ctx, wctx, sum, err)
+		sum, err := run(o, w.events())
+		w.end(ctx, stopper.Stopped(), sum, err)
 	}()
 }
 
@@ -844,8 +857,8 @@ func (c *Collector) resumeWatch(ctx context.Context, s *peerState, conn *peerwir
 		<-c.conns
 		return
 	}
-	c.launchWatch(ctx, s, func(wctx context.Context, ev watch.Events) (watch.Summary, error) {
-		return watch.Resume(wctx, conn, ext, c.watchOptions(), ev)
+	c.launchWatch(ctx, s, func(o watch.Options, ev watch.Events) (watch.Summary, error) {
+		return watch.Resume(ctx, conn, ext, o, ev)
 	})
 }
 
@@ -953,8 +966,8 @@ func (c *Collector) incoming(ctx context.Context, raw io.Closer, handshake func(
 			return
 		}
 		c.counts.incoming.Add(1)
-		sum, err := watch.Follow(wctx, conn, c.watchOptions(), w.events(wctx))
-		w.end(ctx, wctx, sum, err)
+		sum, err := watch.Follow(wctx, conn, c.watchOptions(), w.events())
+		w.end(ctx, wctx.Err() != nil, sum, err)
 	}()
 }
 
@@ -977,16 +990,16 @@ type watcher struct {
 	beat atomic.Pointer[store.ConnEvent]
 }
 
-func (w *watcher) events(wctx context.Context) watch.Events {
+func (w *watcher) events() watch.Events {
 	c := w.c
-	store1 := context.WithoutCancel(wctx) // a watch ending is still evidence
+	store1 := c.storeCtx // a watch ending is still evidence
 	return watch.Events{
 		Connected: func(conn *peerwire.Conn, ext *peerwire.ExtHandshake) {
 			w.enc = string(conn.Method)
 			if w.incoming && !w.claim(conn, ext) {
 				return
 			}
-			w.connected(wctx, "watch")
+			w.connected("watch")
 		},
 		Bitfield: func(at time.Time, bf bitfield.Bitfield) {
 			if !w.addr.IsValid() {
@@ -1055,24 +1068,24 @@ func (w *watcher) release() {
 // connected records that the watch came up and arms its heartbeat: the
 // connection's life is evidence of presence, so a heartbeat is recorded
 // every snapshot interval while it lasts (by the watch's timer goroutine).
-func (w *watcher) connected(wctx context.Context, detail string) {
+func (w *watcher) connected(detail string) {
 	c := w.c
 	if w.incoming {
 		detail = "incoming watch"
 	}
-	c.storeErr(c.cfg.Store.AddConnEvent(context.WithoutCancel(wctx), c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Detail: detail}))
+	c.storeErr(c.cfg.Store.AddConnEvent(c.storeCtx, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Detail: detail}))
 	w.beat.Store(&store.ConnEvent{Addr: w.addr, Outcome: store.ConnOK, Encryption: w.enc, Detail: "watching"})
 }
 
 // end records how the watch ended and tells the loop; runCtx is the
-// collection's context, wctx the watch's own.
-func (w *watcher) end(runCtx, wctx context.Context, sum watch.Summary, err error) {
+// collection's context; stopped says whether the watch was told to end.
+func (w *watcher) end(runCtx context.Context, stopped bool, sum watch.Summary, err error) {
 	c := w.c
 	c.cfg.Logger.Debug("watch ended", "peer", w.addr, "incoming", w.incoming, "messages", sum.Messages, "haves", sum.Haves, "err", err)
 	if !w.addr.IsValid() {
 		return // an incoming connection that never became a peer's watch
 	}
-	byAuditor := wctx.Err() != nil && runCtx.Err() == nil
+	byAuditor := stopped && runCtx.Err() == nil
 	if sum.Method != "" {
 		detail := ""
 		if byAuditor {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
@@ -64,6 +65,46 @@ type Options struct {
 	Dialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
+	// Stopper, if set, ends the watch instead of ctx: ctx is then looked
+	// at only between messages and timers, and the caller stops the
+	// watch when ctx ends. It spares a watch the context and callback that
+	// following ctx costs, which a collector holding thousands of watches
+	// under one context does not need.
+	Stopper *Stopper
+}
+
+// Stopper ends a watch from another goroutine (see Options.Stopper). The
+// zero value is ready; it ends one watch.
+type Stopper struct {
+	mu      sync.Mutex
+	conn    *peerwire.Conn
+	stopped bool
+}
+
+// Stop ends the watch: at once if it is connected, or as soon as it is.
+func (s *Stopper) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	if s.conn != nil {
+		s.conn.SetDeadline(time.Unix(1, 0))
+	}
+}
+
+// Stopped reports whether Stop was called.
+func (s *Stopper) Stopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+// attach ties the stopper to the watch's connection; false if it was
+// stopped already.
+func (s *Stopper) attach(c *peerwire.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn = c
+	return !s.stopped
 }
 
 // Summary says how a watch went.
@@ -125,11 +166,24 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 	start := time.Now()
 	// named results: the deferred assignment reaches the caller
 	defer func() { sum.Connected = time.Since(start) }()
-	// Ending ctx unblocks the read below. The loop keeps time itself: its
-	// read deadline is the next keep-alive or tick, so a watch is one
-	// goroutine.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Ending ctx (or o.Stopper) unblocks the read below. The loop keeps
+	// time itself: its read deadline is the next keep-alive or tick, so a
+	// watch is one goroutine.
+	ended := ctx.Err
+	if o.Stopper != nil {
+		if !o.Stopper.attach(c) {
+			return sum, nil
+		}
+		ended = func() error {
+			if o.Stopper.Stopped() {
+				return errStopped
+			}
+			return ctx.Err()
+		}
+	} else {
+		stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
 	clock := newClock(start, o, ev.Tick != nil)
 
 	announced := resumed || !c.SupportsExtended()
@@ -141,12 +195,12 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 	metadataID := metadataIDOf(ext)
 	for {
 		c.SetReadDeadline(clock.next())
-		if ctx.Err() != nil {
-			return sum, nil // ctx ended before the deadline above was set
+		if ended() != nil {
+			return sum, nil // ended before the deadline above was set
 		}
 		m, err := c.ReadMessage()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ended() != nil {
 				return sum, nil
 			}
 			if errors.Is(err, peerwire.ErrTimeout) && !time.Now().Before(clock.next()) {
@@ -280,6 +334,8 @@ func hello(c *peerwire.Conn, o Options) error {
 	}
 	return nil
 }
+
+var errStopped = errors.New("watch stopped")
 
 // clock holds a watch's timers: a keep-alive every o.KeepAlive (default
 // 60 s) and a tick every o.TickEvery.

@@ -248,3 +248,45 @@ func TestWatchKeepsTime(t *testing.T) {
 		t.Fatalf("%d ticks, %d HAVEs of piece 3", ticks.Load(), haves.Load())
 	}
 }
+
+// TestStopperEndsTheWatch: a watch that follows no context of its own ends
+// at once when stopped, and one stopped before it connected does not start.
+func TestStopperEndsTheWatch(t *testing.T) {
+	p, tor := simPeer(t, swarmsim.PeerConfig{})
+	o := Options{InfoHash: tor.InfoHash, NumPieces: tor.NumPieces, Policy: peerwire.PolicyPlaintext}
+	t.Run("while connected", func(t *testing.T) {
+		o.Stopper = &Stopper{}
+		connected := make(chan struct{})
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			_, err := Watch(context.Background(), p.Addr(), o, Events{Connected: func(*peerwire.Conn, *peerwire.ExtHandshake) { close(connected) }})
+			done <- err
+		}()
+		select {
+		case <-connected:
+		case <-time.After(10 * time.Second):
+			t.Fatal("never connected")
+		}
+		o.Stopper.Stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("stopped watch ended with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stopped watch went on")
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("took %v", d)
+		}
+	})
+	t.Run("before connecting", func(t *testing.T) {
+		o.Stopper = &Stopper{}
+		o.Stopper.Stop()
+		sum, err := Watch(context.Background(), p.Addr(), o, Events{Connected: func(*peerwire.Conn, *peerwire.ExtHandshake) { t.Error("a stopped watch connected") }})
+		if err != nil || sum.Messages != 0 {
+			t.Fatalf("%+v, %v", sum, err)
+		}
+	})
+}
