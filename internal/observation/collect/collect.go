@@ -303,7 +303,7 @@ type Collector struct {
 	// storeCtx writes observations: the run's context without its end,
 	// since a watch that ends with the run is still evidence.
 	storeCtx context.Context
-	budget *rate.Limiter // bandwidth-probe bytes, nil when uncapped
+	budget   *rate.Limiter // bandwidth-probe bytes, nil when uncapped
 	// Semaphores: conns is held by every connection, watches in addition
 	// by watches, bwProbes in addition by bandwidth probes.
 	conns    chan struct{}
