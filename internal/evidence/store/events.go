@@ -33,10 +33,18 @@ type ConnEvent struct {
 	Detail     string // error text; truncated to 1 KiB
 }
 
-const qInsertConn = `INSERT INTO obs_conn (peer_id, at_us, outcome, encryption, detail) VALUES (?, ?, ?, ?, ?)`
+const qInsertConn = `INSERT INTO obs_conn (peer_id, at_us, outcome, encryption, detail) VALUES (?, ?, ?, ?, ?) RETURNING id`
+
+// maxBeatsExpanded bounds a run's beats read back: a year of one a second.
+const maxBeatsExpanded = 366 * 24 * 3600
 
 // AddConnEvent records a connection outcome.
 func (s *Store) AddConnEvent(ctx context.Context, swarm SwarmID, ev ConnEvent) error {
+	_, err := s.addConnEvent(ctx, swarm, ev)
+	return err
+}
+
+func (s *Store) addConnEvent(ctx context.Context, swarm SwarmID, ev ConnEvent) (int64, error) {
 	addr, err := normAddr(ev.Addr)
 	if err == nil {
 		err = checkTime("connection event", ev.At)
@@ -49,21 +57,63 @@ func (s *Store) AddConnEvent(ctx context.Context, swarm SwarmID, ev ConnEvent) e
 		_, err = s.swarmInfo(ctx, swarm)
 	}
 	if err != nil {
-		return fmt.Errorf("add connection event: %w", err)
+		return 0, fmt.Errorf("add connection event: %w", err)
 	}
-	return s.writeTx(ctx, "add connection event for "+addr.String(), func(tx *sql.Tx) error {
+	var id int64
+	err = s.writeTx(ctx, "add connection event for "+addr.String(), func(tx *sql.Tx) error {
 		peer, err := s.resolvePeer(ctx, tx, swarm, addr, ev.At, ev.At)
 		if err != nil {
 			return err
 		}
-		_, err = s.txStmt(ctx, tx, qInsertConn).ExecContext(ctx, peer, micros(ev.At), outcome, cleanText(ev.Encryption, maxShort), cleanText(ev.Detail, maxText))
-		return err
+		return s.txStmt(ctx, tx, qInsertConn).QueryRowContext(ctx, peer, micros(ev.At), outcome, cleanText(ev.Encryption, maxShort), cleanText(ev.Detail, maxText)).Scan(&id)
 	}, nil)
+	return id, err
 }
 
-// ConnEvents returns the swarm's connection events in the order recorded.
+// Beats is a run of heartbeats (see AddBeat); its zero value starts one.
+// It belongs to one caller.
+type Beats struct {
+	id          int64
+	first, last int64 // µs
+	n           int64
+}
+
+// AddBeat records ev as the next beat of run b: a connection event that
+// repeats at a steady interval, as a watch's "still connected" heartbeat
+// does. The first beat of a run inserts a row; each later one updates that
+// row's end and count instead of adding one, so a run costs one row however
+// long the connection lasts. ConnEvents returns the beats one by one, spread
+// evenly between the first and the last. Every beat of a run must carry the
+// same address, outcome, encryption and detail.
+func (s *Store) AddBeat(ctx context.Context, swarm SwarmID, ev ConnEvent, b *Beats) error {
+	if b.id == 0 {
+		id, err := s.addConnEvent(ctx, swarm, ev)
+		if err != nil {
+			return err
+		}
+		at := micros(ev.At)
+		*b = Beats{id: id, first: at, last: at, n: 1}
+		return nil
+	}
+	if err := checkTime("heartbeat", ev.At); err != nil {
+		return fmt.Errorf("add heartbeat: %w", err)
+	}
+	at := max(micros(ev.At), b.last) // a run's beats go forward
+	return s.writeTx(ctx, "add heartbeat for "+ev.Addr.String(), func(tx *sql.Tx) error {
+		_, err := s.txStmt(ctx, tx, qUpdateBeat).ExecContext(ctx, at, b.n+1, b.id)
+		return err
+	}, func() {
+		b.last = at
+		b.n++
+	})
+}
+
+const qUpdateBeat = `UPDATE obs_conn SET until_us = ?, beats = ? WHERE id = ?`
+
+// ConnEvents returns the swarm's connection events in the order recorded
+// (the beats of a run where its first beat was recorded).
 func (s *Store) ConnEvents(ctx context.Context, swarm SwarmID) ([]ConnEvent, error) {
-	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT p.addr, c.at_us, c.outcome, c.encryption, c.detail
+	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT p.addr, c.at_us, c.outcome, c.encryption, c.detail, c.until_us, c.beats
 		FROM obs_conn c JOIN peers p ON p.id = c.peer_id WHERE p.swarm_id = ? ORDER BY c.id`), swarm)
 	if err != nil {
 		return nil, fmt.Errorf("connection events of swarm %d: %w", swarm, err)
@@ -73,8 +123,9 @@ func (s *Store) ConnEvents(ctx context.Context, swarm SwarmID) ([]ConnEvent, err
 	for rows.Next() {
 		var ev ConnEvent
 		var addr string
-		var atUS int64
-		if err := rows.Scan(&addr, &atUS, &ev.Outcome, &ev.Encryption, &ev.Detail); err != nil {
+		var atUS, beats int64
+		var untilUS sql.NullInt64
+		if err := rows.Scan(&addr, &atUS, &ev.Outcome, &ev.Encryption, &ev.Detail, &untilUS, &beats); err != nil {
 			return nil, fmt.Errorf("connection events of swarm %d: %w", swarm, err)
 		}
 		if ev.Addr, err = parseAddr(addr); err != nil {
@@ -82,6 +133,16 @@ func (s *Store) ConnEvents(ctx context.Context, swarm SwarmID) ([]ConnEvent, err
 		}
 		ev.At = fromMicros(atUS)
 		out = append(out, ev)
+		if beats > 1 && untilUS.Valid && untilUS.Int64 >= atUS {
+			if beats > maxBeatsExpanded {
+				return nil, fmt.Errorf("connection events of swarm %d: %w: a run of %d heartbeats", swarm, ErrInvalid, beats)
+			}
+			step := float64(untilUS.Int64-atUS) / float64(beats-1)
+			for k := int64(1); k < beats; k++ {
+				ev.At = fromMicros(atUS + int64(step*float64(k)))
+				out = append(out, ev)
+			}
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("connection events of swarm %d: %w", swarm, err)

@@ -155,6 +155,13 @@ var migrations = []migration{
 		`CREATE INDEX probes_at ON probes USING BRIN (at_us)`,
 		`CREATE INDEX announces_at ON announces USING BRIN (at_us)`,
 	}},
+	// A watch's heartbeat ("still connected", every snapshot interval)
+	// was a row each; a run of them is now one row whose end and count
+	// grow (Store.AddBeat).
+	{version: 5, name: "heartbeat runs in obs_conn", stmts: []string{
+		`ALTER TABLE obs_conn ADD COLUMN until_us BIGINT`,
+		`ALTER TABLE obs_conn ADD COLUMN beats BIGINT NOT NULL DEFAULT 1`,
+	}},
 }
 
 // schemaVersion is the newest version this build knows.

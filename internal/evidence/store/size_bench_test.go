@@ -36,8 +36,9 @@ const (
 //
 //   - watch (the default, with --max-conns above the swarm size so that
 //     every peer can be watched): per peer a "watch" connection event and
-//     the bitfield when the watch starts, a "watching" heartbeat event every
-//     snapshot interval (1 min), and every HAVE as it arrives;
+//     the bitfield when the watch starts, a "watching" heartbeat every
+//     snapshot interval (1 min; a run of them is one row, Store.AddBeat),
+//     and every HAVE as it arrives;
 //   - no-watch (--no-watch): per peer a snapshot probe every snapshot
 //     interval, each a connection event, a peer update and a bitfield
 //     snapshot; HAVEs are seen only as growth between snapshots.
@@ -81,6 +82,7 @@ type feedPeer struct {
 	bf    bitfield.Bitfield
 	order []int // the pieces it lacks, in the order it gains them
 	rate  int   // pieces a minute
+	beats Beats // the watch's heartbeat run
 }
 
 func feedHour(b *testing.B, watch bool, probeJSON json.RawMessage) hourGrowth {
@@ -171,7 +173,7 @@ func feedHour(b *testing.B, watch bool, probeJSON json.RawMessage) hourGrowth {
 			}
 			at := from.Add(defaultSnapshotEvery * time.Duration(i) / peers) // spread over the minute
 			if watch {
-				conn(p, at, "watching")
+				must(s.AddBeat(ctx, sw, ConnEvent{Addr: p.addr, At: at, Outcome: ConnOK, Encryption: "rc4", Detail: "watching"}, &p.beats))
 			} else {
 				snapshotProbe(p, at)
 			}
@@ -238,7 +240,7 @@ func realProbeJSON(b *testing.B) json.RawMessage {
 	if err != nil || r.Outcome != probe.OutcomeOK || r.BytesDownloaded < defaultProbeBytes/2 {
 		b.Fatalf("probe of a simulated peer: %v %+v", err, r)
 	}
-	raw, err := json.Marshal(r)
+	raw, err := json.Marshal(r.ForStore()) // as the collector stores it
 	if err != nil {
 		b.Fatal(err)
 	}

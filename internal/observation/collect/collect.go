@@ -985,9 +985,11 @@ type watcher struct {
 	enc      string
 	pending  bitfield.Bitfield
 	pendAt   time.Time
-	// beat is what the heartbeat records, set once the watch is up; read
-	// by the connection's timer goroutine (watch.Events.Tick).
-	beat atomic.Pointer[store.ConnEvent]
+	// beat is what the heartbeat records, set once the watch is up
+	// (watch.Events.Tick); beats is the run it extends (Store.AddBeat).
+	// Both belong to the watch's goroutine.
+	beat  atomic.Pointer[store.ConnEvent]
+	beats store.Beats
 }
 
 func (w *watcher) events() watch.Events {
@@ -1022,7 +1024,7 @@ func (w *watcher) events() watch.Events {
 			if b := w.beat.Load(); b != nil {
 				ev := *b
 				ev.At = at
-				c.storeErr(c.cfg.Store.AddConnEvent(store1, c.cfg.Swarm, ev))
+				c.storeErr(c.cfg.Store.AddBeat(store1, c.cfg.Swarm, ev, &w.beats))
 			}
 		},
 		PEX: func(_ time.Time, m pex.Message) {
@@ -1131,7 +1133,7 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 		c.storeErr(s.AddHave(ctx, c.cfg.Swarm, addr, r.Started.Add(time.Duration(h.AtMS*float64(time.Millisecond))), h.Piece))
 	}
 	if bandwidth {
-		raw, _ := json.Marshal(r)
+		raw, _ := json.Marshal(r.ForStore())
 		_, err := s.AddProbe(ctx, c.cfg.Swarm, store.ProbeRecord{
 			Addr: addr, At: r.Started, Outcome: string(r.Outcome), Encryption: r.Encryption,
 			ThroughputBytesPerSec: r.ThroughputBytesPerSec, ThroughputSpread: r.ThroughputSpread,

@@ -41,12 +41,12 @@ type HaveEvent struct {
 // Result is everything one probe learned. Its JSON form is the
 // `swarmaudit probe --json` output.
 type Result struct {
-	Peer       string    `json:"peer"`
-	PeerID     string    `json:"peer_id"`
+	Peer       string    `json:"peer,omitempty"`
+	PeerID     string    `json:"peer_id,omitempty"`
 	PeerIDHex  string    `json:"peer_id_hex,omitempty"`
-	Client     string    `json:"client"`
-	Encryption string    `json:"encryption"`
-	Started    time.Time `json:"started"`
+	Client     string    `json:"client,omitempty"`
+	Encryption string    `json:"encryption,omitempty"`
+	Started    time.Time `json:"started,omitzero"`
 	DurationMS float64   `json:"duration_ms"`
 	// TCPConnected is true when the TCP connection was established, even if
 	// no BitTorrent handshake followed.
@@ -89,6 +89,19 @@ type Result struct {
 	// Conn is the connection, still open, when Options.Keep asked for it
 	// and the probe ended cleanly; the caller owns it.
 	Conn *peerwire.Conn `json:"-"`
+}
+
+// ForStore is the result without what an evidence store keeps elsewhere:
+// its piece sets (snapshots), its HAVEs, the peer's address, id and client
+// (the peer's record) and its start and encryption (the probe's columns).
+// Two copies of a bitfield were most of a stored probe's bytes.
+func (r *Result) ForStore() *Result {
+	c := *r
+	c.Bitfield, c.SnapshotBitfield, c.Haves = nil, nil, nil
+	c.Peer, c.PeerID, c.PeerIDHex, c.Client, c.Encryption = "", "", "", "", ""
+	c.Started = time.Time{}
+	c.Conn = nil
+	return &c
 }
 
 // outcomeFor maps a connection error to the outcome vocabulary.
