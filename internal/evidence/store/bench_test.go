@@ -108,7 +108,7 @@ func BenchmarkPeerHour(b *testing.B) {
 		b.ReportMetric(float64(peers*minutes+haves)/elapsed.Seconds(), "obs/s")
 		if n, ok := tables["obs_snapshots"]; ok {
 			b.ReportMetric(float64(n+tables["obs_snapshots_peer"])/(peers*minutes), "B/snapshot")
-			b.ReportMetric(float64(tables["obs_haves"])/float64(haves), "B/HAVE")
+			b.ReportMetric(float64(tables["obs_haves"]+tables["obs_have_batches"]+tables["obs_have_batches_swarm"])/float64(haves), "B/HAVE")
 		}
 		b.StartTimer()
 	}

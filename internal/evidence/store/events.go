@@ -223,10 +223,10 @@ func (s *Store) AddProbe(ctx context.Context, swarm SwarmID, p ProbeRecord) (int
 			return err
 		}
 		return tx.QueryRowContext(ctx, s.d.q(`INSERT INTO probes (peer_id, at_us, outcome, encryption, throughput_bps, spread,
-			bytes_downloaded, pieces_verified, pieces_failed, handshake_ms, result_json)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			bytes_downloaded, pieces_verified, pieces_failed, handshake_ms, result_json, result_z)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?) RETURNING id`),
 			peer, micros(p.At), p.Outcome, p.Encryption, p.ThroughputBytesPerSec, p.ThroughputSpread,
-			p.BytesDownloaded, p.PiecesVerified, p.PiecesFailed, p.HandshakeMS, string(p.Result)).Scan(&id)
+			p.BytesDownloaded, p.PiecesVerified, p.PiecesFailed, p.HandshakeMS, deflateProbe(p.Result)).Scan(&id)
 	}, nil)
 	return id, err
 }
@@ -234,7 +234,7 @@ func (s *Store) AddProbe(ctx context.Context, swarm SwarmID, p ProbeRecord) (int
 // Probes returns the swarm's probes in the order recorded.
 func (s *Store) Probes(ctx context.Context, swarm SwarmID) ([]ProbeRecord, error) {
 	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT r.id, p.addr, r.at_us, r.outcome, r.encryption, r.throughput_bps, r.spread,
-		r.bytes_downloaded, r.pieces_verified, r.pieces_failed, r.handshake_ms, r.result_json
+		r.bytes_downloaded, r.pieces_verified, r.pieces_failed, r.handshake_ms, r.result_json, r.result_z
 		FROM probes r JOIN peers p ON p.id = r.peer_id WHERE p.swarm_id = ? ORDER BY r.id`), swarm)
 	if err != nil {
 		return nil, fmt.Errorf("probes of swarm %d: %w", swarm, err)
@@ -244,10 +244,18 @@ func (s *Store) Probes(ctx context.Context, swarm SwarmID) ([]ProbeRecord, error
 	for rows.Next() {
 		var p ProbeRecord
 		var addr, result string
+		var deflated []byte
 		var atUS int64
 		if err := rows.Scan(&p.ID, &addr, &atUS, &p.Outcome, &p.Encryption, &p.ThroughputBytesPerSec, &p.ThroughputSpread,
-			&p.BytesDownloaded, &p.PiecesVerified, &p.PiecesFailed, &p.HandshakeMS, &result); err != nil {
+			&p.BytesDownloaded, &p.PiecesVerified, &p.PiecesFailed, &p.HandshakeMS, &result, &deflated); err != nil {
 			return nil, fmt.Errorf("probes of swarm %d: %w", swarm, err)
+		}
+		if deflated != nil {
+			record, err := inflateProbe(deflated)
+			if err != nil {
+				return nil, fmt.Errorf("probes of swarm %d: probe %d: %w", swarm, p.ID, err)
+			}
+			result = string(record)
 		}
 		if p.Addr, err = parseAddr(addr); err != nil {
 			return nil, fmt.Errorf("probes of swarm %d: %w", swarm, err)

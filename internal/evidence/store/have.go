@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -107,11 +108,10 @@ func (s *Store) Flush(ctx context.Context) error {
 	return err
 }
 
-const qInsertHave = `INSERT INTO obs_haves (peer_id, at_us, piece) VALUES (?, ?, ?)
-	ON CONFLICT (peer_id, at_us, piece) DO NOTHING`
+const qInsertHaveBatch = `INSERT INTO obs_have_batches (swarm_id, at_us, events, data) VALUES (?, ?, ?, ?)`
 
-// writeHaves commits one batch: one peer upsert per peer, then the events
-// (duplicates, same peer, time and piece, are kept once).
+// writeHaves commits one batch: one peer upsert per peer, then one packed
+// row per swarm (havebatch.go); a duplicate event is kept once.
 func (s *Store) writeHaves(ctx context.Context, batch []pendingHave) error {
 	type key struct {
 		swarm SwarmID
@@ -138,7 +138,7 @@ func (s *Store) writeHaves(ctx context.Context, batch []pendingHave) error {
 		}
 		return keys[i].addr.Compare(keys[j].addr) < 0
 	})
-	return s.writeConnTx(ctx, fmt.Sprintf("write %d HAVE events", len(batch)), func(conn *sql.Conn, tx *sql.Tx) error {
+	return s.writeTx(ctx, fmt.Sprintf("write %d HAVE events", len(batch)), func(tx *sql.Tx) error {
 		ids := make(map[key]int64, len(keys))
 		for _, k := range keys {
 			sp := spans[k]
@@ -148,16 +148,23 @@ func (s *Store) writeHaves(ctx context.Context, batch []pendingHave) error {
 			}
 			ids[k] = id
 		}
-		if s.d.name == postgresDialect.name {
-			rows := make([][]any, len(batch))
-			for i, h := range batch {
-				rows[i] = []any{ids[key{h.swarm, h.addr}], h.atUS, int64(h.piece)}
-			}
-			return copyHaves(ctx, conn, tx, rows)
-		}
-		stmt := s.txStmt(ctx, tx, qInsertHave)
+		bySwarm := map[SwarmID][]haveEvent{}
+		base := map[SwarmID]int64{}
 		for _, h := range batch {
-			if _, err := stmt.ExecContext(ctx, ids[key{h.swarm, h.addr}], h.atUS, h.piece); err != nil {
+			if b, ok := base[h.swarm]; !ok || h.atUS < b {
+				base[h.swarm] = h.atUS
+			}
+			bySwarm[h.swarm] = append(bySwarm[h.swarm], haveEvent{peer: ids[key{h.swarm, h.addr}], atUS: h.atUS, piece: h.piece})
+		}
+		swarms := make([]SwarmID, 0, len(bySwarm))
+		for sw := range bySwarm {
+			swarms = append(swarms, sw)
+		}
+		slices.Sort(swarms)
+		stmt := s.txStmt(ctx, tx, qInsertHaveBatch)
+		for _, sw := range swarms {
+			data, n := encodeHaveBatch(bySwarm[sw], base[sw])
+			if _, err := stmt.ExecContext(ctx, sw, base[sw], n, data); err != nil {
 				return err
 			}
 		}
@@ -184,38 +191,96 @@ func (s *Store) flushLoop() {
 	}
 }
 
-// Haves returns the swarm's HAVE events per peer in time order, after
-// committing the queued ones.
+// Haves returns the swarm's HAVE events per peer in time order (a
+// duplicate event once), after committing the queued ones.
 func (s *Store) Haves(ctx context.Context, swarm SwarmID) (map[netip.AddrPort][]Have, error) {
 	if err := s.Flush(ctx); err != nil {
 		return nil, fmt.Errorf("HAVEs of swarm %d: %w", swarm, err)
 	}
-	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT p.addr, h.at_us, h.piece
-		FROM obs_haves h JOIN peers p ON p.id = h.peer_id
-		WHERE p.swarm_id = ? ORDER BY h.peer_id, h.at_us, h.piece`), swarm)
-	if err != nil {
+	fail := func(err error) (map[netip.AddrPort][]Have, error) {
 		return nil, fmt.Errorf("HAVEs of swarm %d: %w", swarm, err)
+	}
+	addrs := map[int64]netip.AddrPort{}
+	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT id, addr FROM peers WHERE swarm_id = ?`), swarm)
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var id int64
+		var text string
+		if err := rows.Scan(&id, &text); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		a, err := parseAddr(text)
+		if err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		addrs[id] = a
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	var evs []haveEvent
+	// Rows of schema versions before 6, one event each.
+	rows, err = s.r.QueryContext(ctx, s.d.q(`SELECT h.peer_id, h.at_us, h.piece
+		FROM obs_haves h JOIN peers p ON p.id = h.peer_id WHERE p.swarm_id = ?`), swarm)
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var e haveEvent
+		var piece int64
+		if err := rows.Scan(&e.peer, &e.atUS, &piece); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		e.piece = int(piece)
+		evs = append(evs, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	rows, err = s.r.QueryContext(ctx, s.d.q(`SELECT id, at_us, data FROM obs_have_batches WHERE swarm_id = ? ORDER BY id`), swarm)
+	if err != nil {
+		return fail(err)
 	}
 	defer rows.Close()
-	out := make(map[netip.AddrPort][]Have)
-	addrs := make(map[string]netip.AddrPort)
 	for rows.Next() {
-		var addrText string
-		var atUS, piece int64
-		if err := rows.Scan(&addrText, &atUS, &piece); err != nil {
-			return nil, fmt.Errorf("HAVEs of swarm %d: %w", swarm, err)
+		var id, atUS int64
+		var data []byte
+		if err := rows.Scan(&id, &atUS, &data); err != nil {
+			return fail(err)
 		}
-		addr, ok := addrs[addrText]
-		if !ok {
-			if addr, err = parseAddr(addrText); err != nil {
-				return nil, fmt.Errorf("HAVEs of swarm %d: %w", swarm, err)
-			}
-			addrs[addrText] = addr
+		batch, err := decodeHaveBatch(data, atUS)
+		if err != nil {
+			return fail(fmt.Errorf("batch %d: %w", id, err))
 		}
-		out[addr] = append(out[addr], Have{At: fromMicros(atUS), Piece: int(piece)})
+		evs = append(evs, batch...)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("HAVEs of swarm %d: %w", swarm, err)
+		return fail(err)
+	}
+	slices.SortFunc(evs, func(a, b haveEvent) int {
+		switch {
+		case a.peer != b.peer:
+			return cmpInt(a.peer, b.peer)
+		case a.atUS != b.atUS:
+			return cmpInt(a.atUS, b.atUS)
+		}
+		return cmpInt(int64(a.piece), int64(b.piece))
+	})
+	evs = slices.Compact(evs)
+	out := make(map[netip.AddrPort][]Have)
+	for _, e := range evs {
+		a, ok := addrs[e.peer]
+		if !ok {
+			return fail(fmt.Errorf("%w: a HAVE of unknown peer %d", ErrInvalid, e.peer))
+		}
+		out[a] = append(out[a], Have{At: fromMicros(e.atUS), Piece: e.piece})
 	}
 	return out, nil
 }

@@ -299,13 +299,13 @@ func TestHaveBatching(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := countRows(t, db, `SELECT COUNT(*) FROM obs_haves`); n != 10 {
+	if n := countRows(t, db, `SELECT COALESCE(SUM(events), 0) FROM obs_have_batches`); n != 10 {
 		t.Fatalf("%d HAVEs committed after 12 with batch 5, want 10", n)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := countRows(t, db, `SELECT COUNT(*) FROM obs_haves`); n != 12 {
+	if n := countRows(t, db, `SELECT COALESCE(SUM(events), 0) FROM obs_have_batches`); n != 12 {
 		t.Fatalf("%d HAVEs committed after Close, want 12", n)
 	}
 	if err := s.AddHave(ctx, sw, p, t0, 1); !errors.Is(err, ErrClosed) {
@@ -356,7 +356,7 @@ func TestHaveBacklog(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := countRows(t, db, `SELECT COUNT(*) FROM obs_haves`); n != 200 {
+	if n := countRows(t, db, `SELECT COALESCE(SUM(events), 0) FROM obs_have_batches`); n != 200 {
 		t.Fatalf("%d HAVEs after the lock was released, want the 200 queued", n)
 	}
 }

@@ -162,6 +162,23 @@ var migrations = []migration{
 		`ALTER TABLE obs_conn ADD COLUMN until_us BIGINT`,
 		`ALTER TABLE obs_conn ADD COLUMN beats BIGINT NOT NULL DEFAULT 1`,
 	}},
+	// HAVE events were a row each (obs_haves, still read); a flush's
+	// batch is now one row per swarm, packed in bits (havebatch.go). A
+	// probe's record is stored deflated (result_z, probejson.go).
+	{version: 6, name: "HAVE batches, deflated probe records", stmts: []string{
+		`CREATE TABLE obs_have_batches (
+			id       {{id}},
+			swarm_id BIGINT NOT NULL REFERENCES swarms(id),
+			at_us    BIGINT NOT NULL,
+			events   BIGINT NOT NULL,
+			data     {{blob}} NOT NULL
+		)`,
+		`CREATE INDEX obs_have_batches_swarm ON obs_have_batches (swarm_id)`,
+		`ALTER TABLE probes ADD COLUMN result_z {{blob}}`,
+	}},
+	{version: 7, name: "time-range (BRIN) index of HAVE batches", only: "postgres", stmts: []string{
+		`CREATE INDEX obs_have_batches_at ON obs_have_batches USING BRIN (at_us)`,
+	}},
 }
 
 // schemaVersion is the newest version this build knows.

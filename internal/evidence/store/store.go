@@ -313,7 +313,7 @@ func (s *Store) Check(ctx context.Context) error {
 // hotQueries are the statements run per observation. They are prepared once
 // on the writer connection and bound to each transaction with
 // tx.StmtContext: compiling them on every call cost more than the write.
-var hotQueries = []string{qResolvePeer, qInsertSnapshot, qInsertHave, qInsertConn, qUpdateBeat, qInsertAnnounce}
+var hotQueries = []string{qResolvePeer, qInsertSnapshot, qInsertHaveBatch, qInsertConn, qUpdateBeat, qInsertAnnounce}
 
 func (s *Store) prepareHot(ctx context.Context) error {
 	s.prepared = make(map[string]*sql.Stmt, len(hotQueries))

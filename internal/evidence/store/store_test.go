@@ -591,7 +591,7 @@ func TestTimeIndexes(t *testing.T) {
 	if s.d.name != postgresDialect.name {
 		return
 	}
-	for _, idx := range []string{"obs_snapshots_at", "obs_haves_at", "obs_conn_at", "probes_at", "announces_at"} {
+	for _, idx := range []string{"obs_snapshots_at", "obs_haves_at", "obs_have_batches_at", "obs_conn_at", "probes_at", "announces_at"} {
 		var def string
 		if err := s.r.QueryRowContext(ctx, `SELECT indexdef FROM pg_indexes WHERE indexname = $1`, idx).Scan(&def); err != nil {
 			t.Fatalf("%s: %v", idx, err)

@@ -93,8 +93,10 @@ type Result struct {
 
 // ForStore is the result without what an evidence store keeps elsewhere:
 // its piece sets (snapshots), its HAVEs, the peer's address, id and client
-// (the peer's record) and its start and encryption (the probe's columns).
-// Two copies of a bitfield were most of a stored probe's bytes.
+// (the peer's record), and its start, encryption and handshake time (the
+// probe's columns, with the outcome and the figures of its download, which
+// stay here too: they are what a reader of the record looks for). Two
+// copies of a bitfield were most of a stored probe's bytes.
 func (r *Result) ForStore() *Result {
 	c := *r
 	c.Bitfield, c.SnapshotBitfield, c.Haves = nil, nil, nil

@@ -1,0 +1,216 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"slices"
+)
+
+// A batch of HAVE events (the ones one flush commits, for one swarm) is
+// stored as one row whose data packs the events in bits: a HAVE row of its
+// own cost about 22 bytes, most of them the peer and the microsecond time
+// repeated, and a watched peer sends hundreds an hour. Events are sorted by
+// peer row id, time and piece; each is
+//
+//	peer:  Elias-gamma code of (peer id − previous peer id + 1)
+//	time:  wTime bits, milliseconds after the batch's first event
+//	piece: wPiece bits
+//
+// after a byte-aligned header: version (1), first peer id − 1, event count,
+// wTime and wPiece (uvarints). Times keep millisecond precision, rounded
+// down from the microsecond the watch read the message at: a HAVE's time is
+// when the auditor read it, which the network already blurs by more.
+
+// haveEvent is one HAVE of a batch, by peer row id.
+type haveEvent struct {
+	peer  int64
+	atUS  int64
+	piece int
+}
+
+const haveBatchVersion = 1
+
+// Bounds a stored batch must respect; decoding refuses anything beyond.
+const (
+	maxBatchEvents = 1 << 20
+	maxTimeBits    = 40 // ms: 34 years
+	maxPieceBits   = 31
+)
+
+var errHaveBatch = errors.New("malformed HAVE batch")
+
+// encodeHaveBatch packs events (at least one) into a batch relative to
+// baseUS, which must not be after any event; n is how many it holds (a
+// duplicate once).
+func encodeHaveBatch(events []haveEvent, baseUS int64) (data []byte, n int) {
+	evs := slices.Clone(events)
+	for i := range evs { // what the batch keeps of the time
+		evs[i].atUS = baseUS + (evs[i].atUS-baseUS)/1000*1000
+	}
+	slices.SortFunc(evs, func(a, b haveEvent) int {
+		switch {
+		case a.peer != b.peer:
+			return cmpInt(a.peer, b.peer)
+		case a.atUS != b.atUS:
+			return cmpInt(a.atUS, b.atUS)
+		}
+		return cmpInt(int64(a.piece), int64(b.piece))
+	})
+	evs = slices.Compact(evs)
+	var maxMS int64
+	maxPiece := 0
+	for _, e := range evs {
+		maxMS = max(maxMS, (e.atUS-baseUS)/1000)
+		maxPiece = max(maxPiece, e.piece)
+	}
+	wTime, wPiece := bits.Len64(uint64(maxMS)), bits.Len(uint(maxPiece))
+	out := []byte{haveBatchVersion}
+	out = binary.AppendUvarint(out, uint64(evs[0].peer-1))
+	out = binary.AppendUvarint(out, uint64(len(evs)))
+	out = binary.AppendUvarint(out, uint64(wTime))
+	out = binary.AppendUvarint(out, uint64(wPiece))
+	w := bitWriter{buf: out}
+	prev := evs[0].peer - 1
+	for _, e := range evs {
+		w.gamma(uint64(e.peer-prev) + 1)
+		prev = e.peer
+		w.write(uint64((e.atUS-baseUS)/1000), wTime)
+		w.write(uint64(e.piece), wPiece)
+	}
+	return w.bytes(), len(evs)
+}
+
+// decodeHaveBatch unpacks a batch stored with base time baseUS.
+func decodeHaveBatch(data []byte, baseUS int64) ([]haveEvent, error) {
+	if len(data) == 0 || data[0] != haveBatchVersion {
+		return nil, fmt.Errorf("%w: unknown version", errHaveBatch)
+	}
+	p := data[1:]
+	var hdr [4]uint64
+	for i := range hdr {
+		v, n := binary.Uvarint(p)
+		if n <= 0 {
+			return nil, fmt.Errorf("%w: bad header", errHaveBatch)
+		}
+		hdr[i], p = v, p[n:]
+	}
+	first, count, wTime, wPiece := hdr[0], hdr[1], int(hdr[2]), int(hdr[3])
+	if first >= 1<<62 || count == 0 || count > maxBatchEvents || wTime > maxTimeBits || wPiece > maxPieceBits {
+		return nil, fmt.Errorf("%w: header out of range", errHaveBatch)
+	}
+	// Each event takes at least one bit (its peer delta): a count the data
+	// cannot hold is refused before anything is allocated for it.
+	if count > uint64(len(p))*8 {
+		return nil, fmt.Errorf("%w: %d events in %d bytes", errHaveBatch, count, len(p))
+	}
+	r := bitReader{buf: p}
+	out := make([]haveEvent, 0, count)
+	peer := int64(first)
+	for range count {
+		d, ok := r.gamma()
+		if !ok || d < 1 || d-1 > 1<<62-uint64(peer) {
+			return nil, fmt.Errorf("%w: bad peer", errHaveBatch)
+		}
+		peer += int64(d - 1)
+		ms, ok1 := r.read(wTime)
+		piece, ok2 := r.read(wPiece)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("%w: truncated", errHaveBatch)
+		}
+		at := baseUS + int64(ms)*1000
+		if at < baseUS {
+			return nil, fmt.Errorf("%w: time out of range", errHaveBatch)
+		}
+		out = append(out, haveEvent{peer: peer, atUS: at, piece: int(piece)})
+	}
+	return out, nil
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// bitWriter appends bits, most significant first.
+type bitWriter struct {
+	buf  []byte
+	cur  uint64
+	nCur int
+}
+
+func (w *bitWriter) write(v uint64, n int) {
+	for n > 0 {
+		take := min(n, 56-w.nCur)
+		w.cur = w.cur<<take | (v>>(n-take))&(1<<take-1)
+		w.nCur += take
+		n -= take
+		for w.nCur >= 8 {
+			w.buf = append(w.buf, byte(w.cur>>(w.nCur-8)))
+			w.nCur -= 8
+		}
+		w.cur &= 1<<w.nCur - 1
+	}
+}
+
+// gamma writes v ≥ 1 in Elias-gamma code: len(v)−1 zeros, then v.
+func (w *bitWriter) gamma(v uint64) {
+	n := bits.Len64(v)
+	w.write(0, n-1)
+	w.write(v, n)
+}
+
+func (w *bitWriter) bytes() []byte {
+	if w.nCur > 0 {
+		w.buf = append(w.buf, byte(w.cur<<(8-w.nCur)))
+		w.nCur, w.cur = 0, 0
+	}
+	return w.buf
+}
+
+// bitReader reads what bitWriter wrote.
+type bitReader struct {
+	buf []byte
+	pos int // in bits
+}
+
+func (r *bitReader) read(n int) (uint64, bool) {
+	if n == 0 {
+		return 0, true
+	}
+	if r.pos+n > len(r.buf)*8 {
+		return 0, false
+	}
+	var v uint64
+	for range n {
+		bit := r.buf[r.pos>>3] >> (7 - r.pos&7) & 1
+		v = v<<1 | uint64(bit)
+		r.pos++
+	}
+	return v, true
+}
+
+func (r *bitReader) gamma() (uint64, bool) {
+	zeros := 0
+	for {
+		b, ok := r.read(1)
+		if !ok {
+			return 0, false
+		}
+		if b == 1 {
+			break
+		}
+		zeros++
+		if zeros > 63 {
+			return 0, false
+		}
+	}
+	rest, ok := r.read(zeros)
+	return 1<<zeros | rest, ok
+}
