@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -228,17 +229,22 @@ func verifyCrashDB(t *testing.T, path string, committed map[string][]int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	haveSet := map[string]bool{}
+	haveAt := map[string][]time.Time{}
 	for p, hs := range haves {
 		for _, h := range hs {
-			haveSet[fmt.Sprint(p, h.At.UnixMicro(), h.Piece)] = true
+			k := fmt.Sprint(p, h.Piece)
+			haveAt[k] = append(haveAt[k], h.At)
 		}
 	}
-	// "H seq" vouches for every HAVE of its round up to seq.
+	// "H seq" vouches for every HAVE of its round up to seq, at its time to
+	// the store's precision (rounded down to 10 ms within its batch).
 	for _, upTo := range committed["H"] {
 		round := upTo / crashMaxIters
 		for seq := round * crashMaxIters; seq <= upTo; seq++ {
-			if !haveSet[fmt.Sprint(crashPeer(seq), crashAt(seq).UnixMicro(), seq%crashPieces)] {
+			want := crashAt(seq)
+			if !slices.ContainsFunc(haveAt[fmt.Sprint(crashPeer(seq), seq%crashPieces)], func(at time.Time) bool {
+				return !at.After(want) && want.Sub(at) < haveTimeUnitUS*time.Microsecond
+			}) {
 				t.Fatalf("HAVE %d lost (flush up to %d was reported committed)", seq, upTo)
 			}
 		}

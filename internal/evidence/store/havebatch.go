@@ -15,13 +15,15 @@ import (
 // peer row id, time and piece; each is
 //
 //	peer:  Elias-gamma code of (peer id − previous peer id + 1)
-//	time:  wTime bits, milliseconds after the batch's first event
+//	time:  wTime bits, time units after the batch's first event
 //	piece: wPiece bits
 //
-// after a byte-aligned header: version (1), first peer id − 1, event count,
-// wTime and wPiece (uvarints). Times keep millisecond precision, rounded
-// down from the microsecond the watch read the message at: a HAVE's time is
-// when the auditor read it, which the network already blurs by more.
+// after a byte-aligned header: version (2), first peer id − 1, event count,
+// wTime, wPiece and the time unit in microseconds (uvarints; version 1 had
+// no unit and meant milliseconds). Times are kept to 10 ms, rounded down
+// from the microsecond the watch read the message at: a HAVE's time is when
+// the auditor read it, which the network already blurs by as much, and
+// every bound that uses it allows for far more (docs/estimation.md).
 
 // haveEvent is one HAVE of a batch, by peer row id.
 type haveEvent struct {
@@ -30,13 +32,19 @@ type haveEvent struct {
 	piece int
 }
 
-const haveBatchVersion = 1
+const (
+	haveBatchVersion = 2
+	haveTimeUnitUS   = 10_000 // 10 ms
+)
 
 // Bounds a stored batch must respect; decoding refuses anything beyond.
 const (
 	maxBatchEvents = 1 << 20
-	maxTimeBits    = 40 // ms: 34 years
+	maxTimeBits    = 40 // 2^40 units
 	maxPieceBits   = 31
+	maxTimeUnitUS  = 1_000_000
+	// With at most 2^40 units of at most a second, an offset stays far
+	// below 2^63 µs.
 )
 
 var errHaveBatch = errors.New("malformed HAVE batch")
@@ -47,7 +55,7 @@ var errHaveBatch = errors.New("malformed HAVE batch")
 func encodeHaveBatch(events []haveEvent, baseUS int64) (data []byte, n int) {
 	evs := slices.Clone(events)
 	for i := range evs { // what the batch keeps of the time
-		evs[i].atUS = baseUS + (evs[i].atUS-baseUS)/1000*1000
+		evs[i].atUS = baseUS + (evs[i].atUS-baseUS)/haveTimeUnitUS*haveTimeUnitUS
 	}
 	slices.SortFunc(evs, func(a, b haveEvent) int {
 		switch {
@@ -59,24 +67,25 @@ func encodeHaveBatch(events []haveEvent, baseUS int64) (data []byte, n int) {
 		return cmpInt(int64(a.piece), int64(b.piece))
 	})
 	evs = slices.Compact(evs)
-	var maxMS int64
+	var maxUnits int64
 	maxPiece := 0
 	for _, e := range evs {
-		maxMS = max(maxMS, (e.atUS-baseUS)/1000)
+		maxUnits = max(maxUnits, (e.atUS-baseUS)/haveTimeUnitUS)
 		maxPiece = max(maxPiece, e.piece)
 	}
-	wTime, wPiece := bits.Len64(uint64(maxMS)), bits.Len(uint(maxPiece))
+	wTime, wPiece := bits.Len64(uint64(maxUnits)), bits.Len(uint(maxPiece))
 	out := []byte{haveBatchVersion}
 	out = binary.AppendUvarint(out, uint64(evs[0].peer-1))
 	out = binary.AppendUvarint(out, uint64(len(evs)))
 	out = binary.AppendUvarint(out, uint64(wTime))
 	out = binary.AppendUvarint(out, uint64(wPiece))
+	out = binary.AppendUvarint(out, haveTimeUnitUS)
 	w := bitWriter{buf: out}
 	prev := evs[0].peer - 1
 	for _, e := range evs {
 		w.gamma(uint64(e.peer-prev) + 1)
 		prev = e.peer
-		w.write(uint64((e.atUS-baseUS)/1000), wTime)
+		w.write(uint64((e.atUS-baseUS)/haveTimeUnitUS), wTime)
 		w.write(uint64(e.piece), wPiece)
 	}
 	return w.bytes(), len(evs)
@@ -84,11 +93,14 @@ func encodeHaveBatch(events []haveEvent, baseUS int64) (data []byte, n int) {
 
 // decodeHaveBatch unpacks a batch stored with base time baseUS.
 func decodeHaveBatch(data []byte, baseUS int64) ([]haveEvent, error) {
-	if len(data) == 0 || data[0] != haveBatchVersion {
+	if len(data) == 0 || data[0] < 1 || data[0] > haveBatchVersion {
 		return nil, fmt.Errorf("%w: unknown version", errHaveBatch)
 	}
 	p := data[1:]
-	var hdr [4]uint64
+	hdr := make([]uint64, 4, 5)
+	if data[0] >= 2 {
+		hdr = hdr[:5]
+	}
 	for i := range hdr {
 		v, n := binary.Uvarint(p)
 		if n <= 0 {
@@ -96,8 +108,12 @@ func decodeHaveBatch(data []byte, baseUS int64) ([]haveEvent, error) {
 		}
 		hdr[i], p = v, p[n:]
 	}
-	first, count, wTime, wPiece := hdr[0], hdr[1], int(hdr[2]), int(hdr[3])
-	if first >= 1<<62 || count == 0 || count > maxBatchEvents || wTime > maxTimeBits || wPiece > maxPieceBits {
+	first, count, wTime, wPiece := hdr[0], hdr[1], hdr[2], hdr[3]
+	unit := uint64(1000)
+	if len(hdr) == 5 {
+		unit = hdr[4]
+	}
+	if first >= 1<<62 || count == 0 || count > maxBatchEvents || wTime > maxTimeBits || wPiece > maxPieceBits || unit == 0 || unit > maxTimeUnitUS {
 		return nil, fmt.Errorf("%w: header out of range", errHaveBatch)
 	}
 	// Each event takes at least one bit (its peer delta): a count the data
@@ -114,12 +130,12 @@ func decodeHaveBatch(data []byte, baseUS int64) ([]haveEvent, error) {
 			return nil, fmt.Errorf("%w: bad peer", errHaveBatch)
 		}
 		peer += int64(d - 1)
-		ms, ok1 := r.read(wTime)
-		piece, ok2 := r.read(wPiece)
+		units, ok1 := r.read(int(wTime))
+		piece, ok2 := r.read(int(wPiece))
 		if !ok1 || !ok2 {
 			return nil, fmt.Errorf("%w: truncated", errHaveBatch)
 		}
-		at := baseUS + int64(ms)*1000
+		at := baseUS + int64(units*unit)
 		if at < baseUS {
 			return nil, fmt.Errorf("%w: time out of range", errHaveBatch)
 		}

@@ -8,8 +8,7 @@ import (
 )
 
 // TestHaveBatchRoundTrip: a packed batch reads back as its events sorted,
-// each once, at millisecond precision (rounded down from the batch's
-// first time).
+// each once, to 10 ms (rounded down from the batch's first time).
 func TestHaveBatchRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	random := func(n, peers, pieces int, spanUS int64) []haveEvent {
@@ -43,7 +42,7 @@ func TestHaveBatchRoundTrip(t *testing.T) {
 			}
 			want := make([]haveEvent, len(tt.evs))
 			for i, e := range tt.evs {
-				want[i] = haveEvent{e.peer, base + (e.atUS-base)/1000*1000, e.piece}
+				want[i] = haveEvent{e.peer, base + (e.atUS-base)/haveTimeUnitUS*haveTimeUnitUS, e.piece}
 			}
 			slices.SortFunc(want, func(a, b haveEvent) int {
 				if c := cmpInt(a.peer, b.peer); c != 0 {
@@ -63,6 +62,19 @@ func TestHaveBatchRoundTrip(t *testing.T) {
 	}
 }
 
+// TestHaveBatchVersion1: batches written with millisecond times (before
+// the unit was stored) still read back.
+func TestHaveBatchVersion1(t *testing.T) {
+	// peer 7 then 9; 0 and 1 ms; pieces 3 and 4: first−1 = 6, 2 events,
+	// wTime 1, wPiece 3, then gamma(2) 0 011 and gamma(3) 1 100.
+	data := []byte{1, 6, 2, 1, 3, 0b01000110, 0b11110000}
+	got, err := decodeHaveBatch(data, t0US)
+	want := []haveEvent{{7, t0US, 3}, {9, t0US + 1000, 4}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("got %v, %v; want %v", got, err, want)
+	}
+}
+
 // t0US is t0 in microseconds.
 var t0US = t0.UnixMicro()
 
@@ -73,7 +85,8 @@ func FuzzDecodeHaveBatch(f *testing.F) {
 	f.Add(data)
 	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0})
 	f.Add([]byte{1, 0, 1, 40, 31})
-	f.Add([]byte{2})
+	f.Add([]byte{2, 0, 1, 40, 31, 0})
+	f.Add([]byte{3})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		evs, err := decodeHaveBatch(data, t0US)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -140,10 +141,10 @@ func feedHour(b *testing.B, watch bool, probeJSON json.RawMessage) hourGrowth {
 	conn := func(p *feedPeer, at time.Time, detail string) {
 		must(s.AddConnEvent(ctx, sw, ConnEvent{Addr: p.addr, At: at, Outcome: ConnOK, Encryption: "rc4", Detail: detail}))
 	}
-	snapshotProbe := func(p *feedPeer, at time.Time) { // what record() stores for a probe
+	snapshotProbe := func(p *feedPeer, at time.Time, bf bitfield.Bitfield) { // what record() stores for a probe
 		conn(p, at, "")
 		must(s.UpsertPeer(ctx, sw, Peer{Addr: p.addr, PeerID: p.id, Client: "swarmsim", Encryption: "rc4", LastSeen: at}))
-		must(s.AddSnapshot(ctx, sw, p.addr, at.Add(3*time.Millisecond), p.bf))
+		must(s.AddSnapshot(ctx, sw, p.addr, at.Add(3*time.Millisecond), bf))
 	}
 	if watch {
 		for _, p := range ps {
@@ -157,35 +158,64 @@ func feedHour(b *testing.B, watch bool, probeJSON json.RawMessage) hourGrowth {
 	probeEvery := max(budgetEvery, defaultProbeEvery/peers)
 	nextProbe, probeTurn := t0, 0
 	minutes := int(time.Hour / defaultSnapshotEvery)
+	// Each simulated minute's observations are fed in time order, as the
+	// collector meets them, and the HAVE queue is flushed at every
+	// simulated second, as its one-second timer does (AddHave also flushes
+	// a full batch).
+	type action struct {
+		at time.Time
+		do func()
+	}
+	lastFlush := t0
 	for m := 0; m < minutes; m++ {
 		from := t0.Add(time.Duration(m) * defaultSnapshotEvery)
+		var acts []action
 		for i, p := range ps {
 			for k := 0; k < p.rate && len(p.order) > 0; k++ {
-				p.bf.Set(p.order[0])
+				piece := p.order[0]
+				p.bf.Set(piece)
 				if watch {
 					at := from.Add(time.Duration(rng.Int64N(int64(defaultSnapshotEvery))))
-					if err := s.AddHave(ctx, sw, p.addr, at, p.order[0]); err != nil {
-						b.Fatal(err)
-					}
-					g.haves++
+					acts = append(acts, action{at, func() {
+						if err := s.AddHave(ctx, sw, p.addr, at, piece); err != nil {
+							b.Fatal(err)
+						}
+						g.haves++
+					}})
 				}
 				p.order = p.order[1:]
 			}
 			at := from.Add(defaultSnapshotEvery * time.Duration(i) / peers) // spread over the minute
+			bf := p.bf.Clone()
 			if watch {
-				must(s.AddBeat(ctx, sw, ConnEvent{Addr: p.addr, At: at, Outcome: ConnOK, Encryption: "rc4", Detail: "watching"}, &p.beats))
+				acts = append(acts, action{at, func() {
+					must(s.AddBeat(ctx, sw, ConnEvent{Addr: p.addr, At: at, Outcome: ConnOK, Encryption: "rc4", Detail: "watching"}, &p.beats))
+				}})
 			} else {
-				snapshotProbe(p, at)
+				acts = append(acts, action{at, func() { snapshotProbe(p, at, bf) }})
 			}
 		}
 		for ; nextProbe.Before(from.Add(defaultSnapshotEvery)); nextProbe = nextProbe.Add(probeEvery) {
 			p := ps[probeTurn%peers]
 			probeTurn++
-			snapshotProbe(p, nextProbe)
-			_, err := s.AddProbe(ctx, sw, ProbeRecord{Addr: p.addr, At: nextProbe, Outcome: "ok", Encryption: "rc4",
-				ThroughputBytesPerSec: 4 << 20, ThroughputSpread: 0.05, BytesDownloaded: defaultProbeBytes, PiecesVerified: 4, HandshakeMS: 2, Result: probeJSON})
-			must(err)
-			g.probes++
+			at, bf := nextProbe, p.bf.Clone()
+			acts = append(acts, action{at, func() {
+				snapshotProbe(p, at, bf)
+				_, err := s.AddProbe(ctx, sw, ProbeRecord{Addr: p.addr, At: at, Outcome: "ok", Encryption: "rc4",
+					ThroughputBytesPerSec: 4 << 20, ThroughputSpread: 0.05, BytesDownloaded: defaultProbeBytes, PiecesVerified: 4, HandshakeMS: 2, Result: probeJSON})
+				must(err)
+				g.probes++
+			}})
+		}
+		slices.SortStableFunc(acts, func(a, b action) int { return a.at.Compare(b.at) })
+		for _, a := range acts {
+			if a.at.Sub(lastFlush) >= time.Second {
+				if err := s.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				lastFlush = a.at.Truncate(time.Second)
+			}
+			a.do()
 		}
 	}
 	if err := s.Flush(ctx); err != nil {
