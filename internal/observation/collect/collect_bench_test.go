@@ -411,3 +411,58 @@ func BenchmarkAuditMemory(b *testing.B) {
 	b.ReportMetric(goroutines/n, "goroutines/peer")
 	b.ReportMetric(watched/n, "watched")
 }
+
+// BenchmarkAudit10k audits a 10,000-peer simulated swarm (bench/swarmmap in
+// a process of its own; 1,024 pieces of 16 KiB, 5-95% held, encryption
+// mixed) with the audit command's defaults (--max-conns 64, of which
+// watches take at most 48), and again with --max-conns 8000 so that 6,000
+// peers hold an idle watch (the file-descriptor limit here, 20,000 per
+// process, leaves the simulated swarm room for 10,000 listeners and those
+// connections). s-to-map is the time until every peer's bitfield is
+// stored; heap-B/peer and goroutines/peer are the heap in use (after a GC)
+// and the goroutines 20 s after the map, less those before the collector
+// started, per peer discovered; watched is the watches held then.
+func BenchmarkAudit10k(b *testing.B) {
+	const peers = 10_000
+	for _, v := range []struct {
+		name     string
+		maxConns int
+	}{{"defaults", 64}, {"watch-6000", 8000}} {
+		b.Run(v.name, func(b *testing.B) {
+			s := startSimSwarm(b, "-peers", fmt.Sprint(peers), "-pieces", fmt.Sprint(benchPieces))
+			cfg := auditDefaults(true)
+			cfg.MaxConns = v.maxConns
+			var m metrics
+			for b.Loop() {
+				col, st, swarm := benchCollector(b, s, cfg)
+				heap0, g0 := testclients.LiveHeap()
+				start := time.Now()
+				stop := runCollector(b, col)
+				for col.Progress().Reached < peers && time.Since(start) < 10*time.Minute {
+					time.Sleep(50 * time.Millisecond)
+				}
+				toMap := time.Since(start)
+				time.Sleep(20 * time.Second) // watches settle
+				heap, g := testclients.LiveHeap()
+				p := col.Progress()
+				stop()
+				snaps, err := st.Snapshots(context.Background(), swarm)
+				if err != nil {
+					b.Fatal(err)
+				}
+				mapped := 0
+				for _, sp := range s.peers {
+					if got := snaps[sp.addr]; len(got) > 0 && got[0].Bitfield.Equal(sp.have) {
+						mapped++
+					}
+				}
+				m.add(map[string]float64{
+					"s-to-map": toMap.Seconds(), "mapped": float64(mapped), "watched": float64(p.Watching),
+					"heap-B/peer":     (float64(heap) - float64(heap0)) / float64(max(p.Discovered, 1)),
+					"goroutines/peer": float64(g-g0) / float64(max(p.Discovered, 1)),
+				})
+			}
+			m.report(b)
+		})
+	}
+}
