@@ -107,3 +107,58 @@ func applyRuns(bf bitfield.Bitfield, data []byte) error {
 	}
 	return nil
 }
+
+// The missing-piece encoding of a delta has one bit for each piece the base
+// lacks, in index order (most significant bit first), set for the pieces
+// gained; spare bits of the last byte are zero. A leecher that gained a
+// scattered tenth of its missing pieces between two snapshots costs an
+// eighth of a byte per missing piece, where runs cost two bytes per gained
+// piece.
+
+// encodeMissing is the missing-piece encoding of the pieces of set not in
+// base (set must hold every piece of base).
+func encodeMissing(set, base bitfield.Bitfield) []byte {
+	out := make([]byte, 0, (base.Len()-base.Count()+7)/8)
+	var cur byte
+	k := 0
+	for i := range base.Len() {
+		if base.Has(i) {
+			continue
+		}
+		if set.Has(i) {
+			cur |= 0x80 >> (k % 8)
+		}
+		k++
+		if k%8 == 0 {
+			out = append(out, cur)
+			cur = 0
+		}
+	}
+	if k%8 != 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// applyMissing adds to bf (a copy of base) the pieces a missing-piece
+// encoding marks.
+func applyMissing(bf, base bitfield.Bitfield, data []byte) error {
+	missing := base.Len() - base.Count()
+	if len(data) != (missing+7)/8 {
+		return fmt.Errorf("%w: %d bytes for %d missing pieces", ErrCorruptDelta, len(data), missing)
+	}
+	k := 0
+	for i := range base.Len() {
+		if base.Has(i) {
+			continue
+		}
+		if data[k/8]&(0x80>>(k%8)) != 0 {
+			bf.Set(i)
+		}
+		k++
+	}
+	if k%8 != 0 && data[len(data)-1]&(0xff>>(k%8)) != 0 {
+		return fmt.Errorf("%w: spare bits set", ErrCorruptDelta)
+	}
+	return nil
+}

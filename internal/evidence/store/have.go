@@ -42,10 +42,10 @@ func (q *haveQueue) close() {
 	q.mu.Unlock()
 }
 
-// AddHave queues a HAVE event. It is committed within a second, after 100
+// AddHave queues a HAVE event. It is committed within a second, after 1,000
 // queued events (the call that fills a batch writes it), or on Flush, Close
 // and the read-back methods. An error from that write leaves the events
-// queued for the next attempt; once 100 batches are queued AddHave refuses
+// queued for the next attempt; once 10 batches are queued AddHave refuses
 // new events with ErrBacklog.
 func (s *Store) AddHave(ctx context.Context, swarm SwarmID, addr netip.AddrPort, at time.Time, piece int) error {
 	addr, err := normAddr(addr)

@@ -15,6 +15,9 @@ const (
 	kindFullWire = 0 // data is the wire bitfield
 	kindFullRuns = 1 // data is the run encoding of the set pieces
 	kindDelta    = 2 // data is the run encoding of pieces gained since base_id
+	// kindDeltaMissing: data has a bit for each piece base_id lacked, in
+	// order, set for those gained (delta.go).
+	kindDeltaMissing = 3
 )
 
 // TimedBitfield is one snapshot of a peer's pieces.
@@ -61,7 +64,7 @@ func (s *Store) AddSnapshot(ctx context.Context, swarm SwarmID, addr netip.AddrP
 		}
 		kind, base, data := s.encodeSnapshot(peer, bf)
 		next = snapBase{bf: bf}
-		if kind == kindDelta {
+		if kind == kindDelta || kind == kindDeltaMissing {
 			next.sinceFull = s.base[peer].sinceFull + 1
 		}
 		return s.txStmt(ctx, tx, qInsertSnapshot).QueryRowContext(ctx, peer, micros(at), kind, bf.Len(), base, data).Scan(&next.id)
@@ -83,8 +86,13 @@ func (s *Store) encodeSnapshot(peer int64, bf bitfield.Bitfield) (kind int, base
 	if ok && prev.bf.Len() == bf.Len() && prev.sinceFull+1 < s.opt.fullEvery && len(prev.bf.Gained(bf)) == 0 {
 		// A delta that is not smaller than the wire form is not worth a
 		// link in the chain.
-		if delta := encodeRuns(nil, bf, prev.bf); len(delta) < len(wire) {
-			return kindDelta, sql.NullInt64{Int64: prev.id, Valid: true}, delta
+		base := sql.NullInt64{Int64: prev.id, Valid: true}
+		runs, missing := encodeRuns(nil, bf, prev.bf), encodeMissing(bf, prev.bf)
+		switch {
+		case len(missing) < len(runs) && len(missing) < len(wire):
+			return kindDeltaMissing, base, missing
+		case len(runs) < len(wire):
+			return kindDelta, base, runs
 		}
 	}
 	if runs := encodeRuns(nil, bf, bitfield.Bitfield{}); len(runs) < len(wire) {
@@ -161,7 +169,7 @@ func decodeSnapshot(addr string, kind, n int, base sql.NullInt64, data []byte, b
 	case kindFullRuns:
 		bf := bitfield.New(n)
 		return bf, applyRuns(bf, data)
-	case kindDelta:
+	case kindDelta, kindDeltaMissing:
 		prev, ok := byID[base.Int64]
 		switch {
 		case !base.Valid || !ok:
@@ -172,6 +180,9 @@ func decodeSnapshot(addr string, kind, n int, base sql.NullInt64, data []byte, b
 			return bitfield.Bitfield{}, fmt.Errorf("%w: delta of %d pieces on a base of %d", ErrCorrupt, n, prev.bf.Len())
 		}
 		bf := prev.bf.Clone()
+		if kind == kindDeltaMissing {
+			return bf, applyMissing(bf, prev.bf, data)
+		}
 		return bf, applyRuns(bf, data)
 	default:
 		return bitfield.Bitfield{}, fmt.Errorf("%w: unknown snapshot kind %d", ErrCorrupt, kind)

@@ -80,7 +80,8 @@ func WithFullSnapshotEvery(n int) Option {
 }
 
 // WithHaveBatch sets the HAVE batch: flush when n events are queued or every
-// interval (defaults 100 and 1s).
+// interval (defaults 1,000 and 1s: the second is what bounds a batch unless
+// HAVEs arrive faster than 1,000 a second).
 func WithHaveBatch(n int, interval time.Duration) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -139,7 +140,7 @@ type Store struct {
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	o := options{
 		fullEvery:    32,
-		haveBatch:    100,
+		haveBatch:    1000,
 		haveInterval: time.Second,
 		busyTimeout:  10 * time.Second,
 		log:          slog.New(slog.DiscardHandler),
@@ -147,7 +148,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	o.haveMaxQueued = 100 * o.haveBatch
+	o.haveMaxQueued = 10 * o.haveBatch
 	if path == "" {
 		return nil, fmt.Errorf("open store: %w: empty path", ErrInvalid)
 	}
