@@ -143,3 +143,36 @@ func FuzzDecodeDelta(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeMissing: the missing-piece encoding of a delta decodes to a
+// superset of its base, or fails with ErrCorruptDelta; what it accepts
+// re-encodes to the same bytes.
+func FuzzDecodeMissing(f *testing.F) {
+	f.Add([]byte{}, uint32(10), []byte{0xff, 0xc0})
+	f.Add([]byte{0x80, 0x40}, uint32(10), []byte{})
+	f.Add([]byte{0x01}, uint32(12), []byte{0xf0})
+	f.Fuzz(func(t *testing.T, data []byte, n uint32, baseBytes []byte) {
+		pieces := int(n % (1 << 16))
+		base := bitfield.New(pieces)
+		for i, b := range baseBytes {
+			for j := 0; j < 8 && i*8+j < pieces; j++ {
+				if b&(0x80>>j) != 0 {
+					base.Set(i*8 + j)
+				}
+			}
+		}
+		got := base.Clone()
+		if err := applyMissing(got, base, data); err != nil {
+			if !errors.Is(err, ErrCorruptDelta) {
+				t.Fatalf("error %v is not ErrCorruptDelta", err)
+			}
+			return
+		}
+		if len(base.Gained(got)) != 0 {
+			t.Fatalf("decoding cleared pieces of the base")
+		}
+		if re := encodeMissing(got, base); !bytes.Equal(re, data) {
+			t.Fatalf("accepted %x but it re-encodes as %x", data, re)
+		}
+	})
+}
