@@ -23,7 +23,8 @@ import (
 // no unit and meant milliseconds). Times are kept to 10 ms, rounded down
 // from the microsecond the watch read the message at: a HAVE's time is when
 // the auditor read it, which the network already blurs by as much, and
-// every bound that uses it allows for far more (docs/estimation.md).
+// every bound that uses it allows for far more (ClockSlack, 2 s:
+// docs/estimation.md §2).
 
 // haveEvent is one HAVE of a batch, by peer row id.
 type haveEvent struct {
