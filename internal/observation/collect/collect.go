@@ -755,9 +755,7 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	c.counts.bytesIn.Add(r.WireBytesIn)
 	c.counts.bytesOut.Add(r.WireBytesOut)
 	c.record(ctx, addr, bandwidth, r)
-	if r != nil {
-		kept = r.Conn
-	}
+	kept = r.Conn
 	c.report(probeDone{addr: addr, bandwidth: bandwidth, r: r})
 }
 
@@ -1069,7 +1067,7 @@ func (w *watcher) release() {
 
 // connected records that the watch came up and arms its heartbeat: the
 // connection's life is evidence of presence, so a heartbeat is recorded
-// every snapshot interval while it lasts (by the watch's timer goroutine).
+// every snapshot interval while it lasts (on the watch's goroutine).
 func (w *watcher) connected(detail string) {
 	c := w.c
 	if w.incoming {
