@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"net"
 	"reflect"
@@ -92,6 +93,9 @@ type PeerResult struct {
 	CrashedAfter time.Duration `json:"crashed_after,omitempty"`
 	Connected    bool          `json:"connected"`
 	PiecesKnown  bool          `json:"pieces_known"`
+	// Reach is how the auditor reached it, over all its rows ("direct",
+	// "incoming"; reports.Peer.Reach).
+	Reach []string `json:"reach"`
 	// Download windows: pieces the auditor saw it gain against its own
 	// counter. Spurious counts windows where the auditor saw at least two
 	// pieces (beyond its lag) while the client downloaded or verified less
@@ -244,7 +248,7 @@ var verdictRank = map[string]int{"": 0, reports.VerdictUnreported: 1, "ok": 2, "
 
 func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Sample) PeerResult {
 	p := PeerResult{Host: h.Name, Role: h.Role, Kind: h.Kind, Encryption: h.Encryption, UpKiB: h.UpKiB,
-		Proxy: h.Proxy, Rewrite: h.Rewrite, Cheater: h.Cheater, Connectable: h.Client(), Reasons: []string{}, Windows: []WindowResult{}}
+		Proxy: h.Proxy, Rewrite: h.Rewrite, Cheater: h.Cheater, Connectable: h.Client(), Reasons: []string{}, Windows: []WindowResult{}, Reach: []string{}}
 	if after, crashed := crashedAfter(samples, info.LeftAt); crashed {
 		p.CrashedAfter, p.Connectable = after, false
 	}
@@ -274,6 +278,11 @@ func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Samp
 		}
 		if row.Pieces.Known {
 			p.PiecesKnown = true
+		}
+		for _, r := range row.Reach {
+			if !slices.Contains(p.Reach, r) {
+				p.Reach = append(p.Reach, r)
+			}
 		}
 		if best == nil || row.Address == main || (best.Address != main && row.Capacity.Samples > best.Capacity.Samples) {
 			best = row
@@ -474,8 +483,11 @@ type Overall struct {
 	Precision    float64   `json:"precision"` // NaN (null in JSON) when nothing was flagged
 	Recall       float64   `json:"recall"`    // NaN (null in JSON) without cheaters
 	HonestMisrep int       `json:"honest_misreporting"`
-	// Probed counts probed and connectable peers per encryption policy.
+	// Probed counts probed and connectable peers per encryption policy;
+	// ByReach the probed ones by how they were reached ("direct",
+	// "incoming only"), and the connectable ones not probed ("not probed").
 	Probed       map[string][2]int `json:"probed"`
+	ByReach      map[string]int    `json:"by_reach"`
 	AuditorWire  uint64            `json:"auditor_wire"`
 	SwarmWire    uint64            `json:"swarm_wire"`
 	AuditorShare float64           `json:"auditor_share"`
@@ -519,7 +531,7 @@ func (o Overall) MarshalJSON() ([]byte, error) {
 
 // Aggregate computes the overall numbers from the scenarios' results.
 func Aggregate(rs []ScenarioResult) Overall {
-	o := Overall{Probed: map[string][2]int{}, BWErrs: []float64{}, BusyErrs: []float64{}, DLErrs: []float64{}, HaveErrs: []float64{}}
+	o := Overall{Probed: map[string][2]int{}, ByReach: map[string]int{}, BWErrs: []float64{}, BusyErrs: []float64{}, DLErrs: []float64{}, HaveErrs: []float64{}}
 	for _, r := range rs {
 		o.AuditorWire += r.AuditorWire
 		o.SwarmWire += r.SwarmWire
@@ -572,6 +584,16 @@ func Aggregate(rs []ScenarioResult) Overall {
 					c[0]++
 				}
 				o.Probed[p.Encryption] = c
+				switch {
+				case !p.Probed():
+					o.ByReach["not probed"]++
+				case slices.Contains(p.Reach, "direct"):
+					o.ByReach["direct"]++
+				case slices.Contains(p.Reach, "incoming"):
+					o.ByReach["incoming only"]++
+				default:
+					o.ByReach["unknown"]++ // a report from before reach was recorded
+				}
 			}
 		}
 	}
@@ -661,6 +683,13 @@ func (o Overall) Checks() []Check {
 		v := ratio(c[0], c[1])
 		cs = append(cs, Check{Name: "connectable peers probed, " + e, Value: pct(v) + " (" + itoa(c[0]) + "/" + itoa(c[1]) + ")",
 			Target: "100%", Pass: c[1] > 0 && v >= TargetProbed, NoData: c[1] == 0})
+	}
+	if n := o.ByReach["direct"] + o.ByReach["incoming only"] + o.ByReach["unknown"] + o.ByReach["not probed"]; n > 0 {
+		v := fmt.Sprintf("direct %d, incoming only %d, not probed %d (of %d)", o.ByReach["direct"], o.ByReach["incoming only"], o.ByReach["not probed"], n)
+		if u := o.ByReach["unknown"]; u > 0 {
+			v += fmt.Sprintf("; %d probed in runs from before reach was recorded", u)
+		}
+		cs = append(cs, Check{Name: "connectable peers probed, by reach (all over TCP)", Value: v, Target: "—", Pass: true})
 	}
 	sh := Check{Name: "auditor traffic / swarm traffic, default intervals", Value: pct2(o.DefaultAuditorShare) + " (" + mib(o.DefaultAuditorWire) + " of " + mib(o.DefaultSwarmWire) + ")",
 		Target: "< " + pct(TargetAuditorShare)}

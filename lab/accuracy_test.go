@@ -81,6 +81,9 @@ func TestEvaluateShortFixture(t *testing.T) {
 	if o.TP != 1 || o.FP != 0 || o.FN != 0 || o.TN != 1 || o.Recall != 1 || o.Precision != 1 || o.HonestMisrep != 0 {
 		t.Errorf("confusion %+v", o)
 	}
+	if o.ByReach["unknown"] != 2 || len(o.ByReach) != 1 { // the fixture's report predates reach
+		t.Errorf("by reach %v", o.ByReach)
+	}
 	if o.Probed["required"] != [2]int{1, 1} || o.Probed["preferred"] != [2]int{1, 1} {
 		t.Errorf("probed %v", o.Probed)
 	}

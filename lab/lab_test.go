@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,9 @@ func TestShortScenario(t *testing.T) {
 		}
 		if p.Connectable && !p.Probed() {
 			t.Errorf("connectable %s (%s, %s) not probed: connected %v, pieces known %v", p.Host, p.Kind, p.Encryption, p.Connected, p.PiecesKnown)
+		}
+		if p.Connectable && !slices.Contains(p.Reach, "direct") {
+			t.Errorf("connectable %s (%s) not reported reached directly: reach %v", p.Host, p.Kind, p.Reach)
 		}
 	}
 	if tc := r.Result.Transfers; tc.Receivers == 0 || len(tc.Violations) > 0 {

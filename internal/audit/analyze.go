@@ -92,6 +92,13 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 		switch e.Outcome {
 		case store.ConnOK:
 			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindConnected})
+			switch e.Detail {
+			case store.DetailIncomingWatch:
+				w.Reach.Incoming = true
+			case store.DetailHeartbeat: // the heartbeat of either kind of watch
+			default:
+				w.Reach.Direct = true
+			}
 		case store.ConnNoBitfield:
 			w.Observations = append(w.Observations,
 				timeline.Observation{At: e.At, Kind: timeline.KindConnected},

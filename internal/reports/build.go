@@ -493,6 +493,7 @@ func (b *builder) finishRows() {
 	for _, r := range b.all {
 		p := &r.p
 		p.Sources = []string{}
+		p.Reach = []string{}
 		p.Reasons = []Reason{}
 		p.Verdict = VerdictUnreported
 		if sp := r.sp; sp != nil {
@@ -508,6 +509,9 @@ func (b *builder) finishRows() {
 		}
 		if w := r.wire; w != nil {
 			p.OnWire = len(w.Observations) > 0
+			if p.Reach = w.Reach.Ways(); len(p.Reach) > 0 {
+				p.Transport = "tcp"
+			}
 			if p.PeerID == "" && len(w.PeerIDs) > 0 {
 				p.PeerID = hex.EncodeToString(w.PeerIDs[0][:])
 				p.PeerIDText = printable(w.PeerIDs[0][:])

@@ -25,6 +25,8 @@ var csvColumns = []csvColumn{
 	{"peer_id_text", func(_ *Report, p *Peer) string { return text(p.PeerIDText) }},
 	{"client", func(_ *Report, p *Peer) string { return text(p.Client) }},
 	{"encryption", func(_ *Report, p *Peer) string { return text(p.Encryption) }},
+	{"transport", func(_ *Report, p *Peer) string { return text(p.Transport) }},
+	{"reach", func(_ *Report, p *Peer) string { return strings.Join(p.Reach, " ") }},
 	{"sources", func(_ *Report, p *Peer) string { return text(strings.Join(p.Sources, ";")) }},
 	{"discovered_at", func(_ *Report, p *Peer) string { return tm(p.DiscoveredAt) }},
 	{"first_seen", func(_ *Report, p *Peer) string { return tm(p.FirstSeen) }},

@@ -115,7 +115,12 @@ type Peer struct {
 	PeerIDText string   `json:"peer_id_text"`
 	Client     string   `json:"client"`
 	Encryption string   `json:"encryption"`
-	Sources    []string `json:"sources"`
+	// Transport is what the auditor reached it over ("tcp"), "" if never;
+	// Reach how: "direct" (a connection the auditor opened), "incoming"
+	// (one the peer opened to the auditor), both or neither.
+	Transport string   `json:"transport"`
+	Reach     []string `json:"reach"`
+	Sources   []string `json:"sources"`
 	// DiscoveredAt is when the audit first learned the address.
 	DiscoveredAt *time.Time `json:"discovered_at"`
 	// FirstSeen/LastSeen: first and last BitTorrent contact.

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,12 +15,14 @@ import (
 	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/types/infohash"
 
+	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // TestServeIncoming: one listener takes incoming connections for every
@@ -230,9 +232,27 @@ func TestServeReachesPeersBehindNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ev := range evs {
-		if ev.Addr == seeder.Addr && ev.Outcome == store.ConnOK && ev.Detail != "watching" && !strings.Contains(ev.Detail, "incoming") {
+		if ev.Addr == seeder.Addr && ev.Outcome == store.ConnOK && ev.Detail != store.DetailHeartbeat && ev.Detail != store.DetailIncomingWatch {
 			t.Logf("an outgoing connection to the seeder succeeded: %+v", ev)
 		}
+	}
+	// The reports say how it was reached: incoming.
+	tor, err := torrentmeta.Load(tpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evidence, err := audit.LoadEvidence(ctx, st, sw.ID, tor, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reach []string
+	for _, w := range evidence.Wire {
+		if w.Addr == seeder.Addr {
+			reach = w.Reach.Ways()
+		}
+	}
+	if !slices.Contains(reach, "incoming") {
+		t.Fatalf("the seeder's reach is %v, want incoming among it", reach)
 	}
 	cancel()
 	if err := <-runErr; err != nil {

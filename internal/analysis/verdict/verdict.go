@@ -159,6 +159,29 @@ type WirePeer struct {
 	// ChokedProbes is how many bandwidth probes it kept choked throughout
 	// (allowed-fast blocks aside).
 	ChokedProbes int
+	// Reach is how the auditor got handshakes from it.
+	Reach Reach
+}
+
+// Reach is how the auditor reached a peer: Direct, a connection the
+// auditor opened completed a handshake; Incoming, one the peer opened to
+// the auditor's listener did (a peer behind NAT is reached only so). Both
+// run over TCP: the auditor speaks no uTP yet.
+type Reach struct {
+	Direct, Incoming bool
+}
+
+// Ways lists the reach's ways by name ("direct", "incoming"), empty when
+// the peer was never reached.
+func (r Reach) Ways() []string {
+	out := []string{}
+	if r.Direct {
+		out = append(out, "direct")
+	}
+	if r.Incoming {
+		out = append(out, "incoming")
+	}
+	return out
 }
 
 // Input is one torrent's evidence.

@@ -24,6 +24,14 @@ const (
 	ConnDisconnected ConnOutcome = "disconnected"
 )
 
+// Details of ConnOK events that say which connection it was; any other
+// detail (or none) is a probe's connection, which the auditor opened.
+const (
+	DetailWatch         = "watch"          // a watch the auditor opened
+	DetailIncomingWatch = "incoming watch" // a watch on a connection the peer opened
+	DetailHeartbeat     = "watching"       // a watch of either kind still connected (AddBeat)
+)
+
 // ConnEvent is one connection attempt and its outcome.
 type ConnEvent struct {
 	Addr       netip.AddrPort

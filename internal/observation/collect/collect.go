@@ -999,7 +999,7 @@ func (w *watcher) events() watch.Events {
 			if w.incoming && !w.claim(conn, ext) {
 				return
 			}
-			w.connected("watch")
+			w.connected(store.DetailWatch)
 		},
 		Bitfield: func(at time.Time, bf bitfield.Bitfield) {
 			if !w.addr.IsValid() {
@@ -1071,10 +1071,10 @@ func (w *watcher) release() {
 func (w *watcher) connected(detail string) {
 	c := w.c
 	if w.incoming {
-		detail = "incoming watch"
+		detail = store.DetailIncomingWatch
 	}
 	c.storeErr(c.cfg.Store.AddConnEvent(c.storeCtx, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Detail: detail}))
-	w.beat.Store(&store.ConnEvent{Addr: w.addr, Outcome: store.ConnOK, Encryption: w.enc, Detail: "watching"})
+	w.beat.Store(&store.ConnEvent{Addr: w.addr, Outcome: store.ConnOK, Encryption: w.enc, Detail: store.DetailHeartbeat})
 }
 
 // end records how the watch ended and tells the loop; runCtx is the
