@@ -111,10 +111,10 @@ type Peer struct {
 	OnWire bool `json:"on_wire"`
 	// PeerID is the hex peer_id of its handshakes or announces; PeerIDText
 	// its printable form (non-printable bytes as '.').
-	PeerID     string   `json:"peer_id"`
-	PeerIDText string   `json:"peer_id_text"`
-	Client     string   `json:"client"`
-	Encryption string   `json:"encryption"`
+	PeerID     string `json:"peer_id"`
+	PeerIDText string `json:"peer_id_text"`
+	Client     string `json:"client"`
+	Encryption string `json:"encryption"`
 	// Transport is what the auditor reached it over ("tcp"), "" if never;
 	// Reach how: "direct" (a connection the auditor opened), "incoming"
 	// (one the peer opened to the auditor), both or neither.
