@@ -162,6 +162,11 @@ func Resume(ctx context.Context, c *peerwire.Conn, ext *peerwire.ExtHandshake, o
 func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *peerwire.ExtHandshake, resumed bool) (sum Summary, err error) {
 	defer c.Close()
 	addr := c.Remote
+	// A watch lasts: a peer gone without a word must end it (TCP
+	// keep-alive), or its heartbeats would say it is present.
+	if err := c.KeepAlive(); err != nil {
+		return sum, fmt.Errorf("watch %s: keep-alive: %w", addr, err)
+	}
 	sum.Method = c.Method
 	start := time.Now()
 	// named results: the deferred assignment reaches the caller

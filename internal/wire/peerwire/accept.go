@@ -110,9 +110,9 @@ func Accept(ctx context.Context, sock net.Conn, cfg AcceptConfig) (c *Conn, err 
 }
 
 // Listen opens a TCP listener for incoming peer connections. TCP
-// keep-alive is off on the connections it accepts, as on those Dial makes:
-// peers speak BitTorrent keep-alives, and the five system calls Go spends
-// setting TCP's up are a measurable part of a short probe.
+// keep-alive is off on the connections it accepts, as on those Dial makes
+// (the five system calls Go spends setting it up are a measurable part of
+// a short probe); a connection that is to last turns it on (Conn.KeepAlive).
 func Listen(addr string) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(context.Background(), "tcp", addr)

@@ -181,6 +181,25 @@ func (c *Conn) SupportsFast() bool { return c.Reserved.SupportsFast() }
 // SetDeadline sets the read and write deadline of the underlying socket.
 func (c *Conn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
 
+// KeepAlive turns TCP keep-alive on for a connection that is to last (a
+// watch): a peer that vanishes without a word (a crash, a NAT mapping
+// expired) then ends the connection within about three minutes instead of
+// at TCP's retransmission timeout, so it is not counted present meanwhile.
+// Dial and Listen leave it off: a probe lasts seconds, and the system calls
+// are a measurable part of it. It does nothing on a connection that is not
+// TCP.
+func (c *Conn) KeepAlive() error {
+	raw := c.raw
+	if cc, ok := raw.(*countingConn); ok {
+		raw = cc.Conn
+	}
+	tc, ok := raw.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	return tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true}) // Go's defaults: 15 s idle, 15 s apart, 9 probes
+}
+
 // SetReadDeadline sets the deadline of reads only. A read that reaches it
 // between messages returns ErrTimeout and the connection stays usable, so
 // one goroutine can both read and keep time (see ReadMessage).

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,4 +66,45 @@ func TestReadDeadlineBetweenMessages(t *testing.T) {
 			t.Fatalf("a torn stream read on: %v", err)
 		}
 	})
+}
+
+// TestKeepAlive: connections start without TCP keep-alive (Dial, Listen)
+// and KeepAlive turns it on.
+func TestKeepAlive(t *testing.T) {
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() { c, _ := ln.Accept(); acc <- c }()
+	raw, err := (&net.Dialer{KeepAlive: -1}).Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	in := <-acc
+	defer in.Close()
+	keepAlive := func(c net.Conn) int {
+		sc, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var serr error
+		if err := sc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) }); err != nil || serr != nil {
+			t.Fatal(err, serr)
+		}
+		return v
+	}
+	if keepAlive(raw) != 0 || keepAlive(in) != 0 {
+		t.Fatalf("keep-alive on from the start: dialled %d, accepted %d", keepAlive(raw), keepAlive(in))
+	}
+	c := newConn(newCountingConn(in), in, MethodPlaintext, DefaultMaxMessage)
+	if err := c.KeepAlive(); err != nil {
+		t.Fatal(err)
+	}
+	if keepAlive(in) == 0 {
+		t.Fatal("KeepAlive left it off")
+	}
 }
