@@ -264,15 +264,7 @@ func (s *Store) Haves(ctx context.Context, swarm SwarmID) (map[netip.AddrPort][]
 	if err := rows.Err(); err != nil {
 		return fail(err)
 	}
-	slices.SortFunc(evs, func(a, b haveEvent) int {
-		switch {
-		case a.peer != b.peer:
-			return cmpInt(a.peer, b.peer)
-		case a.atUS != b.atUS:
-			return cmpInt(a.atUS, b.atUS)
-		}
-		return cmpInt(int64(a.piece), int64(b.piece))
-	})
+	slices.SortFunc(evs, compareHaves)
 	evs = slices.Compact(evs)
 	out := make(map[netip.AddrPort][]Have)
 	for _, e := range evs {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -58,15 +59,7 @@ func encodeHaveBatch(events []haveEvent, baseUS int64) (data []byte, n int) {
 	for i := range evs { // what the batch keeps of the time
 		evs[i].atUS = baseUS + (evs[i].atUS-baseUS)/haveTimeUnitUS*haveTimeUnitUS
 	}
-	slices.SortFunc(evs, func(a, b haveEvent) int {
-		switch {
-		case a.peer != b.peer:
-			return cmpInt(a.peer, b.peer)
-		case a.atUS != b.atUS:
-			return cmpInt(a.atUS, b.atUS)
-		}
-		return cmpInt(int64(a.piece), int64(b.piece))
-	})
+	slices.SortFunc(evs, compareHaves)
 	evs = slices.Compact(evs)
 	var maxUnits int64
 	maxPiece := 0
@@ -145,14 +138,10 @@ func decodeHaveBatch(data []byte, baseUS int64) ([]haveEvent, error) {
 	return out, nil
 }
 
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+// compareHaves orders events by peer, time and piece: the order of a
+// batch, and of Store.Haves.
+func compareHaves(a, b haveEvent) int {
+	return cmp.Or(cmp.Compare(a.peer, b.peer), cmp.Compare(a.atUS, b.atUS), cmp.Compare(a.piece, b.piece))
 }
 
 // bitWriter appends bits, most significant first.

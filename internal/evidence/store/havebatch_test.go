@@ -44,15 +44,7 @@ func TestHaveBatchRoundTrip(t *testing.T) {
 			for i, e := range tt.evs {
 				want[i] = haveEvent{e.peer, base + (e.atUS-base)/haveTimeUnitUS*haveTimeUnitUS, e.piece}
 			}
-			slices.SortFunc(want, func(a, b haveEvent) int {
-				if c := cmpInt(a.peer, b.peer); c != 0 {
-					return c
-				}
-				if c := cmpInt(a.atUS, b.atUS); c != 0 {
-					return c
-				}
-				return cmpInt(int64(a.piece), int64(b.piece))
-			})
+			slices.SortFunc(want, compareHaves)
 			want = slices.Compact(want)
 			if !slices.Equal(got, want) || n != len(got) {
 				t.Fatalf("%d events (said %d), want %d; first got %v want %v", len(got), n, len(want), got[:min(3, len(got))], want[:min(3, len(want))])

@@ -776,22 +776,19 @@ func (c *Collector) finish(ctx context.Context, d probeDone) {
 		}
 		s.probed = true
 	}
-	kept := d.r.Conn
 	if handshaken {
 		s.reached, s.lastFailed, s.fails = true, false, 0
-		if c.cfg.Watch && !s.watching && !c.stopping {
-			if kept != nil {
-				c.resumeWatch(ctx, s, kept, d.r.ExtHandshake)
-				return
+		switch kept := d.r.Conn; {
+		case !c.cfg.Watch || s.watching || c.stopping:
+			if kept != nil { // its slot was kept for a watch that is not to be
+				kept.Close()
+				<-c.conns
 			}
+		case kept != nil:
+			c.resumeWatch(ctx, s, kept, d.r.ExtHandshake)
+		default:
 			c.startWatch(ctx, s)
 		}
-	}
-	if kept != nil {
-		kept.Close()
-		<-c.conns
-	}
-	if handshaken {
 		return
 	}
 	// Back off exponentially from the snapshot interval, up to 30 min.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
@@ -76,27 +77,23 @@ type Options struct {
 // Stopper ends a watch from another goroutine (see Options.Stopper). The
 // zero value is ready; it ends one watch.
 type Stopper struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // orders Stop and attach
 	conn    *peerwire.Conn
-	stopped bool
+	stopped atomic.Bool // read by the watch between messages
 }
 
 // Stop ends the watch: at once if it is connected, or as soon as it is.
 func (s *Stopper) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stopped = true
+	s.stopped.Store(true)
 	if s.conn != nil {
 		s.conn.SetDeadline(time.Unix(1, 0))
 	}
 }
 
 // Stopped reports whether Stop was called.
-func (s *Stopper) Stopped() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopped
-}
+func (s *Stopper) Stopped() bool { return s.stopped.Load() }
 
 // attach ties the stopper to the watch's connection; false if it was
 // stopped already.
@@ -104,7 +101,7 @@ func (s *Stopper) attach(c *peerwire.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conn = c
-	return !s.stopped
+	return !s.stopped.Load()
 }
 
 // Summary says how a watch went.
@@ -135,15 +132,7 @@ func Watch(ctx context.Context, addr netip.AddrPort, o Options, ev Events) (Summ
 // the peer opened, see peerwire.Accept): it sends our extension handshake
 // and HaveNone, then reports the peer's messages until ctx ends or the peer
 // hangs up. It closes c.
-func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (sum Summary, err error) {
-	if o.NumPieces <= 0 {
-		c.Close()
-		return sum, errors.New("watch: number of pieces unknown")
-	}
-	if err := hello(c, o); err != nil {
-		c.Close()
-		return sum, err
-	}
+func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (Summary, error) {
 	return follow(ctx, c, o, ev, nil, false)
 }
 
@@ -152,16 +141,21 @@ func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (sum Su
 // extension handshake the peer sent on it, nil if none. Events.Connected
 // is called at once. It closes c.
 func Resume(ctx context.Context, c *peerwire.Conn, ext *peerwire.ExtHandshake, o Options, ev Events) (Summary, error) {
-	if o.NumPieces <= 0 {
-		c.Close()
-		return Summary{}, errors.New("watch: number of pieces unknown")
-	}
 	return follow(ctx, c, o, ev, ext, true)
 }
 
+// follow is Follow, or Resume when resumed (no hello of ours).
 func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *peerwire.ExtHandshake, resumed bool) (sum Summary, err error) {
 	defer c.Close()
 	addr := c.Remote
+	if o.NumPieces <= 0 {
+		return sum, errors.New("watch: number of pieces unknown")
+	}
+	if !resumed {
+		if err := hello(c, o); err != nil {
+			return sum, err
+		}
+	}
 	// A watch lasts: a peer gone without a word must end it (TCP
 	// keep-alive), or its heartbeats would say it is present.
 	if err := c.KeepAlive(); err != nil {
@@ -198,8 +192,12 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 	// Of the peer's extension handshake the watch keeps only what it
 	// answers with: the id of its ut_metadata (0: none).
 	metadataID := metadataIDOf(ext)
+	var deadline time.Time // the read deadline set last
 	for {
-		c.SetReadDeadline(clock.next())
+		if next := clock.next(); !next.Equal(deadline) {
+			c.SetReadDeadline(next)
+			deadline = next
+		}
 		if ended() != nil {
 			return sum, nil // ended before the deadline above was set
 		}

@@ -123,26 +123,20 @@ func newKeyPair() (*keyPair, error) {
 // MSE is obfuscation, not a secure channel.
 var gPowers = sync.OnceValue(func() []big.Word {
 	t := make([]big.Word, privateKeyBytes*256*entryWords)
-	var prod, prev, one big.Int
-	set := func(i, v int, x *big.Int) {
-		bits := x.Bits()
-		copy(t[(i*256+v)*entryWords:], bits)
-	}
+	var prod, base, cur, a, b big.Int
 	for i := range privateKeyBytes {
-		one.SetInt64(1)
 		if i == 0 {
-			one.Set(generator)
-		} else {
-			prod.Mul(entry(t, i-1, 255), entry(t, i-1, 1)) // G^(256·256^(i-1))
-			one.Mod(&prod, prime)
+			base.Set(generator)
+		} else { // G^(256^i) = G^(255·256^(i-1)) · G^(256^(i-1))
+			prod.Mul(entry(&a, t, i-1, 255), entry(&b, t, i-1, 1))
+			base.Mod(&prod, prime)
 		}
-		set(i, 0, big.NewInt(1))
-		set(i, 1, &one)
-		prev.Set(&one)
-		for v := 2; v < 256; v++ {
-			prod.Mul(&prev, &one)
-			prev.Mod(&prod, prime)
-			set(i, v, &prev)
+		copy(t[i*256*entryWords:], big.NewInt(1).Bits())
+		cur.Set(&base)
+		for v := 1; v < 256; v++ {
+			copy(t[(i*256+v)*entryWords:], cur.Bits())
+			prod.Mul(&cur, &base)
+			cur.Mod(&prod, prime)
 		}
 	}
 	return t
@@ -151,10 +145,11 @@ var gPowers = sync.OnceValue(func() []big.Word {
 // entryWords is the words of one table entry: a number below P.
 const entryWords = (keyLen*8 + bits.UintSize - 1) / bits.UintSize
 
-// entry is a read-only view of one table entry.
-func entry(t []big.Word, i, v int) *big.Int {
+// entry makes e a read-only view of the table's entry for byte position i
+// and value v, and returns it.
+func entry(e *big.Int, t []big.Word, i, v int) *big.Int {
 	at := (i*256 + v) * entryWords
-	return new(big.Int).SetBits(t[at : at+entryWords : at+entryWords])
+	return e.SetBits(t[at : at+entryWords : at+entryWords])
 }
 
 // powerOfG is G^X mod P for the big-endian private key xb.
@@ -163,14 +158,10 @@ func powerOfG(xb *[privateKeyBytes]byte) *big.Int {
 	acc := new(big.Int).SetInt64(1)
 	var prod, quo, e big.Int
 	for i := range privateKeyBytes {
-		v := int(xb[privateKeyBytes-1-i])
-		if v == 0 {
-			continue
+		if v := int(xb[privateKeyBytes-1-i]); v != 0 {
+			prod.Mul(acc, entry(&e, t, i, v))
+			quo.QuoRem(&prod, prime, acc)
 		}
-		at := (i*256 + v) * entryWords
-		e.SetBits(t[at : at+entryWords : at+entryWords])
-		prod.Mul(acc, &e)
-		quo.QuoRem(&prod, prime, acc)
 	}
 	return acc
 }
