@@ -164,8 +164,8 @@ const notes = `Units beyond ns/op, B/op and allocs/op:
 - **internal/evidence/store BenchmarkAddSnapshot, BenchmarkAddHave,
   BenchmarkRecordAnnounce**: engine=sqlite and engine=postgres (a throwaway
   Debian PostgreSQL cluster on loopback, default settings, fsync on);
-  rows/s, the rows committed per second by one writer (HAVEs in batches of
-  100: COPY on PostgreSQL).
+  rows/s, the rows committed per second by one writer (for HAVEs, events:
+  the store's default batches of up to 1,000, each one packed row).
 - **internal/serve BenchmarkServeSwarms**: one serve node auditing 1, 10 or 100
   simulated swarms of 20 peers each (bench/swarmmap -swarms, a process of
   its own; 1,024 pieces of 16 KiB, a piece gained by each peer every 10 s)

@@ -56,10 +56,12 @@
 // BIGINT microsecond times, JSON as TEXT); the differences (identity
 // columns, BLOB/BYTEA, WITHOUT ROWID, placeholders, the advisory lock that
 // serialises migrations between nodes) live in dialect.go. On PostgreSQL
-// one pool serves reads and writes, and durability is the engine's; HAVE
-// batches go in with COPY through a staging table (copy.go), and the
-// append-only tables have BRIN indexes on their time (migration 4, a step
-// recorded on SQLite with nothing done). Leases share work between nodes
+// one pool serves reads and writes, and durability is the engine's; the
+// append-only tables have BRIN indexes on their time (migrations 4 and 7,
+// steps recorded on SQLite with nothing done). On both, what changes is
+// stored rather than what stays: a flush of HAVEs is one row packed in
+// bits (havebatch.go), a watch's heartbeats one row per run, snapshots
+// deltas (delta.go), probe records deflated (probejson.go). Leases share work between nodes
 // (lease.go). The tests of the package and of every package that stores
 // observations run on both engines (SWARMAUDIT_STORE_ENGINE=postgres,
 // testclients.StoreDB).

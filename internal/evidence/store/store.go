@@ -352,28 +352,17 @@ func (s *Store) ObserveWrites(f func(time.Duration)) {
 // successful commit it runs after (still under the mutex) so caches follow
 // only committed state.
 func (s *Store) writeTx(ctx context.Context, what string, fn func(*sql.Tx) error, after func()) (err error) {
-	return s.writeConnTx(ctx, what, func(_ *sql.Conn, tx *sql.Tx) error { return fn(tx) }, after)
-}
-
-// writeConnTx is writeTx with the transaction's connection too, for what
-// database/sql cannot say (PostgreSQL's COPY, copy.go).
-func (s *Store) writeConnTx(ctx context.Context, what string, fn func(*sql.Conn, *sql.Tx) error, after func()) (err error) {
 	if obs := s.writeObserver.Load(); obs != nil {
 		start := time.Now()
 		defer func() { (*obs)(time.Since(start)) }()
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	conn, err := s.w.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: connection: %w", what, err)
-	}
-	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", what, err)
 	}
-	if err := fn(conn, tx); err != nil {
+	if err := fn(tx); err != nil {
 		return fmt.Errorf("%s: %w", what, errors.Join(err, rollback(tx)))
 	}
 	if err := tx.Commit(); err != nil {

@@ -5,8 +5,9 @@
 // Vuze wiki ("Message Stream Encryption") that libtorrent, Transmission and
 // qBittorrent follow.
 //
-// It is ours rather than github.com/anacrolix/torrent/mse, which the rest of
-// the wire layer uses: that package starts a goroutine for every read and
+// It is ours rather than github.com/anacrolix/torrent/mse (whose codecs the
+// rest of the wire layer uses, and which the tests use as an independent
+// implementation): that package starts a goroutine for every read and
 // every write of the handshake (to honour a context), reads the peer's
 // padding 8 bytes at a time, and writes each field in its own segment, so a
 // handshake costs hundreds of goroutines, allocations and system calls. An
