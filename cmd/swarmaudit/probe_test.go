@@ -39,6 +39,9 @@ func TestProbeJSONAgainstEncryptedTransmission(t *testing.T) {
 		Kind: testclients.Transmission, Encryption: testclients.EncRequired,
 		TorrentFile: tpath, DataDir: filepath.Dir(payload), Seed: true,
 	})
+	// Transmission drops a connection from an address it still counts
+	// (Launch's readiness handshake): wait until it counts none.
+	c.WaitNoPeers(ctx)
 	out, err := run(t, "probe", "--torrent", tpath, "--peer", c.Addr.String(), "--json", "--probe-bytes", "1MiB")
 	if err != nil {
 		t.Fatalf("probe: %v\n%s", err, out)

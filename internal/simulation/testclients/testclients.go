@@ -599,10 +599,6 @@ func (c *Client) waitReady(ctx context.Context, seed bool) error {
 	for {
 		last = probeHandshake(ctx, c.Addr, c.InfoHash, c.Encryption, c.probeSrc)
 		if last == nil {
-			// A client that still counts the readiness connection drops
-			// the caller's first one from the same address (Transmission
-			// and libtorrent take one connection per IP).
-			c.WaitNoPeers(ctx)
 			return nil
 		}
 		if err := c.sleep(ctx); err != nil {
@@ -613,8 +609,9 @@ func (c *Client) waitReady(ctx context.Context, seed bool) error {
 
 // WaitNoPeers waits, up to 10 s (and within ctx), until the client counts
 // no connected peer, so that a connection from an address it was just
-// connected to is not taken for a second one. It reports whether it saw
-// none.
+// connected to (Launch's readiness handshake, an earlier probe) is not
+// taken for a second one. It reports whether it saw none. Launch does not
+// call it: in a swarm the count need never reach zero.
 func (c *Client) WaitNoPeers(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
