@@ -41,17 +41,29 @@ func countObservations(t *testing.T, db string, ih [20]byte) counts {
 		t.Fatal(err)
 	}
 	var c counts
-	snaps, _ := st.Snapshots(ctx, sw.ID)
+	snaps, err := st.Snapshots(ctx, sw.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, l := range snaps {
 		c.snapshots += len(l)
 	}
-	haves, _ := st.Haves(ctx, sw.ID)
+	haves, err := st.Haves(ctx, sw.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, l := range haves {
 		c.haves += len(l)
 	}
-	probes, _ := st.Probes(ctx, sw.ID)
+	probes, err := st.Probes(ctx, sw.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.probes = len(probes)
-	events, _ := st.ConnEvents(ctx, sw.ID)
+	events, err := st.ConnEvents(ctx, sw.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.events = len(events)
 	return c
 }

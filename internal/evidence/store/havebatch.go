@@ -15,13 +15,18 @@ import (
 // repeated, and a watched peer sends hundreds an hour. Events are sorted by
 // peer row id, time and piece; each is
 //
-//	peer:  Elias-gamma code of (peer id − previous peer id + 1)
+//	peer:  exp-Golomb code of order k of (peer id − previous peer id):
+//	       the Elias-gamma code of (delta >> k) + 1, then its k low bits
 //	time:  wTime bits, time units after the batch's first event
 //	piece: wPiece bits
 //
-// after a byte-aligned header: version (2), first peer id − 1, event count,
-// wTime, wPiece and the time unit in microseconds (uvarints; version 1 had
-// no unit and meant milliseconds). Times are kept to 10 ms, rounded down
+// after a byte-aligned header: version (3), first peer id − 1, event count,
+// wTime, wPiece, the time unit in microseconds and k (uvarints). The
+// writer picks the k that makes the batch shortest: a batch's peers are a
+// sample of the swarm's, so their gaps are near the swarm's size over the
+// batch's events, and k ≈ log2 of that spends fewer bits on each than
+// k = 0 (plain Elias-gamma, which is what version 2 was; version 1 had no
+// unit either and meant milliseconds). Times are kept to 10 ms, rounded down
 // from the microsecond the watch read the message at: a HAVE's time is when
 // the auditor read it, which the network already blurs by as much, and
 // every bound that uses it allows for far more (ClockSlack, 2 s:
@@ -35,7 +40,7 @@ type haveEvent struct {
 }
 
 const (
-	haveBatchVersion = 2
+	haveBatchVersion = 3
 	haveTimeUnitUS   = 10_000 // 10 ms
 )
 
@@ -44,6 +49,7 @@ const (
 	maxBatchEvents = 1 << 20
 	maxTimeBits    = 40 // 2^40 units
 	maxPieceBits   = 31
+	maxPeerOrder   = 40 // k
 	maxTimeUnitUS  = 1_000_000
 	// With at most 2^40 units of at most a second, an offset stays far
 	// below 2^63 µs.
@@ -74,15 +80,37 @@ func encodeHaveBatch(events []haveEvent, baseUS int64) (data []byte, n int) {
 	out = binary.AppendUvarint(out, uint64(wTime))
 	out = binary.AppendUvarint(out, uint64(wPiece))
 	out = binary.AppendUvarint(out, haveTimeUnitUS)
+	k := peerOrder(evs)
+	out = binary.AppendUvarint(out, uint64(k))
 	w := bitWriter{buf: out}
 	prev := evs[0].peer - 1
 	for _, e := range evs {
-		w.gamma(uint64(e.peer-prev) + 1)
+		d := uint64(e.peer - prev)
+		w.gamma(d>>k + 1)
+		w.write(d, k)
 		prev = e.peer
 		w.write(uint64((e.atUS-baseUS)/haveTimeUnitUS), wTime)
 		w.write(uint64(e.piece), wPiece)
 	}
 	return w.bytes(), len(evs)
+}
+
+// peerOrder is the order k of the exp-Golomb code that writes the batch's
+// peer deltas in the fewest bits.
+func peerOrder(evs []haveEvent) int {
+	best, bestBits := 0, -1
+	for k := 0; k <= 20; k++ {
+		n := 0
+		prev := evs[0].peer - 1
+		for _, e := range evs {
+			n += 2*bits.Len64(uint64(e.peer-prev)>>k+1) - 1 + k
+			prev = e.peer
+		}
+		if bestBits < 0 || n < bestBits {
+			best, bestBits = k, n
+		}
+	}
+	return best
 }
 
 // decodeHaveBatch unpacks a batch stored with base time baseUS.
@@ -91,9 +119,12 @@ func decodeHaveBatch(data []byte, baseUS int64) ([]haveEvent, error) {
 		return nil, fmt.Errorf("%w: unknown version", errHaveBatch)
 	}
 	p := data[1:]
-	hdr := make([]uint64, 4, 5)
-	if data[0] >= 2 {
+	hdr := make([]uint64, 4, 6)
+	switch data[0] {
+	case 2:
 		hdr = hdr[:5]
+	case 3:
+		hdr = hdr[:6]
 	}
 	for i := range hdr {
 		v, n := binary.Uvarint(p)
@@ -103,11 +134,14 @@ func decodeHaveBatch(data []byte, baseUS int64) ([]haveEvent, error) {
 		hdr[i], p = v, p[n:]
 	}
 	first, count, wTime, wPiece := hdr[0], hdr[1], hdr[2], hdr[3]
-	unit := uint64(1000)
-	if len(hdr) == 5 {
+	unit, k := uint64(1000), uint64(0) // version 1's unit; versions 1 and 2 wrote Elias-gamma: order 0
+	if len(hdr) >= 5 {
 		unit = hdr[4]
 	}
-	if first >= 1<<62 || count == 0 || count > maxBatchEvents || wTime > maxTimeBits || wPiece > maxPieceBits || unit == 0 || unit > maxTimeUnitUS {
+	if len(hdr) == 6 {
+		k = hdr[5]
+	}
+	if first >= 1<<62 || count == 0 || count > maxBatchEvents || wTime > maxTimeBits || wPiece > maxPieceBits || unit == 0 || unit > maxTimeUnitUS || k > maxPeerOrder {
 		return nil, fmt.Errorf("%w: header out of range", errHaveBatch)
 	}
 	// Each event takes at least one bit (its peer delta): a count the data
@@ -119,11 +153,16 @@ func decodeHaveBatch(data []byte, baseUS int64) ([]haveEvent, error) {
 	out := make([]haveEvent, 0, count)
 	peer := int64(first)
 	for range count {
-		d, ok := r.gamma()
-		if !ok || d < 1 || d-1 > 1<<62-uint64(peer) {
+		q, ok := r.gamma()
+		low, ok1 := r.read(int(k))
+		if !ok || !ok1 || q < 1 || (q-1) > (1<<62)>>k {
 			return nil, fmt.Errorf("%w: bad peer", errHaveBatch)
 		}
-		peer += int64(d - 1)
+		d := (q-1)<<k | low
+		if d > 1<<62-uint64(peer) {
+			return nil, fmt.Errorf("%w: bad peer", errHaveBatch)
+		}
+		peer += int64(d)
 		units, ok1 := r.read(int(wTime))
 		piece, ok2 := r.read(int(wPiece))
 		if !ok1 || !ok2 {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -67,6 +68,62 @@ func TestHaveBatchVersion1(t *testing.T) {
 	}
 }
 
+// TestHaveBatchVersion2: batches written with plain Elias-gamma peer
+// deltas and no order in the header still read back.
+func TestHaveBatchVersion2(t *testing.T) {
+	// peer 7 then 9; 0 and 10 ms; pieces 3 and 4: first−1 = 6, 2 events,
+	// wTime 1, wPiece 3, unit 10,000 µs, then gamma(2) 0 011 and gamma(3) 1 100.
+	data := []byte{2, 6, 2, 1, 3, 0x90, 0x4e, 0b01000110, 0b11110000}
+	got, err := decodeHaveBatch(data, t0US)
+	want := []haveEvent{{7, t0US, 3}, {9, t0US + 10000, 4}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("got %v, %v; want %v", got, err, want)
+	}
+}
+
+// TestHaveBatchPeerOrder: the writer picks the order that suits the gaps
+// between a batch's peers (0 for one peer, about log2 of the gap for a
+// sample of a swarm), and the batch is shorter for it than with order 0.
+func TestHaveBatchPeerOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	one := make([]haveEvent, 50)
+	for i := range one {
+		one[i] = haveEvent{peer: 9, atUS: t0US + int64(i)*20000, piece: i}
+	}
+	sample := make([]haveEvent, 100)
+	for i := range sample {
+		sample[i] = haveEvent{peer: 1 + rng.Int64N(1000), atUS: t0US + rng.Int64N(1e6), piece: rng.IntN(2000)}
+	}
+	slices.SortFunc(sample, compareHaves)
+	for _, tt := range []struct {
+		name   string
+		evs    []haveEvent
+		lo, hi int
+	}{{"one peer", one, 0, 0}, {"100 of 1,000 peers", sample, 2, 4}} {
+		k := peerOrder(tt.evs)
+		if k < tt.lo || k > tt.hi {
+			t.Errorf("%s: order %d, want %d to %d", tt.name, k, tt.lo, tt.hi)
+		}
+		gammaBits, orderBits := 0, 0
+		prev := tt.evs[0].peer - 1
+		for _, e := range tt.evs {
+			d := uint64(e.peer - prev)
+			gammaBits += 2*bits.Len64(d+1) - 1
+			orderBits += 2*bits.Len64(d>>k+1) - 1 + k
+			prev = e.peer
+		}
+		if orderBits > gammaBits || (k > 0 && orderBits == gammaBits) {
+			t.Errorf("%s: order %d takes %d bits for the peers, order 0 %d", tt.name, k, orderBits, gammaBits)
+		}
+		data, _ := encodeHaveBatch(tt.evs, t0US)
+		got, err := decodeHaveBatch(data, t0US)
+		if err != nil || len(got) != len(tt.evs) {
+			t.Fatalf("%s: %d events back: %v", tt.name, len(got), err)
+		}
+		t.Logf("%s: order %d, %d bytes; peer deltas in %d bits, %d at order 0", tt.name, k, len(data), orderBits, gammaBits)
+	}
+}
+
 // t0US is t0 in microseconds.
 var t0US = t0.UnixMicro()
 
@@ -78,6 +135,7 @@ func FuzzDecodeHaveBatch(f *testing.F) {
 	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0})
 	f.Add([]byte{1, 0, 1, 40, 31})
 	f.Add([]byte{2, 0, 1, 40, 31, 0})
+	f.Add([]byte{3, 0, 1, 40, 31, 0x90, 0x4e, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{3})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		evs, err := decodeHaveBatch(data, t0US)

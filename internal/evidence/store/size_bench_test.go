@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -11,8 +13,10 @@ import (
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
+	"github.com/swarmaudit/swarmaudit/internal/observation/watch"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 )
 
 // The audit's default rates (swarmaudit audit's flags).
@@ -36,22 +40,25 @@ const (
 // starting 0-90% complete and gaining 0-20 pieces a minute. The auditor:
 //
 //   - watch (the default, with --max-conns above the swarm size so that
-//     every peer can be watched): per peer a "watch" connection event and
-//     the bitfield when the watch starts, a "watching" heartbeat every
-//     snapshot interval (1 min; a run of them is one row, Store.AddBeat),
-//     and every HAVE as it arrives;
+//     every peer can be watched): per peer a first snapshot probe (its
+//     connection event, the peer's id and client, its bitfield), whose
+//     connection becomes the watch (a "watch" connection event), a
+//     "watching" heartbeat every snapshot interval (1 min; a run of them is
+//     one row, Store.AddBeat), and every HAVE as it arrives;
 //   - no-watch (--no-watch): per peer a snapshot probe every snapshot
 //     interval, each a connection event, a peer update and a bitfield
 //     snapshot; HAVEs are seen only as growth between snapshots.
 //
 // In both, bandwidth probes run at most every probe interval (10 min) per
 // peer and within the auditor's budget (1 MiB/s for 2 MiB probes: one every
-// 2 s swarm-wide, so 1.8 per peer-hour for 1,000 peers); each stores a
-// connection event, a peer update, a snapshot and the probe record with the
-// JSON of a real 2 MiB probe of a simulated peer (taken once at the start).
+// 2 s swarm-wide, so 1.8 per peer-hour for 1,000 peers). With watches a
+// probe runs on the watch's connection (watch.Lender) and stores its
+// record only; without, it stores a connection event, a peer update, a
+// snapshot and its record. The record is the JSON of a real 2 MiB probe of
+// a simulated peer, of each kind (taken once at the start).
 func BenchmarkDBPerPeerHour(b *testing.B) {
-	result := realProbeJSON(b)
 	for _, watch := range []bool{true, false} {
+		result := realProbeJSON(b, watch)
 		name := "no-watch"
 		if watch {
 			name = "watch"
@@ -148,8 +155,8 @@ func feedHour(b *testing.B, watch bool, probeJSON json.RawMessage) hourGrowth {
 	}
 	if watch {
 		for _, p := range ps {
-			conn(p, t0, "watch")
-			must(s.AddSnapshot(ctx, sw, p.addr, t0, p.bf))
+			snapshotProbe(p, t0, p.bf)
+			conn(p, t0.Add(5*time.Millisecond), "watch")
 		}
 	}
 	// Bandwidth probes: one per budget period swarm-wide, each peer at
@@ -200,9 +207,13 @@ func feedHour(b *testing.B, watch bool, probeJSON json.RawMessage) hourGrowth {
 			probeTurn++
 			at, bf := nextProbe, p.bf.Clone()
 			acts = append(acts, action{at, func() {
-				snapshotProbe(p, at, bf)
+				handshakeMS := 0.0 // on the watch's connection
+				if !watch {
+					snapshotProbe(p, at, bf)
+					handshakeMS = 2
+				}
 				_, err := s.AddProbe(ctx, sw, ProbeRecord{Addr: p.addr, At: at, Outcome: "ok", Encryption: "rc4",
-					ThroughputBytesPerSec: 4 << 20, ThroughputSpread: 0.05, BytesDownloaded: defaultProbeBytes, PiecesVerified: 4, HandshakeMS: 2, Result: probeJSON})
+					ThroughputBytesPerSec: 4 << 20, ThroughputSpread: 0.05, BytesDownloaded: defaultProbeBytes, PiecesVerified: 4, HandshakeMS: handshakeMS, Result: probeJSON})
 				must(err)
 				g.probes++
 			}})
@@ -248,8 +259,9 @@ func checkpointedSize(b *testing.B, s *Store, path string) int64 {
 
 // realProbeJSON runs one bandwidth probe (2 MiB, the default) against a
 // simulated peer holding half of a 2,000-piece torrent and returns the JSON
-// the collector would store for it.
-func realProbeJSON(b *testing.B) json.RawMessage {
+// the collector would store for it: on a watch's connection if onWatch, on
+// its own otherwise.
+func realProbeJSON(b *testing.B, onWatch bool) json.RawMessage {
 	payload, tor, err := swarmsim.NewPayload("size.bin", 2000*16<<10, 16<<10, 8)
 	if err != nil {
 		b.Fatal(err)
@@ -265,8 +277,14 @@ func realProbeJSON(b *testing.B) json.RawMessage {
 	defer peer.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := probe.Run(ctx, peer.Addr(), probe.Target{InfoHash: tor.InfoHash, NumPieces: tor.NumPieces, PieceSize: tor.PieceSize, Verify: tor.VerifyPiece},
-		probe.Options{MaxBytes: defaultProbeBytes, Timeout: 30 * time.Second, ClientName: "swarmaudit"})
+	target := probe.Target{InfoHash: tor.InfoHash, NumPieces: tor.NumPieces, PieceSize: tor.PieceSize, Verify: tor.VerifyPiece}
+	opts := probe.Options{MaxBytes: defaultProbeBytes, Timeout: 30 * time.Second, ClientName: "swarmaudit"}
+	var r *probe.Result
+	if onWatch {
+		r, err = lentProbe(ctx, peer.Addr(), target, opts)
+	} else {
+		r, err = probe.Run(ctx, peer.Addr(), target, opts)
+	}
 	if err != nil || r.Outcome != probe.OutcomeOK || r.BytesDownloaded < defaultProbeBytes/2 {
 		b.Fatalf("probe of a simulated peer: %v %+v", err, r)
 	}
@@ -275,4 +293,37 @@ func realProbeJSON(b *testing.B) json.RawMessage {
 		b.Fatal(err)
 	}
 	return raw
+}
+
+// lentProbe runs a probe on the connection of a watch of addr.
+func lentProbe(ctx context.Context, addr netip.AddrPort, t probe.Target, o probe.Options) (*probe.Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lender := &watch.Lender{}
+	connected := make(chan struct{})
+	ended := make(chan error, 1)
+	go func() {
+		_, err := watch.Watch(ctx, addr, watch.Options{InfoHash: t.InfoHash, NumPieces: t.NumPieces, Lender: lender},
+			watch.Events{Connected: func(*peerwire.Conn, *peerwire.ExtHandshake) { close(connected) }})
+		ended <- err
+	}()
+	select {
+	case <-connected:
+	case err := <-ended:
+		return nil, err
+	}
+	results := make(chan *probe.Result, 1)
+	if !lender.Lend(func(c *peerwire.Conn, st *peerwire.PeerState) error {
+		r, err := probe.RunOn(ctx, c, st, t, o)
+		results <- r
+		return err
+	}) {
+		return nil, errors.New("the watch would not lend its connection")
+	}
+	select {
+	case r := <-results:
+		return r, nil
+	case err := <-ended:
+		return nil, fmt.Errorf("the watch ended before the probe: %v", err)
+	}
 }

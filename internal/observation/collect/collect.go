@@ -7,6 +7,15 @@
 // each as the watch of the peer's listen address (BEP 10 `p`), and records
 // every observation in the store as it happens.
 //
+// Map first, then measure: bandwidth probes wait until every address known
+// has been contacted once (its first probe ended), or one SnapshotInterval
+// since the collection began, whichever comes first. The map is then
+// never queued behind downloads of ProbeBytes, nor paid for with them, and
+// the first bandwidth probes go to peers known to hold pieces (a peer that
+// holds none is not probed for bandwidth until a later snapshot shows
+// some). With watches, a bandwidth probe of a watched peer runs on the
+// watch's connection (watch.Lender).
+//
 // One loop owns the schedule: connection goroutines report to it on a
 // channel and never touch its state. MaxConns bounds every connection,
 // incoming ones included, and no two connections to one peer address are
@@ -281,19 +290,22 @@ type peerState struct {
 	busy     bool // a probe is running
 	watching bool
 	incoming bool // the watch is a connection the peer opened
-	// stopWatch ends the peer's watch, so that a bandwidth probe can
-	// connect: many clients (Transmission, qBittorrent, aria2) accept one
-	// connection per IP and torrent, and drop a second one mid-probe.
+	// stopWatch ends the peer's watch (when the collection ends).
 	stopWatch func()
-	// awaitingProbe: its watch was ended for a bandwidth probe that has
-	// not started yet (counted in Collector.closing).
-	awaitingProbe bool
-	nextSnapshot  time.Time
-	nextProbe     time.Time
-	fails         int
-	probed        bool
-	reached       bool
-	lastFailed    bool
+	// lend runs a bandwidth probe on the watch's connection (watch.Lender):
+	// many clients (Transmission, qBittorrent, aria2) accept one
+	// connection per IP and torrent, and a peer behind a NAT none at all.
+	lend func(watch.Task) bool
+	// lent: a bandwidth probe was lent the watch's connection and has not
+	// reported (it holds a bandwidth-probe slot; busy is set too).
+	lent         bool
+	nextSnapshot time.Time
+	nextProbe    time.Time
+	fails        int
+	contacted    bool // a first probe ended, or the peer connected to us
+	probed       bool
+	reached      bool
+	lastFailed   bool
 }
 
 // Collector schedules and records observations until its context ends.
@@ -324,8 +336,12 @@ type Collector struct {
 	// most parkFor, rather than being dropped — the peer would come back
 	// only at its reconnect interval (libtorrent's is a minute).
 	parked   map[netip.Addr][]parkedAdmit
-	closing  int // watches ended for bandwidth probes not started yet
 	stopping bool
+	// Map first (see the package doc): uncontacted counts the peers not
+	// contacted yet until measuring starts, at the latest at measureBy.
+	uncontacted int
+	measuring   bool
+	measureBy   time.Time
 
 	progress atomic.Pointer[Progress]
 	counts   struct {
@@ -349,7 +365,6 @@ type (
 	watchEnded struct {
 		addr      netip.AddrPort
 		connected time.Duration
-		byAuditor bool // ended for a bandwidth probe
 	}
 	// admit asks the loop whether an incoming connection from ip may
 	// handshake: not while the auditor has a connection to a peer on that
@@ -363,6 +378,7 @@ type (
 	claim struct {
 		addr  netip.AddrPort
 		stop  context.CancelFunc
+		lend  func(watch.Task) bool
 		reply chan bool
 	}
 	// release: an admitted incoming connection ended without a claim.
@@ -426,6 +442,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	ctx, c.fail = context.WithCancelCause(ctx)
 	defer c.fail(nil)
 	c.storeCtx = context.WithoutCancel(ctx)
+	c.measureBy = time.Now().Add(c.cfg.SnapshotInterval)
 	found := make(chan netip.AddrPort)
 	c.wg.Add(1)
 	go c.follow(ctx, found)
@@ -463,7 +480,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			return c.failed
 		case a := <-found:
 			if _, seen := c.peers[a]; !seen {
-				c.peers[a] = &peerState{addr: a}
+				c.addPeer(a)
 			}
 		case ev := <-c.events:
 			c.handle(ctx, ev)
@@ -507,9 +524,13 @@ func (c *Collector) handle(ctx context.Context, ev any) {
 		c.grantParked(ev.addr.Addr())
 	case watchEnded:
 		s := c.peers[ev.addr]
-		s.watching, s.incoming, s.stopWatch = false, false, nil
+		s.watching, s.incoming, s.stopWatch, s.lend = false, false, nil, nil
+		if s.lent { // the probe lent its connection never ran
+			s.lent, s.busy = false, false
+			<-c.bwProbes
+		}
 		next := c.cfg.SnapshotInterval
-		if !ev.byAuditor && ev.connected >= c.cfg.RewatchAfter {
+		if ev.connected >= c.cfg.RewatchAfter {
 			next = 0
 		}
 		s.nextSnapshot = time.Now().Add(next)
@@ -528,16 +549,47 @@ func (c *Collector) handle(ctx context.Context, ev any) {
 		c.unadmit(ev.addr.Addr())
 		s := c.peers[ev.addr]
 		if s == nil {
-			s = &peerState{addr: ev.addr}
-			c.peers[ev.addr] = s
+			s = c.addPeer(ev.addr)
 		}
 		if c.stopping || s.busy || s.watching {
 			ev.reply <- false // one connection per peer address
 			return
 		}
-		s.watching, s.incoming, s.stopWatch = true, true, ev.stop
+		s.watching, s.incoming, s.stopWatch, s.lend = true, true, ev.stop, ev.lend
+		c.contacted(s)
 		ev.reply <- true
 	}
+}
+
+// addPeer starts the schedule of a new address; on the loop.
+func (c *Collector) addPeer(a netip.AddrPort) *peerState {
+	s := &peerState{addr: a}
+	c.peers[a] = s
+	if !c.measuring {
+		c.uncontacted++
+	}
+	return s
+}
+
+// contacted marks a peer's first contact; once every peer known has had
+// one, bandwidth probes may start (see the package doc). On the loop.
+func (c *Collector) contacted(s *peerState) {
+	if s.contacted {
+		return
+	}
+	s.contacted = true
+	if !c.measuring {
+		c.uncontacted--
+	}
+}
+
+// mayMeasure reports whether bandwidth probes may start: map first (see
+// the package doc). On the loop.
+func (c *Collector) mayMeasure(now time.Time) bool {
+	if !c.measuring && (c.uncontacted <= 0 && len(c.peers) > 0 || !now.Before(c.measureBy)) {
+		c.measuring = true
+	}
+	return c.measuring
 }
 
 // connectedTo reports whether the auditor holds a connection to a peer on
@@ -647,30 +699,19 @@ func (c *Collector) publish() {
 // schedule starts every probe that is due, within the connection caps.
 func (c *Collector) schedule(ctx context.Context) {
 	now := time.Now()
+	measure := c.mayMeasure(now)
 	for _, s := range c.peers {
 		if s.busy || c.admitted[s.addr.Addr()] > 0 {
 			continue // an incoming connection from its IP is handshaking
 		}
-		bandwidth := !now.Before(s.nextProbe)
+		bandwidth := measure && !now.Before(s.nextProbe)
 		snapshot := !s.watching && !now.Before(s.nextSnapshot)
 		if !bandwidth && !snapshot {
 			continue
 		}
 		if s.watching {
-			// A bandwidth probe is due: end the watch first (one
-			// connection per IP) when the probe could start now; it starts
-			// once the watch has closed, and a new watch after it.
-			// Only as many as the free probe slots and the budget allow
-			// at once, or a pass would end every due watch for one probe.
-			// A peer that only ever connected to us (behind NAT) keeps
-			// its incoming watch: we could not dial it back.
-			canProbe := len(c.bwProbes)+c.closing < cap(c.bwProbes) && c.shared.peerProbeDue(s.addr.Addr(), now) &&
-				(c.budget == nil || c.budget.TokensAt(now) >= float64(c.cfg.ProbeBytes)*float64(c.closing+1))
-			if canProbe && s.stopWatch != nil && !s.awaitingProbe && (!s.incoming || s.reached) {
-				s.stopWatch()
-				s.stopWatch = nil
-				s.awaitingProbe = true
-				c.closing++
+			if bandwidth && s.lend != nil {
+				c.lendProbe(ctx, s, now)
 			}
 			continue
 		}
@@ -717,10 +758,6 @@ func (c *Collector) schedule(ctx context.Context) {
 		if bandwidth {
 			c.shared.notePeerProbe(s.addr.Addr(), now)
 		}
-		if s.awaitingProbe {
-			s.awaitingProbe = false
-			c.closing--
-		}
 		c.wg.Add(1)
 		go c.probe(ctx, s.addr, bandwidth)
 	}
@@ -748,6 +785,13 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 		c.cfg.Logger.Error("probe", "peer", addr, "err", err)
 		r = &probe.Result{Peer: addr.String(), Started: time.Now(), Outcome: probe.OutcomeProtocolError, Error: err.Error()}
 	}
+	c.done(ctx, addr, bandwidth, r)
+	kept = r.Conn
+	c.report(probeDone{addr: addr, bandwidth: bandwidth, r: r})
+}
+
+// done counts and records a probe that ended.
+func (c *Collector) done(ctx context.Context, addr netip.AddrPort, bandwidth bool, r *probe.Result) {
 	c.counts.probes.Add(1)
 	if n := c.counts.outcomes[r.Outcome]; n != nil {
 		n.Add(1)
@@ -755,17 +799,63 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	c.counts.bytesIn.Add(r.WireBytesIn)
 	c.counts.bytesOut.Add(r.WireBytesOut)
 	c.record(ctx, addr, bandwidth, r)
-	kept = r.Conn
-	c.report(probeDone{addr: addr, bandwidth: bandwidth, r: r})
+}
+
+// lendProbe starts a bandwidth probe of a watched peer on its watch's
+// connection, if the probe slots, the budget and the gate allow one now;
+// it runs on the loop. The probe runs on the watch's goroutine and reports
+// like any other (probeDone); if the watch ends before it could run, the
+// loop learns it from watchEnded (s.lent).
+func (c *Collector) lendProbe(ctx context.Context, s *peerState, now time.Time) {
+	ip := s.addr.Addr()
+	if s.busy || !c.shared.peerProbeDue(ip, now) || (c.budget != nil && c.budget.TokensAt(now) < float64(c.cfg.ProbeBytes)) {
+		return
+	}
+	select {
+	case c.bwProbes <- struct{}{}:
+	default:
+		return
+	}
+	if !c.shared.passGate(ip) {
+		<-c.bwProbes // probed by another node lately: later
+		s.nextProbe = now.Add(c.cfg.SnapshotInterval)
+		return
+	}
+	addr, t := s.addr, c.cfg.Torrent
+	task := func(conn *peerwire.Conn, st *peerwire.PeerState) error {
+		r, err := probe.RunOn(ctx, conn, st, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}, probe.Options{
+			MaxBytes: c.cfg.ProbeBytes, Timeout: c.cfg.ProbeTimeout, ClientNameFromID: peerid.ClientName,
+		})
+		if r == nil { // the target is checked by New: unreachable
+			r = &probe.Result{Peer: addr.String(), Started: time.Now(), OnWatch: true, Outcome: probe.OutcomeProtocolError, Error: err.Error()}
+		}
+		c.done(ctx, addr, true, r)
+		<-c.bwProbes
+		c.report(probeDone{addr: addr, bandwidth: true, r: r})
+		return err
+	}
+	if !s.lend(task) {
+		<-c.bwProbes // the watch is not connected yet, or ending
+		return
+	}
+	if c.budget != nil {
+		c.budget.AllowN(now, int(c.cfg.ProbeBytes))
+	}
+	s.busy, s.lent = true, true
+	c.shared.notePeerProbe(ip, now)
 }
 
 // finish updates the schedule after a probe; it runs on the loop.
 func (c *Collector) finish(ctx context.Context, d probeDone) {
 	now := time.Now()
 	s := c.peers[d.addr]
-	s.busy = false
+	s.busy, s.lent = false, false
+	c.contacted(s)
 	handshaken := d.r.Encryption != ""
 	s.nextSnapshot = now.Add(c.cfg.SnapshotInterval)
+	if !d.bandwidth && handshaken && d.r.PiecesHave == 0 && now.After(s.nextProbe) {
+		s.nextProbe = s.nextSnapshot // nothing to serve yet: see at the next snapshot
+	}
 	if d.bandwidth && handshaken {
 		s.nextProbe = now.Add(c.cfg.ProbeInterval)
 		if d.r.PiecesHave == 0 {
@@ -785,7 +875,7 @@ func (c *Collector) finish(ctx context.Context, d probeDone) {
 				<-c.conns
 			}
 		case kept != nil:
-			c.resumeWatch(ctx, s, kept, d.r.ExtHandshake)
+			c.resumeWatch(ctx, s, kept, d.r.ExtHandshake, *d.r.State)
 		default:
 			c.startWatch(ctx, s)
 		}
@@ -827,24 +917,24 @@ func (c *Collector) startWatch(ctx context.Context, s *peerState) {
 // rest of its bookkeeping): s.stopWatch ends it, and the loop calls that
 // for every watch when the collection ends.
 func (c *Collector) launchWatch(ctx context.Context, s *peerState, run func(watch.Options, watch.Events) (watch.Summary, error)) {
-	stopper := &watch.Stopper{}
-	s.watching, s.stopWatch = true, stopper.Stop
+	stopper, lender := &watch.Stopper{}, &watch.Lender{}
+	s.watching, s.stopWatch, s.lend = true, stopper.Stop, lender.Lend
 	w := &watcher{c: c, addr: s.addr}
 	o := c.watchOptions()
-	o.Stopper = stopper
+	o.Stopper, o.Lender = stopper, lender
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer func() { <-c.conns; <-c.watches }()
 		sum, err := run(o, w.events())
-		w.end(ctx, stopper.Stopped(), sum, err)
+		w.end(ctx, sum, err)
 	}()
 }
 
 // resumeWatch makes a probe's connection the peer's watch (no second
 // connection: see probe.Options.Keep); the connection keeps the probe's
 // connection slot. It runs on the loop.
-func (c *Collector) resumeWatch(ctx context.Context, s *peerState, conn *peerwire.Conn, ext *peerwire.ExtHandshake) {
+func (c *Collector) resumeWatch(ctx context.Context, s *peerState, conn *peerwire.Conn, ext *peerwire.ExtHandshake, st peerwire.PeerState) {
 	select {
 	case c.watches <- struct{}{}:
 	default:
@@ -853,7 +943,7 @@ func (c *Collector) resumeWatch(ctx context.Context, s *peerState, conn *peerwir
 		return
 	}
 	c.launchWatch(ctx, s, func(o watch.Options, ev watch.Events) (watch.Summary, error) {
-		return watch.Resume(ctx, conn, ext, o, ev)
+		return watch.Resume(ctx, conn, ext, st, o, ev)
 	})
 }
 
@@ -953,7 +1043,7 @@ func (c *Collector) incoming(ctx context.Context, raw io.Closer, handshake func(
 		}
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
-		w := &watcher{c: c, incoming: true, ip: ip, stop: stop}
+		w := &watcher{c: c, incoming: true, ip: ip, stop: stop, lender: &watch.Lender{}}
 		defer w.release()
 		conn, err := handshake(wctx)
 		if err != nil {
@@ -961,8 +1051,10 @@ func (c *Collector) incoming(ctx context.Context, raw io.Closer, handshake func(
 			return
 		}
 		c.counts.incoming.Add(1)
-		sum, err := watch.Follow(wctx, conn, c.watchOptions(), w.events())
-		w.end(ctx, wctx.Err() != nil, sum, err)
+		o := c.watchOptions()
+		o.Lender = w.lender
+		sum, err := watch.Follow(wctx, conn, o, w.events())
+		w.end(ctx, sum, err)
 	}()
 }
 
@@ -977,6 +1069,7 @@ type watcher struct {
 	ip       netip.Addr // of an incoming connection
 	claimed  bool       // the loop answered its claim
 	stop     context.CancelFunc
+	lender   *watch.Lender // of an incoming connection
 	enc      string
 	pending  bitfield.Bitfield
 	pendAt   time.Time
@@ -1041,7 +1134,7 @@ func (w *watcher) claim(conn *peerwire.Conn, ext *peerwire.ExtHandshake) bool {
 	}
 	addr := netip.AddrPortFrom(conn.Remote.Addr().Unmap(), uint16(ext.ListenPort))
 	reply := make(chan bool, 1)
-	w.c.report(claim{addr: addr, stop: w.stop, reply: reply})
+	w.c.report(claim{addr: addr, stop: w.stop, lend: w.lender.Lend, reply: reply})
 	w.claimed = true
 	if !<-reply {
 		w.stop()
@@ -1075,27 +1168,47 @@ func (w *watcher) connected(detail string) {
 }
 
 // end records how the watch ended and tells the loop; runCtx is the
-// collection's context; stopped says whether the watch was told to end.
-func (w *watcher) end(runCtx context.Context, stopped bool, sum watch.Summary, err error) {
+// collection's context.
+func (w *watcher) end(runCtx context.Context, sum watch.Summary, err error) {
 	c := w.c
 	c.cfg.Logger.Debug("watch ended", "peer", w.addr, "incoming", w.incoming, "messages", sum.Messages, "haves", sum.Haves, "err", err)
 	if !w.addr.IsValid() {
 		return // an incoming connection that never became a peer's watch
 	}
-	byAuditor := stopped && runCtx.Err() == nil
 	if sum.Method != "" {
-		detail := ""
-		if byAuditor {
-			detail = "closed by the auditor for a bandwidth probe"
-		}
-		c.storeErr(c.cfg.Store.AddConnEvent(context.WithoutCancel(runCtx), c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnDisconnected, Encryption: string(sum.Method), Detail: detail}))
+		c.storeErr(c.cfg.Store.AddConnEvent(context.WithoutCancel(runCtx), c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnDisconnected, Encryption: string(sum.Method)}))
 	}
-	c.report(watchEnded{addr: w.addr, connected: sum.Connected, byAuditor: byAuditor})
+	c.report(watchEnded{addr: w.addr, connected: sum.Connected})
 }
 
 // record stores everything one probe learned, as soon as it ends.
 func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth bool, r *probe.Result) {
 	ctx = context.WithoutCancel(ctx) // a probe that ends at shutdown is still evidence
+	s := c.cfg.Store
+	// A probe on a watch's connection (r.OnWatch) made no connection and
+	// read no piece set: the watch recorded those, and the peer.
+	if !r.OnWatch && !c.recordConnection(ctx, addr, r) {
+		return
+	}
+	for _, h := range r.Haves {
+		c.storeErr(s.AddHave(ctx, c.cfg.Swarm, addr, r.Started.Add(time.Duration(h.AtMS*float64(time.Millisecond))), h.Piece))
+	}
+	if bandwidth {
+		raw, _ := json.Marshal(r.ForStore())
+		_, err := s.AddProbe(ctx, c.cfg.Swarm, store.ProbeRecord{
+			Addr: addr, At: r.Started, Outcome: string(r.Outcome), Encryption: r.Encryption,
+			ThroughputBytesPerSec: r.ThroughputBytesPerSec, ThroughputSpread: r.ThroughputSpread,
+			BytesDownloaded: r.BytesDownloaded, PiecesVerified: r.PiecesVerified, PiecesFailed: r.PiecesFailed,
+			HandshakeMS: r.HandshakeMS, Result: raw,
+		})
+		c.storeErr(err)
+	}
+}
+
+// recordConnection stores how a probe's own connection went, the peer it
+// reached and the piece set it read; it reports whether the peer was
+// reached (a handshake completed).
+func (c *Collector) recordConnection(ctx context.Context, addr netip.AddrPort, r *probe.Result) bool {
 	s := c.cfg.Store
 	ev := store.ConnEvent{Addr: addr, At: r.Started, Encryption: r.Encryption, Detail: r.Error}
 	switch {
@@ -1114,7 +1227,7 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 	}
 	c.storeErr(s.AddConnEvent(ctx, c.cfg.Swarm, ev))
 	if r.Encryption == "" {
-		return
+		return false
 	}
 	id, _ := hex.DecodeString(r.PeerIDHex)
 	c.storeErr(s.UpsertPeer(ctx, c.cfg.Swarm, store.Peer{Addr: addr, PeerID: id, Client: r.Client, Encryption: r.Encryption, LastSeen: r.Started}))
@@ -1124,19 +1237,7 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 			c.storeErr(s.AddSnapshot(ctx, c.cfg.Swarm, addr, at, bf))
 		}
 	}
-	for _, h := range r.Haves {
-		c.storeErr(s.AddHave(ctx, c.cfg.Swarm, addr, r.Started.Add(time.Duration(h.AtMS*float64(time.Millisecond))), h.Piece))
-	}
-	if bandwidth {
-		raw, _ := json.Marshal(r.ForStore())
-		_, err := s.AddProbe(ctx, c.cfg.Swarm, store.ProbeRecord{
-			Addr: addr, At: r.Started, Outcome: string(r.Outcome), Encryption: r.Encryption,
-			ThroughputBytesPerSec: r.ThroughputBytesPerSec, ThroughputSpread: r.ThroughputSpread,
-			BytesDownloaded: r.BytesDownloaded, PiecesVerified: r.PiecesVerified, PiecesFailed: r.PiecesFailed,
-			HandshakeMS: r.HandshakeMS, Result: raw,
-		})
-		c.storeErr(err)
-	}
+	return true
 }
 
 // waitedForBitfield reports whether the probe got past its wait for the

@@ -172,11 +172,12 @@ func auditDefaults(watch bool) Config {
 // (libtorrent), all on the same cores.
 //
 //   - swarmaudit: the audit's collector with the audit command's defaults
-//     and --no-watch. Its first connection to a peer may be a bandwidth
-//     probe (2 MiB, at most 2 at once, within the 1 MiB/s auditor budget),
-//     so map-B-recv and map-B-sent leave out the bandwidth probes' wire
-//     bytes. A peer counts as mapped when its stored snapshot equals its
-//     true bitfield.
+//     and --no-watch. It maps first (see the collect package's doc):
+//     bandwidth probes (2 MiB, at most 2 at once, within the 1 MiB/s
+//     auditor budget) wait until every peer was contacted once, so they
+//     start about when the map is complete; map-B-recv and map-B-sent
+//     leave out the wire bytes of any that ran before the map was. A peer
+//     counts as mapped when its stored snapshot equals its true bitfield.
 //   - swarmaudit-watch: the same with the defaults' idle watches on, bounded
 //     at 30 s: each watch holds one of the 64 connections until the audit
 //     ends, but watches take at most 48 of them, so the other peers are

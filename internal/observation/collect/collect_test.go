@@ -2,6 +2,7 @@ package collect
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
@@ -213,8 +215,9 @@ func TestCollectorWatchesLeaveRoomForProbes(t *testing.T) {
 
 // TestCollectorProbesWatchedPeers: a peer that accepts one connection per
 // IP (as Transmission, qBittorrent and aria2 do) still gets its periodic
-// bandwidth probes: the collector ends its idle watch for each probe and
-// watches again after it.
+// bandwidth probes: they run on its watch's connection (watch.Lender), so
+// one watch lasts the whole run and no probe opens a connection of its
+// own.
 func TestCollectorProbesWatchedPeers(t *testing.T) {
 	payload, tor, err := swarmsim.NewPayload("o.bin", 1<<20, 64<<10, 7)
 	if err != nil {
@@ -227,19 +230,33 @@ func TestCollectorProbesWatchedPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := 0
+	ok, onWatch := 0, 0
 	for _, pr := range probes {
+		var r probe.Result
+		if err := json.Unmarshal(pr.Result, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.OnWatch {
+			onWatch++
+		}
 		if pr.Outcome != "ok" {
 			t.Errorf("probe at %s: %s", pr.At.Format(time.StampMilli), pr.Outcome)
 			continue
 		}
 		ok++
 	}
-	if ok < 3 {
-		t.Fatalf("%d bandwidth probes ok in 3 s at one every 400 ms, want at least 3", ok)
+	if ok < 3 || onWatch < ok-1 {
+		t.Fatalf("%d bandwidth probes ok in 3 s at one every 400 ms, %d of them on the watch; want at least 3, all but the first on it", ok, onWatch)
 	}
-	if watches := countWatches(t, st, swarm); watches < 2 {
-		t.Fatalf("%d watches started, want one after each probe", watches)
+	if watches := countWatches(t, st, swarm); watches != 1 {
+		t.Fatalf("%d watches started, want one", watches)
+	}
+	events, err := st.ConnEvents(context.Background(), swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) > 3 { // the first probe, its watch, and the watch's end
+		t.Errorf("%d connection events, want 3: %+v", len(events), events)
 	}
 }
 
@@ -318,9 +335,9 @@ func TestCollectorRewatchesPrunedWatches(t *testing.T) {
 	}
 }
 
-// TestCollectorReprobesEmptyLeechers: a bandwidth probe of a peer that had
-// no pieces measured nothing; the peer is probed again at the next snapshot,
-// not a probe interval later, and that probe measures it.
+// TestCollectorReprobesEmptyLeechers: a peer first seen with no pieces
+// has nothing to measure, so it gets no bandwidth probe until a later
+// snapshot; then one, which measures it, and none for a probe interval.
 func TestCollectorReprobesEmptyLeechers(t *testing.T) {
 	payload, tor, err := swarmsim.NewPayload("e.bin", 1<<20, 64<<10, 9)
 	if err != nil {
@@ -344,8 +361,8 @@ func TestCollectorReprobesEmptyLeechers(t *testing.T) {
 			measured++
 		}
 	}
-	if len(probes) < 2 || measured != 1 {
-		t.Fatalf("%d bandwidth probes, %d measured: want the empty first one, then one measured (and no more within the hour)", len(probes), measured)
+	if len(probes) != 1 || measured != 1 {
+		t.Fatalf("%d bandwidth probes, %d measured: want one, measured, after the peer gained pieces (and no more within the hour)", len(probes), measured)
 	}
 }
 

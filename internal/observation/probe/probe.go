@@ -105,13 +105,92 @@ func Run(ctx context.Context, addr netip.AddrPort, t Target, o Options) (*Result
 	if s.conn != nil {
 		r.WireBytesIn, r.WireBytesOut = s.conn.Bytes()
 		if o.Keep && err == nil && s.handOver() {
-			r.Conn = s.conn
+			r.Conn, r.State = s.conn, s.state()
 		} else {
 			s.conn.Close()
 		}
 	}
 	s.finish(err)
 	return r, nil
+}
+
+// RunOn probes the peer over a connection another owner lends (a watch's:
+// see watch.Lender), within o.Timeout: no handshake, and no piece set to
+// wait for, since st holds what the peer said before; st is updated with
+// what it says during the probe. The probe records no snapshot
+// (Result.SnapshotBitfield stays nil: the lender recorded the piece set)
+// and counts only its own bytes. It returns the connection not
+// interested, with nothing requested (blocks still outstanding are
+// cancelled, BEP 3); the error is non-nil when that could not be done, and
+// the connection is then of no further use.
+func RunOn(ctx context.Context, conn *peerwire.Conn, st *peerwire.PeerState, t Target, o Options) (*Result, error) {
+	if t.NumPieces <= 0 || t.PieceSize == nil || t.Verify == nil {
+		return nil, errors.New("probe: target needs pieces, sizes and hashes")
+	}
+	o.defaults()
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	r := &Result{Peer: conn.Remote.String(), PiecesTotal: t.NumPieces, Started: time.Now(), BitfieldKind: "watch", TCPConnected: true, OnWatch: true}
+	s := &session{t: t, o: o, r: r, start: r.Started, conn: conn}
+	s.describe()
+	r.HandshakeMS = 0 // no handshake: the connection was open
+	s.have, s.haveKnown = bitfield.New(t.NumPieces), st.Have.Len() == t.NumPieces
+	if s.haveKnown {
+		s.have = st.Have.Clone()
+	}
+	s.choked, s.reqq, s.extDone = st.Choked, st.Reqq, true
+	s.allowedFast = map[int]bool{}
+	for _, i := range st.AllowedFast {
+		s.allowedFast[i] = true
+	}
+	in0, out0 := conn.Bytes()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	deadline, _ := ctx.Deadline()
+	var err error
+	if s.have.Count() > 0 && !o.BitfieldOnly {
+		err = s.download(deadline)
+	}
+	stop()
+	r.DurationMS = ms(time.Since(s.start))
+	released := s.release()
+	in1, out1 := conn.Bytes()
+	r.WireBytesIn, r.WireBytesOut = in1-in0, out1-out0
+	*st = *s.state()
+	s.finish(err)
+	return r, released
+}
+
+// state is what the peer told the session, for the connection's next owner.
+func (s *session) state() *peerwire.PeerState {
+	st := &peerwire.PeerState{Choked: s.choked, Reqq: s.reqq}
+	if s.haveKnown {
+		st.Have = s.have
+	}
+	for i := range s.allowedFast {
+		st.AllowedFast = append(st.AllowedFast, i)
+	}
+	return st
+}
+
+// release returns a lent connection as its owner needs it: every
+// outstanding request cancelled and not interested.
+func (s *session) release() error {
+	var msgs []pp.Message
+	for b := range s.pending {
+		msgs = append(msgs, pp.Message{Type: pp.Cancel, Index: pp.Integer(b.piece), Begin: pp.Integer(b.begin), Length: pp.Integer(b.length)})
+	}
+	if s.interested {
+		msgs = append(msgs, pp.Message{Type: pp.NotInterested})
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	s.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	defer s.conn.SetDeadline(time.Time{})
+	if err := s.conn.WriteMessages(msgs...); err != nil {
+		return fmt.Errorf("probe: give the connection back: %w", err)
+	}
+	return nil
 }
 
 // handOver readies the connection for its next owner: nothing requested
@@ -142,6 +221,7 @@ type session struct {
 	have        bitfield.Bitfield
 	haveKnown   bool
 	extDone     bool
+	reqq        int // the peer's request queue (BEP 10), 0 if unknown
 	choked      bool
 	interested  bool
 	allowedFast map[int]bool
@@ -194,15 +274,7 @@ func (s *session) run(ctx context.Context, addr netip.AddrPort) error {
 // talk runs the conversation on an established connection.
 func (s *session) talk(ctx context.Context) error {
 	conn := s.conn
-	s.r.HandshakeMS = ms(conn.HandshakeDuration)
-	s.r.Encryption = string(conn.Method)
-	s.r.PeerID = printablePeerID(conn.PeerID)
-	s.r.PeerIDHex = hex.EncodeToString(conn.PeerID[:])
-	s.r.Fast = conn.SupportsFast()
-	s.r.Extended = conn.SupportsExtended()
-	if s.o.ClientNameFromID != nil {
-		s.r.Client = s.o.ClientNameFromID(conn.PeerID)
-	}
+	s.describe()
 	s.have = bitfield.New(s.t.NumPieces)
 	s.choked = true
 	s.allowedFast = map[int]bool{}
@@ -239,6 +311,26 @@ func (s *session) talk(ctx context.Context) error {
 		return nil
 	}
 
+	return s.download(deadline)
+}
+
+// describe fills what the handshake told about the peer.
+func (s *session) describe() {
+	conn := s.conn
+	s.r.HandshakeMS = ms(conn.HandshakeDuration)
+	s.r.Encryption = string(conn.Method)
+	s.r.PeerID = printablePeerID(conn.PeerID)
+	s.r.PeerIDHex = hex.EncodeToString(conn.PeerID[:])
+	s.r.Fast = conn.SupportsFast()
+	s.r.Extended = conn.SupportsExtended()
+	if s.o.ClientNameFromID != nil {
+		s.r.Client = s.o.ClientNameFromID(conn.PeerID)
+	}
+}
+
+// download asks for data (phases 2 and 3) until deadline.
+func (s *session) download(deadline time.Time) error {
+	conn := s.conn
 	// Phase 2: ask for data, wait for unchoke or allowed-fast pieces.
 	conn.SetDeadline(deadline)
 	if err := conn.WriteMessages(pp.Message{Type: pp.Interested}); err != nil {
@@ -260,8 +352,8 @@ func (s *session) talk(ctx context.Context) error {
 
 	// Phase 3: keep the pipeline full until every planned block is in.
 	depth := 64
-	if s.r.ExtHandshake != nil && s.r.ExtHandshake.Reqq > 0 {
-		depth = min(max(s.r.ExtHandshake.Reqq, 4), 256)
+	if s.reqq > 0 {
+		depth = min(max(s.reqq, 4), 256)
 	}
 	for len(s.queue) > 0 || len(s.pending) > 0 {
 		if err := s.fill(depth); err != nil {
@@ -377,6 +469,7 @@ func (s *session) handle(m peerwire.Message) error {
 				return protoErr("%v", err)
 			}
 			s.r.ExtHandshake = &h
+			s.reqq = h.Reqq
 			if h.Client != "" {
 				s.r.Client = h.Client
 			}

@@ -1,8 +1,9 @@
 // Package probe audits one peer over the wire: connect under an encryption
 // policy, handshake, read its bitfield and HAVEs, ask for a few blocks to
 // measure its upload bandwidth, verify the hashes of the pieces received,
-// and disconnect. One probe is one connection; scheduling many politely is
-// the audit's job.
+// and disconnect. One probe is one connection: its own (Run), or a watch's
+// lent for the probe (RunOn), which it gives back. Scheduling many
+// politely is the audit's job.
 package probe
 
 import (
@@ -58,8 +59,11 @@ type Result struct {
 	PiecesHave   int                    `json:"pieces_have"`
 	PiecesTotal  int                    `json:"pieces_total"`
 	Seeder       bool                   `json:"seeder"`
-	BitfieldKind string                 `json:"bitfield_kind"` // bitfield, have_all, have_none, haves_only, none
-	Bitfield     []byte                 `json:"bitfield,omitempty"`
+	BitfieldKind string                 `json:"bitfield_kind"` // bitfield, have_all, have_none, haves_only, none; watch (RunOn)
+	// OnWatch: the probe ran on the connection of the auditor's watch of
+	// the peer (RunOn), not on one of its own.
+	OnWatch  bool   `json:"on_watch,omitempty"`
+	Bitfield []byte `json:"bitfield,omitempty"`
 	// SnapshotBitfield is the piece set exactly as the bitfield, HaveAll
 	// or HaveNone message stated it, at SnapshotAtMS; absent for peers that
 	// sent none. Bitfield above adds the HAVEs received during the probe.
@@ -89,6 +93,8 @@ type Result struct {
 	// Conn is the connection, still open, when Options.Keep asked for it
 	// and the probe ended cleanly; the caller owns it.
 	Conn *peerwire.Conn `json:"-"`
+	// State is what the peer told the probe, for Conn's next owner.
+	State *peerwire.PeerState `json:"-"`
 }
 
 // ForStore is the result without what an evidence store keeps elsewhere:
@@ -102,7 +108,7 @@ func (r *Result) ForStore() *Result {
 	c.Bitfield, c.SnapshotBitfield, c.Haves = nil, nil, nil
 	c.Peer, c.PeerID, c.PeerIDHex, c.Client, c.Encryption = "", "", "", "", ""
 	c.Started = time.Time{}
-	c.Conn = nil
+	c.Conn, c.State = nil, nil
 	return &c
 }
 

@@ -1,7 +1,11 @@
 // Package watch keeps a cheap, idle connection to one peer: it is not
 // interested and requests nothing, so the peer spends almost nothing on it,
 // while the auditor receives the peer's bitfield, every HAVE in real time,
-// and its PEX messages (BEP 11). It also fetches a torrent's info
+// and its PEX messages (BEP 11). It keeps what the peer told it that a
+// bandwidth probe would need (peerwire.PeerState: piece set, choke,
+// allowed-fast pieces), so that it can lend its connection to one between
+// two messages (Lender) instead of the auditor opening a second connection.
+// It also fetches a torrent's info
 // dictionary from a peer by ut_metadata (BEP 9) when only a magnet is known.
 package watch
 
@@ -66,6 +70,8 @@ type Options struct {
 	Dialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
+	// Lender, if set, lends the connection to tasks (Lender.Lend).
+	Lender *Lender
 	// Stopper, if set, ends the watch instead of ctx: ctx is then looked
 	// at only between messages and timers, and the caller stops the
 	// watch when ctx ends. It spares a watch the context and callback that
@@ -104,6 +110,62 @@ func (s *Stopper) attach(c *peerwire.Conn) bool {
 	return !s.stopped.Load()
 }
 
+// Task uses a watch's connection on the watch's goroutine (see Lender):
+// st is what the peer told the watch, and the task updates it with what
+// the peer told the task. It must leave the connection as a watch needs
+// it (not interested, nothing requested); an error ends the watch.
+type Task func(c *peerwire.Conn, st *peerwire.PeerState) error
+
+// Lender lends a watch's connection to a task between two of the peer's
+// messages (a bandwidth probe: probe.RunOn). The task runs on the watch's
+// goroutine, so the connection keeps one owner, and the peer sees no new
+// connection: clients that take one connection per IP (Transmission,
+// qBittorrent, aria2) would refuse a second, and a peer that only ever
+// connected to us (behind a NAT) could not be reached by one. The zero
+// value is ready; it serves one watch.
+type Lender struct {
+	mu   sync.Mutex
+	conn *peerwire.Conn // set while the watch is connected
+	task Task
+}
+
+// Lend asks the watch to run task as soon as it is between two messages.
+// It reports false, and task never runs, if the watch is not connected
+// (not yet, or not any more) or has a task pending. A task accepted runs
+// unless the watch ends first.
+func (l *Lender) Lend(task Task) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil || l.task != nil {
+		return false
+	}
+	l.task = task
+	l.conn.SetReadDeadline(time.Unix(1, 0)) // wakes the watch's read
+	return true
+}
+
+// attach makes the lender lend c (nil: nothing any more).
+func (l *Lender) attach(c *peerwire.Conn) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.conn, l.task = c, nil
+}
+
+// take returns the pending task, if any, and forgets it.
+func (l *Lender) take() Task {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.task
+	l.task = nil
+	return t
+}
+
 // Summary says how a watch went.
 type Summary struct {
 	Method    peerwire.Method
@@ -133,25 +195,29 @@ func Watch(ctx context.Context, addr netip.AddrPort, o Options, ev Events) (Summ
 // and HaveNone, then reports the peer's messages until ctx ends or the peer
 // hangs up. It closes c.
 func Follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events) (Summary, error) {
-	return follow(ctx, c, o, ev, nil, false)
+	return follow(ctx, c, o, ev, nil, nil)
 }
 
 // Resume runs a watch on a connection whose hello was already exchanged (a
 // snapshot or bandwidth probe's, see probe.Options.Keep): ext is the
-// extension handshake the peer sent on it, nil if none. Events.Connected
-// is called at once. It closes c.
-func Resume(ctx context.Context, c *peerwire.Conn, ext *peerwire.ExtHandshake, o Options, ev Events) (Summary, error) {
-	return follow(ctx, c, o, ev, ext, true)
+// extension handshake the peer sent on it, nil if none, and st what the
+// peer told the probe. Events.Connected is called at once. It closes c.
+func Resume(ctx context.Context, c *peerwire.Conn, ext *peerwire.ExtHandshake, st peerwire.PeerState, o Options, ev Events) (Summary, error) {
+	return follow(ctx, c, o, ev, ext, &st)
 }
 
-// follow is Follow, or Resume when resumed (no hello of ours).
-func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *peerwire.ExtHandshake, resumed bool) (sum Summary, err error) {
+// follow is Follow, or Resume when resumed (st set: no hello of ours).
+func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *peerwire.ExtHandshake, resumed *peerwire.PeerState) (sum Summary, err error) {
 	defer c.Close()
+	defer o.Lender.attach(nil)
 	addr := c.Remote
 	if o.NumPieces <= 0 {
 		return sum, errors.New("watch: number of pieces unknown")
 	}
-	if !resumed {
+	st := peerwire.NewPeerState()
+	if resumed != nil {
+		st = *resumed
+	} else {
 		if err := hello(c, o); err != nil {
 			return sum, err
 		}
@@ -185,13 +251,17 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 	}
 	clock := newClock(start, o, ev.Tick != nil)
 
-	announced := resumed || !c.SupportsExtended()
+	o.Lender.attach(c)
+	announced := resumed != nil || !c.SupportsExtended()
 	if announced && ev.Connected != nil {
 		ev.Connected(c, ext)
 	}
 	// Of the peer's extension handshake the watch keeps only what it
 	// answers with: the id of its ut_metadata (0: none).
 	metadataID := metadataIDOf(ext)
+	if ext != nil {
+		st.Reqq = ext.Reqq
+	}
 	var deadline time.Time // the read deadline set last
 	for {
 		if next := clock.next(); !next.Equal(deadline) {
@@ -201,10 +271,24 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 		if ended() != nil {
 			return sum, nil // ended before the deadline above was set
 		}
+		if task := o.Lender.take(); task != nil {
+			if err := lend(c, &st, task); err != nil {
+				return sum, fmt.Errorf("watch %s: %w", addr, err)
+			}
+			deadline = time.Time{}
+			continue
+		}
 		m, err := c.ReadMessage()
 		if err != nil {
 			if ended() != nil {
 				return sum, nil
+			}
+			if task := o.Lender.take(); task != nil && errors.Is(err, peerwire.ErrTimeout) {
+				if err := lend(c, &st, task); err != nil {
+					return sum, fmt.Errorf("watch %s: %w", addr, err)
+				}
+				deadline = time.Time{}
+				continue
 			}
 			if errors.Is(err, peerwire.ErrTimeout) && !time.Now().Before(clock.next()) {
 				if err := clock.fire(c, o, ev.Tick); err != nil {
@@ -219,6 +303,9 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 		if m.Keepalive || m.Unknown {
 			continue
 		}
+		if err := st.Apply(m, o.NumPieces); err != nil {
+			return sum, fmt.Errorf("watch %s: %w", addr, err)
+		}
 		if !announced && (m.Type != pp.Extended || m.ExtendedID != pp.HandshakeExtendedID) && sum.Messages > 3 {
 			announced = true
 			if ev.Connected != nil {
@@ -227,11 +314,8 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 		}
 		switch m.Type {
 		case pp.Bitfield:
-			bf, err := bitfield.FromBools(m.Bitfield, o.NumPieces)
-			if err != nil {
-				return sum, fmt.Errorf("watch %s: %w: %v", addr, peerwire.ErrProtocol, err)
-			}
 			if ev.Bitfield != nil {
+				bf, _ := bitfield.FromBools(m.Bitfield, o.NumPieces) // valid: st.Apply checked
 				ev.Bitfield(now, bf)
 			}
 		case pp.HaveAll, pp.HaveNone:
@@ -242,10 +326,7 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 			if ev.Bitfield != nil {
 				ev.Bitfield(now, bf)
 			}
-		case pp.Have:
-			if int(m.Index) >= o.NumPieces {
-				return sum, fmt.Errorf("watch %s: %w: have %d of %d pieces", addr, peerwire.ErrProtocol, m.Index, o.NumPieces)
-			}
+		case pp.Have: // in range: st.Apply checked
 			sum.Haves++
 			if ev.Have != nil {
 				ev.Have(now, int(m.Index))
@@ -258,6 +339,7 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 					return sum, fmt.Errorf("watch %s: %w: %v", addr, peerwire.ErrProtocol, err)
 				}
 				metadataID = metadataIDOf(&h)
+				st.Reqq = h.Reqq
 				if !announced {
 					announced = true
 					if ev.Connected != nil {
@@ -339,6 +421,19 @@ func hello(c *peerwire.Conn, o Options) error {
 }
 
 var errStopped = errors.New("watch stopped")
+
+// lend runs a task on the watch's connection and readies the connection
+// for the watch again: no deadline, and the peer's state as the task left
+// it.
+func lend(c *peerwire.Conn, st *peerwire.PeerState, task Task) error {
+	c.SetDeadline(time.Time{})
+	err := task(c, st)
+	c.SetDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("lent connection: %w", err)
+	}
+	return nil
+}
 
 // clock holds a watch's timers: a keep-alive every o.KeepAlive (default
 // 60 s) and a tick every o.TickEvery.
