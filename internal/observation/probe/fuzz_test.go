@@ -10,6 +10,7 @@ import (
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
 
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 )
 
@@ -52,6 +53,45 @@ func FuzzMessageLoop(f *testing.F) {
 		}
 		if s.r.BytesDownloaded > 128<<10 {
 			t.Fatalf("accounted %d bytes of a 128 KiB budget", s.r.BytesDownloaded)
+		}
+	})
+}
+
+// FuzzRunOn drives a probe on a lent connection (RunOn) with arbitrary
+// peer bytes and an arbitrary state from the lender: it must end with a
+// classified outcome, never panic, never account more than it asked for,
+// and hand back a state that keeps every piece the lender knew of.
+func FuzzRunOn(f *testing.F) {
+	_, target := testPayload(10*64<<10, 64<<10)
+	n := target.NumPieces
+	f.Add(frame(byte(pp.Unchoke)), uint16(0x3ff), true)
+	f.Add(append(frame(byte(pp.Have), 0, 0, 0, 3), frame(byte(pp.Choke))...), uint16(1), false)
+	f.Add([]byte{0, 0, 0, 0}, uint16(0), true)
+	f.Fuzz(func(t *testing.T, data []byte, have uint16, choked bool) {
+		st := peerwire.NewPeerState()
+		st.Choked = choked
+		st.AllowedFast = []int{2, n + 5}
+		if have != 0 {
+			st.Have = bitfield.New(n)
+			for i := range n {
+				if have&(1<<i) != 0 {
+					st.Have.Set(i)
+				}
+			}
+		}
+		before := st.Have.Clone()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		r, _ := RunOn(ctx, peerwire.NewStreamConn(data, peerwire.DefaultMaxMessage), &st, target,
+			Options{MaxBytes: 128 << 10, Timeout: time.Second, Rand: rand.New(rand.NewPCG(1, 1))})
+		if r.Outcome == "" || !r.OnWatch {
+			t.Fatalf("outcome %q, on watch %v", r.Outcome, r.OnWatch)
+		}
+		if r.BytesDownloaded > 128<<10 {
+			t.Fatalf("accounted %d bytes of a 128 KiB budget", r.BytesDownloaded)
+		}
+		if before.Len() > 0 && (st.Have.Len() != n || len(before.Gained(st.Have)) > 0) {
+			t.Fatalf("state handed back: %d of %d pieces, lost %v", st.Have.Count(), st.Have.Len(), before.Gained(st.Have))
 		}
 	})
 }
