@@ -15,6 +15,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/analysis/verdict"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/cheat"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // auditedSwarm is one loopback swarm reporting to swarmaudit's embedded
@@ -36,6 +37,17 @@ const auditFor = 70 * time.Second
 // (later ones win).
 func startAuditedSwarm(t *testing.T, seed int64, extra ...string) *auditedSwarm {
 	t.Helper()
+	return startAuditedSwarmOf(t, seed, func(payload, announce string) (string, [20]byte) {
+		return testclients.MakeTorrent(t, testclients.MakePayload(t, payload, 32<<20, seed), 256<<10, []string{announce}, true)
+	}, extra...)
+}
+
+// startAuditedSwarmOf is startAuditedSwarm with the torrent made by
+// makeTorrent, given the directory that is to hold the payload (seed/
+// under the swarm's directory) and the tracker's URL; it returns the
+// torrent's path and info hash.
+func startAuditedSwarmOf(t *testing.T, seed int64, makeTorrent func(payloadDir, announce string) (string, [20]byte), extra ...string) *auditedSwarm {
+	t.Helper()
 	s := &auditedSwarm{dir: t.TempDir(), done: make(chan error, 1)}
 	if keep := os.Getenv("SWARMAUDIT_KEEP_AUDIT"); keep != "" { // for debugging: keep the database
 		s.dir = filepath.Join(keep, fmt.Sprint(seed))
@@ -47,10 +59,14 @@ func startAuditedSwarm(t *testing.T, seed int64, extra ...string) *auditedSwarm 
 			t.Fatal(err)
 		}
 	}
-	s.payload = testclients.MakePayload(t, filepath.Join(s.dir, "seed"), 32<<20, seed)
 	trackerAddr := fmt.Sprintf("127.0.0.1:%d", testclients.FreePort(t, "127.0.0.1"))
 	s.announce = "http://" + trackerAddr + "/announce"
-	s.torrent, s.ih = testclients.MakeTorrent(t, s.payload, 256<<10, []string{s.announce}, true)
+	s.torrent, s.ih = makeTorrent(filepath.Join(s.dir, "seed"), s.announce)
+	tor, err := torrentmeta.Load(s.torrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.payload = filepath.Join(s.dir, "seed", tor.Name)
 	s.report = filepath.Join(s.dir, "audit.json")
 	go func() {
 		var err error
@@ -92,6 +108,11 @@ type peerRow struct {
 		Uploaded   int64 `json:"uploaded"`
 		Downloaded int64 `json:"downloaded"`
 	} `json:"reported"`
+	Capacity struct {
+		Samples int `json:"samples"`
+	} `json:"capacity"`
+	BadPieces          int   `json:"bad_pieces"`
+	ObservedDownloaded int64 `json:"observed_downloaded"`
 }
 
 func (p peerRow) uploaded() int64 {
@@ -414,4 +435,44 @@ func waitListening(t *testing.T, addr string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("nothing listening on %s", addr)
+}
+
+// TestAuditV2Swarm audits a BitTorrent v2 swarm (BEP 52) of real libtorrent
+// clients: a v2-only torrent of two files (so each file's last piece is
+// short), named on the wire and to the tracker by its truncated SHA-256
+// info hash. The seeder is probed with its pieces checked against their
+// SHA-256 merkle roots, the leecher is watched completing pieces (its
+// timeline), and neither honest client is flagged.
+func TestAuditV2Swarm(t *testing.T) {
+	testclients.Require(t, "libtorrent")
+	s := startAuditedSwarmOf(t, 23, func(payloadDir, announce string) (string, [20]byte) {
+		dir := filepath.Join(payloadDir, "v2")
+		testclients.MakePayload(t, dir, 5<<20+4321, 23)
+		testclients.MakePayload(t, dir, 3<<20, 24)
+		path := testclients.MakeTorrentV2(t, dir, 64<<10, []string{announce}, false)
+		tor, err := torrentmeta.Load(path)
+		if err != nil || !tor.V2 || tor.Hybrid {
+			t.Fatalf("v2 torrent: %v", err)
+		}
+		return path, tor.InfoHash
+	}, "--duration", "35s")
+	seeder := s.start(t, testclients.Libtorrent, s.torrent, true, testclients.Options{UploadLimitKiB: 1024})
+	leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.3", Encryption: testclients.EncRequired})
+	time.Sleep(25 * time.Second) // the audit runs 35 s
+	rows := s.finish(t, leecher, seeder)
+	sv, ok1 := rows.find(seeder.Addr)
+	lv, ok2 := rows.find(leecher.Addr)
+	if !ok1 || !ok2 {
+		t.Fatalf("no row for the seeder (%v) or the leecher (%v): %v", ok1, ok2, rows)
+	}
+	for _, v := range rows {
+		if v.BadPieces != 0 {
+			t.Errorf("%s sent %d pieces that failed their SHA-256 check", v.Address, v.BadPieces)
+		}
+	}
+	if sv.Capacity.Samples == 0 || lv.ObservedDownloaded == 0 {
+		t.Errorf("seeder measured by %d probes; leecher seen downloading %d bytes: want both", sv.Capacity.Samples, lv.ObservedDownloaded)
+	}
+	checkHonest(t, rows, map[string]*testclients.Client{"libtorrent seeder": seeder, "libtorrent leecher": leecher})
+	t.Logf("seeder %s %.2f [%s]; leecher %s %.2f [%s]", sv.Verdict, sv.Confidence, codes(sv), lv.Verdict, lv.Confidence, codes(lv))
 }

@@ -148,12 +148,18 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 	return ev, nil
 }
 
+// Geometry is the torrent's piece geometry, as the analysis takes it.
+func (ev *Evidence) Geometry() estimate.Torrent {
+	t := ev.Torrent
+	return estimate.Torrent{NumPieces: t.NumPieces, PieceLength: t.PieceLength, TotalLength: t.TotalLength, Sizes: t.PieceSizes()}
+}
+
 // Judge runs the verdicts on loaded evidence.
 func (ev *Evidence) Judge(cfg verdict.Config) (*verdict.Report, error) {
 	t := ev.Torrent
 	return verdict.Judge(verdict.Input{
 		InfoHash:  t.InfoHash,
-		Torrent:   estimate.Torrent{NumPieces: t.NumPieces, PieceLength: t.PieceLength, TotalLength: t.TotalLength},
+		Torrent:   ev.Geometry(),
 		Announces: ev.Announces,
 		Peers:     ev.Wire,
 	}, cfg)

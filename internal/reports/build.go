@@ -77,7 +77,7 @@ func Build(res *audit.Result, opts Options) (*Report, error) {
 	}
 	ev := res.Evidence
 	t := ev.Torrent
-	tor := estimate.Torrent{NumPieces: t.NumPieces, PieceLength: t.PieceLength, TotalLength: t.TotalLength}
+	tor := ev.Geometry()
 	if err := tor.Validate(); err != nil {
 		return nil, fmt.Errorf("build report: %w: %w", ErrInput, err)
 	}

@@ -61,13 +61,35 @@ type Torrent struct {
 	NumPieces   int
 	PieceLength int64
 	TotalLength int64
+	// Sizes holds each piece's size when they are not all PieceLength but
+	// the last: in a v2-only torrent (BEP 52) every file starts on a piece
+	// boundary, so the last piece of each file may be short. Nil
+	// otherwise.
+	Sizes []int64
 }
 
 // Validate checks that the geometry is consistent: NumPieces is
-// ceil(TotalLength/PieceLength).
+// ceil(TotalLength/PieceLength), or, with Sizes, the count of pieces of at
+// most PieceLength each that sum to TotalLength.
 func (t Torrent) Validate() error {
 	if t.NumPieces <= 0 || t.PieceLength <= 0 || t.TotalLength <= 0 {
 		return fmt.Errorf("%w: %d pieces of %d bytes, %d bytes in all", ErrTorrent, t.NumPieces, t.PieceLength, t.TotalLength)
+	}
+	if t.Sizes != nil {
+		if len(t.Sizes) != t.NumPieces {
+			return fmt.Errorf("%w: %d piece sizes for %d pieces", ErrTorrent, len(t.Sizes), t.NumPieces)
+		}
+		var sum int64
+		for i, n := range t.Sizes {
+			if n <= 0 || n > t.PieceLength {
+				return fmt.Errorf("%w: piece %d of %d bytes, piece length %d", ErrTorrent, i, n, t.PieceLength)
+			}
+			sum += n
+		}
+		if sum != t.TotalLength {
+			return fmt.Errorf("%w: pieces sum to %d bytes, not %d", ErrTorrent, sum, t.TotalLength)
+		}
+		return nil
 	}
 	if want := (t.TotalLength + t.PieceLength - 1) / t.PieceLength; want != int64(t.NumPieces) {
 		return fmt.Errorf("%w: %d bytes in %d-byte pieces is %d pieces, not %d", ErrTorrent, t.TotalLength, t.PieceLength, want, t.NumPieces)
@@ -75,11 +97,14 @@ func (t Torrent) Validate() error {
 	return nil
 }
 
-// PieceSize is the size of piece i (the last one may be short); 0 out of
-// range.
+// PieceSize is the size of piece i (the last one may be short, or with
+// Sizes any); 0 out of range.
 func (t Torrent) PieceSize(i int) int64 {
 	if i < 0 || i >= t.NumPieces {
 		return 0
+	}
+	if t.Sizes != nil {
+		return t.Sizes[i]
 	}
 	if i == t.NumPieces-1 {
 		return t.TotalLength - int64(t.NumPieces-1)*t.PieceLength

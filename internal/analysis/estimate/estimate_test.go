@@ -87,11 +87,16 @@ func TestTorrent(t *testing.T) {
 		sizes []int64
 	}{
 		{tor10, true, []int64{100, 100, 100, 100, 100, 100, 100, 100, 100, 50}},
-		{Torrent{1, 100, 70}, true, []int64{70}},
-		{Torrent{2, 100, 200}, true, []int64{100, 100}},
-		{Torrent{3, 100, 200}, false, nil},
-		{Torrent{0, 100, 0}, false, nil},
-		{Torrent{1, 0, 10}, false, nil},
+		{Torrent{NumPieces: 1, PieceLength: 100, TotalLength: 70}, true, []int64{70}},
+		{Torrent{NumPieces: 2, PieceLength: 100, TotalLength: 200}, true, []int64{100, 100}},
+		{Torrent{NumPieces: 3, PieceLength: 100, TotalLength: 200}, false, nil},
+		{Torrent{NumPieces: 0, PieceLength: 100, TotalLength: 0}, false, nil},
+		{Torrent{NumPieces: 1, PieceLength: 0, TotalLength: 10}, false, nil},
+		// v2-only (BEP 52): two files of 250 and 120 bytes, each from a piece boundary.
+		{Torrent{NumPieces: 5, PieceLength: 100, TotalLength: 370, Sizes: []int64{100, 100, 50, 100, 20}}, true, []int64{100, 100, 50, 100, 20}},
+		{Torrent{NumPieces: 5, PieceLength: 100, TotalLength: 371, Sizes: []int64{100, 100, 50, 100, 20}}, false, nil},
+		{Torrent{NumPieces: 4, PieceLength: 100, TotalLength: 370, Sizes: []int64{100, 100, 50, 120}}, false, nil},
+		{Torrent{NumPieces: 3, PieceLength: 100, TotalLength: 370, Sizes: []int64{100, 100, 50, 100, 20}}, false, nil},
 	}
 	for _, tc := range tests {
 		err := tc.tor.Validate()
@@ -151,7 +156,7 @@ func TestDownloadedLower(t *testing.T) {
 		},
 		{
 			name: "one piece",
-			tor:  Torrent{1, 100, 70},
+			tor:  Torrent{NumPieces: 1, PieceLength: 100, TotalLength: 70},
 			p:    peer("1", 1, snap(0, 1), snap(10, 1, 0)),
 			from: 0, to: 20, want: 70, gained: 1,
 		},
@@ -212,7 +217,7 @@ func TestNewErrors(t *testing.T) {
 		cfg  Config
 		want error
 	}{
-		{"torrent", Input{Torrent: Torrent{3, 100, 200}}, DefaultConfig(), ErrTorrent},
+		{"torrent", Input{Torrent: Torrent{NumPieces: 3, PieceLength: 100, TotalLength: 200}}, DefaultConfig(), ErrTorrent},
 		{"config", Input{Torrent: tor10}, bad, ErrConfig},
 		{"timeline", Input{Torrent: tor10, Peers: []Peer{peer("x", 11, snap(0, 11))}}, DefaultConfig(), ErrTimeline},
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -269,4 +270,36 @@ func Program(t testing.TB, name string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// MakeTorrentV2 builds a BitTorrent v2 (BEP 52) .torrent for payload with
+// libtorrent's own creator (python3-libtorrent): v2-only, or a v1/v2
+// hybrid when hybrid is set, with its piece layers. It writes it to a new
+// t.TempDir and returns its path; the test is skipped (failed in CI)
+// without python3-libtorrent.
+func MakeTorrentV2(t testing.TB, payload string, pieceLength int64, trackers []string, hybrid bool) string {
+	t.Helper()
+	Require(t, string(Libtorrent))
+	const script = `import os, sys, libtorrent as lt
+payload, piece_length, out, hybrid = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "hybrid"
+fs = lt.file_storage()
+lt.add_files(fs, payload)
+ct = lt.create_torrent(fs, piece_length, flags=0 if hybrid else lt.create_torrent.v2_only)
+for tier, url in enumerate(sys.argv[5:]):
+    ct.add_tracker(url, tier)
+lt.set_piece_hashes(ct, os.path.dirname(os.path.abspath(payload)))
+open(out, "wb").write(lt.bencode(ct.generate()))
+`
+	mode := "v2"
+	if hybrid {
+		mode = "hybrid"
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(payload)+"."+mode+".torrent")
+	args := append([]string{"-c", script, payload, strconv.FormatInt(pieceLength, 10), out, mode}, trackers...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if b, err := exec.CommandContext(ctx, pythonPath, args...).CombinedOutput(); err != nil {
+		t.Fatalf("testclients: v2 torrent of %s: %v: %s", payload, err, lastLine(b))
+	}
+	return out
 }

@@ -79,6 +79,7 @@ package testclients
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -336,8 +337,14 @@ func Launch(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load torrent %s: %w", o.TorrentFile, err)
 	}
-	if _, err := mi.UnmarshalInfo(); err != nil {
+	info, err := mi.UnmarshalInfo()
+	if err != nil {
 		return nil, fmt.Errorf("torrent %s: info: %w", o.TorrentFile, err)
+	}
+	ih := mi.HashInfoBytes()
+	if !info.HasV1() && info.HasV2() { // v2 only: the swarm of the truncated SHA-256 (BEP 52)
+		v2 := sha256.Sum256(mi.InfoBytes)
+		copy(ih[:], v2[:20])
 	}
 	if err := o.makeDirs(); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Kind, err)
@@ -351,7 +358,7 @@ func Launch(ctx context.Context, o Options) (*Client, error) {
 		Encryption: o.Encryption,
 		Netns:      o.Netns,
 		Addr:       netip.AddrPortFrom(ip, uint16(o.Port)),
-		InfoHash:   mi.HashInfoBytes(),
+		InfoHash:   ih,
 		DataDir:    o.DataDir,
 		Dir:        o.Dir,
 		proc:       newProcess(),

@@ -1,7 +1,9 @@
 package torrentmeta
 
 import (
+	"bytes"
 	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"reflect"
 	"testing"
@@ -19,13 +21,38 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if tor.InfoHash != infohash.HashBytes(tor.InfoBytes) {
-			t.Fatal("InfoHash is not SHA-1 of InfoBytes")
-		}
 		if tor.PieceLength <= 0 || tor.PieceLength > MaxPieceLength || tor.TotalLength <= 0 || tor.Name == "" {
 			t.Fatalf("bad torrent %+v", tor)
 		}
-		if len(tor.pieces) != tor.NumPieces*sha1.Size {
+		if tor.V2 && !tor.Hybrid { // v2 only (BEP 52)
+			if !bytes.Equal(tor.InfoHash[:], tor.InfoHashV2[:20]) || tor.InfoHashV2 != sha256.Sum256(tor.InfoBytes) {
+				t.Fatal("InfoHash is not the truncated SHA-256 of InfoBytes")
+			}
+			var sum, off int64
+			for i := range tor.NumPieces {
+				if n := tor.PieceSize(i); n <= 0 || n > tor.PieceLength {
+					t.Fatalf("piece %d of %d bytes", i, n)
+				}
+				sum += tor.PieceSize(i)
+			}
+			for _, f := range tor.Files {
+				if f.Offset != off || f.Length < 0 || f.Offset%tor.PieceLength != 0 {
+					t.Fatalf("file %+v at offset %d", f, off)
+				}
+				off += (f.Length + tor.PieceLength - 1) / tor.PieceLength * tor.PieceLength
+			}
+			if sum != tor.TotalLength || tor.pieces != nil || len(tor.v2) != tor.NumPieces {
+				t.Fatalf("pieces sum to %d, TotalLength %d", sum, tor.TotalLength)
+			}
+			if _, err := FromInfoBytes(tor.InfoBytes, infohash.HashBytes(tor.InfoBytes)); !errors.Is(err, ErrV2Only) {
+				t.Fatalf("FromInfoBytes of v2-only info: %v", err)
+			}
+			return
+		}
+		if tor.InfoHash != infohash.HashBytes(tor.InfoBytes) {
+			t.Fatal("InfoHash is not SHA-1 of InfoBytes")
+		}
+		if len(tor.pieces) != tor.NumPieces*sha1.Size || tor.v2 != nil && len(tor.v2) != tor.NumPieces {
 			t.Fatalf("%d piece bytes for %d pieces", len(tor.pieces), tor.NumPieces)
 		}
 		var off int64
@@ -48,6 +75,9 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("FromInfoBytes rejects info Parse accepted: %v", err)
 		}
 		again.Trackers, again.CreatedBy, again.Comment = tor.Trackers, tor.CreatedBy, tor.Comment
+		if again.v2 == nil { // by magnet, no piece layers: the v1 description only
+			again.v2 = tor.v2
+		}
 		if !reflect.DeepEqual(again, tor) {
 			t.Fatal("FromInfoBytes and Parse disagree")
 		}

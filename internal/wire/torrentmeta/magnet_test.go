@@ -71,7 +71,7 @@ func TestParseMagnetErrors(t *testing.T) {
 		{"empty", "", ErrInvalidMagnet, "scheme"},
 		{"http scheme", "http://127.0.0.1/?xt=urn:btih:" + hexHash, ErrInvalidMagnet, `scheme is "http"`},
 		{"no xt", "magnet:?dn=x", ErrInvalidMagnet, "no xt=urn:btih:"},
-		{"btmh only", "magnet:?xt=urn:btmh:" + btmh + "&dn=x", ErrV2Only, "v2-only torrents are not supported yet"},
+		{"btmh only", "magnet:?xt=urn:btmh:" + btmh + "&dn=x", ErrV2Only, "v2-only magnet links are not supported yet"},
 		{"short hash", "magnet:?xt=urn:btih:abcd", ErrInvalidMagnet, "4 characters"},
 		{"bad hex", "magnet:?xt=urn:btih:" + strings.Repeat("zz", 20), ErrInvalidMagnet, "decode info hash"},
 		{"bad base32", "magnet:?xt=urn:btih:" + strings.Repeat("1", 32), ErrInvalidMagnet, "decode info hash"},

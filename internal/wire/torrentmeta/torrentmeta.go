@@ -1,6 +1,8 @@
-// Package torrentmeta loads, validates and builds BitTorrent v1 metainfo
-// (.torrent files, raw info dictionaries fetched by magnet) so the rest of
-// swarmaudit can rely on a checked piece layout and info hash.
+// Package torrentmeta loads, validates and builds BitTorrent metainfo
+// (.torrent files, raw info dictionaries fetched by magnet): v1 (BEP 3),
+// v2 (BEP 52) and hybrids, so the rest of swarmaudit can rely on a checked
+// piece layout, info hash and piece check (SHA-1, SHA-256 merkle trees, or
+// both).
 //
 // Decoding is done by github.com/anacrolix/torrent/metainfo and bencode; this
 // package adds the validation those leave out (piece counts versus lengths,
@@ -10,6 +12,7 @@ package torrentmeta
 import (
 	"bytes"
 	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -36,9 +39,13 @@ const (
 var (
 	// ErrInvalid is wrapped by every error about malformed metainfo.
 	ErrInvalid = errors.New("invalid torrent")
-	// ErrV2Only is returned for torrents (and magnets) that carry only a
-	// BitTorrent v2 (BEP 52) info hash.
-	ErrV2Only = errors.New("v2-only torrents are not supported yet")
+	// ErrV2Only is returned for magnets, and info dictionaries fetched by
+	// magnet, of v2-only torrents (BEP 52): their pieces are checked
+	// against piece layers that only a .torrent carries (or BEP 52 hash
+	// requests, not built).
+	ErrV2Only = errors.New("v2-only magnet links are not supported yet (load the .torrent)")
+	// ErrNoPieceLayers: a v2 file longer than a piece has no piece layer.
+	ErrNoPieceLayers = errors.New("v2 piece layer missing")
 	// ErrTooLarge is returned when a file or info dictionary exceeds
 	// MaxTorrentSize.
 	ErrTooLarge = errors.New("torrent data too large")
@@ -74,18 +81,24 @@ type File struct {
 	Padding bool
 }
 
-// Torrent is a validated v1 (or hybrid v1/v2) torrent. Treat it as
-// read-only.
+// Torrent is a validated v1, v2 or hybrid torrent. Treat it as read-only.
 type Torrent struct {
-	// InfoHash is the v1 info hash: SHA-1 of InfoBytes.
+	// InfoHash names the swarm on the wire, to trackers and the DHT: the
+	// v1 info hash (SHA-1 of InfoBytes) of a v1 or hybrid torrent, the v2
+	// info hash truncated to 20 bytes (BEP 52) of a v2-only one.
 	InfoHash    infohash.T
 	Name        string
 	PieceLength int64
 	TotalLength int64
 	NumPieces   int
 	Private     bool
+	// V2 is true for a torrent with a v2 description (meta version 2):
+	// v2-only or hybrid. InfoHashV2 is then SHA-256 of InfoBytes.
+	V2         bool
+	InfoHashV2 [32]byte
 	// Hybrid is true for a v1/v2 hybrid torrent (meta version 2 with v1
-	// pieces). Only its v1 view is used.
+	// pieces): its pieces are checked against both descriptions (the v2
+	// one only when the piece layers are known: not from a magnet).
 	Hybrid bool
 	// Trackers are BEP 12 tiers; a lone "announce" becomes one tier.
 	// Empty URLs and tiers are dropped.
@@ -96,7 +109,8 @@ type Torrent struct {
 	CreatedBy string
 	Comment   string
 
-	pieces []byte // concatenated 20-byte SHA-1 piece hashes
+	pieces []byte    // concatenated 20-byte SHA-1 piece hashes (v1, hybrid)
+	v2     []v2Piece // v2 and hybrid, when the piece layers are known
 }
 
 // Load reads and parses a .torrent file of at most MaxTorrentSize bytes.
@@ -146,7 +160,7 @@ func Parse(data []byte) (*Torrent, error) {
 	if len(mi.InfoBytes) == 0 {
 		return nil, fmt.Errorf("parse torrent: %w: missing info dictionary", ErrInvalid)
 	}
-	t, err := parseInfo(mi.InfoBytes)
+	t, err := parseInfo(mi.InfoBytes, mi.PieceLayers)
 	if err != nil {
 		return nil, fmt.Errorf("parse torrent: %w", err)
 	}
@@ -167,9 +181,15 @@ func FromInfoBytes(info []byte, want infohash.T) (*Torrent, error) {
 	if got := infohash.HashBytes(info); got != want {
 		return nil, fmt.Errorf("info %s: %w", want.HexString(), &InfoHashMismatchError{Want: want, Got: got})
 	}
-	t, err := parseInfo(bytes.Clone(info))
+	t, err := parseInfo(bytes.Clone(info), nil)
+	if errors.Is(err, ErrNoPieceLayers) {
+		err = fmt.Errorf("%w: %w", ErrV2Only, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("info %s: %w", want.HexString(), err)
+	}
+	if t.V2 && !t.Hybrid {
+		return nil, fmt.Errorf("info %s: %w", want.HexString(), ErrV2Only)
 	}
 	return t, nil
 }
@@ -178,10 +198,11 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
-// v1Info is the v1 part of metainfo.Info. It is decoded instead of
-// metainfo.Info because that type also decodes the BEP 52 "file tree", whose
-// decoder re-parses every level's subtree: a hostile 30 MiB torrent with a
-// deep tree costs seconds and gigabytes. Here the tree is skipped unread.
+// v1Info is metainfo.Info with the BEP 52 "file tree" left raw. It is
+// decoded instead of metainfo.Info because that type's tree decoder
+// re-parses every level's subtree: a hostile 30 MiB torrent with a deep
+// tree costs seconds and gigabytes. Here the tree is read once
+// (parseFileTree).
 type v1Info struct {
 	PieceLength int64               `bencode:"piece length"`
 	Pieces      []byte              `bencode:"pieces,omitempty"`
@@ -191,11 +212,13 @@ type v1Info struct {
 	Private     *bool               `bencode:"private,omitempty"`
 	Files       []metainfo.FileInfo `bencode:"files,omitempty"`
 	MetaVersion int64               `bencode:"meta version,omitempty"`
+	FileTree    bencode.Bytes       `bencode:"file tree,omitempty"`
 }
 
-// parseInfo validates a raw info dictionary and returns the torrent it
+// parseInfo validates a raw info dictionary, with the piece layers of its
+// .torrent (nil for one fetched by magnet), and returns the torrent it
 // describes, without trackers. The torrent keeps raw as InfoBytes.
-func parseInfo(raw []byte) (*Torrent, error) {
+func parseInfo(raw []byte, layers map[string]string) (*Torrent, error) {
 	if len(raw) == 0 || raw[0] != 'd' {
 		return nil, invalid("info is not a bencoded dictionary")
 	}
@@ -210,10 +233,8 @@ func parseInfo(raw []byte) (*Torrent, error) {
 	switch info.MetaVersion {
 	case 0, 1:
 	case 2:
-		if len(info.Pieces) == 0 {
-			return nil, fmt.Errorf("meta version 2 without v1 pieces: %w", ErrV2Only)
-		}
-		t.Hybrid = true
+		t.V2, t.InfoHashV2 = true, sha256.Sum256(raw)
+		t.Hybrid = len(info.Pieces) > 0
 	default:
 		return nil, invalid("unsupported meta version %d", info.MetaVersion)
 	}
@@ -224,6 +245,14 @@ func parseInfo(raw []byte) (*Torrent, error) {
 		return nil, invalid("piece length %d exceeds limit %d", info.PieceLength, MaxPieceLength)
 	}
 	t.PieceLength = info.PieceLength
+	if t.V2 {
+		if err := t.parseV2(&info, layers); err != nil {
+			return nil, err
+		}
+		if !t.Hybrid {
+			return t, nil
+		}
+	}
 	if len(info.Pieces) == 0 {
 		return nil, invalid("missing pieces")
 	}
@@ -262,7 +291,68 @@ func parseInfo(raw []byte) (*Torrent, error) {
 		return nil, invalid("%d piece hashes, but total length %d with piece length %d needs %d",
 			t.NumPieces, total, t.PieceLength, want)
 	}
+	if t.v2 != nil && len(t.v2) != t.NumPieces {
+		return nil, invalid("hybrid: %d v1 pieces, %d v2 pieces", t.NumPieces, len(t.v2))
+	}
+	for i, p := range t.v2 {
+		if p.length > t.PieceSize(i) {
+			return nil, invalid("hybrid: piece %d holds %d bytes of a file in v2, %d in all in v1", i, p.length, t.PieceSize(i))
+		}
+	}
 	return t, nil
+}
+
+// parseV2 reads the v2 description: the file tree and, with the piece
+// layers, every piece's hash. A v2-only torrent's name, files and pieces
+// come from it; a hybrid's from its v1 description, which parseInfo reads
+// after (a hybrid fetched by magnet keeps only that one).
+func (t *Torrent) parseV2(info *v1Info, layers map[string]string) error {
+	if len(info.FileTree) == 0 {
+		return invalid("meta version 2 without a file tree")
+	}
+	files, err := parseFileTree(info.FileTree)
+	if err != nil {
+		return err
+	}
+	pieces, err := v2Layout(files, info.PieceLength, layers)
+	if t.Hybrid && errors.Is(err, ErrNoPieceLayers) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t.v2 = pieces
+	if t.Hybrid {
+		return nil
+	}
+	name := info.Name
+	if info.NameUtf8 != "" {
+		name = info.NameUtf8
+	}
+	if err := checkName("name", name); err != nil {
+		return err
+	}
+	t.Name = name
+	if info.Private != nil {
+		t.Private = *info.Private
+	}
+	copy(t.InfoHash[:], t.InfoHashV2[:])
+	t.NumPieces = len(pieces)
+	single := len(files) == 1 && len(files[0].path) == 1 && files[0].path[0] == name
+	var offset int64
+	for _, f := range files {
+		p := name + "/" + joinPath(f.path)
+		if single {
+			p = name
+		}
+		t.Files = append(t.Files, File{Path: p, Length: f.length, Offset: offset})
+		offset += (f.length + t.PieceLength - 1) / t.PieceLength * t.PieceLength
+		if f.length > math.MaxInt64-t.TotalLength {
+			return invalid("total length overflows")
+		}
+		t.TotalLength += f.length
+	}
+	return nil
 }
 
 // v1Files lists the files of the v1 layout (including pad files, which take
@@ -384,11 +474,15 @@ func cleanTiers(al metainfo.AnnounceList) [][]string {
 	return out
 }
 
-// PieceSize is the length of piece i (the last piece may be shorter), or 0
-// if i is out of range.
+// PieceSize is the length of piece i (the last piece may be shorter, and
+// in a v2-only torrent the last piece of each file), or 0 if i is out of
+// range.
 func (t *Torrent) PieceSize(i int) int64 {
 	if i < 0 || i >= t.NumPieces {
 		return 0
+	}
+	if t.v2Only() {
+		return t.v2[i].length
 	}
 	if i == t.NumPieces-1 {
 		return t.TotalLength - int64(i)*t.PieceLength
@@ -396,22 +490,56 @@ func (t *Torrent) PieceSize(i int) int64 {
 	return t.PieceLength
 }
 
-// PieceHash is the SHA-1 of piece i, or the zero array if i is out of range.
+// PieceSizes lists each piece's size when they are not all PieceLength
+// but the last (a v2-only torrent); nil otherwise.
+func (t *Torrent) PieceSizes() []int64 {
+	if !t.v2Only() {
+		return nil
+	}
+	sizes := make([]int64, t.NumPieces)
+	for i := range sizes {
+		sizes[i] = t.PieceSize(i)
+	}
+	return sizes
+}
+
+// PieceHash is the SHA-1 of piece i, or the zero array if i is out of
+// range or the torrent is v2-only.
 func (t *Torrent) PieceHash(i int) [20]byte {
 	var h [20]byte
-	if i < 0 || i >= t.NumPieces {
+	if i < 0 || i >= t.NumPieces || t.pieces == nil {
 		return h
 	}
 	copy(h[:], t.pieces[i*sha1.Size:])
 	return h
 }
 
-// VerifyPiece reports whether data is exactly piece i.
+// VerifyPiece reports whether data is exactly piece i: against its SHA-1
+// (v1, hybrid) and its SHA-256 merkle root (v2, and a hybrid whose piece
+// layers are known), every hash the torrent has for it.
 func (t *Torrent) VerifyPiece(i int, data []byte) bool {
 	if i < 0 || i >= t.NumPieces || int64(len(data)) != t.PieceSize(i) {
 		return false
 	}
-	return sha1.Sum(data) == t.PieceHash(i)
+	if t.pieces != nil && sha1.Sum(data) != t.PieceHash(i) {
+		return false
+	}
+	return t.v2 == nil || verifyV2(t.v2[i], data)
+}
+
+// v2Only reports whether the torrent has only a v2 description.
+func (t *Torrent) v2Only() bool { return t.pieces == nil && t.v2 != nil }
+
+// PieceHashes names the hashes VerifyPiece checks: "SHA-1", "SHA-256" or
+// "SHA-1+SHA-256".
+func (t *Torrent) PieceHashes() string {
+	switch {
+	case t.pieces != nil && t.v2 != nil:
+		return "SHA-1+SHA-256"
+	case t.v2 != nil:
+		return "SHA-256"
+	}
+	return "SHA-1"
 }
 
 // Magnet returns a magnet link for the torrent with its name and trackers.

@@ -3,7 +3,9 @@ package torrentmeta
 import (
 	"bytes"
 	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -104,11 +106,13 @@ func mustHash(t *testing.T, s string) infohash.T {
 	return h
 }
 
+// multiContent is the "multi" fixtures' payload (make-testdata.sh).
+var multiContent = map[string][]byte{
+	"multi/a.bin":     payload(50000, 1),
+	"multi/sub/b.bin": payload(30000, 2),
+}
+
 func TestLoadFixtures(t *testing.T) {
-	multiContent := map[string][]byte{
-		"multi/a.bin":     payload(50000, 1),
-		"multi/sub/b.bin": payload(30000, 2),
-	}
 	tests := []struct {
 		file        string
 		infoHash    string // from libtorrent's torrent_info, see make-testdata.sh
@@ -183,13 +187,73 @@ func TestLoadFixtures(t *testing.T) {
 	}
 }
 
-func TestLoadV2Only(t *testing.T) {
-	_, err := Load(filepath.Join("testdata", "v2only.torrent"))
-	if !errors.Is(err, ErrV2Only) {
-		t.Fatalf("err = %v, want ErrV2Only", err)
+// TestLoadV2: a v2-only torrent made by libtorrent (make-testdata.sh) loads
+// with its v2 layout (each file from a piece boundary, the last piece of
+// each file short) and the truncated SHA-256 info hash; each piece checks
+// against its SHA-256 merkle root (the piece layers), and a corrupted or
+// truncated one does not. The hybrid of the same files checks both hashes.
+func TestLoadV2(t *testing.T) {
+	tor, err := Load(filepath.Join("testdata", "v2only.torrent"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(err.Error(), "v2-only torrents are not supported yet") {
-		t.Errorf("error text %q lacks the v2-only message", err)
+	if !tor.V2 || tor.Hybrid || tor.PieceHashes() != "SHA-256" || tor.InfoHashV2 != sha256.Sum256(tor.InfoBytes) ||
+		!bytes.Equal(tor.InfoHash[:], tor.InfoHashV2[:20]) {
+		t.Fatalf("v2 %v hybrid %v hashes %s, info hash %x of v2 %x", tor.V2, tor.Hybrid, tor.PieceHashes(), tor.InfoHash, tor.InfoHashV2)
+	}
+	wantFiles := []File{{Path: "multi/a.bin", Length: 50000}, {Path: "multi/sub/b.bin", Length: 30000, Offset: 65536}}
+	if tor.Name != "multi" || tor.NumPieces != 6 || tor.TotalLength != 80000 || !reflect.DeepEqual(tor.Files, wantFiles) {
+		t.Fatalf("name %q, %d pieces, %d bytes, files %+v", tor.Name, tor.NumPieces, tor.TotalLength, tor.Files)
+	}
+	sizes := []int64{16384, 16384, 16384, 50000 - 3*16384, 16384, 30000 - 16384}
+	var sum int64
+	for i, want := range sizes {
+		size := tor.PieceSize(i)
+		if size != want {
+			t.Errorf("piece %d: %d bytes, want %d", i, size, want)
+		}
+		sum += size
+		f := tor.Files[0]
+		content := multiContent["multi/a.bin"]
+		if i >= 4 {
+			f, content = tor.Files[1], multiContent["multi/sub/b.bin"]
+		}
+		from := int64(i)*tor.PieceLength - f.Offset
+		piece := content[from : from+size]
+		if !tor.VerifyPiece(i, piece) {
+			t.Errorf("piece %d does not verify", i)
+		}
+		bad := bytes.Clone(piece)
+		bad[len(bad)-1] ^= 1
+		if tor.VerifyPiece(i, bad) || tor.VerifyPiece(i, piece[:len(piece)-1]) {
+			t.Errorf("a corrupted or truncated piece %d verifies", i)
+		}
+	}
+	if sum != tor.TotalLength {
+		t.Errorf("pieces sum to %d bytes, want %d", sum, tor.TotalLength)
+	}
+	hybrid, err := Load(filepath.Join("testdata", "hybrid.torrent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hybrid.PieceHashes() != "SHA-1+SHA-256" {
+		t.Fatalf("hybrid checks %s", hybrid.PieceHashes())
+	}
+}
+
+// TestHybridChecksSHA256: a hybrid's piece whose SHA-1 matches but whose
+// SHA-256 merkle root does not fails: both descriptions are checked. (The
+// v1 hash is made to match by swapping in a forged piece list.)
+func TestHybridChecksSHA256(t *testing.T) {
+	tor, err := Load(filepath.Join("testdata", "hybrid.torrent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := bytes.Repeat([]byte{7}, int(tor.PieceSize(0)))
+	h := sha1.Sum(forged)
+	tor.pieces = append(h[:], tor.pieces[sha1.Size:]...)
+	if tor.VerifyPiece(0, forged) {
+		t.Fatal("a piece that matches only its SHA-1 verifies")
 	}
 }
 
@@ -317,7 +381,7 @@ func TestParseErrors(t *testing.T) {
 		{"name with slash", metaWith(t, with(goodInfo(), "name", "a/b")), ErrInvalid, "path separator"},
 		{"name.utf-8 traversal", metaWith(t, with(goodInfo(), "name.utf-8", "..")), ErrInvalid, "name.utf-8"},
 		{"meta version 3", metaWith(t, with(goodInfo(), "meta version", int64(3))), ErrInvalid, "unsupported meta version 3"},
-		{"v2 only", metaWith(t, with(goodInfo(), "meta version", int64(2), "pieces", nil)), ErrV2Only, "v2-only torrents are not supported yet"},
+		{"v2 without a file tree", metaWith(t, with(goodInfo(), "meta version", int64(2), "pieces", nil)), ErrInvalid, "meta version 2 without a file tree"},
 		{"length and files", metaWith(t, with(multiInfo(file(20000, "a")), "length", int64(20000))), ErrInvalid, "both length and files"},
 		{"negative file length", metaWith(t, multiInfo(file(30000, "a"), file(-10000, "b"))), ErrInvalid, "file 1: negative length -10000"},
 		{"file lengths overflow", metaWith(t, multiInfo(file(1<<62, "a"), file(1<<62, "b"), file(1<<62, "c"))), ErrInvalid, "overflows"},
@@ -454,7 +518,7 @@ func TestFromInfoBytes(t *testing.T) {
 	if _, err := FromInfoBytes(huge, infohash.T{}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("err = %v, want ErrTooLarge", err)
 	}
-	v2, err := os.ReadFile(filepath.Join("testdata", "v2only.torrent"))
+	v2, err := os.ReadFile(filepath.Join("testdata", "v2only.torrent")) // by magnet: no piece layers
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,29 +559,44 @@ func TestTorrentMagnet(t *testing.T) {
 // hostileFileTree is a hybrid torrent whose BEP 52 file tree nests depth
 // levels around a leaf string of leafLen bytes.
 func hostileFileTree(depth, leafLen int) []byte {
-	leaf := "d0:d6:lengthi5e11:pieces root" + strconv.Itoa(leafLen) + ":" + strings.Repeat("x", leafLen) + "ee"
+	leaf := "d0:d6:lengthi1e11:pieces root" + strconv.Itoa(leafLen) + ":" + strings.Repeat("x", leafLen) + "ee"
 	tree := strings.Repeat("d1:a", depth) + leaf + strings.Repeat("e", depth)
 	info := "d9:file tree" + tree + "6:lengthi1e12:meta versioni2e4:name1:x12:piece lengthi16384e6:pieces20:" +
 		strings.Repeat("z", 20) + "e"
 	return []byte("d4:info" + info + "e")
 }
 
-// A deep v2 file tree must cost memory linear in the input. (Decoding it
-// with metainfo.Info allocates about depth times the input.)
+// A deep v2 file tree costs memory linear in the input, read or refused.
+// (Decoding it with metainfo.Info allocates about depth times the input.)
 func TestParseHostileFileTree(t *testing.T) {
-	data := hostileFileTree(60, 4<<20)
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	tor, err := Parse(data)
-	runtime.ReadMemStats(&after)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !tor.Hybrid || tor.TotalLength != 1 {
-		t.Errorf("got %+v", tor)
-	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16*uint64(len(data)) {
-		t.Errorf("parsing %d bytes allocated %d bytes", len(data), alloc)
+	for _, tt := range []struct {
+		name          string
+		depth, rootsz int
+		err           string // "" for a torrent that loads
+	}{
+		{"deep, huge pieces root", 60, 4 << 20, "pieces root of 4194304 bytes"},
+		{"deep", 58, 32, ""},
+		{"too deep", 100, 32, "nesting depth"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data := hostileFileTree(tt.depth, tt.rootsz)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			tor, err := Parse(data)
+			runtime.ReadMemStats(&after)
+			if tt.err == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tt.err != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(fmt.Sprint(err), tt.err)) {
+				t.Fatalf("err = %v, want ErrInvalid: %s", err, tt.err)
+			}
+			if err == nil && (!tor.Hybrid || tor.TotalLength != 1) {
+				t.Errorf("got %+v", tor)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16*uint64(len(data))+1<<20 {
+				t.Errorf("parsing %d bytes allocated %d bytes", len(data), alloc)
+			}
+		})
 	}
 }
 
