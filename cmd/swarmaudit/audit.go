@@ -45,6 +45,7 @@ type auditOptions struct {
 	duration, snapshotEvery, probeEvery time.Duration
 	maxConns, maxBWProbes               int
 	noDHT, noPEX, noWatch, noTrackers   bool
+	lsdFlags
 }
 
 // probeFlags are the options of every command that probes peers (probe,
@@ -180,6 +181,7 @@ of the table.
 	f.BoolVar(&fl.noWatch, "no-watch", false, "do not keep idle connections for real-time HAVEs")
 	f.BoolVar(&fl.noTrackers, "no-trackers", false, "do not announce to the torrent's own trackers")
 	f.StringVar(&fl.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,...")
+	fl.lsdFlags.register(f)
 	f.StringVar(&fl.peerListen, "peer-listen", "", "accept incoming peer connections on ADDR (its port announced, and named first in the embedded tracker's peer lists)")
 	fl.judgeFlags.register(f)
 	return cmd
@@ -278,7 +280,7 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 		embedded = srv
 		fmt.Fprintf(errOut, "embedded tracker: %s and %s\n", srv.HTTPURL(), srv.UDPURL())
 	}
-	if !fl.noTrackers || !fl.noDHT {
+	if !fl.noTrackers || !fl.noDHT || fl.lsd {
 		dc := discovery.FromTorrent(t)
 		if fl.noTrackers {
 			dc.Trackers = nil
@@ -291,6 +293,7 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 		if fl.bootstrap != "" {
 			dc.Bootstrap = strings.Split(fl.bootstrap, ",")
 		}
+		fl.lsdFlags.apply(&dc)
 		cfg.Discover = &dc
 	}
 	if cfg.Listener != nil && cfg.Discover != nil {

@@ -29,6 +29,7 @@ type discoverOptions struct {
 	torrentPath, magnet, bootstrap, peerListen, saveTorrent, encryption string
 	duration                                                            time.Duration
 	noDHT, noPEX, denyPrivate                                           bool
+	lsdFlags
 }
 
 func newDiscoverCmd(g *globalOptions) *cobra.Command {
@@ -67,6 +68,7 @@ With --json, stdout carries one JSON object per peer as it is found, then
 	f.StringVar(&o.encryption, "encryption", "auto", "auto (MSE, falling back to plaintext), require (MSE with RC4 only) or plaintext")
 	f.StringVar(&o.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,... (default: the well-known public routers)")
 	f.BoolVar(&o.denyPrivate, "deny-private-trackers", false, "refuse trackers whose host resolves to a loopback or private address")
+	o.lsdFlags.register(f)
 	return cmd
 }
 
@@ -108,6 +110,7 @@ func runDiscover(ctx context.Context, g *globalOptions, o discoverOptions, _ []s
 	}
 	cfg.Duration = o.duration
 	cfg.DHT = !o.noDHT
+	o.lsdFlags.apply(&cfg)
 	cfg.DenyPrivateTrackers = o.denyPrivate
 	if o.bootstrap != "" {
 		cfg.Bootstrap = strings.Split(o.bootstrap, ",")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -95,16 +96,12 @@ func runNodes(b *testing.B, bin, simDir string, swarms, nodes int) (judgedPerS, 
 	var apis []string
 	var procs []*exec.Cmd
 	for i := range nodes {
-		api := fmt.Sprintf("127.0.0.1:%d", testclients.FreePort(b, "127.0.0.1"))
-		apis = append(apis, "http://"+api)
-		cmd := exec.Command(bin, "serve", "--watch", watch, "--db", dbURL, "--node-id", fmt.Sprintf("n%d", i+1), "--lease", "6s",
-			"--api-listen", api, "--poll-interval", "1s", "--judge-interval", "2s", "--no-dht", "--no-trackers",
+		cmd, api := startServeNode(b, bin, "serve", "--watch", watch, "--db", dbURL, "--node-id", fmt.Sprintf("n%d", i+1), "--lease", "6s",
+			"--poll-interval", "1s", "--judge-interval", "2s", "--no-dht", "--no-trackers",
 			"--snapshot-interval", "20s", "--probe-interval", "30s", "--peer-probe-gap", "30s", "--probe-bytes", "256KiB",
 			"--max-conns", "64", "--max-bandwidth-probes", "2", "--max-auditor-rate", "2MiB")
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
 		procs = append(procs, cmd)
+		apis = append(apis, api)
 	}
 	defer func() {
 		for _, p := range procs {
@@ -127,6 +124,44 @@ func runNodes(b *testing.B, bin, simDir string, swarms, nodes int) (judgedPerS, 
 		writeMS = (after["swarmaudit_store_write_seconds_sum"] - before["swarmaudit_store_write_seconds_sum"]) / n * 1000
 	}
 	return
+}
+
+// startServeNode starts `swarmaudit serve` with args and its API on a port
+// of its own choosing (a port picked beforehand could be taken, by the
+// other nodes' outgoing connections among others, before the node binds
+// it), and returns it with the API's URL, read from the line serve prints
+// when it is up. The node's output goes on being read (and dropped).
+func startServeNode(b *testing.B, bin string, args ...string) (*exec.Cmd, string) {
+	b.Helper()
+	cmd := exec.Command(bin, append(args, "--api-listen", "127.0.0.1:0")...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if _, rest, ok := strings.Cut(sc.Text(), "dashboard and API at "); ok {
+				api, _, _ := strings.Cut(rest, ",")
+				found <- strings.TrimSuffix(api, "/")
+				break
+			}
+		}
+		io.Copy(io.Discard, stderr) // until the node exits
+	}()
+	select {
+	case api := <-found:
+		return cmd, api
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		b.Fatal("serve did not say where its API listens within 30 s")
+	}
+	return nil, ""
 }
 
 // scrapeNodes sums the metrics of every node's /metrics that the

@@ -1,10 +1,11 @@
 // Package discovery finds the peers of one swarm from every source real
 // clients use — HTTP and UDP trackers over BEP 12 tiers, the Mainline DHT,
-// magnet-link peers — runs them concurrently for a bounded time, and
+// magnet-link peers, Local Service Discovery (BEP 14) when asked — runs
+// them concurrently for a bounded time, and
 // records each address with where it came from in an address book.
 //
-// The pieces: addrbook (the deduplicating book) and dhtsearch (get_peers
-// traversals) here; the tracker protocols in internal/trackerclient; the
+// The pieces: addrbook (the deduplicating book), dhtsearch (get_peers
+// traversals) and lsd (local multicast announces) here; the tracker protocols in internal/trackerclient; the
 // PEX and metadata codecs in internal/wire. PEX and incoming addresses come
 // from the owner of the peer connections (internal/observation/collect in
 // an audit, internal/observation/frompeers otherwise) into the same book.
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"sync"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/swarmaudit/swarmaudit/internal/discovery/addrbook"
 	"github.com/swarmaudit/swarmaudit/internal/discovery/dhtsearch"
+	"github.com/swarmaudit/swarmaudit/internal/discovery/lsd"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient/httptracker"
 	"github.com/swarmaudit/swarmaudit/internal/trackerclient/udptracker"
@@ -48,8 +51,8 @@ type Config struct {
 	InfoHash infohash.T
 	// Trackers are BEP 12 tiers.
 	Trackers [][]string
-	// Private torrents use trackers only: no DHT (and no PEX, which is
-	// the peer connection's business).
+	// Private torrents use trackers only: no DHT and no LSD (and no PEX,
+	// which is the peer connection's business), BEP 27.
 	Private bool
 	// Peers are known peer addresses (magnet "x.pe"), recorded with source
 	// "magnet".
@@ -105,6 +108,13 @@ type Config struct {
 	// DHTResendDelay tunes the DHT query resend delay (library default 2 s
 	// if 0).
 	DHTResendDelay time.Duration
+
+	// LSD listens for BEP 14 Local Service Discovery announces of the
+	// swarm on the local network, and announces Port there (ignored for
+	// private torrents). LSDInterface names the network interface ("":
+	// the system's choice).
+	LSD          bool
+	LSDInterface string
 
 	// Exclude lists addresses never recorded, typically the auditor's own
 	// listen addresses: trackers such as opentracker hand a client its own
@@ -177,6 +187,7 @@ type Discoverer struct {
 	mu       sync.Mutex
 	searcher *dhtsearch.Searcher // created by Run
 	stopDHT  context.CancelFunc  // ends the DHT search (see StopDHT)
+	stopLSD  context.CancelFunc  // ends LSD (MarkPrivate)
 	private  bool                // learnt from metadata: no DHT from then on
 	started  time.Time
 	ended    time.Time
@@ -294,6 +305,25 @@ func (d *Discoverer) trackerPeers(u string, peers []trackerclient.Peer) {
 
 func (d *Discoverer) dhtPeer(a netip.AddrPort) { d.add(a, addrbook.SourceDHT) }
 
+// runLSD listens for (and sends) Local Service Discovery announces until
+// ctx ends; it reports whether it could run.
+func (d *Discoverer) runLSD(ctx context.Context) bool {
+	cfg := lsd.Config{InfoHash: d.cfg.InfoHash, Port: d.cfg.Port, Logger: d.log}
+	if d.cfg.LSDInterface != "" {
+		ifi, err := net.InterfaceByName(d.cfg.LSDInterface)
+		if err != nil {
+			d.noteErr(fmt.Errorf("lsd: %w", err))
+			return false
+		}
+		cfg.Interface = ifi
+	}
+	if err := lsd.Run(ctx, cfg, func(a netip.AddrPort) { d.add(a, addrbook.SourceLSD) }); err != nil {
+		d.noteErr(err)
+		return false
+	}
+	return true
+}
+
 // AddPEX records the added peers of a PEX message received from the peer
 // at from, with their flags, and returns how many were new. Private
 // torrents ignore PEX (BEP 27): nothing is recorded.
@@ -344,6 +374,25 @@ func (d *Discoverer) Run(ctx context.Context) error {
 		d.add(p, addrbook.SourceMagnet)
 	}
 	var wg sync.WaitGroup
+	lsdRan := false
+	if d.cfg.LSD && !d.cfg.Private {
+		lctx, stop := context.WithCancel(ctx)
+		d.mu.Lock()
+		d.stopLSD = stop
+		if d.private {
+			stop()
+		}
+		d.mu.Unlock()
+		lsdRan = true
+		wg.Go(func() {
+			defer stop()
+			if !d.runLSD(lctx) {
+				d.mu.Lock()
+				lsdRan = false
+				d.mu.Unlock()
+			}
+		})
+	}
 	if d.announcer != nil {
 		wg.Go(func() {
 			if err := d.announcer.Run(ctx); err != nil {
@@ -387,7 +436,7 @@ func (d *Discoverer) Run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	if d.announcer == nil && len(d.cfg.Peers) == 0 {
+	if d.announcer == nil && len(d.cfg.Peers) == 0 && !lsdRan {
 		if !useDHT {
 			return ErrNoSource
 		}
@@ -414,7 +463,10 @@ func (d *Discoverer) MarkPrivate() {
 	if d.stopDHT != nil {
 		d.stopDHT()
 	}
-	d.log.Info("the torrent is private (BEP 27): DHT search stopped")
+	if d.stopLSD != nil {
+		d.stopLSD()
+	}
+	d.log.Info("the torrent is private (BEP 27): DHT search and LSD stopped")
 }
 
 func (d *Discoverer) dhtFailed(err error) {

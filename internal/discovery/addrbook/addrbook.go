@@ -24,6 +24,7 @@ const (
 	SourceDHT      = "dht"
 	SourceIncoming = "incoming"
 	SourceMagnet   = "magnet"
+	SourceLSD      = "lsd" // BEP 14 Local Service Discovery
 )
 
 // Tracker returns the source name of a tracker: "tracker:URL".

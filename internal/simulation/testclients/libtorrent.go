@@ -51,6 +51,7 @@ type ltConfig struct {
 	DHTNodes []string `json:"dht_nodes"`
 	UTPOnly  bool     `json:"utp_only"`
 	NoTCPIn  bool     `json:"no_tcp_in"`
+	LSD      bool     `json:"lsd"`
 }
 
 func (c *Client) prepareLibtorrent(o Options) (*exec.Cmd, error) {
@@ -60,7 +61,7 @@ func (c *Client) prepareLibtorrent(o Options) (*exec.Cmd, error) {
 	}
 	cfg := ltConfig{
 		Torrent: o.TorrentFile, Save: o.DataDir, IP: o.IP, Port: int(c.Addr.Port()), Enc: string(o.Encryption),
-		UpKiB: o.UploadLimitKiB, DownKiB: o.DownloadLimitKiB, PEX: o.PEX, DHT: o.DHT, UTPOnly: o.UTPOnly, NoTCPIn: o.NoIncomingTCP,
+		UpKiB: o.UploadLimitKiB, DownKiB: o.DownloadLimitKiB, PEX: o.PEX, DHT: o.DHT, UTPOnly: o.UTPOnly, NoTCPIn: o.NoIncomingTCP, LSD: o.LSD,
 	}
 	for _, n := range o.DHTNodes {
 		cfg.DHTNodes = append(cfg.DHTNodes, n.String())

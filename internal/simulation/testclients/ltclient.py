@@ -63,7 +63,8 @@ def main():
         # Every DHT node of a test lives on 127.0.0.0/8: do not treat them as one Sybil.
         "dht_restrict_routing_ips": False,
         "dht_restrict_search_ips": False,
-        "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+        # LSD (BEP 14) only when asked: it multicasts on every interface of the client's namespace.
+        "enable_lsd": bool(cfg.get("lsd")), "enable_upnp": False, "enable_natpmp": False,
         "enable_outgoing_utp": False, "enable_incoming_utp": False,
         "allow_multiple_connections_per_ip": True,
         "announce_to_all_tiers": True, "announce_to_all_trackers": True,

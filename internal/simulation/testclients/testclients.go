@@ -198,6 +198,10 @@ type Options struct {
 	// nobody can connect to, as behind a NAT, that still connects to the
 	// peers its tracker names. Launch's readiness handshake is skipped.
 	NoIncomingTCP bool
+	// LSD (libtorrent only) turns on its Local Service Discovery (BEP 14):
+	// it multicasts announces on its namespace's interfaces. Only in a
+	// namespace of the test's own (Netns).
+	LSD bool
 
 	// Seed makes Launch wait until the client reports the torrent complete,
 	// verified and seeding, and then completes a BitTorrent handshake (MSE

@@ -557,9 +557,11 @@ func TestTorrentMagnet(t *testing.T) {
 }
 
 // hostileFileTree is a hybrid torrent whose BEP 52 file tree nests depth
-// levels around a leaf string of leafLen bytes.
-func hostileFileTree(depth, leafLen int) []byte {
-	leaf := "d0:d6:lengthi1e11:pieces root" + strconv.Itoa(leafLen) + ":" + strings.Repeat("x", leafLen) + "ee"
+// levels around a file whose dictionary holds a pieces root of rootLen
+// bytes and an unknown key of padLen bytes.
+func hostileFileTree(depth, padLen, rootLen int) []byte {
+	leaf := "d0:d6:lengthi1e11:pieces root" + strconv.Itoa(rootLen) + ":" + strings.Repeat("r", rootLen) +
+		"1:x" + strconv.Itoa(padLen) + ":" + strings.Repeat("x", padLen) + "ee"
 	tree := strings.Repeat("d1:a", depth) + leaf + strings.Repeat("e", depth)
 	info := "d9:file tree" + tree + "6:lengthi1e12:meta versioni2e4:name1:x12:piece lengthi16384e6:pieces20:" +
 		strings.Repeat("z", 20) + "e"
@@ -570,16 +572,16 @@ func hostileFileTree(depth, leafLen int) []byte {
 // (Decoding it with metainfo.Info allocates about depth times the input.)
 func TestParseHostileFileTree(t *testing.T) {
 	for _, tt := range []struct {
-		name          string
-		depth, rootsz int
-		err           string // "" for a torrent that loads
+		name                 string
+		depth, padLen, rootz int
+		err                  string // "" for a torrent that loads
 	}{
-		{"deep, huge pieces root", 60, 4 << 20, "pieces root of 4194304 bytes"},
-		{"deep", 58, 32, ""},
-		{"too deep", 100, 32, "nesting depth"},
+		{"deep, huge pieces root", 58, 0, 4 << 20, "pieces root of 4194304 bytes"},
+		{"deep, huge file entry", 58, 4 << 20, 32, ""},
+		{"too deep", 100, 0, 32, "nesting depth"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			data := hostileFileTree(tt.depth, tt.rootsz)
+			data := hostileFileTree(tt.depth, tt.padLen, tt.rootz)
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			tor, err := Parse(data)
@@ -610,7 +612,7 @@ func BenchmarkParse(b *testing.B) {
 		data []byte
 	}{
 		{"hybrid fixture", hybrid},
-		{"hostile file tree 4MiB", hostileFileTree(60, 4<<20)},
+		{"hostile file tree 4MiB", hostileFileTree(58, 4<<20, 32)},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
