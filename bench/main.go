@@ -140,7 +140,8 @@ const notes = `Units beyond ns/op, B/op and allocs/op:
   socket from before the MSE handshake; libtorrent's net.recv_bytes and
   net.sent_bytes);
   map-B-recv and map-B-sent, swarmaudit's bytes less those of its bandwidth
-  probes (bw-probes of them: the audit's defaults start some at once).
+  probes (bw-probes of them: the audit maps first, so they start once every
+  peer was contacted).
   swarmaudit is the audit's collector with the audit command's defaults and
   --no-watch; swarmaudit-watch the same with the defaults' idle watches
   (--max-conns 64, of which watches take at most 48); libtorrent is python3-libtorrent (bench/swarmmap/ltmap.py)
@@ -157,8 +158,10 @@ const notes = `Units beyond ns/op, B/op and allocs/op:
 - **internal/evidence/store BenchmarkDBPerPeerHour**: dbB/peer-hour, the SQLite file's
   growth (after a WAL checkpoint) per peer per hour of observations, stored
   as the collector stores them at its default rates, with watches (watch:
-  heartbeat events and every HAVE) or without (no-watch: a snapshot probe a
-  minute), plus bandwidth probes within the auditor's budget;
+  a first snapshot probe, heartbeat events and every HAVE; bandwidth
+  probes on the watch's connection store their record only) or without
+  (no-watch: a snapshot probe a minute), plus bandwidth probes within the
+  auditor's budget;
   writes/peer-hour, HAVEs/peer-hour and bw-probes/peer-hour are the
   observations behind it.
 - **internal/evidence/store BenchmarkAddSnapshot, BenchmarkAddHave,
