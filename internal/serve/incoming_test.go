@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/audit"
 	"github.com/swarmaudit/swarmaudit/internal/evidence/store"
 	"github.com/swarmaudit/swarmaudit/internal/observation/collect"
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/swarmsim"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/trackerserver"
@@ -141,7 +143,9 @@ func inBook(sw *swarm, addr netip.AddrPort) bool {
 // to the service's embedded tracker, which names the auditor first in its
 // peer list; libtorrent connects to the auditor, and the swarm's collector
 // follows that connection: the seeder's pieces are recorded, although
-// every connection the auditor opened to it failed.
+// every connection the auditor opened to it failed, and its bandwidth is
+// probed on that connection (the watch lends it: watch.Lender), pieces
+// verified.
 func TestServeReachesPeersBehindNAT(t *testing.T) {
 	testclients.Require(t, "libtorrent")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -253,6 +257,28 @@ func TestServeReachesPeersBehindNAT(t *testing.T) {
 	}
 	if !slices.Contains(reach, "incoming") {
 		t.Fatalf("the seeder's reach is %v, want incoming among it", reach)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		probes, err := st.Probes(ctx, sw.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r probe.Result
+		for _, pr := range probes {
+			if pr.Addr == seeder.Addr && pr.Outcome == string(probe.OutcomeOK) && pr.PiecesVerified > 0 {
+				if err := json.Unmarshal(pr.Result, &r); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if r.OnWatch {
+			t.Logf("bandwidth probed on its incoming connection: %.0f B/s, %d pieces verified", r.ThroughputBytesPerSec, r.PiecesVerified)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no bandwidth probe of the seeder on its incoming connection in 30 s: %+v", probes)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the store
 	}
 	cancel()
 	if err := <-runErr; err != nil {

@@ -251,10 +251,19 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 	}
 	clock := newClock(start, o, ev.Tick != nil)
 
-	o.Lender.attach(c)
-	announced := resumed != nil || !c.SupportsExtended()
-	if announced && ev.Connected != nil {
-		ev.Connected(c, ext)
+	// The watch is announced (Events.Connected) once the peer's hello is
+	// in (its extension handshake, or a few messages without one); only
+	// then does it lend its connection, so that no task reads the hello.
+	announced := false
+	announce := func(ext *peerwire.ExtHandshake) {
+		announced = true
+		o.Lender.attach(c)
+		if ev.Connected != nil {
+			ev.Connected(c, ext)
+		}
+	}
+	if resumed != nil || !c.SupportsExtended() {
+		announce(ext)
 	}
 	// Of the peer's extension handshake the watch keeps only what it
 	// answers with: the id of its ut_metadata (0: none).
@@ -307,10 +316,7 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 			return sum, fmt.Errorf("watch %s: %w", addr, err)
 		}
 		if !announced && (m.Type != pp.Extended || m.ExtendedID != pp.HandshakeExtendedID) && sum.Messages > 3 {
-			announced = true
-			if ev.Connected != nil {
-				ev.Connected(c, nil)
-			}
+			announce(nil)
 		}
 		switch m.Type {
 		case pp.Bitfield:
@@ -341,10 +347,7 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 				metadataID = metadataIDOf(&h)
 				st.Reqq = h.Reqq
 				if !announced {
-					announced = true
-					if ev.Connected != nil {
-						ev.Connected(c, &h)
-					}
+					announce(&h)
 				}
 			case peerwire.LocalPEXID:
 				pm, err := pex.Parse(m.ExtendedPayload)

@@ -29,6 +29,9 @@ type process struct {
 	mu     sync.Mutex // guards reaped and status, for log() during kill()
 	reaped bool
 	status string // exit status once reaped
+	// how says how it ended ("exit status 1", "killed by signal 9"), from
+	// waitid before the reaping; set before exited is closed.
+	how string
 }
 
 func newProcess() *process { return &process{exited: make(chan struct{})} }
@@ -70,9 +73,11 @@ func (p *process) launch(cmd *exec.Cmd, dir, logName string, env []string) error
 	pid := cmd.Process.Pid
 	go func() {
 		defer close(p.exited)
-		if err := waitExitNoReap(pid); err != nil {
+		how, err := waitExitNoReap(pid)
+		if err != nil {
 			slog.Warn("testclients: waitid", "pid", pid, "err", err)
 		}
+		p.how = how
 	}()
 	return nil
 }
@@ -83,7 +88,10 @@ func (p *process) launch(cmd *exec.Cmd, dir, logName string, env []string) error
 // can only reach processes this package started. Hand-written because the
 // standard library does not expose waitid; x/sys/unix would, but is not a
 // direct dependency of the module.
-func waitExitNoReap(pid int) error {
+// It says how the process ended, from the siginfo_t waitid fills: si_code
+// at byte 8 (CLD_EXITED 1, CLD_KILLED 2, CLD_DUMPED 3) and si_status at 24
+// on Linux.
+func waitExitNoReap(pid int) (string, error) {
 	const (
 		pPID    = 1         // P_PID
 		wExited = 0x4       // WEXITED
@@ -95,13 +103,29 @@ func waitExitNoReap(pid int) error {
 			uintptr(unsafe.Pointer(&siginfo[0])), wExited|wNoWait, 0, 0)
 		switch errno {
 		case 0:
-			return nil
+			code := *(*int32)(unsafe.Pointer(&siginfo[8]))
+			status := *(*int32)(unsafe.Pointer(&siginfo[24]))
+			switch code {
+			case 1:
+				return fmt.Sprintf("exit status %d", status), nil
+			case 2, 3:
+				return fmt.Sprintf("killed by signal %d", status), nil
+			}
+			return fmt.Sprintf("ended (si_code %d, si_status %d)", code, status), nil
 		case syscall.EINTR:
 			continue
 		default:
-			return fmt.Errorf("waitid %d: %w", pid, errno)
+			return "", fmt.Errorf("waitid %d: %w", pid, errno)
 		}
 	}
+}
+
+// exitErr is ErrExited with how the process ended, once it has.
+func (p *process) exitErr() error {
+	if p.hasExited() && p.how != "" {
+		return fmt.Errorf("%w (%s)", ErrExited, p.how)
+	}
+	return ErrExited
 }
 
 func (p *process) hasExited() bool {

@@ -642,7 +642,7 @@ func (c *Client) sleep(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.proc.exited:
-		return ErrExited
+		return c.proc.exitErr()
 	case <-time.After(pollInterval):
 		return nil
 	}
@@ -651,7 +651,7 @@ func (c *Client) sleep(ctx context.Context) error {
 // Stats asks the client for its own counters of the torrent.
 func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	if c.proc.hasExited() {
-		return Stats{}, fmt.Errorf("%s stats: %w", c.Kind, ErrExited)
+		return Stats{}, fmt.Errorf("%s stats: %w", c.Kind, c.proc.exitErr())
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
