@@ -42,13 +42,27 @@ func TestProbeJSONAgainstEncryptedTransmission(t *testing.T) {
 	// Transmission drops a connection from an address it still counts
 	// (Launch's readiness handshake): wait until it counts none.
 	c.WaitNoPeers(ctx)
-	out, err := run(t, "probe", "--torrent", tpath, "--peer", c.Addr.String(), "--json", "--probe-bytes", "1MiB")
-	if err != nil {
-		t.Fatalf("probe: %v\n%s", err, out)
-	}
+	// Under CI's load a just-started encryption-required Transmission has
+	// twice closed both handshakes of the first probe (0 of 60 probes in a
+	// row failed once it had settled, here): a handshake failure is tried
+	// again, at most twice, and logged.
 	var r probe.Result
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	var out string
+	for attempt := 1; ; attempt++ {
+		var err error
+		out, err = run(t, "probe", "--torrent", tpath, "--peer", c.Addr.String(), "--json", "--probe-bytes", "1MiB")
+		if err != nil {
+			t.Fatalf("probe: %v\n%s", err, out)
+		}
+		r = probe.Result{}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+		}
+		if r.Outcome != probe.OutcomeHandshakeFailed || attempt == 3 {
+			break
+		}
+		t.Logf("attempt %d: %s (%s); again in 2 s", attempt, r.Outcome, r.Error)
+		time.Sleep(2 * time.Second) // the client settling: no event to wait for
 	}
 	if r.Encryption != "rc4" || r.ThroughputBytesPerSec <= 0 || r.Outcome != probe.OutcomeOK || r.PiecesVerified == 0 {
 		t.Fatalf("encryption=%q throughput=%.0f outcome=%s verified=%d\n%s", r.Encryption, r.ThroughputBytesPerSec, r.Outcome, r.PiecesVerified, out)
