@@ -775,8 +775,7 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	if bandwidth {
 		defer func() { <-c.bwProbes }()
 	}
-	t := c.cfg.Torrent
-	r, err := probe.Run(ctx, addr, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}, probe.Options{
+	r, err := probe.Run(ctx, addr, c.target(), probe.Options{
 		PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, MaxBytes: c.cfg.ProbeBytes, BitfieldOnly: !bandwidth,
 		Timeout: c.cfg.ProbeTimeout, ClientName: c.cfg.ClientName, ClientNameFromID: peerid.ClientName,
 		Dialer: peerwire.Config{Dialer: c.cfg.Dialer}, Keep: c.cfg.Watch,
@@ -788,6 +787,12 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	c.done(ctx, addr, bandwidth, r)
 	kept = r.Conn
 	c.report(probeDone{addr: addr, bandwidth: bandwidth, r: r})
+}
+
+// target is the torrent every probe asks about.
+func (c *Collector) target() probe.Target {
+	t := c.cfg.Torrent
+	return probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}
 }
 
 // done counts and records a probe that ended.
@@ -821,9 +826,9 @@ func (c *Collector) lendProbe(ctx context.Context, s *peerState, now time.Time) 
 		s.nextProbe = now.Add(c.cfg.SnapshotInterval)
 		return
 	}
-	addr, t := s.addr, c.cfg.Torrent
+	addr := s.addr
 	task := func(conn *peerwire.Conn, st *peerwire.PeerState) error {
-		r, err := probe.RunOn(ctx, conn, st, probe.Target{InfoHash: t.InfoHash, NumPieces: t.NumPieces, PieceSize: t.PieceSize, Verify: t.VerifyPiece, Private: t.Private}, probe.Options{
+		r, err := probe.RunOn(ctx, conn, st, c.target(), probe.Options{
 			MaxBytes: c.cfg.ProbeBytes, Timeout: c.cfg.ProbeTimeout, ClientNameFromID: peerid.ClientName,
 		})
 		if r == nil { // the target is checked by New: unreachable

@@ -172,9 +172,10 @@ func (s *session) state() *peerwire.PeerState {
 	return st
 }
 
-// release returns a lent connection as its owner needs it: every
-// outstanding request cancelled and not interested.
+// release readies the connection for its next owner: every outstanding
+// request cancelled, not interested, no deadline.
 func (s *session) release() error {
+	defer s.conn.SetDeadline(time.Time{})
 	var msgs []pp.Message
 	for b := range s.pending {
 		msgs = append(msgs, pp.Message{Type: pp.Cancel, Index: pp.Integer(b.piece), Begin: pp.Integer(b.begin), Length: pp.Integer(b.length)})
@@ -186,7 +187,6 @@ func (s *session) release() error {
 		return nil
 	}
 	s.conn.SetDeadline(time.Now().Add(5 * time.Second))
-	defer s.conn.SetDeadline(time.Time{})
 	if err := s.conn.WriteMessages(msgs...); err != nil {
 		return fmt.Errorf("probe: give the connection back: %w", err)
 	}
@@ -197,17 +197,7 @@ func (s *session) release() error {
 // and not interested. It reports false when the connection cannot be
 // handed over.
 func (s *session) handOver() bool {
-	if len(s.pending) > 0 || !s.haveKnown {
-		return false
-	}
-	if s.interested {
-		s.conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if s.conn.WriteMessages(pp.Message{Type: pp.NotInterested}) != nil {
-			return false
-		}
-	}
-	s.conn.SetDeadline(time.Time{})
-	return true
+	return len(s.pending) == 0 && s.haveKnown && s.release() == nil
 }
 
 // session is the state of one probe; it is owned by one goroutine.

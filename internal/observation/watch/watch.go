@@ -154,6 +154,16 @@ func (l *Lender) attach(c *peerwire.Conn) {
 	l.conn, l.task = c, nil
 }
 
+// pending reports whether a task waits to run.
+func (l *Lender) pending() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.task != nil
+}
+
 // take returns the pending task, if any, and forgets it.
 func (l *Lender) take() Task {
 	if l == nil {
@@ -292,12 +302,8 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 			if ended() != nil {
 				return sum, nil
 			}
-			if task := o.Lender.take(); task != nil && errors.Is(err, peerwire.ErrTimeout) {
-				if err := lend(c, &st, task); err != nil {
-					return sum, fmt.Errorf("watch %s: %w", addr, err)
-				}
-				deadline = time.Time{}
-				continue
+			if errors.Is(err, peerwire.ErrTimeout) && o.Lender.pending() {
+				continue // Lend woke the read: the task runs at the loop's top
 			}
 			if errors.Is(err, peerwire.ErrTimeout) && !time.Now().Before(clock.next()) {
 				if err := clock.fire(c, o, ev.Tick); err != nil {

@@ -341,7 +341,7 @@ func (t *Torrent) parseV2(info *v1Info, layers map[string]string) error {
 	single := len(files) == 1 && len(files[0].path) == 1 && files[0].path[0] == name
 	var offset int64
 	for _, f := range files {
-		p := name + "/" + joinPath(f.path)
+		p := name + "/" + strings.Join(f.path, "/")
 		if single {
 			p = name
 		}

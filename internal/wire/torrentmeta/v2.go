@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 
 	"github.com/anacrolix/torrent/merkle"
 	"github.com/anacrolix/torrent/metainfo"
@@ -79,7 +80,7 @@ func v2Layout(files []v2File, pieceLength int64, layers map[string]string) ([]v2
 			continue
 		}
 		if len(f.root) != sha256.Size {
-			return nil, invalid("file %q: pieces root of %d bytes", joinPath(f.path), len(f.root))
+			return nil, invalid("file %q: pieces root of %d bytes", strings.Join(f.path, "/"), len(f.root))
 		}
 		n := (f.length + pieceLength - 1) / pieceLength
 		if int64(len(pieces))+n > math.MaxInt32 {
@@ -93,14 +94,14 @@ func v2Layout(files []v2File, pieceLength int64, layers map[string]string) ([]v2
 		}
 		layer, ok := layers[string(f.root)]
 		if !ok {
-			return nil, fmt.Errorf("%w: %w: file %q has no piece layer (a .torrent carries it; fetching it from peers, BEP 52 hash requests, is not built)", ErrInvalid, ErrNoPieceLayers, joinPath(f.path))
+			return nil, fmt.Errorf("%w: %w: file %q has no piece layer (a .torrent carries it; fetching it from peers, BEP 52 hash requests, is not built)", ErrInvalid, ErrNoPieceLayers, strings.Join(f.path, "/"))
 		}
 		if int64(len(layer)) != n*sha256.Size {
-			return nil, invalid("file %q: piece layer of %d bytes for %d pieces", joinPath(f.path), len(layer), n)
+			return nil, invalid("file %q: piece layer of %d bytes for %d pieces", strings.Join(f.path, "/"), len(layer), n)
 		}
 		hashes, _ := merkle.CompactLayerToSliceHashes(layer)
 		if merkle.RootWithPadHash(hashes, pad) != [sha256.Size]byte(f.root) {
-			return nil, invalid("file %q: its piece layer does not hash to its pieces root", joinPath(f.path))
+			return nil, invalid("file %q: its piece layer does not hash to its pieces root", strings.Join(f.path, "/"))
 		}
 		for i, h := range hashes {
 			pieces = append(pieces, v2Piece{hash: h, length: min(pieceLength, f.length-int64(i)*pieceLength), leaves: int(pieceLength / v2BlockSize)})
@@ -129,17 +130,6 @@ func verifyV2(p v2Piece, data []byte) bool {
 		data = data[n:]
 	}
 	return merkle.Root(leaves) == p.hash
-}
-
-func joinPath(p []string) string {
-	var b bytes.Buffer
-	for i, c := range p {
-		if i > 0 {
-			b.WriteByte('/')
-		}
-		b.WriteString(c)
-	}
-	return b.String()
 }
 
 // bdec reads bencode from b, one value at a time.
@@ -251,7 +241,7 @@ func (d *bdec) tree(path []string, depth int, files *[]v2File) error {
 			return err
 		}
 		if file && dir || len(key) == 0 && (file || dir) || len(key) > 0 && file {
-			return invalid("file tree: %q is both a file and a directory", joinPath(path))
+			return invalid("file tree: %q is both a file and a directory", strings.Join(path, "/"))
 		}
 		if len(key) == 0 {
 			file = true
@@ -311,10 +301,10 @@ func (d *bdec) leaf(path []string) (v2File, error) {
 		}
 	}
 	if f.length < 0 {
-		return f, invalid("file %q: no length, or a negative one", joinPath(path))
+		return f, invalid("file %q: no length, or a negative one", strings.Join(path, "/"))
 	}
 	if f.length > 0 && f.root == nil {
-		return f, invalid("file %q: no pieces root", joinPath(path))
+		return f, invalid("file %q: no pieces root", strings.Join(path, "/"))
 	}
 	return f, nil
 }
