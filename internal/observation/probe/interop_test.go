@@ -3,12 +3,14 @@ package probe
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
+	"github.com/swarmaudit/swarmaudit/internal/wire/utp"
 )
 
 // seedWithClient starts a real client seeding a fresh payload and returns
@@ -169,9 +171,10 @@ func waitNoPeers(t *testing.T, c *testclients.Client) {
 
 // TestInteropUTPOnlyLibtorrent: a real libtorrent that takes peers over
 // uTP only accepts our TCP connection and hangs up on both the MSE and
-// the plaintext handshake. That is no sign of requiring encryption: the
-// outcome is handshake_failed, with the reason, never
-// encryption_required. (Reaching it over uTP is issue 14.)
+// the plaintext handshake. Over TCP alone that is no sign of requiring
+// encryption: the outcome is handshake_failed, with the reason, never
+// encryption_required. With a uTP socket and the default transport
+// (auto), the probe reaches it over uTP, with MSE, and verifies pieces.
 func TestInteropUTPOnlyLibtorrent(t *testing.T) {
 	testclients.Require(t, "libtorrent")
 	dir := t.TempDir()
@@ -184,13 +187,38 @@ func TestInteropUTPOnlyLibtorrent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	c := testclients.Start(ctx, t, testclients.Options{Kind: testclients.Libtorrent, TorrentFile: tpath, DataDir: dir, Seed: true, UTPOnly: true})
-	r, err := Run(ctx, c.Addr, Target{InfoHash: tor.InfoHash, NumPieces: tor.NumPieces, PieceSize: tor.PieceSize, Verify: tor.VerifyPiece},
-		Options{Policy: peerwire.PolicyAuto, Timeout: 20 * time.Second})
+	sock, err := utp.Listen("udp4", "127.0.0.1:0", utp.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("outcome %s: %s", r.Outcome, r.Error)
-	if r.Outcome != OutcomeHandshakeFailed && r.Outcome != OutcomeRefused {
-		t.Errorf("a uTP-only libtorrent over TCP: outcome %s (%s), want handshake_failed or refused", r.Outcome, r.Error)
+	defer sock.Close()
+	target := Target{InfoHash: tor.InfoHash, NumPieces: tor.NumPieces, PieceSize: tor.PieceSize, Verify: tor.VerifyPiece}
+	for _, tc := range []struct {
+		name      string
+		dialer    peerwire.Config
+		outcomes  []Outcome
+		transport string
+	}{
+		{"tcp only", peerwire.Config{}, []Outcome{OutcomeHandshakeFailed, OutcomeRefused}, ""},
+		{"auto", peerwire.Config{UTP: sock}, []Outcome{OutcomeOK}, "utp"},
+		{"utp", peerwire.Config{UTP: sock, Transport: peerwire.TransportUTP}, []Outcome{OutcomeOK}, "utp"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			waitNoPeers(t, c) // libtorrent takes one connection per IP
+			r, err := Run(ctx, c.Addr, target, Options{Timeout: 20 * time.Second, Dialer: tc.dialer, MaxBytes: 512 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("outcome %s over %q (%s): %d pieces verified, %.0f B/s, %s", r.Outcome, r.Transport, r.Encryption, r.PiecesVerified, r.ThroughputBytesPerSec, r.Error)
+			if !slices.Contains(tc.outcomes, r.Outcome) {
+				t.Fatalf("outcome %s (%s), want one of %v", r.Outcome, r.Error, tc.outcomes)
+			}
+			if r.Outcome != OutcomeOK {
+				return
+			}
+			if r.Transport != tc.transport || r.PiecesVerified == 0 || r.PiecesFailed > 0 || r.Encryption != "rc4" {
+				t.Fatalf("over %q with %q: %d pieces verified, %d failed; want %s, rc4, pieces verified", r.Transport, r.Encryption, r.PiecesVerified, r.PiecesFailed, tc.transport)
+			}
+		})
 	}
 }

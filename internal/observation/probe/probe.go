@@ -309,6 +309,7 @@ func (s *session) describe() {
 	conn := s.conn
 	s.r.HandshakeMS = ms(conn.HandshakeDuration)
 	s.r.Encryption = string(conn.Method)
+	s.r.Transport = string(conn.Transport)
 	s.r.PeerID = printablePeerID(conn.PeerID)
 	s.r.PeerIDHex = hex.EncodeToString(conn.PeerID[:])
 	s.r.Fast = conn.SupportsFast()

@@ -42,15 +42,19 @@ type HaveEvent struct {
 // Result is everything one probe learned. Its JSON form is the
 // `swarmaudit probe --json` output.
 type Result struct {
-	Peer       string    `json:"peer,omitempty"`
-	PeerID     string    `json:"peer_id,omitempty"`
-	PeerIDHex  string    `json:"peer_id_hex,omitempty"`
-	Client     string    `json:"client,omitempty"`
-	Encryption string    `json:"encryption,omitempty"`
+	Peer       string `json:"peer,omitempty"`
+	PeerID     string `json:"peer_id,omitempty"`
+	PeerIDHex  string `json:"peer_id_hex,omitempty"`
+	Client     string `json:"client,omitempty"`
+	Encryption string `json:"encryption,omitempty"`
+	// Transport is what the probe reached the peer over: "tcp" or "utp"
+	// (BEP 29); a stored record leaves out "tcp".
+	Transport  string    `json:"transport,omitempty"`
 	Started    time.Time `json:"started,omitzero"`
 	DurationMS float64   `json:"duration_ms"`
-	// TCPConnected is true when the TCP connection was established, even if
-	// no BitTorrent handshake followed.
+	// TCPConnected is true when a connection was established (TCP, or uTP
+	// when TCP did not reach the peer), even if no BitTorrent handshake
+	// followed.
 	TCPConnected bool                   `json:"tcp_connected"`
 	HandshakeMS  float64                `json:"handshake_ms"`
 	Fast         bool                   `json:"fast_extension"`
@@ -109,6 +113,9 @@ func (r *Result) ForStore() *Result {
 	c.Peer, c.PeerID, c.PeerIDHex, c.Client, c.Encryption = "", "", "", "", ""
 	c.Started = time.Time{}
 	c.Conn, c.State = nil, nil
+	if c.Transport == string(peerwire.TransportTCP) {
+		c.Transport = ""
+	}
 	return &c
 }
 

@@ -85,9 +85,15 @@ type Config struct {
 	// the plaintext try.
 	MSETimeout time.Duration
 	// Dialer is used for outgoing TCP connections; nil uses a net.Dialer.
-	Dialer interface {
-		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	}
+	Dialer ContextDialer
+	// UTP opens outgoing uTP connections (a *utp.Socket); nil: none.
+	UTP ContextDialer
+	// Transport says which transports Dial tries (default TransportAuto
+	// when UTP is set, else TransportTCP).
+	Transport Transport
+	// Transports remembers per peer what reached it, for TransportAuto
+	// (nil: nothing is remembered).
+	Transports *TransportMemo
 }
 
 // DefaultReserved advertises the extension protocol, the Fast extension and
@@ -122,17 +128,19 @@ func (c Config) maxMessage() int {
 // one goroutine (the owner); writes are serialised by a mutex so a writer
 // goroutine may coexist with the reader.
 type Conn struct {
-	raw      net.Conn
-	rw       io.ReadWriter // raw, or the MSE stream over it
-	br       *bufio.Reader
-	dec      pp.Decoder
-	writeMu  sync.Mutex
-	maxMsg   int
-	Remote   netip.AddrPort
-	Method   Method
-	InfoHash infohash.T
-	PeerID   [20]byte
-	Reserved pp.PeerExtensionBits
+	raw     net.Conn
+	rw      io.ReadWriter // raw, or the MSE stream over it
+	br      *bufio.Reader
+	dec     pp.Decoder
+	writeMu sync.Mutex
+	maxMsg  int
+	Remote  netip.AddrPort
+	Method  Method
+	// Transport is what the connection runs over (TCP unless uTP).
+	Transport Transport
+	InfoHash  infohash.T
+	PeerID    [20]byte
+	Reserved  pp.PeerExtensionBits
 	// Incoming is true for connections the peer opened.
 	Incoming bool
 	// HandshakeDuration runs from the start of the TCP connect (or accept)
@@ -154,7 +162,7 @@ type Conn struct {
 const readBufSize = 512
 
 func newConn(raw net.Conn, rw io.ReadWriter, method Method, maxMsg int) *Conn {
-	c := &Conn{raw: raw, maxMsg: maxMsg, Method: method, rw: rw}
+	c := &Conn{raw: raw, maxMsg: maxMsg, Method: method, rw: rw, Transport: TransportTCP}
 	if cc, ok := raw.(*countingConn); ok {
 		// Counted on the socket since before the handshakes (MSE's key
 		// exchange and padding included).

@@ -11,35 +11,34 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/wire/mse"
 )
 
-// Dial connects to addr and completes the BitTorrent handshake under
-// cfg.Policy. With PolicyAuto a peer that drops the MSE handshake is dialled
-// again in plaintext. ctx bounds the whole exchange, fallback included.
-func Dial(ctx context.Context, addr netip.AddrPort, cfg Config) (*Conn, error) {
+// dialPolicy connects to addr over one transport and completes the
+// BitTorrent handshake under cfg.Policy.
+func dialPolicy(ctx context.Context, addr netip.AddrPort, cfg Config, t Transport) (*Conn, error) {
 	if cfg.Policy == "" {
 		cfg.Policy = PolicyAuto
 	}
 	switch cfg.Policy {
 	case PolicyPlaintext:
-		return dialOnce(ctx, addr, cfg, false)
+		return dialOnce(ctx, addr, cfg, t, false)
 	case PolicyRequire:
-		return dialOnce(ctx, addr, cfg, true)
+		return dialOnce(ctx, addr, cfg, t, true)
 	case PolicyAuto:
 		// The MSE attempt gets part of the time, so that a peer that
 		// reads our MSE bytes and stays silent still gets a plaintext try
 		// within the caller's deadline.
 		mctx, cancel := context.WithTimeout(ctx, mseAttempt(ctx, cfg.MSETimeout))
-		c, err := dialOnce(mctx, addr, cfg, true)
+		c, err := dialOnce(mctx, addr, cfg, t, true)
 		silent := err != nil && errors.Is(err, ErrTimeout) && errors.Is(err, ErrConnected) && mctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil || !(errors.Is(err, errMSEDropped) || silent) {
 			return c, err
 		}
-		c, err2 := dialOnce(ctx, addr, cfg, false)
+		c, err2 := dialOnce(ctx, addr, cfg, t, false)
 		if err2 != nil && errors.Is(err2, ErrEncryptionRequired) {
 			// A peer that requires encryption answers MSE; one that hung up
 			// on both handshakes refuses us over TCP (full, banning us, or
 			// taking uTP only), whatever its encryption policy.
-			return nil, errors.Join(newErr(ErrHandshake, fmt.Errorf("%s closed both our MSE and our plaintext handshakes: it is full, refuses us, or takes uTP only", addr)), ErrConnected)
+			return nil, errors.Join(newErr(ErrHandshake, fmt.Errorf("%s closed both our MSE and our plaintext handshakes over %s: it is full, refuses us, or takes %s only", addr, t, otherTransport(t))), ErrConnected)
 		}
 		if err2 != nil {
 			return nil, fmt.Errorf("%w (after MSE was dropped: %w)", err2, err)
@@ -70,17 +69,18 @@ func mseAttempt(ctx context.Context, set time.Duration) time.Duration {
 // answered), which under PolicyAuto triggers the plaintext retry.
 var errMSEDropped = errors.New("peer dropped the MSE handshake")
 
-func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, encrypt bool) (*Conn, error) {
+func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, t Transport, encrypt bool) (*Conn, error) {
 	start := time.Now()
-	var d interface {
-		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	} = &net.Dialer{KeepAlive: -1}
-	if cfg.Dialer != nil {
+	var d ContextDialer = &net.Dialer{KeepAlive: -1}
+	switch {
+	case t == TransportUTP:
+		d = cfg.UTP
+	case cfg.Dialer != nil:
 		d = cfg.Dialer
 	}
-	sock, err := d.DialContext(ctx, "tcp", addr.String())
+	sock, err := d.DialContext(ctx, string(t), addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, classify(err, ErrRefused))
+		return nil, fmt.Errorf("dial %s over %s: %w", addr, t, classify(err, ErrRefused))
 	}
 	raw := newCountingConn(sock)
 	stop := withDeadline(ctx, raw)
@@ -91,6 +91,7 @@ func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, encrypt bool
 		return nil, fmt.Errorf("handshake with %s: %w", addr, errors.Join(err, ErrConnected))
 	}
 	c.HandshakeDuration = time.Since(start)
+	c.Transport = t
 	return c, nil
 }
 
@@ -159,4 +160,12 @@ func outgoingHandshakeErr(err error, encrypted bool) error {
 	default:
 		return newErr(ErrHandshake, err)
 	}
+}
+
+// otherTransport names the transport t is not.
+func otherTransport(t Transport) Transport {
+	if t == TransportUTP {
+		return TransportTCP
+	}
+	return TransportUTP
 }
