@@ -53,10 +53,12 @@ type auditOptions struct {
 type probeFlags struct {
 	encryption, probeBytes string
 	probeTimeout           time.Duration
+	transportFlag
 }
 
 func (fl *probeFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&fl.encryption, "encryption", "auto", "auto (MSE, falling back to plaintext), require (MSE with RC4 only) or plaintext")
+	fl.transportFlag.register(f)
 	f.StringVar(&fl.probeBytes, "probe-bytes", humanize.IBytes(collect.DefaultProbeBytes), "payload requested per bandwidth probe at most (0: bitfield only)")
 	f.DurationVar(&fl.probeTimeout, "probe-timeout", collect.DefaultProbeTimeout, "bound on one probe")
 }
@@ -263,6 +265,17 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 		port, id := uint16(ln.Addr().(*net.TCPAddr).Port), cfg.Collect.PeerID
 		self = func(ih infohash.T) (uint16, [20]byte, bool) { return port, id, ih == t.InfoHash }
 	}
+	nw, sock, accepting, err := fl.transportFlag.network(cfg.Listener)
+	if err != nil {
+		return err
+	}
+	if sock != nil {
+		defer sock.Close()
+		if accepting {
+			cfg.UTPListener = sock
+		}
+	}
+	cfg.Collect.Network = nw
 	var embedded *trackerserver.Server
 	if fl.trackerListen != "" {
 		srv, err := trackerserver.New(trackerserver.Config{

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,8 +112,10 @@ type peerRow struct {
 	Capacity struct {
 		Samples int `json:"samples"`
 	} `json:"capacity"`
-	BadPieces          int   `json:"bad_pieces"`
-	ObservedDownloaded int64 `json:"observed_downloaded"`
+	BadPieces          int      `json:"bad_pieces"`
+	ObservedDownloaded int64    `json:"observed_downloaded"`
+	Transport          string   `json:"transport"`
+	Reach              []string `json:"reach"`
 }
 
 func (p peerRow) uploaded() int64 {
@@ -474,5 +477,33 @@ func TestAuditV2Swarm(t *testing.T) {
 		t.Errorf("seeder measured by %d probes; leecher seen downloading %d bytes: want both", sv.Capacity.Samples, lv.ObservedDownloaded)
 	}
 	checkHonest(t, rows, map[string]*testclients.Client{"libtorrent seeder": seeder, "libtorrent leecher": leecher})
+	t.Logf("seeder %s %.2f [%s]; leecher %s %.2f [%s]", sv.Verdict, sv.Confidence, codes(sv), lv.Verdict, lv.Confidence, codes(lv))
+}
+
+// TestAuditUTPSwarm: a swarm of real libtorrent clients that take and make
+// peer connections over uTP only (BEP 29), audited with default flags
+// (--transport auto): both are reached over uTP, the seeder is measured
+// and its pieces verified, and both honest clients come out ok.
+func TestAuditUTPSwarm(t *testing.T) {
+	testclients.Require(t, "libtorrent")
+	s := startAuditedSwarm(t, 29, "--duration", "35s")
+	seeder := s.start(t, testclients.Libtorrent, s.torrent, true, testclients.Options{UploadLimitKiB: 1024, UTPOnly: true})
+	leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.3", UTPOnly: true})
+	time.Sleep(25 * time.Second) // the audit runs 35 s
+	rows := s.finish(t, leecher, seeder)
+	sv, ok1 := rows.find(seeder.Addr)
+	lv, ok2 := rows.find(leecher.Addr)
+	if !ok1 || !ok2 {
+		t.Fatalf("no row for the seeder (%v) or the leecher (%v): %v", ok1, ok2, rows)
+	}
+	for name, v := range map[string]peerRow{"seeder": sv, "leecher": lv} {
+		if v.Transport != "utp" || !slices.Contains(v.Reach, "direct") || v.BadPieces != 0 {
+			t.Errorf("%s: reached over %q (%v), %d bad pieces; want uTP, direct, none bad", name, v.Transport, v.Reach, v.BadPieces)
+		}
+	}
+	if sv.Capacity.Samples == 0 {
+		t.Errorf("the uTP-only seeder was never measured")
+	}
+	checkHonest(t, rows, map[string]*testclients.Client{"uTP seeder": seeder, "uTP leecher": leecher})
 	t.Logf("seeder %s %.2f [%s]; leecher %s %.2f [%s]", sv.Verdict, sv.Confidence, codes(sv), lv.Verdict, lv.Confidence, codes(lv))
 }

@@ -27,6 +27,7 @@ import (
 // discoverOptions are the discover command's options.
 type discoverOptions struct {
 	torrentPath, magnet, bootstrap, peerListen, saveTorrent, encryption string
+	transportFlag
 	duration                                                            time.Duration
 	noDHT, noPEX, denyPrivate                                           bool
 	lsdFlags
@@ -66,6 +67,7 @@ With --json, stdout carries one JSON object per peer as it is found, then
 	f.StringVar(&o.peerListen, "peer-listen", "", "accept incoming peer connections on ADDR (e.g. :6881) and announce its port")
 	f.StringVar(&o.saveTorrent, "save-torrent", "", "with --magnet: write the .torrent built from the fetched metadata to FILE")
 	f.StringVar(&o.encryption, "encryption", "auto", "auto (MSE, falling back to plaintext), require (MSE with RC4 only) or plaintext")
+	o.transportFlag.register(f)
 	f.StringVar(&o.bootstrap, "dht-bootstrap", "", "DHT bootstrap nodes HOST:PORT,... (default: the well-known public routers)")
 	f.BoolVar(&o.denyPrivate, "deny-private-trackers", false, "refuse trackers whose host resolves to a loopback or private address")
 	o.lsdFlags.register(f)
@@ -130,6 +132,14 @@ func runDiscover(ctx context.Context, g *globalOptions, o discoverOptions, _ []s
 		peers.Listener = ln
 		cfg.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
 	}
+	nw, sock, _, err := o.transportFlag.network(nil)
+	if err != nil {
+		return err
+	}
+	if sock != nil {
+		defer sock.Close()
+	}
+	peers.Watch.Network = nw
 	if o.saveTorrent != "" {
 		peers.OnMetadata = func(t *torrentmeta.Torrent) {
 			if err := saveMetainfo(o.saveTorrent, t, m); err != nil {

@@ -88,6 +88,14 @@ func runProbe(ctx context.Context, g *globalOptions, o probeOptions, _ []string)
 	if err != nil {
 		return err
 	}
+	nw, sock, _, err := o.transportFlag.network(nil)
+	if err != nil {
+		return err
+	}
+	if sock != nil {
+		defer sock.Close()
+	}
+	opts.Dialer.Network = nw
 	r, err := probe.Run(ctx, addr, targetOf(t), opts)
 	if err != nil {
 		return err

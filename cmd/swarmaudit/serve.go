@@ -219,14 +219,26 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		}
 		defer peerLn.Close()
 	}
+	nw, sock, accepting, err := o.transportFlag.network(peerLn)
+	if err != nil {
+		return err
+	}
+	var utpLn net.Listener
+	if sock != nil {
+		defer sock.Close()
+		if accepting {
+			utpLn = sock
+		}
+	}
 	svc, err := serve.New(serve.Config{
-		Listener: peerLn,
+		Listener: peerLn, UTPListener: utpLn,
 		NodeID:   o.nodeID, LeaseTTL: o.leaseTTL,
 		TrackerDB: tdb, TrackerDBEvery: o.trackerDBEvery, TrackerSwarms: o.trackerSwarms, TrackerSwarmIdle: o.trackerSwarmIdle, MaxSwarms: o.maxSwarms,
 		Store: st, WatchDir: o.watchDir, ReportedDir: o.reportedDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
 		Collect: collect.Config{
 			SnapshotInterval: o.snapshotEvery, ProbeInterval: o.probeEvery, ProbeBytes: pb, ProbeTimeout: o.probeTimeout,
 			Watch: !o.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: peerid.OurName + " " + version,
+			Network: nw,
 		},
 		Budget:   budget,
 		Trackers: !o.noTrackers, DHT: !o.noDHT, PEX: !o.noPEX, Verdict: vc, Logger: log,

@@ -92,6 +92,11 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 		switch e.Outcome {
 		case store.ConnOK:
 			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindConnected})
+			if e.Transport == "utp" {
+				w.Reach.UTP = true
+			} else {
+				w.Reach.TCP = true
+			}
 			switch e.Detail {
 			case store.DetailIncomingWatch:
 				w.Reach.Incoming = true

@@ -36,8 +36,10 @@ type Config struct {
 	// every peer connection.
 	PEX      bool
 	Listener net.Listener
-	Collect  collect.Config
-	Duration time.Duration
+	// UTPListener accepts incoming uTP connections (collect.Config).
+	UTPListener net.Listener
+	Collect     collect.Config
+	Duration    time.Duration
 	// Imported announces (from tracker logs) judged with the recorded ones.
 	Imported []reported.Announce
 	Verdict  verdict.Config
@@ -109,7 +111,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	cc := cfg.Collect
 	cc.Torrent, cc.Store, cc.Swarm, cc.Book, cc.Logger = t, st, swarm, cfg.Book, cfg.Logger
-	cc.PEX, cc.Listener = cfg.PEX, cfg.Listener
+	cc.PEX, cc.Listener, cc.UTPListener = cfg.PEX, cfg.Listener, cfg.UTPListener
 	col, err := collect.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)

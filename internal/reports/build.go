@@ -509,9 +509,7 @@ func (b *builder) finishRows() {
 		}
 		if w := r.wire; w != nil {
 			p.OnWire = len(w.Observations) > 0
-			if p.Reach = w.Reach.Ways(); len(p.Reach) > 0 {
-				p.Transport = "tcp"
-			}
+			p.Reach, p.Transport = w.Reach.Ways(), w.Reach.Transport()
 			if p.PeerID == "" && len(w.PeerIDs) > 0 {
 				p.PeerID = hex.EncodeToString(w.PeerIDs[0][:])
 				p.PeerIDText = printable(w.PeerIDs[0][:])

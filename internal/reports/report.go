@@ -115,7 +115,8 @@ type Peer struct {
 	PeerIDText string `json:"peer_id_text"`
 	Client     string `json:"client"`
 	Encryption string `json:"encryption"`
-	// Transport is what the auditor reached it over ("tcp"), "" if never;
+	// Transport is what the auditor reached it over: "tcp", "utp" (BEP
+	// 29) or "tcp+utp", "" if never;
 	// Reach how: "direct" (a connection the auditor opened), "incoming"
 	// (one the peer opened to the auditor), both or neither.
 	Transport string   `json:"transport"`

@@ -25,9 +25,8 @@ const (
 
 // acceptLoop answers incoming connections until ctx ends; it closes the
 // listener then. Run waits for it and for every handshake it started.
-func (s *Service) acceptLoop(ctx context.Context) {
+func (s *Service) acceptLoop(ctx context.Context, ln net.Listener) {
 	defer s.wg.Done()
-	ln := s.cfg.Listener
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	sem := make(chan struct{}, maxAcceptHandshakes)

@@ -79,7 +79,7 @@ func TestServeIncoming(t *testing.T) {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		c, err := peerwire.Dial(dctx, to, peerwire.Config{InfoHash: ih, PeerID: [20]byte{'-', 'I', 'N'}, Policy: policy, Dialer: d})
+		c, err := peerwire.Dial(dctx, to, peerwire.Config{InfoHash: ih, PeerID: [20]byte{'-', 'I', 'N'}, Policy: policy, Network: peerwire.Network{Dialer: d}})
 		if err != nil {
 			return nil, err
 		}

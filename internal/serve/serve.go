@@ -73,7 +73,10 @@ type Config struct {
 	ReportedDir string
 	// Listener, when set, takes incoming peer connections for every swarm
 	// (incoming.go); its port is announced to the torrents' trackers.
-	Listener         net.Listener
+	Listener net.Listener
+	// UTPListener, when set, takes incoming uTP connections the same way
+	// (a utp.Socket made to accept, on the Listener's port).
+	UTPListener      net.Listener
 	TrackerSwarms    bool
 	TrackerSwarmIdle time.Duration
 	MaxSwarms        int
@@ -231,9 +234,11 @@ func (s *Service) Run(ctx context.Context) error {
 		defer tk.Stop()
 		dbPoll = tk.C
 	}
-	if s.cfg.Listener != nil {
-		s.wg.Add(1)
-		go s.acceptLoop(ctx)
+	for _, ln := range []net.Listener{s.cfg.Listener, s.cfg.UTPListener} {
+		if ln != nil {
+			s.wg.Add(1)
+			go s.acceptLoop(ctx, ln)
+		}
 	}
 	s.scan(ctx)
 	runErr := errors.Join(s.pollTrackerDB(ctx), s.importReported(ctx))
@@ -303,7 +308,7 @@ func (s *Service) start(path string, t *torrentmeta.Torrent, peers []netip.AddrP
 		Progress: func(p collect.Progress, _ time.Duration) { sw.progress.Store(&p) },
 	}
 	cfg.Collect.Budget = s.cfg.Budget
-	if s.cfg.Listener != nil {
+	if s.cfg.Listener != nil || s.cfg.UTPListener != nil {
 		cfg.Collect.Incoming = sw.incoming
 	}
 	if s.cfg.Trackers || (s.cfg.DHT && !t.Private) {

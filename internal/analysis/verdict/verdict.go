@@ -165,10 +165,25 @@ type WirePeer struct {
 
 // Reach is how the auditor reached a peer: Direct, a connection the
 // auditor opened completed a handshake; Incoming, one the peer opened to
-// the auditor's listener did (a peer behind NAT is reached only so). Both
-// run over TCP: the auditor speaks no uTP yet.
+// the auditor's listener did (a peer behind NAT is reached only so). TCP
+// and UTP say which transports those connections ran over (BEP 29).
 type Reach struct {
 	Direct, Incoming bool
+	TCP, UTP         bool
+}
+
+// Transport names the transports of the reach: "tcp", "utp", "tcp+utp",
+// or "" when the peer was never reached.
+func (r Reach) Transport() string {
+	switch {
+	case r.TCP && r.UTP:
+		return "tcp+utp"
+	case r.UTP:
+		return "utp"
+	case r.TCP:
+		return "tcp"
+	}
+	return ""
 }
 
 // Ways lists the reach's ways by name ("direct", "incoming"), empty when

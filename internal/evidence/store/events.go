@@ -38,10 +38,13 @@ type ConnEvent struct {
 	At         time.Time
 	Outcome    ConnOutcome
 	Encryption string // e.g. "plaintext", "rc4"; empty if not reached
-	Detail     string // error text; truncated to 1 KiB
+	// Transport is what the connection ran over: "utp" (BEP 29), or
+	// TCP ("" or "tcp"; read back as "").
+	Transport string
+	Detail    string // error text; truncated to 1 KiB
 }
 
-const qInsertConn = `INSERT INTO obs_conn (peer_id, at_us, outcome, encryption, detail) VALUES (?, ?, ?, ?, ?) RETURNING id`
+const qInsertConn = `INSERT INTO obs_conn (peer_id, at_us, outcome, encryption, transport, detail) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`
 
 // maxBeatsExpanded bounds a run's beats read back: a year of one a second.
 const maxBeatsExpanded = 366 * 24 * 3600
@@ -73,7 +76,7 @@ func (s *Store) addConnEvent(ctx context.Context, swarm SwarmID, ev ConnEvent) (
 		if err != nil {
 			return err
 		}
-		return s.txStmt(ctx, tx, qInsertConn).QueryRowContext(ctx, peer, micros(ev.At), outcome, cleanText(ev.Encryption, maxShort), cleanText(ev.Detail, maxText)).Scan(&id)
+		return s.txStmt(ctx, tx, qInsertConn).QueryRowContext(ctx, peer, micros(ev.At), outcome, cleanText(ev.Encryption, maxShort), storedTransport(ev.Transport), cleanText(ev.Detail, maxText)).Scan(&id)
 	}, nil)
 	return id, err
 }
@@ -121,7 +124,7 @@ const qUpdateBeat = `UPDATE obs_conn SET until_us = ?, beats = ? WHERE id = ?`
 // ConnEvents returns the swarm's connection events in the order recorded
 // (the beats of a run where its first beat was recorded).
 func (s *Store) ConnEvents(ctx context.Context, swarm SwarmID) ([]ConnEvent, error) {
-	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT p.addr, c.at_us, c.outcome, c.encryption, c.detail, c.until_us, c.beats
+	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT p.addr, c.at_us, c.outcome, c.encryption, c.transport, c.detail, c.until_us, c.beats
 		FROM obs_conn c JOIN peers p ON p.id = c.peer_id WHERE p.swarm_id = ? ORDER BY c.id`), swarm)
 	if err != nil {
 		return nil, fmt.Errorf("connection events of swarm %d: %w", swarm, err)
@@ -133,7 +136,7 @@ func (s *Store) ConnEvents(ctx context.Context, swarm SwarmID) ([]ConnEvent, err
 		var addr string
 		var atUS, beats int64
 		var untilUS sql.NullInt64
-		if err := rows.Scan(&addr, &atUS, &ev.Outcome, &ev.Encryption, &ev.Detail, &untilUS, &beats); err != nil {
+		if err := rows.Scan(&addr, &atUS, &ev.Outcome, &ev.Encryption, &ev.Transport, &ev.Detail, &untilUS, &beats); err != nil {
 			return nil, fmt.Errorf("connection events of swarm %d: %w", swarm, err)
 		}
 		if ev.Addr, err = parseAddr(addr); err != nil {
@@ -276,4 +279,13 @@ func (s *Store) Probes(ctx context.Context, swarm SwarmID) ([]ProbeRecord, error
 		return nil, fmt.Errorf("probes of swarm %d: %w", swarm, err)
 	}
 	return out, nil
+}
+
+// storedTransport is how a connection's transport is stored: "" for TCP,
+// nearly every connection, which then costs no byte.
+func storedTransport(t string) string {
+	if t == "tcp" {
+		return ""
+	}
+	return cleanText(t, maxShort)
 }

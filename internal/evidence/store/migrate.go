@@ -179,6 +179,10 @@ var migrations = []migration{
 	{version: 7, name: "time-range (BRIN) index of HAVE batches", only: "postgres", stmts: []string{
 		`CREATE INDEX obs_have_batches_at ON obs_have_batches USING BRIN (at_us)`,
 	}},
+	// uTP (BEP 29) next to TCP: what each connection ran over, '' for TCP.
+	{version: 8, name: "transport of connections", stmts: []string{
+		`ALTER TABLE obs_conn ADD COLUMN transport TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // schemaVersion is the newest version this build knows.

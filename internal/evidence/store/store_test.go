@@ -216,6 +216,7 @@ func TestObservationsRoundTrip(t *testing.T) {
 		{Addr: a, At: t0, Outcome: ConnOK, Encryption: "rc4"},
 		{Addr: b, At: t0.Add(time.Second), Outcome: ConnRefused, Detail: "connection refused"},
 		{Addr: b, At: t0.Add(2 * time.Second), Outcome: "weird_new_outcome"},
+		{Addr: a, At: t0.Add(3 * time.Second), Outcome: ConnOK, Encryption: "rc4", Transport: "utp"},
 	}
 	for _, ev := range wantConns {
 		if err := s.AddConnEvent(ctx, sw, ev); err != nil {

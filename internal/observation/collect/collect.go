@@ -85,6 +85,10 @@ type Config struct {
 	// Listener, when set, accepts incoming peer connections (plaintext and
 	// MSE). The collector closes it when Run ends.
 	Listener net.Listener
+	// UTPListener, when set, accepts incoming uTP connections (a
+	// utp.Socket made to accept, on the Listener's port as peers expect),
+	// like Listener.
+	UTPListener net.Listener
 	// Incoming, when set, delivers incoming connections already handshaken
 	// for this torrent by a listener shared with other torrents (serve):
 	// each is handed over to the collector, which owns it from then on and
@@ -109,11 +113,12 @@ type Config struct {
 	Policy     peerwire.Policy
 	PeerID     [20]byte
 	ClientName string
-	// Dialer makes every outgoing TCP connection (nil: a net.Dialer): to
-	// bind a source address, or to count connections in tests.
-	Dialer interface {
-		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	}
+	// Network opens every outgoing connection: its Dialer the TCP ones
+	// (nil: a net.Dialer; set to bind a source address, or to count
+	// connections in tests), its UTP socket the uTP ones (nil: TCP only).
+	// Without a memo of its own, the collector remembers per peer which
+	// transport worked.
+	Network peerwire.Network
 	Logger *slog.Logger
 }
 
@@ -249,6 +254,9 @@ func (c *Config) defaults() {
 	}
 	if c.Policy == "" {
 		c.Policy = peerwire.PolicyAuto
+	}
+	if c.Network.UTP != nil && c.Network.Transports == nil {
+		c.Network.Transports = peerwire.NewTransportMemo(1 << 16)
 	}
 	if c.PeerID == ([20]byte{}) {
 		c.PeerID = peerid.New(peerid.Prefix)
@@ -446,9 +454,11 @@ func (c *Collector) Run(ctx context.Context) error {
 	found := make(chan netip.AddrPort)
 	c.wg.Add(1)
 	go c.follow(ctx, found)
-	if c.cfg.Listener != nil {
-		c.wg.Add(1)
-		go c.acceptLoop(ctx)
+	for _, ln := range []net.Listener{c.cfg.Listener, c.cfg.UTPListener} {
+		if ln != nil {
+			c.wg.Add(1)
+			go c.acceptLoop(ctx, ln)
+		}
 	}
 	if c.cfg.Incoming != nil {
 		c.wg.Add(1)
@@ -778,7 +788,7 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	r, err := probe.Run(ctx, addr, c.target(), probe.Options{
 		PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, MaxBytes: c.cfg.ProbeBytes, BitfieldOnly: !bandwidth,
 		Timeout: c.cfg.ProbeTimeout, ClientName: c.cfg.ClientName, ClientNameFromID: peerid.ClientName,
-		Dialer: peerwire.Config{Dialer: c.cfg.Dialer}, Keep: c.cfg.Watch,
+		Dialer: peerwire.Config{Network: c.cfg.Network}, Keep: c.cfg.Watch,
 	})
 	if err != nil {
 		c.cfg.Logger.Error("probe", "peer", addr, "err", err)
@@ -956,16 +966,15 @@ func (c *Collector) watchOptions() watch.Options {
 	t := c.cfg.Torrent
 	return watch.Options{
 		InfoHash: t.InfoHash, NumPieces: t.NumPieces, PeerID: c.cfg.PeerID,
-		Policy: c.cfg.Policy, ClientName: c.cfg.ClientName, Private: t.Private, Dialer: c.cfg.Dialer,
+		Policy: c.cfg.Policy, ClientName: c.cfg.ClientName, Private: t.Private, Network: c.cfg.Network,
 		TickEvery: c.cfg.SnapshotInterval, // the heartbeat of a watch (Tick in watcher.events)
 	}
 }
 
 // acceptLoop answers incoming connections for our torrent, within the
 // connection caps; each runs as a watch (see watcher).
-func (c *Collector) acceptLoop(ctx context.Context) {
+func (c *Collector) acceptLoop(ctx context.Context, ln net.Listener) {
 	defer c.wg.Done()
-	ln := c.cfg.Listener
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	for {
@@ -1076,6 +1085,7 @@ type watcher struct {
 	stop     context.CancelFunc
 	lender   *watch.Lender // of an incoming connection
 	enc      string
+	tr       peerwire.Transport
 	pending  bitfield.Bitfield
 	pendAt   time.Time
 	// beat is what the heartbeat records, set once the watch is up
@@ -1090,7 +1100,7 @@ func (w *watcher) events() watch.Events {
 	store1 := c.storeCtx // a watch ending is still evidence
 	return watch.Events{
 		Connected: func(conn *peerwire.Conn, ext *peerwire.ExtHandshake) {
-			w.enc = string(conn.Method)
+			w.enc, w.tr = string(conn.Method), conn.Transport
 			if w.incoming && !w.claim(conn, ext) {
 				return
 			}
@@ -1168,8 +1178,8 @@ func (w *watcher) connected(detail string) {
 	if w.incoming {
 		detail = store.DetailIncomingWatch
 	}
-	c.storeErr(c.cfg.Store.AddConnEvent(c.storeCtx, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Detail: detail}))
-	w.beat.Store(&store.ConnEvent{Addr: w.addr, Outcome: store.ConnOK, Encryption: w.enc, Detail: store.DetailHeartbeat})
+	c.storeErr(c.cfg.Store.AddConnEvent(c.storeCtx, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Transport: string(w.tr), Detail: detail}))
+	w.beat.Store(&store.ConnEvent{Addr: w.addr, Outcome: store.ConnOK, Encryption: w.enc, Transport: string(w.tr), Detail: store.DetailHeartbeat})
 }
 
 // end records how the watch ended and tells the loop; runCtx is the
@@ -1215,7 +1225,7 @@ func (c *Collector) record(ctx context.Context, addr netip.AddrPort, bandwidth b
 // reached (a handshake completed).
 func (c *Collector) recordConnection(ctx context.Context, addr netip.AddrPort, r *probe.Result) bool {
 	s := c.cfg.Store
-	ev := store.ConnEvent{Addr: addr, At: r.Started, Encryption: r.Encryption, Detail: r.Error}
+	ev := store.ConnEvent{Addr: addr, At: r.Started, Encryption: r.Encryption, Transport: r.Transport, Detail: r.Error}
 	switch {
 	case r.Outcome == probe.OutcomeRefused:
 		ev.Outcome = store.ConnRefused

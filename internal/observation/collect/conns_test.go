@@ -161,7 +161,7 @@ func (p *fakePeer) hold(c *peerwire.Conn) {
 func (p *fakePeer) dialIn(ctx context.Context, to netip.AddrPort) {
 	defer p.wg.Done()
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: p.addr.Addr().AsSlice()}}
-	c, err := peerwire.Dial(ctx, to, peerwire.Config{InfoHash: p.tor.InfoHash, PeerID: [20]byte{'-', 'F', 'K', 'i'}, Policy: peerwire.PolicyPlaintext, Dialer: d})
+	c, err := peerwire.Dial(ctx, to, peerwire.Config{InfoHash: p.tor.InfoHash, PeerID: [20]byte{'-', 'F', 'K', 'i'}, Policy: peerwire.PolicyPlaintext, Network: peerwire.Network{Dialer: d}})
 	if err != nil {
 		return
 	}
@@ -204,7 +204,7 @@ func testOwnership(t *testing.T, outgoingWatches bool) {
 		t.Fatal(err)
 	}
 	col, err := New(Config{
-		Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: outgoingWatches, PEX: true, Listener: countingListener{ln, counter}, Dialer: counter,
+		Torrent: tor, Store: st, Swarm: swarm, Book: book, Watch: outgoingWatches, PEX: true, Listener: countingListener{ln, counter}, Network: peerwire.Network{Dialer: counter},
 		SnapshotInterval: 200 * time.Millisecond, ProbeInterval: 300 * time.Millisecond, ProbeBytes: 64 << 10,
 		ProbeTimeout: time.Second, MaxConns: maxConns, MaxBandwidthProbes: 2, RewatchAfter: 100 * time.Millisecond,
 		Policy: peerwire.PolicyPlaintext,

@@ -200,8 +200,8 @@ func TestInteropUTPOnlyLibtorrent(t *testing.T) {
 		transport string
 	}{
 		{"tcp only", peerwire.Config{}, []Outcome{OutcomeHandshakeFailed, OutcomeRefused}, ""},
-		{"auto", peerwire.Config{UTP: sock}, []Outcome{OutcomeOK}, "utp"},
-		{"utp", peerwire.Config{UTP: sock, Transport: peerwire.TransportUTP}, []Outcome{OutcomeOK}, "utp"},
+		{"auto", peerwire.Config{Network: peerwire.Network{UTP: sock}}, []Outcome{OutcomeOK}, "utp"},
+		{"utp", peerwire.Config{Network: peerwire.Network{UTP: sock, Transport: peerwire.TransportUTP}}, []Outcome{OutcomeOK}, "utp"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			waitNoPeers(t, c) // libtorrent takes one connection per IP

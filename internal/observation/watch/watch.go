@@ -66,10 +66,8 @@ type Options struct {
 	KeepAlive time.Duration
 	// TickEvery is the interval of Events.Tick (0: no ticks).
 	TickEvery time.Duration
-	// Dialer makes the TCP connection (nil: a net.Dialer).
-	Dialer interface {
-		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
-	}
+	// Network opens the connection (nil dialer: TCP by a net.Dialer).
+	Network peerwire.Network
 	// Lender, if set, lends the connection to tasks (Lender.Lend).
 	Lender *Lender
 	// Stopper, if set, ends the watch instead of ctx: ctx is then looked
@@ -399,7 +397,7 @@ func dial(ctx context.Context, addr netip.AddrPort, o Options) (*peerwire.Conn, 
 	}
 	hctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
 	defer cancel()
-	return peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy, Private: o.Private, Dialer: o.Dialer})
+	return peerwire.Dial(hctx, addr, peerwire.Config{InfoHash: o.InfoHash, PeerID: o.PeerID, Policy: o.Policy, Private: o.Private, Network: o.Network})
 }
 
 // hello sends our extension handshake (if the peer speaks BEP 10) and

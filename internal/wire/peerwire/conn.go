@@ -84,16 +84,7 @@ type Config struct {
 	// dial's context has left): a peer silent during MSE then still gets
 	// the plaintext try.
 	MSETimeout time.Duration
-	// Dialer is used for outgoing TCP connections; nil uses a net.Dialer.
-	Dialer ContextDialer
-	// UTP opens outgoing uTP connections (a *utp.Socket); nil: none.
-	UTP ContextDialer
-	// Transport says which transports Dial tries (default TransportAuto
-	// when UTP is set, else TransportTCP).
-	Transport Transport
-	// Transports remembers per peer what reached it, for TransportAuto
-	// (nil: nothing is remembered).
-	Transports *TransportMemo
+	Network
 }
 
 // DefaultReserved advertises the extension protocol, the Fast extension and
@@ -173,6 +164,9 @@ func newConn(raw net.Conn, rw io.ReadWriter, method Method, maxMsg int) *Conn {
 	}
 	c.br = bufio.NewReaderSize(c.rw, readBufSize)
 	c.dec = pp.Decoder{R: c.br, MaxLength: pp.Integer(maxMsg)}
+	if _, udp := raw.RemoteAddr().(*net.UDPAddr); udp {
+		c.Transport = TransportUTP // the one stream protocol over UDP
+	}
 	if ap, err := netip.ParseAddrPort(raw.RemoteAddr().String()); err == nil {
 		c.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}

@@ -91,7 +91,6 @@ func dialOnce(ctx context.Context, addr netip.AddrPort, cfg Config, t Transport,
 		return nil, fmt.Errorf("handshake with %s: %w", addr, errors.Join(err, ErrConnected))
 	}
 	c.HandshakeDuration = time.Since(start)
-	c.Transport = t
 	return c, nil
 }
 

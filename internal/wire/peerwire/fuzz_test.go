@@ -110,7 +110,7 @@ func FuzzDialMSE(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		c, err := Dial(ctx, netip.MustParseAddrPort("127.0.0.1:6881"), Config{
-			InfoHash: infohash.T{1}, Policy: policy, Dialer: replayDialer{data},
+			InfoHash: infohash.T{1}, Policy: policy, Network: Network{Dialer: replayDialer{data}},
 		})
 		if err != nil {
 			return

@@ -35,9 +35,24 @@ type ContextDialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// TransportMemo remembers which transport reached each peer, so that
-// TransportAuto starts with it next time. It is bounded: when full, it
-// forgets an arbitrary peer for each new one. Safe for concurrent use.
+// Network is how outgoing connections are opened.
+type Network struct {
+	// Dialer opens TCP connections; nil uses a net.Dialer.
+	Dialer ContextDialer
+	// UTP opens uTP connections (a *utp.Socket); nil: none.
+	UTP ContextDialer
+	// Transport says which transports Dial tries (default TransportAuto
+	// when UTP is set, else TransportTCP).
+	Transport Transport
+	// Transports remembers per peer what reached it, for TransportAuto
+	// (nil: nothing is remembered).
+	Transports *TransportMemo
+}
+
+// TransportMemo remembers the peers uTP reached, so that TransportAuto
+// starts with uTP next time; TCP, tried first anyway, needs no entry. It
+// is bounded: when full, it forgets an arbitrary peer for each new one.
+// Safe for concurrent use.
 type TransportMemo struct {
 	mu  sync.Mutex
 	m   map[netip.AddrPort]Transport
@@ -66,6 +81,10 @@ func (m *TransportMemo) Set(addr netip.AddrPort, t Transport) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if t == TransportTCP {
+		delete(m.m, addr)
+		return
+	}
 	if _, ok := m.m[addr]; !ok && len(m.m) >= m.max {
 		for k := range m.m {
 			delete(m.m, k)
@@ -76,7 +95,7 @@ func (m *TransportMemo) Set(addr netip.AddrPort, t Transport) {
 }
 
 // transports is the order in which Dial tries the transports for addr.
-func (c Config) transports(addr netip.AddrPort) ([]Transport, error) {
+func (c Network) transports(addr netip.AddrPort) ([]Transport, error) {
 	t := c.Transport
 	if t == "" {
 		t = TransportTCP
