@@ -49,6 +49,7 @@ type ltConfig struct {
 	PEX      bool     `json:"pex"`
 	DHT      bool     `json:"dht"`
 	DHTNodes []string `json:"dht_nodes"`
+	UTP      bool     `json:"utp"`
 	UTPOnly  bool     `json:"utp_only"`
 	NoTCPIn  bool     `json:"no_tcp_in"`
 	LSD      bool     `json:"lsd"`
@@ -61,7 +62,7 @@ func (c *Client) prepareLibtorrent(o Options) (*exec.Cmd, error) {
 	}
 	cfg := ltConfig{
 		Torrent: o.TorrentFile, Save: o.DataDir, IP: o.IP, Port: int(c.Addr.Port()), Enc: string(o.Encryption),
-		UpKiB: o.UploadLimitKiB, DownKiB: o.DownloadLimitKiB, PEX: o.PEX, DHT: o.DHT, UTPOnly: o.UTPOnly, NoTCPIn: o.NoIncomingTCP, LSD: o.LSD,
+		UpKiB: o.UploadLimitKiB, DownKiB: o.DownloadLimitKiB, PEX: o.PEX, DHT: o.DHT, UTP: o.UTP, UTPOnly: o.UTPOnly, NoTCPIn: o.NoIncomingTCP, LSD: o.LSD,
 	}
 	for _, n := range o.DHTNodes {
 		cfg.DHTNodes = append(cfg.DHTNodes, n.String())

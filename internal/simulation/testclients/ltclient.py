@@ -78,6 +78,9 @@ def main():
         "ssrf_mitigation": False,
     }
     settings.update(ENC[cfg["enc"]])
+    if cfg.get("utp"):
+        # uTP (BEP 29) next to TCP, as libtorrent's defaults have it.
+        settings.update({"enable_incoming_utp": True, "enable_outgoing_utp": True})
     if cfg.get("utp_only"):
         # uTP only (BEP 29): TCP connections are accepted by the socket and then dropped.
         settings.update({"enable_incoming_tcp": False, "enable_outgoing_tcp": False,

@@ -188,6 +188,10 @@ type Options struct {
 	// loopback (which then is the namespace's own).
 	DHTNodes []netip.AddrPort
 
+	// UTP (libtorrent only) turns uTP (BEP 29) on next to TCP, as
+	// libtorrent's defaults have it; without UTP or UTPOnly the lab's
+	// libtorrent speaks TCP only.
+	UTP bool
 	// UTPOnly (libtorrent only) makes the client take and make peer
 	// connections over uTP only (BEP 29), as a libtorrent whose TCP is
 	// off: its TCP port still accepts, then hangs up. Launch's readiness
@@ -368,8 +372,8 @@ func Launch(ctx context.Context, o Options) (*Client, error) {
 		proc:       newProcess(),
 		utpOnly:    o.UTPOnly || o.NoIncomingTCP,
 	}
-	if (o.UTPOnly || o.NoIncomingTCP) && o.Kind != Libtorrent {
-		return nil, fmt.Errorf("%s: UTPOnly and NoIncomingTCP are libtorrent's", o.Kind)
+	if (o.UTP || o.UTPOnly || o.NoIncomingTCP) && o.Kind != Libtorrent {
+		return nil, fmt.Errorf("%s: UTP, UTPOnly and NoIncomingTCP are libtorrent's", o.Kind)
 	}
 	if o.Kind != Libtorrent {
 		apiIP := ip
