@@ -28,8 +28,8 @@ import (
 type discoverOptions struct {
 	torrentPath, magnet, bootstrap, peerListen, saveTorrent, encryption string
 	transportFlag
-	duration                                                            time.Duration
-	noDHT, noPEX, denyPrivate                                           bool
+	duration                  time.Duration
+	noDHT, noPEX, denyPrivate bool
 	lsdFlags
 }
 

@@ -232,7 +232,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 	}
 	svc, err := serve.New(serve.Config{
 		Listener: peerLn, UTPListener: utpLn,
-		NodeID:   o.nodeID, LeaseTTL: o.leaseTTL,
+		NodeID: o.nodeID, LeaseTTL: o.leaseTTL,
 		TrackerDB: tdb, TrackerDBEvery: o.trackerDBEvery, TrackerSwarms: o.trackerSwarms, TrackerSwarmIdle: o.trackerSwarmIdle, MaxSwarms: o.maxSwarms,
 		Store: st, WatchDir: o.watchDir, ReportedDir: o.reportedDir, PollEvery: o.pollEvery, JudgeEvery: o.judgeEvery,
 		Collect: collect.Config{

@@ -119,7 +119,7 @@ type Config struct {
 	// Without a memo of its own, the collector remembers per peer which
 	// transport worked.
 	Network peerwire.Network
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Budget is what collectors sharing it hold together: every connection,

@@ -52,7 +52,7 @@ type Header struct {
 	// the clocks' offset, which LEDBAT needs only differences of.
 	Timestamp, TimestampDiff uint32
 	// Wnd is the sender's free receive buffer in bytes.
-	Wnd uint32
+	Wnd      uint32
 	Seq, Ack uint16
 	// SACK, when present, is the selective ack bitmask: bit i (LSB first
 	// within each byte) says packet Ack+2+i was received.

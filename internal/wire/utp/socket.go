@@ -67,7 +67,6 @@ type Socket struct {
 
 	done      chan struct{}
 	loopDone  chan struct{}
-	loopErr   error
 	malformed atomic.Int64
 	sendMu    sync.Mutex
 	sendBuf   []byte

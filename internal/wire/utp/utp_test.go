@@ -131,13 +131,9 @@ func TestExchange(t *testing.T) {
 	}
 }
 
-// lossyRelay forwards datagrams between one client and server, dropping and
-// reordering some, on loopback.
-type lossyRelay struct {
-	pc     *net.UDPConn
-	server netip.AddrPort
-}
-
+// startRelay forwards datagrams between one client and server on
+// loopback, dropping every dropEvery-th and holding every swapEvery-th
+// back behind the next.
 func startRelay(t *testing.T, server netip.AddrPort, dropEvery, swapEvery int) netip.AddrPort {
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
