@@ -265,15 +265,13 @@ func runAudit(ctx context.Context, g *globalOptions, fl auditOptions, _ []string
 		port, id := uint16(ln.Addr().(*net.TCPAddr).Port), cfg.Collect.PeerID
 		self = func(ih infohash.T) (uint16, [20]byte, bool) { return port, id, ih == t.InfoHash }
 	}
-	nw, sock, accepting, err := fl.transportFlag.network(cfg.Listener)
+	nw, sock, err := fl.transportFlag.network(cfg.Listener, true)
 	if err != nil {
 		return err
 	}
 	if sock != nil {
 		defer sock.Close()
-		if accepting {
-			cfg.UTPListener = sock
-		}
+		cfg.UTPListener, cfg.Collect.Holepunch = sock, true
 	}
 	cfg.Collect.Network = nw
 	var embedded *trackerserver.Server

@@ -132,7 +132,7 @@ func runDiscover(ctx context.Context, g *globalOptions, o discoverOptions, _ []s
 		peers.Listener = ln
 		cfg.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
 	}
-	nw, sock, _, err := o.transportFlag.network(nil)
+	nw, sock, err := o.transportFlag.network(nil, false)
 	if err != nil {
 		return err
 	}

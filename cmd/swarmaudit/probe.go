@@ -88,7 +88,7 @@ func runProbe(ctx context.Context, g *globalOptions, o probeOptions, _ []string)
 	if err != nil {
 		return err
 	}
-	nw, sock, _, err := o.transportFlag.network(nil)
+	nw, sock, err := o.transportFlag.network(nil, false)
 	if err != nil {
 		return err
 	}

@@ -219,16 +219,14 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		}
 		defer peerLn.Close()
 	}
-	nw, sock, accepting, err := o.transportFlag.network(peerLn)
+	nw, sock, err := o.transportFlag.network(peerLn, true)
 	if err != nil {
 		return err
 	}
 	var utpLn net.Listener
 	if sock != nil {
 		defer sock.Close()
-		if accepting {
-			utpLn = sock
-		}
+		utpLn = sock
 	}
 	svc, err := serve.New(serve.Config{
 		Listener: peerLn, UTPListener: utpLn,
@@ -238,7 +236,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, _ []string)
 		Collect: collect.Config{
 			SnapshotInterval: o.snapshotEvery, ProbeInterval: o.probeEvery, ProbeBytes: pb, ProbeTimeout: o.probeTimeout,
 			Watch: !o.noWatch, Policy: policy, PeerID: peerid.New(peerid.Prefix), ClientName: peerid.OurName + " " + version,
-			Network: nw,
+			Network: nw, Holepunch: sock != nil,
 		},
 		Budget:   budget,
 		Trackers: !o.noTrackers, DHT: !o.noDHT, PEX: !o.noPEX, Verdict: vc, Logger: log,

@@ -18,28 +18,29 @@ func (fl *transportFlag) register(f *pflag.FlagSet) {
 	f.StringVar(&fl.transport, "transport", "auto", "auto (TCP, then uTP for peers TCP did not reach; remembered per peer), tcp or utp (BEP 29)")
 }
 
-// network opens what --transport needs: unless tcp, a uTP socket. With a
-// TCP listener (--peer-listen) the socket takes the same port, as peers
-// expect, and accepts incoming uTP connections there (accepting is true);
-// otherwise it takes any port and accepts none. The caller closes it.
-func (fl *transportFlag) network(tcpLn net.Listener) (nw peerwire.Network, sock *utp.Socket, accepting bool, err error) {
+// network opens what --transport needs: unless tcp, a uTP socket, on the
+// port of the TCP listener (--peer-listen) if any, as peers expect, else
+// on any. With accept it takes incoming uTP connections (the caller hands
+// it to its collector: peers introduced to us by holepunch, BEP 55, and
+// those that learnt the port connect to it). The caller closes it.
+func (fl *transportFlag) network(tcpLn net.Listener, accept bool) (nw peerwire.Network, sock *utp.Socket, err error) {
 	t, err := peerwire.ParseTransport(fl.transport)
 	if err != nil {
-		return nw, nil, false, usagef("--transport: %w", err)
+		return nw, nil, usagef("--transport: %w", err)
 	}
 	nw.Transport = t
 	if t == peerwire.TransportTCP {
-		return nw, nil, false, nil
+		return nw, nil, nil
 	}
 	addr := ":0"
 	if tcpLn != nil {
 		a := tcpLn.Addr().(*net.TCPAddr)
-		addr, accepting = net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port)), true
+		addr = net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port))
 	}
-	sock, err = utp.Listen("udp", addr, utp.Options{Accept: accepting})
+	sock, err = utp.Listen("udp", addr, utp.Options{Accept: accept})
 	if err != nil {
-		return nw, nil, false, fmt.Errorf("--transport %s: %w", t, err)
+		return nw, nil, fmt.Errorf("--transport %s: %w", t, err)
 	}
 	nw.UTP, nw.Transports = sock, peerwire.NewTransportMemo(1<<16)
-	return nw, sock, accepting, nil
+	return nw, sock, nil
 }

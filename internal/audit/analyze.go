@@ -100,6 +100,8 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 			switch e.Detail {
 			case store.DetailIncomingWatch:
 				w.Reach.Incoming = true
+			case store.DetailHolepunch, store.DetailHolepunchWatch:
+				w.Reach.Holepunch = true
 			case store.DetailHeartbeat: // the heartbeat of either kind of watch
 			default:
 				w.Reach.Direct = true

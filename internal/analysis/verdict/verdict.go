@@ -165,11 +165,13 @@ type WirePeer struct {
 
 // Reach is how the auditor reached a peer: Direct, a connection the
 // auditor opened completed a handshake; Incoming, one the peer opened to
-// the auditor's listener did (a peer behind NAT is reached only so). TCP
-// and UTP say which transports those connections ran over (BEP 29).
+// the auditor's listener did (a peer behind NAT is reached only so);
+// Holepunch, one through a hole a relay's introduction punched in the
+// peer's NAT did (BEP 55). TCP and UTP say which transports those
+// connections ran over (BEP 29).
 type Reach struct {
-	Direct, Incoming bool
-	TCP, UTP         bool
+	Direct, Incoming, Holepunch bool
+	TCP, UTP                    bool
 }
 
 // Transport names the transports of the reach: "tcp", "utp", "tcp+utp",
@@ -195,6 +197,9 @@ func (r Reach) Ways() []string {
 	}
 	if r.Incoming {
 		out = append(out, "incoming")
+	}
+	if r.Holepunch {
+		out = append(out, "holepunch")
 	}
 	return out
 }

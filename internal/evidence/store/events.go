@@ -30,6 +30,10 @@ const (
 	DetailWatch         = "watch"          // a watch the auditor opened
 	DetailIncomingWatch = "incoming watch" // a watch on a connection the peer opened
 	DetailHeartbeat     = "watching"       // a watch of either kind still connected (AddBeat)
+	// Connections through a hole a relay's introduction punched in the
+	// peer's NAT (BEP 55): a probe's, and a watch of either direction.
+	DetailHolepunch      = "holepunch"
+	DetailHolepunchWatch = "holepunch watch"
 )
 
 // ConnEvent is one connection attempt and its outcome.

@@ -46,6 +46,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/observation/watch"
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/wire/holepunch"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/wire/pex"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
@@ -89,6 +90,12 @@ type Config struct {
 	// utp.Socket made to accept, on the Listener's port as peers expect),
 	// like Listener.
 	UTPListener net.Listener
+	// Holepunch asks watched peers that speak ut_holepunch (BEP 55) to
+	// introduce us to peers no connection of ours reaches (holepunch.go).
+	// It needs Network.UTP, a socket that also accepts (UTPListener, or
+	// Incoming from a shared one): the peer's connection to us is often
+	// the one that comes through its NAT.
+	Holepunch bool
 	// Incoming, when set, delivers incoming connections already handshaken
 	// for this torrent by a listener shared with other torrents (serve):
 	// each is handed over to the collector, which owns it from then on and
@@ -351,6 +358,9 @@ type Collector struct {
 	measuring   bool
 	measureBy   time.Time
 
+	// punch is what holepunching shares (holepunch.go); nil without.
+	punch *punches
+
 	progress atomic.Pointer[Progress]
 	counts   struct {
 		probes, bytesIn, bytesOut, incoming, pexMsgs, pexAdded atomic.Int64
@@ -417,6 +427,9 @@ func New(cfg Config) (*Collector, error) {
 		peers:    map[netip.AddrPort]*peerState{},
 		admitted: map[netip.Addr]int{},
 		parked:   map[netip.Addr][]parkedAdmit{},
+	}
+	if cfg.Holepunch && cfg.Network.UTP != nil {
+		c.punch = newPunches()
 	}
 	c.counts.outcomes = map[probe.Outcome]*atomic.Int64{}
 	for _, o := range probe.Outcomes() {
@@ -549,7 +562,11 @@ func (c *Collector) handle(ctx context.Context, ev any) {
 		if ok {
 			c.admitted[ev.ip]++
 		} else if !c.stopping && c.onlyProbing(ev.ip) {
-			c.parked[ev.ip] = append(c.parked[ev.ip], parkedAdmit{reply: ev.reply, until: time.Now().Add(parkFor)})
+			wait := parkFor
+			if c.punch.wasPunched(ev.ip, time.Now()) {
+				wait = punchedParkFor // our probe through the hole may still be dialling
+			}
+			c.parked[ev.ip] = append(c.parked[ev.ip], parkedAdmit{reply: ev.reply, until: time.Now().Add(wait)})
 			return
 		}
 		ev.reply <- ok
@@ -619,6 +636,11 @@ func (c *Collector) connectedTo(ip netip.Addr) bool {
 // parkFor bounds how long an incoming connection waits for our own probe
 // of its IP to end.
 const parkFor = 5 * time.Second
+
+// punchedParkFor is parkFor for a peer introduced to us (holepunch.go),
+// which connects as our probe of it dials through the hole, at most
+// rendezvousTime more.
+const punchedParkFor = parkFor + rendezvousTime
 
 // parkedAdmit is an incoming connection waiting to be admitted.
 type parkedAdmit struct {
@@ -785,14 +807,21 @@ func (c *Collector) probe(ctx context.Context, addr netip.AddrPort, bandwidth bo
 	if bandwidth {
 		defer func() { <-c.bwProbes }()
 	}
-	r, err := probe.Run(ctx, addr, c.target(), probe.Options{
+	opts := probe.Options{
 		PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, MaxBytes: c.cfg.ProbeBytes, BitfieldOnly: !bandwidth,
 		Timeout: c.cfg.ProbeTimeout, ClientName: c.cfg.ClientName, ClientNameFromID: peerid.ClientName,
 		Dialer: peerwire.Config{Network: c.cfg.Network}, Keep: c.cfg.Watch,
-	})
+	}
+	r, err := probe.Run(ctx, addr, c.target(), opts)
 	if err != nil {
 		c.cfg.Logger.Error("probe", "peer", addr, "err", err)
 		r = &probe.Result{Peer: addr.String(), Started: time.Now(), Outcome: probe.OutcomeProtocolError, Error: err.Error()}
+	}
+	if c.punch != nil && unreached(r) {
+		if pr := c.throughHole(ctx, addr, opts); pr != nil {
+			c.done(ctx, addr, bandwidth, r) // the direct attempt's failure is evidence too
+			r = pr
+		}
 	}
 	c.done(ctx, addr, bandwidth, r)
 	kept = r.Conn
@@ -1105,6 +1134,11 @@ func (w *watcher) events() watch.Events {
 				return
 			}
 			w.connected(store.DetailWatch)
+			if ext != nil {
+				if _, ok := ext.ExtensionID(holepunch.ExtensionName); ok {
+					c.punch.setRelay(w.addr, true)
+				}
+			}
 		},
 		Bitfield: func(at time.Time, bf bitfield.Bitfield) {
 			if !w.addr.IsValid() {
@@ -1178,6 +1212,9 @@ func (w *watcher) connected(detail string) {
 	if w.incoming {
 		detail = store.DetailIncomingWatch
 	}
+	if c.punch.wasPunched(w.addr.Addr(), time.Now()) {
+		detail = store.DetailHolepunchWatch
+	}
 	c.storeErr(c.cfg.Store.AddConnEvent(c.storeCtx, c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnOK, Encryption: w.enc, Transport: string(w.tr), Detail: detail}))
 	w.beat.Store(&store.ConnEvent{Addr: w.addr, Outcome: store.ConnOK, Encryption: w.enc, Transport: string(w.tr), Detail: store.DetailHeartbeat})
 }
@@ -1190,6 +1227,7 @@ func (w *watcher) end(runCtx context.Context, sum watch.Summary, err error) {
 	if !w.addr.IsValid() {
 		return // an incoming connection that never became a peer's watch
 	}
+	c.punch.setRelay(w.addr, false)
 	if sum.Method != "" {
 		c.storeErr(c.cfg.Store.AddConnEvent(context.WithoutCancel(runCtx), c.cfg.Swarm, store.ConnEvent{Addr: w.addr, At: time.Now(), Outcome: store.ConnDisconnected, Encryption: string(sum.Method)}))
 	}
@@ -1239,6 +1277,9 @@ func (c *Collector) recordConnection(ctx context.Context, addr netip.AddrPort, r
 		ev.Outcome = store.ConnNoBitfield
 	default:
 		ev.Outcome = store.ConnOK
+		if r.Holepunch && ev.Detail == "" {
+			ev.Detail = store.DetailHolepunch
+		}
 	}
 	c.storeErr(s.AddConnEvent(ctx, c.cfg.Swarm, ev))
 	if r.Encryption == "" {

@@ -66,8 +66,11 @@ type Result struct {
 	BitfieldKind string                 `json:"bitfield_kind"` // bitfield, have_all, have_none, haves_only, none; watch (RunOn)
 	// OnWatch: the probe ran on the connection of the auditor's watch of
 	// the peer (RunOn), not on one of its own.
-	OnWatch  bool   `json:"on_watch,omitempty"`
-	Bitfield []byte `json:"bitfield,omitempty"`
+	OnWatch bool `json:"on_watch,omitempty"`
+	// Holepunch: the probe's connection went through a hole a relay's
+	// introduction punched in the peer's NAT (BEP 55).
+	Holepunch bool   `json:"holepunch,omitempty"`
+	Bitfield  []byte `json:"bitfield,omitempty"`
 	// SnapshotBitfield is the piece set exactly as the bitfield, HaveAll
 	// or HaveNone message stated it, at SnapshotAtMS; absent for peers that
 	// sent none. Bitfield above adds the HAVEs received during the probe.

@@ -35,6 +35,9 @@ type Host struct {
 	Dev   string // the host's end, inside its netns
 	IP    netip.Addr
 	Caps  Caps // as asked, with IP set to the host's address
+	// Public is what the lab sees the host as: for a host behind a NAT
+	// (AddNATHost), its router's address; otherwise IP.
+	Public netip.Addr
 }
 
 var hostNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
@@ -78,7 +81,7 @@ func (n *Net) AddHost(ctx context.Context, name string, caps Caps) (*Host, error
 		IP:    ip,
 		Caps:  caps,
 	}
-	h.Caps.IP = ip
+	h.Caps.IP, h.Public = ip, ip
 	if len(h.Veth) > maxIfName {
 		return nil, fmt.Errorf("labnet: host %s: veth name %s is longer than %d characters", name, h.Veth, maxIfName)
 	}

@@ -1,0 +1,153 @@
+package collect
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
+	"github.com/swarmaudit/swarmaudit/internal/observation/relay"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
+	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
+)
+
+// Holepunching (BEP 55, see package relay): a peer no connection of ours
+// reaches (behind a NAT) is introduced to us by a watched peer that speaks
+// ut_holepunch, and both sides open a uTP connection. Ours becomes the
+// probe's; or the peer's comes in on the uTP listener and becomes an
+// incoming watch (parked until this probe ends). Either way its
+// connection events say "holepunch".
+const (
+	maxRelaysTried = 3
+	rendezvousTime = 10 * time.Second
+	// punchedFor is how long after an introduction a connection from the
+	// peer's IP counts as through the hole.
+	punchedFor = time.Minute
+)
+
+// punches is what holepunching shares between the connection goroutines;
+// its methods do nothing on nil (no holepunching).
+type punches struct {
+	mu      sync.Mutex
+	relays  map[netip.AddrPort]bool      // watched peers that speak ut_holepunch
+	tried   map[netip.AddrPort]time.Time // last introduction asked per peer
+	punched map[netip.Addr]time.Time     // IPs introduced lately
+}
+
+func (p *punches) setRelay(addr netip.AddrPort, ok bool) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ok {
+		p.relays[addr] = true
+	} else {
+		delete(p.relays, addr)
+	}
+}
+
+// pick returns up to n relays other than target, in random order, if
+// target was not tried within every.
+func (p *punches) pick(target netip.AddrPort, n int, every time.Duration, now time.Time) []netip.AddrPort {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if at, ok := p.tried[target]; ok && now.Sub(at) < every {
+		return nil
+	}
+	var out []netip.AddrPort
+	for a := range p.relays {
+		if a != target {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	for a, at := range p.tried { // forget what is due again: the map stays small
+		if now.Sub(at) >= every {
+			delete(p.tried, a)
+		}
+	}
+	p.tried[target] = now
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out[:min(n, len(out))]
+}
+
+func (p *punches) notePunched(ip netip.Addr, now time.Time) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a, at := range p.punched {
+		if now.Sub(at) >= punchedFor {
+			delete(p.punched, a)
+		}
+	}
+	p.punched[ip] = now
+}
+
+// wasPunched reports whether ip was introduced to us lately.
+func (p *punches) wasPunched(ip netip.Addr, now time.Time) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.punched[ip]
+	return ok && now.Sub(at) < punchedFor
+}
+
+// unreached reports whether a probe reached no BitTorrent peer at all: the
+// case for an introduction.
+func unreached(r *probe.Result) bool {
+	switch r.Outcome {
+	case probe.OutcomeRefused, probe.OutcomeTimeout:
+		return !r.TCPConnected
+	case probe.OutcomeHandshakeFailed:
+		return r.Encryption == ""
+	}
+	return false
+}
+
+// throughHole asks watched relays to introduce us to addr and probes it over
+// the hole; it returns that probe's result, or nil when no relay could
+// introduce us or our connection did not come through (the peer's may
+// still: see the package comment).
+func (c *Collector) throughHole(ctx context.Context, addr netip.AddrPort, opts probe.Options) *probe.Result {
+	for _, rl := range c.punch.pick(addr, maxRelaysTried, c.cfg.ProbeInterval, time.Now()) {
+		rctx, cancel := context.WithTimeout(ctx, rendezvousTime)
+		ep, err := relay.Rendezvous(rctx, rl, addr, peerwire.Config{
+			InfoHash: c.cfg.Torrent.InfoHash, PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, Private: c.cfg.Torrent.Private, Network: c.cfg.Network,
+		}, c.cfg.ClientName)
+		cancel()
+		if err != nil {
+			c.cfg.Logger.Debug("holepunch: no introduction", "peer", addr, "relay", rl, "err", err)
+			continue
+		}
+		c.punch.notePunched(ep.Addr(), time.Now())
+		opts.Dialer.Network.Transport = peerwire.TransportUTP
+		opts.ClientNameFromID = peerid.ClientName
+		r, err := probe.Run(ctx, ep, c.target(), opts)
+		if err != nil || r.Encryption == "" {
+			c.cfg.Logger.Debug("holepunch: our connection did not come through", "peer", addr, "relay", rl, "at", ep)
+			if r != nil && r.Conn != nil {
+				r.Conn.Close()
+			}
+			return nil
+		}
+		r.Holepunch = true
+		return r
+	}
+	return nil
+}
+
+func newPunches() *punches {
+	return &punches{relays: map[netip.AddrPort]bool{}, tried: map[netip.AddrPort]time.Time{}, punched: map[netip.Addr]time.Time{}}
+}
