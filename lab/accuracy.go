@@ -94,8 +94,13 @@ type PeerResult struct {
 	Connected    bool          `json:"connected"`
 	PiecesKnown  bool          `json:"pieces_known"`
 	// Reach is how the auditor reached it, over all its rows ("direct",
-	// "incoming"; reports.Peer.Reach).
-	Reach []string `json:"reach"`
+	// "incoming", "holepunch"; reports.Peer.Reach), and Transport over
+	// what ("tcp", "utp"; reports.Peer.Transport).
+	Reach     []string `json:"reach"`
+	Transport []string `json:"transport,omitempty"`
+	// NAT: a client behind a NAT (HostInfo.NAT), which is not connectable
+	// and counts in its own row.
+	NAT bool `json:"nat,omitempty"`
 	// Download windows: pieces the auditor saw it gain against its own
 	// counter. Spurious counts windows where the auditor saw at least two
 	// pieces (beyond its lag) while the client downloaded or verified less
@@ -248,7 +253,7 @@ var verdictRank = map[string]int{"": 0, reports.VerdictUnreported: 1, "ok": 2, "
 
 func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Sample) PeerResult {
 	p := PeerResult{Host: h.Name, Role: h.Role, Kind: h.Kind, Encryption: h.Encryption, UpKiB: h.UpKiB,
-		Proxy: h.Proxy, Rewrite: h.Rewrite, Cheater: h.Cheater, Connectable: h.Client(), Reasons: []string{}, Windows: []WindowResult{}, Reach: []string{}}
+		Proxy: h.Proxy, Rewrite: h.Rewrite, Cheater: h.Cheater, Connectable: h.Client() && !h.NAT, NAT: h.Client() && h.NAT, Reasons: []string{}, Windows: []WindowResult{}, Reach: []string{}}
 	if after, crashed := crashedAfter(samples, info.LeftAt); crashed {
 		p.CrashedAfter, p.Connectable = after, false
 	}
@@ -282,6 +287,11 @@ func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Samp
 		for _, r := range row.Reach {
 			if !slices.Contains(p.Reach, r) {
 				p.Reach = append(p.Reach, r)
+			}
+		}
+		for _, tr := range strings.Split(row.Transport, "+") {
+			if tr != "" && !slices.Contains(p.Transport, tr) {
+				p.Transport = append(p.Transport, tr)
 			}
 		}
 		if best == nil || row.Address == main || (best.Address != main && row.Capacity.Samples > best.Capacity.Samples) {
@@ -591,8 +601,25 @@ func Aggregate(rs []ScenarioResult) Overall {
 					o.ByReach["direct"]++
 				case slices.Contains(p.Reach, "incoming"):
 					o.ByReach["incoming only"]++
+				case slices.Contains(p.Reach, "holepunch"):
+					o.ByReach["holepunch only"]++
 				default:
 					o.ByReach["unknown"]++ // a report from before reach was recorded
+				}
+				if p.Probed() {
+					for _, tr := range p.Transport {
+						o.ByReach["over "+tr]++
+					}
+				}
+			}
+			if p.NAT {
+				switch {
+				case !p.Probed():
+					o.ByReach["nat: not probed"]++
+				case slices.Contains(p.Reach, "holepunch"):
+					o.ByReach["nat: holepunch"]++
+				default:
+					o.ByReach["nat: incoming"]++
 				}
 			}
 		}
@@ -684,12 +711,17 @@ func (o Overall) Checks() []Check {
 		cs = append(cs, Check{Name: "connectable peers probed, " + e, Value: pct(v) + " (" + itoa(c[0]) + "/" + itoa(c[1]) + ")",
 			Target: "100%", Pass: c[1] > 0 && v >= TargetProbed, NoData: c[1] == 0})
 	}
-	if n := o.ByReach["direct"] + o.ByReach["incoming only"] + o.ByReach["unknown"] + o.ByReach["not probed"]; n > 0 {
-		v := fmt.Sprintf("direct %d, incoming only %d, not probed %d (of %d)", o.ByReach["direct"], o.ByReach["incoming only"], o.ByReach["not probed"], n)
+	if n := o.ByReach["direct"] + o.ByReach["incoming only"] + o.ByReach["holepunch only"] + o.ByReach["unknown"] + o.ByReach["not probed"]; n > 0 {
+		v := fmt.Sprintf("direct %d, incoming only %d, holepunch only %d, not probed %d (of %d); over TCP %d, over uTP %d",
+			o.ByReach["direct"], o.ByReach["incoming only"], o.ByReach["holepunch only"], o.ByReach["not probed"], n, o.ByReach["over tcp"], o.ByReach["over utp"])
 		if u := o.ByReach["unknown"]; u > 0 {
 			v += fmt.Sprintf("; %d probed in runs from before reach was recorded", u)
 		}
-		cs = append(cs, Check{Name: "connectable peers probed, by reach (all over TCP)", Value: v, Target: "—", Pass: true})
+		cs = append(cs, Check{Name: "connectable peers probed, by reach and transport", Value: v, Target: "—", Pass: true})
+	}
+	if n := o.ByReach["nat: holepunch"] + o.ByReach["nat: incoming"] + o.ByReach["nat: not probed"]; n > 0 {
+		v := fmt.Sprintf("holepunch %d, incoming %d, not probed %d (of %d)", o.ByReach["nat: holepunch"], o.ByReach["nat: incoming"], o.ByReach["nat: not probed"], n)
+		cs = append(cs, Check{Name: "clients behind a NAT probed, by reach", Value: v, Target: "—", Pass: true})
 	}
 	sh := Check{Name: "auditor traffic / swarm traffic, default intervals", Value: pct2(o.DefaultAuditorShare) + " (" + mib(o.DefaultAuditorWire) + " of " + mib(o.DefaultSwarmWire) + ")",
 		Target: "< " + pct(TargetAuditorShare)}

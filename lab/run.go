@@ -56,6 +56,10 @@ type HostInfo struct {
 	Proxy      float64 `json:"proxy_factor"`      // announces through a ×factor proxy
 	Rewrite    string  `json:"rewrite,omitempty"` // what else its proxy rewrites
 	Cheater    bool    `json:"cheater"`
+	// Transport and NAT: the client's (ClientSpec); IP is then the
+	// address the lab sees it as, its router's.
+	Transport string `json:"transport,omitempty"`
+	NAT       bool   `json:"nat,omitempty"`
 }
 
 // Client reports whether the host runs a real client.
@@ -293,11 +297,15 @@ func Run(ctx context.Context, sc *Scenario, o Options) (info *RunInfo, err error
 // addHosts makes the auditor's host and one per client and cheater.
 func addHosts(ctx context.Context, nw *labnet.Net, sc *Scenario, rn *running) error {
 	add := func(hi HostInfo) error {
-		h, err := nw.AddHost(ctx, hi.Name, labnet.Caps{UpKiB: hi.UpKiB, DownKiB: hi.DownKiB})
+		addHost := nw.AddHost
+		if hi.NAT {
+			addHost = nw.AddNATHost
+		}
+		h, err := addHost(ctx, hi.Name, labnet.Caps{UpKiB: hi.UpKiB, DownKiB: hi.DownKiB})
 		if err != nil {
 			return err
 		}
-		hi.IP = h.IP.String()
+		hi.IP = h.Public.String()
 		rn.hosts[hi.Name] = h
 		rn.infos = append(rn.infos, hi)
 		return nil
@@ -312,7 +320,8 @@ func addHosts(ctx context.Context, nw *labnet.Net, sc *Scenario, rn *running) er
 	}
 	for _, c := range sc.Clients {
 		if err := add(HostInfo{Name: c.Name, Port: peerPort, Role: c.Role, Kind: c.Kind, Encryption: c.Encryption,
-			UpKiB: c.UpKiB, DownKiB: c.DownKiB, Proxy: c.ProxyFactor, Rewrite: rewriteStr(c.Rewrite()), Cheater: c.Cheater()}); err != nil {
+			UpKiB: c.UpKiB, DownKiB: c.DownKiB, Proxy: c.ProxyFactor, Rewrite: rewriteStr(c.Rewrite()), Cheater: c.Cheater(),
+			Transport: c.Transport, NAT: c.NAT}); err != nil {
 			return err
 		}
 	}
@@ -434,6 +443,7 @@ func startClient(ctx context.Context, c ClientSpec, o Options, rn *running, payl
 		Kind: testclients.Kind(c.Kind), Encryption: testclients.Encryption(c.Encryption),
 		TorrentFile: torrent, Dir: dir, DataDir: dataDir,
 		Netns: h.Netns, IP: h.IP.String(), Port: peerPort, Seed: c.Role == "seed",
+		UTP: c.Transport == "both", UTPOnly: c.Transport == "utp",
 	})
 	if err != nil {
 		return fmt.Errorf("client %s: %w", c.Name, err)

@@ -80,6 +80,13 @@ type ClientSpec struct {
 	// proxy (cheat.Rewrite: hide_download, download_coupled, left_zero);
 	// its upload factor, if set, is proxy_factor's.
 	Proxy *cheat.Rewrite `json:"proxy,omitempty"`
+	// Transport is what a libtorrent client speaks to peers: "tcp" (the
+	// default), "utp" (uTP only, BEP 29) or "both".
+	Transport string `json:"transport,omitempty"`
+	// NAT puts a libtorrent client behind a NAT that lets nobody in
+	// (labnet.AddNATHost): the auditor reaches it only when it connects
+	// to the auditor, or through a hole a relay punches (BEP 55).
+	NAT bool `json:"nat,omitempty"`
 }
 
 // Rewrite is what the client's proxy does to its announces (inactive:
@@ -276,6 +283,15 @@ func (s *Scenario) Validate() error {
 		}
 		if c.ProxyFactor < 0 || (c.ProxyFactor > 0 && c.ProxyFactor <= 1) || c.ProxyFactor > 1000 {
 			return bad("client %s: proxy_factor %v: want 0 (none) or in (1, 1000]", c.Name, c.ProxyFactor)
+		}
+		if !slices.Contains([]string{"", "tcp", "utp", "both"}, c.Transport) {
+			return bad("client %s: transport %q: want tcp, utp or both", c.Name, c.Transport)
+		}
+		if (c.Transport != "" && c.Transport != "tcp" || c.NAT) && c.Kind != string(testclients.Libtorrent) {
+			return bad("client %s: transport and nat are for libtorrent clients (the others' APIs would sit behind the NAT)", c.Name)
+		}
+		if c.NAT && c.Rewrite().Active() {
+			return bad("client %s: a client behind a NAT announces directly (its proxy would sit behind the NAT)", c.Name)
 		}
 		if c.Proxy != nil && (c.Proxy.Upload != 0 || c.Proxy.DownloadCoupled < 0 || c.Proxy.DownloadCoupled > 1000) {
 			return bad("client %s: proxy: set the upload factor in proxy_factor; download_coupled in [0, 1000]", c.Name)

@@ -49,6 +49,11 @@ var ErrNoSource = errors.New("no discovery source could run")
 // with FromTorrent / FromMagnet, or by hand.
 type Config struct {
 	InfoHash infohash.T
+	// AlsoInfoHash, when set, names a second swarm of the same torrent,
+	// searched on the same trackers, DHT and LSD: the v2 swarm (truncated
+	// v2 info hash) of a hybrid torrent, BEP 52. A hybrid's peers take a
+	// handshake with either hash.
+	AlsoInfoHash infohash.T
 	// Trackers are BEP 12 tiers.
 	Trackers [][]string
 	// Private torrents use trackers only: no DHT and no LSD (and no PEX,
@@ -130,7 +135,11 @@ type Config struct {
 // FromTorrent fills the torrent fields of a Config: info hash, tracker
 // tiers, private flag and Left = the full size.
 func FromTorrent(t *torrentmeta.Torrent) Config {
-	return Config{InfoHash: t.InfoHash, Trackers: t.Trackers, Private: t.Private, Left: t.TotalLength}
+	c := Config{InfoHash: t.InfoHash, Trackers: t.Trackers, Private: t.Private, Left: t.TotalLength}
+	if t.Hybrid {
+		c.AlsoInfoHash = t.InfoHashV2Truncated()
+	}
+	return c
 }
 
 // FromMagnet fills the magnet fields of a Config: info hash, each "tr" as
@@ -182,7 +191,8 @@ type Discoverer struct {
 	book *addrbook.Book
 	log  *slog.Logger
 
-	announcer *trackerclient.Announcer
+	// announcers: one per swarm (InfoHash, then AlsoInfoHash).
+	announcers []*trackerclient.Announcer
 
 	mu       sync.Mutex
 	searcher *dhtsearch.Searcher // created by Run
@@ -218,12 +228,15 @@ func New(cfg Config) (*Discoverer, error) {
 	if cfg.UDP.Logger == nil {
 		cfg.UDP.Logger = cfg.Logger
 	}
-	if len(cfg.Trackers) > 0 {
+	for _, ih := range cfg.swarms() {
+		if len(cfg.Trackers) == 0 {
+			break
+		}
 		a, err := trackerclient.NewAnnouncer(trackerclient.AnnouncerConfig{
 			Tiers: cfg.Trackers,
 			Dial:  func(u string) (trackerclient.Client, error) { return Dial(u, cfg.HTTP, cfg.UDP) },
 			Request: trackerclient.Request{
-				InfoHash: cfg.InfoHash,
+				InfoHash: ih,
 				PeerID:   cfg.PeerID,
 				Port:     cfg.Port,
 				Left:     cfg.Left,
@@ -250,9 +263,17 @@ func New(cfg Config) (*Discoverer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		d.announcer = a
+		d.announcers = append(d.announcers, a)
 	}
 	return d, nil
+}
+
+// swarms are the info hashes searched: InfoHash, and AlsoInfoHash if set.
+func (c Config) swarms() []infohash.T {
+	if c.AlsoInfoHash == (infohash.T{}) || c.AlsoInfoHash == c.InfoHash {
+		return []infohash.T{c.InfoHash}
+	}
+	return []infohash.T{c.InfoHash, c.AlsoInfoHash}
 }
 
 // Dial makes the tracker client for a URL by its scheme.
@@ -393,9 +414,9 @@ func (d *Discoverer) Run(ctx context.Context) error {
 			}
 		})
 	}
-	if d.announcer != nil {
+	for _, a := range d.announcers {
 		wg.Go(func() {
-			if err := d.announcer.Run(ctx); err != nil {
+			if err := a.Run(ctx); err != nil {
 				d.noteErr(fmt.Errorf("trackers: %w", err))
 			}
 		})
@@ -404,6 +425,7 @@ func (d *Discoverer) Run(ctx context.Context) error {
 	if useDHT {
 		s, err := dhtsearch.New(dhtsearch.Config{
 			InfoHash:     d.cfg.InfoHash,
+			AlsoInfoHash: d.cfg.AlsoInfoHash,
 			Bootstrap:    d.cfg.Bootstrap,
 			Listen:       d.cfg.DHTListen,
 			AnnouncePort: int(d.cfg.Port),
@@ -414,7 +436,7 @@ func (d *Discoverer) Run(ctx context.Context) error {
 		})
 		if err != nil {
 			d.dhtFailed(err)
-			if d.announcer == nil && len(d.cfg.Peers) == 0 {
+			if len(d.announcers) == 0 && len(d.cfg.Peers) == 0 {
 				wg.Wait()
 				return fmt.Errorf("%w: %w", ErrNoSource, err) // nothing left to run
 			}
@@ -436,7 +458,7 @@ func (d *Discoverer) Run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	if d.announcer == nil && len(d.cfg.Peers) == 0 && !lsdRan {
+	if len(d.announcers) == 0 && len(d.cfg.Peers) == 0 && !lsdRan {
 		if !useDHT {
 			return ErrNoSource
 		}
@@ -487,8 +509,8 @@ func (d *Discoverer) noteErr(err error) {
 // so far.
 func (d *Discoverer) PacketsSent() int64 {
 	var n int64
-	if d.announcer != nil {
-		n += d.announcer.Sent()
+	for _, a := range d.announcers {
+		n += a.Sent()
 	}
 	d.mu.Lock()
 	s := d.searcher
@@ -521,8 +543,8 @@ func (d *Discoverer) Summary() Summary {
 	}
 	dhtErr, searcher := d.dhtErr, d.searcher
 	d.mu.Unlock()
-	if d.announcer != nil {
-		s.Trackers = d.announcer.Status()
+	for _, a := range d.announcers { // the v2 swarm's after (AlsoInfoHash)
+		s.Trackers = append(s.Trackers, a.Status()...)
 	}
 	if searcher != nil || dhtErr != nil {
 		s.DHT = &DHTSummary{}

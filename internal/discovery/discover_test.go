@@ -337,3 +337,57 @@ func TestMarkPrivateStopsTheDHT(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestV2SwarmOfHybrid: a hybrid torrent's peers announce under its v1
+// info hash, its truncated v2 info hash (BEP 52), or both. With
+// AlsoInfoHash, discovery searches both swarms on the same trackers and
+// DHT, and finds the peers of each.
+func TestV2SwarmOfHybrid(t *testing.T) {
+	v1 := infohash.HashBytes([]byte("a hybrid's v1 swarm"))
+	v2 := infohash.HashBytes([]byte("its v2 swarm, truncated"))
+	v1Swarm := &trackertest.Swarm{InfoHash: v1, Peers: peers("10.6.0", 3), Interval: 1}
+	v2Swarm := &trackertest.Swarm{InfoHash: v2, Peers: peers("10.7.0", 3), Interval: 1}
+	nw := dhttest.Start(t, 6)
+	dhtV2 := peers("10.8.0", 2)
+	nw.Store(v2, dhtV2, 2)
+	cfg := fastConfig(v1)
+	cfg.AlsoInfoHash = v2
+	cfg.Trackers = [][]string{{trackertest.StartHTTP(t, v1Swarm)}, {trackertest.StartHTTP(t, v2Swarm)}}
+	cfg.DHT = true
+	cfg.Bootstrap = nw.Addrs(2)
+	cfg.NoScrape = true
+	d, err := discovery.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, d, append(append(append([]netip.AddrPort{}, v1Swarm.Peers...), v2Swarm.Peers...), dhtV2...), nil)
+	for _, sw := range []*trackertest.Swarm{v1Swarm, v2Swarm} {
+		if len(sw.Announces()) == 0 {
+			t.Errorf("swarm %s: no announce", sw.InfoHash.HexString())
+		}
+	}
+	if n := len(d.Summary().Trackers); n != 4 {
+		t.Errorf("%d tracker statuses, want 4 (two trackers, two swarms)", n)
+	}
+}
+
+// TestFromTorrentSearchesTheV2SwarmOfAHybrid: a hybrid's discovery names
+// its v2 swarm too; a v1 or v2-only torrent has one swarm.
+func TestFromTorrentSearchesTheV2SwarmOfAHybrid(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		also bool
+	}{{"hybrid.torrent", true}, {"v2only.torrent", false}, {"mktorrent-single.torrent", false}} {
+		tor, err := torrentmeta.Load("../wire/torrentmeta/testdata/" + tc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := discovery.FromTorrent(tor)
+		if got := cfg.AlsoInfoHash != (infohash.T{}); got != tc.also {
+			t.Errorf("%s: searches a second swarm %v, want %v", tc.file, got, tc.also)
+		}
+		if tc.also && (cfg.AlsoInfoHash != tor.InfoHashV2Truncated() || cfg.AlsoInfoHash == cfg.InfoHash) {
+			t.Errorf("%s: second swarm %s, want the truncated v2 hash %s", tc.file, cfg.AlsoInfoHash.HexString(), tor.InfoHashV2Truncated().HexString())
+		}
+	}
+}

@@ -47,6 +47,9 @@ var ErrNoBootstrap = errors.New("no usable DHT bootstrap node")
 // Config configures a Searcher.
 type Config struct {
 	InfoHash infohash.T
+	// AlsoInfoHash, when set, is searched (and announced) too, after
+	// InfoHash in each round: the v2 swarm of a hybrid torrent (BEP 52).
+	AlsoInfoHash infohash.T
 	// Bootstrap lists host:port of the starting nodes (DefaultBootstrap if
 	// empty). Names are resolved once at Run.
 	Bootstrap []string
@@ -225,9 +228,15 @@ func (s *Searcher) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.bootstrap = addrs
 	s.mu.Unlock()
+	hashes := []infohash.T{s.cfg.InfoHash}
+	if s.cfg.AlsoInfoHash != (infohash.T{}) && s.cfg.AlsoInfoHash != s.cfg.InfoHash {
+		hashes = append(hashes, s.cfg.AlsoInfoHash)
+	}
 	for ctx.Err() == nil {
-		if err := s.traverse(ctx); err != nil {
-			s.cfg.Logger.Debug("dht traversal", "err", err)
+		for _, ih := range hashes {
+			if err := s.traverse(ctx, ih); err != nil {
+				s.cfg.Logger.Debug("dht traversal", "info_hash", ih.HexString(), "err", err)
+			}
 		}
 		t := time.NewTimer(s.cfg.Repeat)
 		select {
@@ -239,12 +248,12 @@ func (s *Searcher) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Searcher) traverse(ctx context.Context) error {
+func (s *Searcher) traverse(ctx context.Context, ih infohash.T) error {
 	var opts []dht.AnnounceOpt
 	if s.cfg.AnnouncePort > 0 {
 		opts = append(opts, dht.AnnouncePeer(dht.AnnouncePeerOpts{Port: s.cfg.AnnouncePort}))
 	}
-	a, err := s.server.AnnounceTraversal(s.cfg.InfoHash, opts...)
+	a, err := s.server.AnnounceTraversal(ih, opts...)
 	if err != nil {
 		return err
 	}

@@ -1134,7 +1134,9 @@ func (w *watcher) events() watch.Events {
 				return
 			}
 			w.connected(store.DetailWatch)
-			if ext != nil {
+			// A relay watched over uTP would take a second uTP connection
+			// from our socket for the watch's own: it keeps one of them.
+			if ext != nil && conn.Transport == peerwire.TransportTCP {
 				if _, ok := ext.ExtensionID(holepunch.ExtensionName); ok {
 					c.punch.setRelay(w.addr, true)
 				}

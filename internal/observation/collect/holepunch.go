@@ -123,8 +123,10 @@ func unreached(r *probe.Result) bool {
 func (c *Collector) throughHole(ctx context.Context, addr netip.AddrPort, opts probe.Options) *probe.Result {
 	for _, rl := range c.punch.pick(addr, maxRelaysTried, c.cfg.ProbeInterval, time.Now()) {
 		rctx, cancel := context.WithTimeout(ctx, rendezvousTime)
+		// A peer id of its own: a relay that sees two connections with
+		// one id (this and our watch of it) drops one of them.
 		ep, err := relay.Rendezvous(rctx, rl, addr, peerwire.Config{
-			InfoHash: c.cfg.Torrent.InfoHash, PeerID: c.cfg.PeerID, Policy: c.cfg.Policy, Private: c.cfg.Torrent.Private, Network: c.cfg.Network,
+			InfoHash: c.cfg.Torrent.InfoHash, PeerID: peerid.New(peerid.Prefix), Policy: c.cfg.Policy, Private: c.cfg.Torrent.Private, Network: c.cfg.Network,
 		}, c.cfg.ClientName)
 		cancel()
 		if err != nil {

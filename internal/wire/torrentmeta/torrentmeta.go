@@ -113,6 +113,17 @@ type Torrent struct {
 	v2     []v2Piece // v2 and hybrid, when the piece layers are known
 }
 
+// InfoHashV2Truncated is the v2 info hash truncated to 20 bytes, which
+// names a torrent's v2 swarm on the wire, to trackers and the DHT (BEP 52);
+// zero for a v1 torrent.
+func (t *Torrent) InfoHashV2Truncated() infohash.T {
+	var ih infohash.T
+	if t.V2 {
+		copy(ih[:], t.InfoHashV2[:])
+	}
+	return ih
+}
+
 // Load reads and parses a .torrent file of at most MaxTorrentSize bytes.
 func Load(path string) (*Torrent, error) {
 	f, err := os.Open(path)
