@@ -16,7 +16,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tor, err := Parse(data)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrV2Only) && !errors.Is(err, ErrTooLarge) {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrTooLarge) {
 				t.Fatalf("error %v wraps no sentinel", err)
 			}
 			return
@@ -44,8 +44,23 @@ func FuzzParse(f *testing.F) {
 			if sum != tor.TotalLength || tor.pieces != nil || len(tor.v2) != tor.NumPieces {
 				t.Fatalf("pieces sum to %d, TotalLength %d", sum, tor.TotalLength)
 			}
-			if _, err := FromInfoBytes(tor.InfoBytes, infohash.HashBytes(tor.InfoBytes)); !errors.Is(err, ErrV2Only) {
+			// By magnet: named by its truncated SHA-256, missing a layer
+			// for each file longer than a piece, until SetPieceLayer.
+			fetched, err := FromInfoBytes(tor.InfoBytes, tor.InfoHash)
+			if err != nil {
 				t.Fatalf("FromInfoBytes of v2-only info: %v", err)
+			}
+			for _, need := range fetched.MissingLayers() {
+				var hashes [][32]byte
+				for i := range need.Pieces {
+					hashes = append(hashes, tor.v2[need.First+i].hash)
+				}
+				if err := fetched.SetPieceLayer(need.Root, hashes); err != nil {
+					t.Fatalf("the .torrent's own layer: %v", err)
+				}
+			}
+			if len(fetched.MissingLayers()) != 0 || fetched.NumPieces != tor.NumPieces {
+				t.Fatal("layers still missing after SetPieceLayer")
 			}
 			return
 		}
@@ -76,7 +91,7 @@ func FuzzParse(f *testing.F) {
 		}
 		again.Trackers, again.CreatedBy, again.Comment = tor.Trackers, tor.CreatedBy, tor.Comment
 		if again.v2 == nil { // by magnet, no piece layers: the v1 description only
-			again.v2 = tor.v2
+			again.v2, again.layers = tor.v2, tor.layers
 		}
 		if !reflect.DeepEqual(again, tor) {
 			t.Fatal("FromInfoBytes and Parse disagree")
@@ -89,7 +104,7 @@ func FuzzParseMagnet(f *testing.F) {
 	f.Fuzz(func(t *testing.T, uri string) {
 		m, err := ParseMagnet(uri)
 		if err != nil {
-			if !errors.Is(err, ErrInvalidMagnet) && !errors.Is(err, ErrV2Only) {
+			if !errors.Is(err, ErrInvalidMagnet) {
 				t.Fatalf("error %v wraps no sentinel", err)
 			}
 			return

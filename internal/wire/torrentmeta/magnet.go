@@ -23,7 +23,12 @@ var ErrInvalidMagnet = errors.New("invalid magnet link")
 
 // Magnet is a BEP 9 magnet link.
 type Magnet struct {
+	// InfoHash names the swarm: the btih (v1) info hash, or for a magnet
+	// with only a btmh, its v2 info hash truncated to 20 bytes (BEP 52).
 	InfoHash infohash.T
+	// InfoHashV2 is the btmh (SHA-256) info hash when V2 is set.
+	InfoHashV2 [32]byte
+	V2         bool
 	Name     string   // dn
 	Trackers []string // tr, in order, without duplicates
 	Peers    []string // x.pe, host:port as given
@@ -34,9 +39,10 @@ func badMagnet(format string, args ...any) error {
 }
 
 // ParseMagnet parses a magnet URI. It needs an xt=urn:btih: info hash, in
-// hex (40 digits) or base32 (32 letters, either case); several xt are
-// allowed as long as the btih ones agree. A magnet with only
-// xt=urn:btmh: (BitTorrent v2) gives an error wrapping ErrV2Only.
+// hex (40 digits) or base32 (32 letters, either case), or an
+// xt=urn:btmh: one (BitTorrent v2: a SHA-256 multihash, "1220" and 64 hex
+// digits), or both (a hybrid); several xt are allowed as long as those of
+// a kind agree.
 //
 // It is written on net/url rather than metainfo.ParseMagnetV2Uri because
 // that parser rejects lowercase base32 hashes and repeated btih values, and
@@ -71,14 +77,22 @@ func ParseMagnet(uri string) (*Magnet, error) {
 			}
 			m.InfoHash, haveV1 = ih, true
 		case strings.HasPrefix(lower, "urn:btmh:"):
-			haveV2 = true
+			v2, err := decodeBTMH(lower[len("urn:btmh:"):])
+			if err != nil {
+				return nil, badMagnet("xt %q: %w", xt, err)
+			}
+			if haveV2 && v2 != m.InfoHashV2 {
+				return nil, badMagnet("conflicting btmh info hashes %x and %x", m.InfoHashV2, v2)
+			}
+			m.InfoHashV2, haveV2 = v2, true
 		}
 	}
+	m.V2 = haveV2
 	if !haveV1 {
-		if haveV2 {
-			return nil, fmt.Errorf("magnet has only a btmh (v2) info hash: %w", ErrV2Only)
+		if !haveV2 {
+			return nil, badMagnet("no xt=urn:btih: or xt=urn:btmh: info hash")
 		}
-		return nil, badMagnet("no xt=urn:btih: info hash")
+		copy(m.InfoHash[:], m.InfoHashV2[:])
 	}
 	if dn := q["dn"]; len(dn) > 0 {
 		m.Name = dn[0]
@@ -121,6 +135,34 @@ func decodeBTIH(s string) (infohash.T, error) {
 	return ih, nil
 }
 
+// decodeBTMH reads a btmh value: a SHA-256 multihash (code 0x12, length
+// 0x20) in hex, the only one BEP 52 defines.
+func decodeBTMH(s string) ([32]byte, error) {
+	var h [32]byte
+	if len(s) != 68 || !strings.HasPrefix(s, "1220") {
+		return h, fmt.Errorf("btmh has %d characters, want 68 (1220 and a hex SHA-256)", len(s))
+	}
+	b, err := hex.DecodeString(s[4:])
+	if err != nil {
+		return h, fmt.Errorf("decode btmh: %w", err)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// TruncatedV2 is the magnet's truncated v2 info hash when it has both a
+// btih and a btmh (a hybrid): its v2 swarm; zero otherwise.
+func (m *Magnet) TruncatedV2() infohash.T {
+	var ih infohash.T
+	if m.V2 {
+		copy(ih[:], m.InfoHashV2[:])
+	}
+	if ih == m.InfoHash {
+		return infohash.T{}
+	}
+	return ih
+}
+
 func checkHostPort(s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -136,21 +178,39 @@ func checkHostPort(s string) error {
 	return nil
 }
 
-// String returns the magnet URI: xt with the hex info hash, then dn, tr and
-// x.pe.
+// String returns the magnet URI: xt with the hex btih info hash and/or
+// the btmh one (BEP 52), then dn, tr and x.pe.
 func (m *Magnet) String() string {
-	lm := metainfo.Magnet{InfoHash: m.InfoHash, DisplayName: m.Name, Trackers: m.Trackers}
-	if len(m.Peers) > 0 {
-		lm.Params = url.Values{"x.pe": m.Peers}
+	vs := url.Values{}
+	for _, tr := range m.Trackers {
+		vs.Add("tr", tr)
 	}
-	return lm.String()
+	if m.Name != "" {
+		vs.Add("dn", m.Name)
+	}
+	if len(m.Peers) > 0 {
+		vs["x.pe"] = m.Peers
+	}
+	var xt []string
+	if !m.V2 || m.TruncatedV2() != (infohash.T{}) {
+		// Unescaped and first, as Transmission and Deluge expect.
+		xt = append(xt, "xt=urn:btih:"+m.InfoHash.HexString())
+	}
+	if m.V2 {
+		xt = append(xt, "xt=urn:btmh:1220"+hex.EncodeToString(m.InfoHashV2[:]))
+	}
+	q := strings.Join(xt, "&")
+	if len(vs) > 0 {
+		q += "&" + vs.Encode()
+	}
+	return "magnet:?" + q
 }
 
 // Metainfo is the .torrent file of a torrent whose info dictionary was
 // fetched for this magnet (BEP 9): the info bytes, and the magnet's
 // trackers as its announce list (BEP 12).
 func (m *Magnet) Metainfo(t *Torrent, createdBy string) ([]byte, error) {
-	mi := metainfo.MetaInfo{InfoBytes: t.InfoBytes, CreatedBy: createdBy}
+	mi := metainfo.MetaInfo{InfoBytes: t.InfoBytes, CreatedBy: createdBy, PieceLayers: t.pieceLayers()}
 	if len(m.Trackers) > 0 {
 		mi.Announce = m.Trackers[0]
 		for _, tr := range m.Trackers {

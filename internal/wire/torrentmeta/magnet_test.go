@@ -2,10 +2,13 @@ package torrentmeta
 
 import (
 	"encoding/base32"
+	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/anacrolix/torrent/types/infohash"
 )
 
 const (
@@ -26,7 +29,8 @@ func TestParseMagnet(t *testing.T) {
 		{"upper hex, upper scheme", "MAGNET:?xt=URN:BTIH:" + strings.ToUpper(hexHash), Magnet{InfoHash: ih}},
 		{"base32", "magnet:?xt=urn:btih:" + b32, Magnet{InfoHash: ih}},
 		{"lowercase base32", "magnet:?xt=urn:btih:" + strings.ToLower(b32), Magnet{InfoHash: ih}},
-		{"hybrid xt pair", "magnet:?xt=urn:btmh:" + btmh + "&xt=urn:btih:" + hexHash, Magnet{InfoHash: ih}},
+		{"hybrid xt pair", "magnet:?xt=urn:btmh:" + btmh + "&xt=urn:btih:" + hexHash, Magnet{InfoHash: ih, InfoHashV2: v2Hash(t), V2: true}},
+		{"btmh only: the truncated v2 hash names the swarm", "magnet:?xt=urn:btmh:" + btmh, Magnet{InfoHash: truncated(v2Hash(t)), InfoHashV2: v2Hash(t), V2: true}},
 		{"same btih twice", "magnet:?xt=urn:btih:" + hexHash + "&xt=urn:btih:" + b32, Magnet{InfoHash: ih}},
 		{"other xt ignored", "magnet:?xt=urn:ed2k:abcd&xt=urn:btih:" + hexHash, Magnet{InfoHash: ih}},
 		{
@@ -70,8 +74,10 @@ func TestParseMagnetErrors(t *testing.T) {
 	}{
 		{"empty", "", ErrInvalidMagnet, "scheme"},
 		{"http scheme", "http://127.0.0.1/?xt=urn:btih:" + hexHash, ErrInvalidMagnet, `scheme is "http"`},
-		{"no xt", "magnet:?dn=x", ErrInvalidMagnet, "no xt=urn:btih:"},
-		{"btmh only", "magnet:?xt=urn:btmh:" + btmh + "&dn=x", ErrV2Only, "v2-only magnet links are not supported yet"},
+		{"no xt", "magnet:?dn=x", ErrInvalidMagnet, "no xt=urn:btih: or xt=urn:btmh:"},
+		{"btmh of another hash function", "magnet:?xt=urn:btmh:1114" + strings.Repeat("0", 40), ErrInvalidMagnet, "want 68"},
+		{"btmh not hex", "magnet:?xt=urn:btmh:1220" + strings.Repeat("zz", 32), ErrInvalidMagnet, "decode btmh"},
+		{"conflicting btmh", "magnet:?xt=urn:btmh:" + btmh + "&xt=urn:btmh:1220" + strings.Repeat("0", 64), ErrInvalidMagnet, "conflicting btmh"},
 		{"short hash", "magnet:?xt=urn:btih:abcd", ErrInvalidMagnet, "4 characters"},
 		{"bad hex", "magnet:?xt=urn:btih:" + strings.Repeat("zz", 20), ErrInvalidMagnet, "decode info hash"},
 		{"bad base32", "magnet:?xt=urn:btih:" + strings.Repeat("1", 32), ErrInvalidMagnet, "decode info hash"},
@@ -117,3 +123,15 @@ func TestMagnetString(t *testing.T) {
 		t.Errorf("bare String() = %s, want %s", got, want)
 	}
 }
+
+// v2Hash is the SHA-256 of the btmh test value.
+func v2Hash(t *testing.T) [32]byte {
+	t.Helper()
+	b, err := hex.DecodeString(btmh[4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(b)
+}
+
+func truncated(h [32]byte) infohash.T { return infohash.T(h[:20]) }

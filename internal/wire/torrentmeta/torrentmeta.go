@@ -17,10 +17,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"os"
 	"strings"
 
 	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/merkle"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/types/infohash"
 )
@@ -39,13 +41,12 @@ const (
 var (
 	// ErrInvalid is wrapped by every error about malformed metainfo.
 	ErrInvalid = errors.New("invalid torrent")
-	// ErrV2Only is returned for magnets, and info dictionaries fetched by
-	// magnet, of v2-only torrents (BEP 52): their pieces are checked
-	// against piece layers that only a .torrent carries (or BEP 52 hash
-	// requests, not built).
-	ErrV2Only = errors.New("v2-only magnet links are not supported yet (load the .torrent)")
-	// ErrNoPieceLayers: a v2 file longer than a piece has no piece layer.
+	// ErrNoPieceLayers: a v2 file longer than a piece has no piece layer
+	// (in a .torrent; or, fetched by magnet, not yet: SetPieceLayer).
 	ErrNoPieceLayers = errors.New("v2 piece layer missing")
+	// ErrBadPieceLayer: a piece layer given to SetPieceLayer does not hash
+	// to its file's pieces root, or was not asked for.
+	ErrBadPieceLayer = errors.New("bad v2 piece layer")
 	// ErrTooLarge is returned when a file or info dictionary exceeds
 	// MaxTorrentSize.
 	ErrTooLarge = errors.New("torrent data too large")
@@ -111,6 +112,8 @@ type Torrent struct {
 
 	pieces []byte    // concatenated 20-byte SHA-1 piece hashes (v1, hybrid)
 	v2     []v2Piece // v2 and hybrid, when the piece layers are known
+	needs  []PieceLayerNeed
+	layers map[string]string // piece layers by pieces root (BEP 52 "piece layers")
 }
 
 // InfoHashV2Truncated is the v2 info hash truncated to 20 bytes, which
@@ -171,7 +174,7 @@ func Parse(data []byte) (*Torrent, error) {
 	if len(mi.InfoBytes) == 0 {
 		return nil, fmt.Errorf("parse torrent: %w: missing info dictionary", ErrInvalid)
 	}
-	t, err := parseInfo(mi.InfoBytes, mi.PieceLayers)
+	t, err := parseInfo(mi.InfoBytes, mi.PieceLayers, false)
 	if err != nil {
 		return nil, fmt.Errorf("parse torrent: %w", err)
 	}
@@ -182,27 +185,77 @@ func Parse(data []byte) (*Torrent, error) {
 }
 
 // FromInfoBytes builds a Torrent from a raw info dictionary, such as one
-// fetched from peers for a magnet link (BEP 9). The SHA-1 of info must be
-// want, else the error is an *InfoHashMismatchError. The result has no
-// trackers.
+// fetched from peers for a magnet link (BEP 9). want names the swarm: the
+// SHA-1 of info (v1, hybrid), or its SHA-256 truncated to 20 bytes (v2,
+// BEP 52); else the error is an *InfoHashMismatchError. The result has no
+// trackers. A v2-only torrent may lack piece layers (an info dictionary
+// does not carry them): MissingLayers lists them, and its pieces in those
+// files cannot be checked until SetPieceLayer gives them. A hybrid
+// without its layers is checked by its SHA-1 hashes.
 func FromInfoBytes(info []byte, want infohash.T) (*Torrent, error) {
 	if len(info) > MaxTorrentSize {
 		return nil, fmt.Errorf("info %s: %w: %d bytes, limit %d", want.HexString(), ErrTooLarge, len(info), MaxTorrentSize)
 	}
-	if got := infohash.HashBytes(info); got != want {
+	got := infohash.HashBytes(info)
+	v2 := sha256.Sum256(info)
+	byV2 := infohash.T(v2[:20]) == want
+	if got != want && !byV2 {
 		return nil, fmt.Errorf("info %s: %w", want.HexString(), &InfoHashMismatchError{Want: want, Got: got})
 	}
-	t, err := parseInfo(bytes.Clone(info), nil)
-	if errors.Is(err, ErrNoPieceLayers) {
-		err = fmt.Errorf("%w: %w", ErrV2Only, err)
-	}
+	t, err := parseInfo(bytes.Clone(info), nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("info %s: %w", want.HexString(), err)
 	}
-	if t.V2 && !t.Hybrid {
-		return nil, fmt.Errorf("info %s: %w", want.HexString(), ErrV2Only)
+	switch {
+	case byV2 && got != want && !t.V2:
+		return nil, fmt.Errorf("info %s: %w: a v1 info dictionary named by its SHA-256", want.HexString(), ErrInvalid)
+	case !byV2 && t.V2 && !t.Hybrid: // a v2-only swarm is named by its SHA-256
+		return nil, fmt.Errorf("info %s: %w", want.HexString(), &InfoHashMismatchError{Want: want, Got: infohash.T(v2[:20])})
 	}
 	return t, nil
+}
+
+// MissingLayers lists the piece layers the torrent still needs (see
+// FromInfoBytes); empty when every piece can be checked.
+func (t *Torrent) MissingLayers() []PieceLayerNeed { return slices.Clone(t.needs) }
+
+// SetPieceLayer gives the piece layer of the file whose pieces root is
+// root, one of MissingLayers: its pieces' hashes, which must hash to root.
+func (t *Torrent) SetPieceLayer(root [sha256.Size]byte, hashes [][sha256.Size]byte) error {
+	k := slices.IndexFunc(t.needs, func(n PieceLayerNeed) bool { return n.Root == root })
+	if k < 0 {
+		return fmt.Errorf("%w: no layer of pieces root %x is missing", ErrBadPieceLayer, root)
+	}
+	need := t.needs[k]
+	if len(hashes) != need.Pieces {
+		return fmt.Errorf("%w: %d hashes for a file of %d pieces", ErrBadPieceLayer, len(hashes), need.Pieces)
+	}
+	if merkle.RootWithPadHash(hashes, metainfo.HashForPiecePad(t.PieceLength)) != root {
+		return fmt.Errorf("%w: the layer does not hash to pieces root %x", ErrBadPieceLayer, root)
+	}
+	for i, h := range hashes {
+		p := &t.v2[need.First+i]
+		p.hash, p.missing = h, false
+	}
+	if t.layers == nil {
+		t.layers = map[string]string{}
+	}
+	layer := make([]byte, 0, len(hashes)*sha256.Size)
+	for _, h := range hashes {
+		layer = append(layer, h[:]...)
+	}
+	t.layers[string(root[:])] = string(layer)
+	t.needs = slices.Delete(t.needs, k, k+1)
+	return nil
+}
+
+// pieceLayers is the torrent's "piece layers" (BEP 52) for a .torrent
+// file: those it was loaded with or was given; nil for v1.
+func (t *Torrent) pieceLayers() map[string]string {
+	if len(t.layers) == 0 {
+		return nil
+	}
+	return t.layers
 }
 
 func invalid(format string, args ...any) error {
@@ -229,7 +282,7 @@ type v1Info struct {
 // parseInfo validates a raw info dictionary, with the piece layers of its
 // .torrent (nil for one fetched by magnet), and returns the torrent it
 // describes, without trackers. The torrent keeps raw as InfoBytes.
-func parseInfo(raw []byte, layers map[string]string) (*Torrent, error) {
+func parseInfo(raw []byte, layers map[string]string, fetched bool) (*Torrent, error) {
 	if len(raw) == 0 || raw[0] != 'd' {
 		return nil, invalid("info is not a bencoded dictionary")
 	}
@@ -257,7 +310,7 @@ func parseInfo(raw []byte, layers map[string]string) (*Torrent, error) {
 	}
 	t.PieceLength = info.PieceLength
 	if t.V2 {
-		if err := t.parseV2(&info, layers); err != nil {
+		if err := t.parseV2(&info, layers, fetched); err != nil {
 			return nil, err
 		}
 		if !t.Hybrid {
@@ -317,7 +370,7 @@ func parseInfo(raw []byte, layers map[string]string) (*Torrent, error) {
 // layers, every piece's hash. A v2-only torrent's name, files and pieces
 // come from it; a hybrid's from its v1 description, which parseInfo reads
 // after (a hybrid fetched by magnet keeps only that one).
-func (t *Torrent) parseV2(info *v1Info, layers map[string]string) error {
+func (t *Torrent) parseV2(info *v1Info, layers map[string]string, fetched bool) error {
 	if len(info.FileTree) == 0 {
 		return invalid("meta version 2 without a file tree")
 	}
@@ -325,14 +378,19 @@ func (t *Torrent) parseV2(info *v1Info, layers map[string]string) error {
 	if err != nil {
 		return err
 	}
-	pieces, err := v2Layout(files, info.PieceLength, layers)
+	// A hybrid without its layers keeps its SHA-1 hashes only; a v2-only
+	// torrent fetched by magnet lists the layers it needs.
+	pieces, needs, err := v2Layout(files, info.PieceLength, layers, fetched && !t.Hybrid)
 	if t.Hybrid && errors.Is(err, ErrNoPieceLayers) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	t.v2 = pieces
+	t.v2, t.needs = pieces, needs
+	if len(layers) > 0 {
+		t.layers = layers
+	}
 	if t.Hybrid {
 		return nil
 	}

@@ -528,8 +528,68 @@ func TestFromInfoBytes(t *testing.T) {
 	if err := bencode.Unmarshal(v2, &mi); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := FromInfoBytes(mi.Info, infohash.HashBytes(mi.Info)); !errors.Is(err, ErrV2Only) {
-		t.Errorf("err = %v, want ErrV2Only", err)
+	if _, err := FromInfoBytes(mi.Info, infohash.HashBytes(mi.Info)); !errors.Is(err, ErrInfoHashMismatch) {
+		t.Errorf("a v2 info dictionary named by its SHA-1: err = %v, want ErrInfoHashMismatch", err)
+	}
+}
+
+// TestFromInfoBytesV2: a v2-only info dictionary fetched by magnet is
+// named by its truncated SHA-256 and lacks its piece layers; its pieces
+// cannot be checked (VerifyPiece is false, never an accusation the
+// caller could not tell apart) until SetPieceLayer gives each layer, which
+// must hash to its file's pieces root.
+func TestFromInfoBytesV2(t *testing.T) {
+	full, err := Load(filepath.Join("testdata", "v2only.torrent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tor, err := FromInfoBytes(full.InfoBytes, full.InfoHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	needs := tor.MissingLayers()
+	if len(needs) == 0 || tor.InfoHashV2 != full.InfoHashV2 || tor.NumPieces != full.NumPieces {
+		t.Fatalf("fetched: %d layers missing, %d pieces (the .torrent has %d)", len(needs), tor.NumPieces, full.NumPieces)
+	}
+	layer := func(n PieceLayerNeed) [][32]byte {
+		var hs [][32]byte
+		for i := range n.Pieces {
+			hs = append(hs, full.v2[n.First+i].hash)
+		}
+		return hs
+	}
+	for _, n := range needs {
+		bad := layer(n)
+		bad[0][0] ^= 1
+		if err := tor.SetPieceLayer(n.Root, bad); !errors.Is(err, ErrBadPieceLayer) {
+			t.Fatalf("a layer that does not hash to its root: %v", err)
+		}
+		if err := tor.SetPieceLayer(n.Root, layer(n)[1:]); !errors.Is(err, ErrBadPieceLayer) {
+			t.Fatalf("a layer one hash short: %v", err)
+		}
+		if !tor.v2[n.First].missing {
+			t.Fatal("a refused layer filled the pieces")
+		}
+	}
+	for _, n := range needs {
+		if err := tor.SetPieceLayer(n.Root, layer(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tor.SetPieceLayer(needs[0].Root, layer(needs[0])); !errors.Is(err, ErrBadPieceLayer) {
+		t.Fatalf("a layer given twice: %v", err)
+	}
+	if len(tor.MissingLayers()) != 0 || !reflect.DeepEqual(tor.v2, full.v2) {
+		t.Fatal("the fetched torrent's pieces differ from the .torrent's")
+	}
+	m := &Magnet{InfoHash: tor.InfoHash, InfoHashV2: tor.InfoHashV2, V2: true}
+	b, err := m.Metainfo(tor, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(b)
+	if err != nil || again.InfoHashV2 != full.InfoHashV2 || !reflect.DeepEqual(again.v2, full.v2) {
+		t.Fatalf("the .torrent written from the magnet does not load as the original: %v", err)
 	}
 }
 

@@ -39,6 +39,19 @@ type v2Piece struct {
 	// hash: a whole piece's for a file longer than a piece, else the
 	// file's block count rounded up to a power of two.
 	leaves int
+	// missing: hash is not known yet (its file's piece layer is to be
+	// fetched, see PieceLayerNeed); the piece cannot be checked.
+	missing bool
+}
+
+// PieceLayerNeed is a piece layer a v2 torrent fetched by magnet still
+// needs before its pieces can be checked: the layer of the file whose
+// pieces root is Root, Pieces hashes for its pieces from First on. A
+// peer gives it in answer to BEP 52 hash requests (SetPieceLayer).
+type PieceLayerNeed struct {
+	Root   [sha256.Size]byte
+	Pieces int
+	First  int
 }
 
 // v2File is one file of a v2 file tree, in tree order.
@@ -67,24 +80,26 @@ func parseFileTree(raw []byte) ([]v2File, error) {
 }
 
 // v2Layout checks a v2 description against the piece length and the piece
-// layers and lists its pieces. layers may be nil (an info dictionary
-// fetched by magnet): then a file longer than a piece cannot be checked.
-func v2Layout(files []v2File, pieceLength int64, layers map[string]string) ([]v2Piece, error) {
+// layers and lists its pieces. A file longer than a piece whose layer is
+// not in layers is an error, or with fetched (an info dictionary fetched
+// by magnet) a need: its pieces are listed as missing.
+func v2Layout(files []v2File, pieceLength int64, layers map[string]string, fetched bool) ([]v2Piece, []PieceLayerNeed, error) {
 	if pieceLength < v2BlockSize || bits.OnesCount64(uint64(pieceLength)) != 1 {
-		return nil, invalid("v2 piece length %d is not a power of two of at least 16 KiB", pieceLength)
+		return nil, nil, invalid("v2 piece length %d is not a power of two of at least 16 KiB", pieceLength)
 	}
 	pad := metainfo.HashForPiecePad(pieceLength)
 	var pieces []v2Piece
+	var needs []PieceLayerNeed
 	for _, f := range files {
 		if f.length == 0 {
 			continue
 		}
 		if len(f.root) != sha256.Size {
-			return nil, invalid("file %q: pieces root of %d bytes", strings.Join(f.path, "/"), len(f.root))
+			return nil, nil, invalid("file %q: pieces root of %d bytes", strings.Join(f.path, "/"), len(f.root))
 		}
 		n := (f.length + pieceLength - 1) / pieceLength
 		if int64(len(pieces))+n > math.MaxInt32 {
-			return nil, invalid("too many pieces")
+			return nil, nil, invalid("too many pieces")
 		}
 		if n == 1 {
 			p := v2Piece{length: f.length, leaves: 1 << bits.Len64(uint64((f.length+v2BlockSize-1)/v2BlockSize-1))}
@@ -93,30 +108,37 @@ func v2Layout(files []v2File, pieceLength int64, layers map[string]string) ([]v2
 			continue
 		}
 		layer, ok := layers[string(f.root)]
+		if !ok && fetched {
+			needs = append(needs, PieceLayerNeed{Root: [sha256.Size]byte(f.root), Pieces: int(n), First: len(pieces)})
+			for i := range n {
+				pieces = append(pieces, v2Piece{length: min(pieceLength, f.length-i*pieceLength), leaves: int(pieceLength / v2BlockSize), missing: true})
+			}
+			continue
+		}
 		if !ok {
-			return nil, fmt.Errorf("%w: %w: file %q has no piece layer (a .torrent carries it; fetching it from peers, BEP 52 hash requests, is not built)", ErrInvalid, ErrNoPieceLayers, strings.Join(f.path, "/"))
+			return nil, nil, fmt.Errorf("%w: %w: file %q has no piece layer", ErrInvalid, ErrNoPieceLayers, strings.Join(f.path, "/"))
 		}
 		if int64(len(layer)) != n*sha256.Size {
-			return nil, invalid("file %q: piece layer of %d bytes for %d pieces", strings.Join(f.path, "/"), len(layer), n)
+			return nil, nil, invalid("file %q: piece layer of %d bytes for %d pieces", strings.Join(f.path, "/"), len(layer), n)
 		}
 		hashes, _ := merkle.CompactLayerToSliceHashes(layer)
 		if merkle.RootWithPadHash(hashes, pad) != [sha256.Size]byte(f.root) {
-			return nil, invalid("file %q: its piece layer does not hash to its pieces root", strings.Join(f.path, "/"))
+			return nil, nil, invalid("file %q: its piece layer does not hash to its pieces root", strings.Join(f.path, "/"))
 		}
 		for i, h := range hashes {
 			pieces = append(pieces, v2Piece{hash: h, length: min(pieceLength, f.length-int64(i)*pieceLength), leaves: int(pieceLength / v2BlockSize)})
 		}
 	}
 	if len(pieces) == 0 {
-		return nil, invalid("torrent has no data (all %d files are empty)", len(files))
+		return nil, nil, invalid("torrent has no data (all %d files are empty)", len(files))
 	}
-	return pieces, nil
+	return pieces, needs, nil
 }
 
 // verifyV2 reports whether data starts with the file bytes of piece p
 // (SHA-256 merkle root of its 16 KiB blocks, padded with zero leaves).
 func verifyV2(p v2Piece, data []byte) bool {
-	if int64(len(data)) < p.length {
+	if p.missing || int64(len(data)) < p.length {
 		return false
 	}
 	data = data[:p.length]
