@@ -75,3 +75,61 @@ func TestDiscoverFromRealPeers(t *testing.T) {
 		t.Fatalf("the seeder %s was not learned by PEX from %s:\n%s", seeder.Addr, leecher.Addr, out)
 	}
 }
+
+// TestDiscoverBTMHMagnet: a btmh magnet (BitTorrent v2) naming a real
+// libtorrent seeder of a v2-only torrent: discover fetches the info
+// dictionary and the piece layers (BEP 52 hash requests) and saves a
+// .torrent that loads as the original, and a probe with it verifies the
+// seeder's pieces by their SHA-256 merkle roots.
+func TestDiscoverBTMHMagnet(t *testing.T) {
+	testclients.Require(t, string(testclients.Libtorrent))
+	dir := filepath.Join(t.TempDir(), "v2")
+	testclients.MakePayload(t, dir, 3<<20+5, 43)
+	testclients.MakePayload(t, dir, 1<<20, 44)
+	tpath := testclients.MakeTorrentV2(t, dir, 32<<10, nil, false)
+	orig, err := torrentmeta.Load(tpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	seeder := testclients.Start(ctx, t, testclients.Options{Kind: testclients.Libtorrent, TorrentFile: tpath, DataDir: filepath.Dir(dir), Seed: true})
+	magnet := fmt.Sprintf("magnet:?xt=urn:btmh:1220%x&x.pe=%s", orig.InfoHashV2, seeder.Addr)
+	saved := filepath.Join(t.TempDir(), "from-btmh.torrent")
+	out, err := run(t, "discover", "--magnet", magnet, "--no-dht", "--duration", "5s", "--json", "--save-torrent", saved)
+	if err != nil {
+		t.Fatalf("discover: %v\n%s", err, out)
+	}
+	got, err := torrentmeta.Load(saved)
+	if err != nil {
+		t.Fatalf("metadata and piece layers were not saved: %v\n%s", err, out)
+	}
+	if got.InfoHashV2 != orig.InfoHashV2 || got.InfoHash != orig.InfoHash || got.NumPieces != orig.NumPieces || got.PieceHashes() != "SHA-256" {
+		t.Fatalf("saved torrent v2 %x, %d pieces checked by %s; want v2 %x, %d pieces", got.InfoHashV2, got.NumPieces, got.PieceHashes(), orig.InfoHashV2, orig.NumPieces)
+	}
+	waitNoPeersCmd(t, seeder)
+	out, err = run(t, "probe", "--torrent", saved, "--peer", seeder.Addr.String(), "--json")
+	if err != nil {
+		t.Fatalf("probe: %v\n%s", err, out)
+	}
+	var r struct {
+		Outcome        string `json:"outcome"`
+		PiecesVerified int    `json:"pieces_verified"`
+		PiecesFailed   int    `json:"pieces_failed"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &r); err != nil {
+		t.Fatalf("probe output: %v\n%s", err, out)
+	}
+	if r.Outcome != "ok" || r.PiecesVerified == 0 || r.PiecesFailed != 0 {
+		t.Fatalf("probe with the saved torrent: %+v", r)
+	}
+}
+
+// waitNoPeersCmd waits until the client counts no peer (it takes one
+// connection per IP), logging when it never did.
+func waitNoPeersCmd(t *testing.T, c *testclients.Client) {
+	t.Helper()
+	if !c.WaitNoPeers(context.Background()) {
+		t.Logf("the client still counts a peer after 10 s; going on")
+	}
+}

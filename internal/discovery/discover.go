@@ -147,7 +147,7 @@ func FromTorrent(t *torrentmeta.Torrent) Config {
 // names are not resolved), Left unknown. The second result lists x.pe
 // entries that were skipped.
 func FromMagnet(m *torrentmeta.Magnet) (Config, []string) {
-	cfg := Config{InfoHash: m.InfoHash, Left: -1}
+	cfg := Config{InfoHash: m.InfoHash, AlsoInfoHash: m.TruncatedV2(), Left: -1}
 	for _, tr := range m.Trackers {
 		cfg.Trackers = append(cfg.Trackers, []string{tr})
 	}

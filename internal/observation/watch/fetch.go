@@ -19,7 +19,9 @@ var ErrNoMetadata = errors.New("peer offers no metadata")
 
 // FetchMetadata asks the peer at addr for the info dictionary of
 // o.InfoHash over ut_metadata (BEP 9), verifies it against the info hash and
-// returns the torrent. ctx bounds the whole exchange.
+// returns the torrent; for a v2-only torrent (BEP 52) it asks the same
+// peer for the piece layers too, so that every piece can be checked. ctx
+// bounds the whole exchange.
 func FetchMetadata(ctx context.Context, addr netip.AddrPort, o Options) (*torrentmeta.Torrent, error) {
 	c, err := dial(ctx, addr, o)
 	if err != nil {
@@ -81,7 +83,16 @@ func FetchMetadata(ctx context.Context, addr netip.AddrPort, o Options) (*torren
 				if err != nil {
 					return nil, fmt.Errorf("metadata from %s: %w", addr, err)
 				}
-				return torrentmeta.FromInfoBytes(info, o.InfoHash)
+				t, err := torrentmeta.FromInfoBytes(info, o.InfoHash)
+				if err != nil {
+					return nil, err
+				}
+				// A v2 torrent's piece layers are not in its info
+				// dictionary: the same peer gives them (BEP 52).
+				if err := fetchLayers(c, t); err != nil {
+					return nil, fmt.Errorf("metadata from %s: %w", addr, err)
+				}
+				return t, nil
 			}
 		}
 	}

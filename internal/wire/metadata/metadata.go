@@ -13,6 +13,7 @@ package metadata
 import (
 	"bytes"
 	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -246,7 +247,8 @@ func (f *Fetcher) Handle(payload []byte) (Message, error) {
 }
 
 // InfoBytes returns the assembled info dictionary once complete and its
-// SHA-1 equals the info hash. On a mismatch every piece is discarded (one
+// SHA-1 equals the info hash, or (a v2 swarm, BEP 52) its SHA-256
+// truncated to 20 bytes does. On a mismatch every piece is discarded (one
 // of the peers lied; which one is unknown) and ErrHashMismatch is returned,
 // so the fetch can start again from other peers. Pass the result to
 // torrentmeta.FromInfoBytes.
@@ -255,7 +257,8 @@ func (f *Fetcher) InfoBytes() ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d of %d pieces missing", ErrIncomplete, f.missing, len(f.have))
 	}
 	sum := sha1.Sum(f.buf)
-	if !bytes.Equal(sum[:], f.infoHash[:]) {
+	v2 := sha256.Sum256(f.buf)
+	if !bytes.Equal(sum[:], f.infoHash[:]) && !bytes.Equal(v2[:20], f.infoHash[:]) {
 		for i := range f.have {
 			f.have[i] = false
 		}

@@ -29,9 +29,9 @@ type Magnet struct {
 	// InfoHashV2 is the btmh (SHA-256) info hash when V2 is set.
 	InfoHashV2 [32]byte
 	V2         bool
-	Name     string   // dn
-	Trackers []string // tr, in order, without duplicates
-	Peers    []string // x.pe, host:port as given
+	Name       string   // dn
+	Trackers   []string // tr, in order, without duplicates
+	Peers      []string // x.pe, host:port as given
 }
 
 func badMagnet(format string, args ...any) error {

@@ -17,8 +17,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/anacrolix/torrent/bencode"
@@ -613,7 +613,7 @@ func (t *Torrent) PieceHashes() string {
 
 // Magnet returns a magnet link for the torrent with its name and trackers.
 func (t *Torrent) Magnet() *Magnet {
-	m := &Magnet{InfoHash: t.InfoHash, Name: t.Name}
+	m := &Magnet{InfoHash: t.InfoHash, Name: t.Name, InfoHashV2: t.InfoHashV2, V2: t.V2}
 	m.Trackers = metainfo.AnnounceList(t.Trackers).DistinctValues()
 	return m
 }
