@@ -1,13 +1,17 @@
 package watch
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
 
+	pp "github.com/anacrolix/torrent/peer_protocol"
+
 	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/wire/pex"
+	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
 )
 
 // FuzzFollow runs the watch loop on arbitrary bytes from a peer (after the
@@ -52,4 +56,60 @@ func FuzzFollow(f *testing.F) {
 			t.Fatalf("summary %+v", sum)
 		}
 	})
+}
+
+// FuzzFetchLayers answers our BEP 52 hash requests for the v2 fixture's
+// piece layers with arbitrary bytes: fetchLayers must end with the input,
+// never panic, and succeed only with the layers that hash to their roots.
+func FuzzFetchLayers(f *testing.F) {
+	full, err := torrentmeta.Load("../../wire/torrentmeta/testdata/v2only.torrent")
+	if err != nil {
+		f.Fatal(err)
+	}
+	fresh := func() *torrentmeta.Torrent {
+		t, err := torrentmeta.FromInfoBytes(full.InfoBytes, full.InfoHash)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return t
+	}
+	// The honest answers, and a reject, as seeds.
+	var honest []byte
+	for _, r := range layerRequests(fresh()) {
+		req := r.message()
+		m := pp.Message{Type: pp.Hashes, PiecesRoot: r.need.Root, BaseLayer: req.BaseLayer, Index: req.Index, Length: req.Length}
+		for i := range r.count {
+			var h [32]byte
+			if k := r.index + i; k < r.need.Pieces {
+				h = layerHash(full, r.need, k)
+			}
+			m.Hashes = append(m.Hashes, h)
+		}
+		b, err := m.MarshalBinary()
+		if err != nil {
+			f.Fatal(err)
+		}
+		honest = append(honest, b...)
+	}
+	f.Add(honest)
+	f.Add(honest[:len(honest)/2])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tor := fresh()
+		c := peerwire.NewStreamConn(data, 1<<17)
+		if err := fetchLayers(c, tor); err != nil {
+			if bytes.Equal(data, honest) {
+				t.Fatalf("the honest answers: %v", err)
+			}
+			return
+		}
+		if len(tor.MissingLayers()) != 0 {
+			t.Fatal("fetchLayers succeeded with layers missing")
+		}
+	})
+}
+
+// layerHash is the hash of piece k of a file's layer in a loaded torrent:
+// the torrent verifies that piece against it.
+func layerHash(t *torrentmeta.Torrent, need torrentmeta.PieceLayerNeed, k int) [32]byte {
+	return t.PieceLayerHash(need.First + k)
 }

@@ -16,11 +16,16 @@ Control is line-based: stdin carries commands, stdout carries JSON objects only,
 
 SIGTERM and SIGINT also stop gracefully.
 """
+import faulthandler
 import json
 import signal
 import sys
 import threading
 import time
+
+# libtorrent 2.0.8 has crashed (SIGSEGV) in CI with an empty log: a crash now
+# leaves the Python stack of every thread on stderr, which goes to the log.
+faulthandler.enable()
 
 import libtorrent as lt
 

@@ -599,6 +599,16 @@ func (t *Torrent) VerifyPiece(i int, data []byte) bool {
 // v2Only reports whether the torrent has only a v2 description.
 func (t *Torrent) v2Only() bool { return t.pieces == nil && t.v2 != nil }
 
+// PieceLayerHash is piece i's entry in its file's piece layer (or the
+// file's pieces root for a one-piece file), zero when the torrent has no
+// v2 description or the layer is missing.
+func (t *Torrent) PieceLayerHash(i int) [sha256.Size]byte {
+	if i < 0 || i >= len(t.v2) || t.v2[i].missing {
+		return [sha256.Size]byte{}
+	}
+	return t.v2[i].hash
+}
+
 // PieceHashes names the hashes VerifyPiece checks: "SHA-1", "SHA-256" or
 // "SHA-1+SHA-256".
 func (t *Torrent) PieceHashes() string {
