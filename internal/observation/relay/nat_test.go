@@ -117,7 +117,11 @@ func TestHolepunchReachesNATedLeecher(t *testing.T) {
 		dialed <- r
 	}()
 	accepted := make(chan *peerwire.Conn, 1)
+	acceptErr := make(chan error, 1)
+	acceptDone := make(chan struct{})
+	defer func() { sock.Close(); <-acceptDone }() // the goroutine ends before the test
 	go func() {
+		defer close(acceptDone)
 		raw, err := sock.Accept()
 		if err != nil {
 			return
@@ -129,7 +133,7 @@ func TestHolepunchReachesNATedLeecher(t *testing.T) {
 			InfoHash: func(yield func(infohash.T) bool) { yield(tor.InfoHash) }, AllowPlaintext: true, AllowMSEPlaintext: true,
 		})
 		if err != nil {
-			t.Logf("incoming connection from %s: %v", raw.RemoteAddr(), err)
+			acceptErr <- err
 			return
 		}
 		accepted <- c
@@ -143,11 +147,15 @@ func TestHolepunchReachesNATedLeecher(t *testing.T) {
 		select {
 		case c := <-accepted:
 			checkLeecher(t, c, natHost.Public, tor.NumPieces)
+		case err := <-acceptErr:
+			t.Fatalf("the leecher's connection came, its handshake failed: %v", err)
 		case <-time.After(10 * time.Second):
 			t.Fatal("neither our connection nor the leecher's came through the NAT")
 		}
 	case c := <-accepted:
 		checkLeecher(t, c, natHost.Public, tor.NumPieces)
+	case err := <-acceptErr:
+		t.Fatalf("the leecher's connection came, its handshake failed: %v", err)
 	}
 }
 
@@ -168,7 +176,7 @@ func checkLeecher(t *testing.T, c *peerwire.Conn, public netip.Addr, numPieces i
 		}
 		switch m.Type {
 		case pp.Bitfield:
-			t.Logf("its bitfield: %d pieces", len(m.Bitfield))
+			t.Logf("its bitfield: %d of %d pieces", count(m.Bitfield), numPieces)
 			return
 		case pp.HaveNone, pp.HaveAll:
 			t.Logf("its piece set: %v", m.Type)
@@ -176,4 +184,14 @@ func checkLeecher(t *testing.T, c *peerwire.Conn, public netip.Addr, numPieces i
 		}
 	}
 	t.Fatal("no piece set in 100 messages")
+}
+
+func count(bits []bool) int {
+	n := 0
+	for _, b := range bits {
+		if b {
+			n++
+		}
+	}
+	return n
 }
