@@ -513,8 +513,10 @@ func writeDetection(w io.Writer, runs []ScenarioRun) {
 	p("held-out measurement, before the one change it prompted (the sum-of-pairs check), and run only\n")
 	p("after it; `heldout3-*` were written before a burst-allowance change meant for the ×1.5 misses,\n")
 	p("run once with the detector before it and judged again with it: it changed no verdict, so it\n")
-	p("was dropped, and they are shown as run. The others were tuned on. A multiplier is *flagged* when its client is `suspect` or\n")
-	p("`misreporting`.\n\n")
+	p("was dropped, and they are shown as run; `heldout4-*` were written before the capacity suspect factor\n")
+	p("(1.05 where the plausible bound is probed capacity, chosen on every earlier run, held-out ones\n")
+	p("included, which are tuned on since) and run only after it. The others were tuned on. A multiplier\n")
+	p("is *flagged* when its client is `suspect` or `misreporting`.\n\n")
 	p("| scenario | proxied clients (multiplier: verdict) | smallest multiplier flagged | other cheats flagged | honest suspect | honest misreporting |\n| --- | --- | --- | --- | --- | --- |\n")
 	var honest, honestSus, honestMis int
 	type bucket struct{ flagged, cheaters int }

@@ -86,6 +86,7 @@ type judgeFlags struct {
 	slack                          string
 	slackPieces                    int
 	suspectFactor, misreportFactor float64
+	capacitySuspectFactor          float64
 	showPasskeys                   bool
 }
 
@@ -109,6 +110,7 @@ func (fl *judgeFlags) registerTolerances(f *pflag.FlagSet) {
 	f.StringVar(&fl.slack, "slack", humanize.IBytes(uint64(def.SlackBytes)), "tolerance: bytes a report may exceed a bound by (see docs/estimation.md)")
 	f.IntVar(&fl.slackPieces, "slack-pieces", def.SlackPieces, "tolerance: pieces a report may exceed a bound by (the larger slack applies)")
 	f.Float64Var(&fl.suspectFactor, "suspect-factor", def.SuspectFactor, "tolerance: a report above bound×this (plus slack) is suspect")
+	f.Float64Var(&fl.capacitySuspectFactor, "capacity-suspect-factor", def.CapacitySuspectFactor, "tolerance where the bound is probed capacity, which carries its own headroom: a report above it×this (plus slack) is suspect")
 	f.Float64Var(&fl.misreportFactor, "misreport-factor", def.MisreportFactor, "tolerance: a report above bound×this (plus slack) is misreporting")
 }
 
@@ -122,6 +124,7 @@ func (fl *judgeFlags) verdictConfig() (verdict.Config, error) {
 		return vc, err
 	}
 	vc.SlackBytes, vc.SlackPieces, vc.SuspectFactor, vc.MisreportFactor = slack, fl.slackPieces, fl.suspectFactor, fl.misreportFactor
+	vc.CapacitySuspectFactor = fl.capacitySuspectFactor
 	if fl.reportedPath == "" {
 		// The embedded tracker stamps announces with this process's clock
 		// (the first snapshot of a peer is often taken within a second of
@@ -129,7 +132,7 @@ func (fl *judgeFlags) verdictConfig() (verdict.Config, error) {
 		vc.Estimate.ClockSlack = estimate.SameClockSlack
 	}
 	if err := vc.Validate(); err != nil {
-		return vc, usagef("tolerances (--slack, --slack-pieces, --suspect-factor, --misreport-factor): %w", err)
+		return vc, usagef("tolerances (--slack, --slack-pieces, --suspect-factor, --capacity-suspect-factor, --misreport-factor): %w", err)
 	}
 	if err := positive("csv-step", fl.csvStep); err != nil {
 		return vc, err

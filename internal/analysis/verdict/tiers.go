@@ -21,6 +21,12 @@ func (j *judge) thrP(bound int64) float64 {
 	return float64(bound)*j.cfg.SuspectFactor + float64(j.pslack)
 }
 
+// thrCap is thrP for a bound of probed capacity, which carries its own
+// headroom: bound×CapacitySuspectFactor + the plausible slack.
+func (j *judge) thrCap(bound int64) float64 {
+	return float64(bound)*j.cfg.CapacitySuspectFactor + float64(j.pslack)
+}
+
 // plausibleReasons are the plausible tier's upload findings for one
 // interval.
 func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[string]float64) map[string]float64, when string) []Reason {
@@ -40,7 +46,7 @@ func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[st
 			capB = pl.SlicedBound // slice by slice, the smaller of capacity and what others absorbed
 		}
 		capB += int64(pl.Capacity.Upper * j.cfg.BurstWindow.Seconds())
-		if t := j.thrP(capB); up > t {
+		if t := j.thrCap(capB); up > t {
 			as := []string{estimate.AssumeIdleNoCompetitors}
 			if pl.Capacity.Quiet {
 				as = append(as, estimate.AssumeQuietProbeWhole)
@@ -430,7 +436,12 @@ func (j *judge) pairSumReasons(checks []Check) []Reason {
 				bytesize.Format(up), pairs, bytesize.Format(avail)),
 			Numbers: nums(avail, t)})
 	}
-	if t := plaus*j.cfg.SuspectFactor + float64(j.pslack); up > t {
+	// The capacity-limited pairs' bounds take the capacity factor, the
+	// others the plausible tier's.
+	threshold := func(bound, capPart float64) float64 {
+		return capPart*j.cfg.CapacitySuspectFactor + (bound-capPart)*j.cfg.SuspectFactor + float64(j.pslack)
+	}
+	if t := threshold(plaus, capLimited); up > t {
 		code, as := CodeUploadExceedsAvailability, []string{estimate.AssumeOwnDownloads}
 		if 2*capLimited > plaus {
 			code, as = CodeUploadExceedsCapacity, []string{estimate.AssumeOwnDownloads, estimate.AssumeIdleNoCompetitors, estimate.AssumeQuietProbeWhole}

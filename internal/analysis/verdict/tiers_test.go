@@ -33,6 +33,15 @@ func TestPairSums(t *testing.T) {
 			[]Code{CodeUploadExceedsAvailability, CodeUploadExceedsAvailability}, StatusMisreporting},
 		{"one pair: its own check", []Check{pair(100*mib, 7*mib, 7*mib, estimate.LimitCapacity)}, nil, ""},
 		{"sessions are not pairs", []Check{pair(10*mib, 7*mib, 100*mib, estimate.LimitCapacity), {Session: true, Uploaded: 1 << 40}}, nil, ""},
+		// 4 × 110 MiB against 4 × 100 MiB of bounds: over the capacity
+		// factor (×1.05 + 4 MiB = 424 MiB), within the availability one
+		// (×1.15 + 4 MiB = 464 MiB).
+		{"capacity bounds take the capacity factor", []Check{pair(110*mib, 100*mib, 1000*mib, estimate.LimitCapacity), pair(110*mib, 100*mib, 1000*mib, estimate.LimitCapacity),
+			pair(110*mib, 100*mib, 1000*mib, estimate.LimitCapacity), pair(110*mib, 100*mib, 1000*mib, estimate.LimitCapacity)},
+			[]Code{CodeUploadExceedsCapacity}, StatusSuspect},
+		{"availability bounds keep the suspect factor", []Check{pair(110*mib, 100*mib, 1000*mib, estimate.LimitAvailability), pair(110*mib, 100*mib, 1000*mib, estimate.LimitAvailability),
+			pair(110*mib, 100*mib, 1000*mib, estimate.LimitAvailability), pair(110*mib, 100*mib, 1000*mib, estimate.LimitAvailability)},
+			nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := j.pairSumReasons(tc.checks)

@@ -231,8 +231,14 @@ type Config struct {
 	// (+5–10%).
 	SuspectFactor   float64
 	MisreportFactor float64
-	SlackBytes      int64
-	SlackPieces     int
+	// CapacitySuspectFactor replaces SuspectFactor where the plausible
+	// bound is probed capacity: that bound carries its own headroom
+	// (Estimate.PlausibleHeadroom on a quiet probe, the probe's share on a
+	// busy one) and BurstWindow, so the factor covers only what counters
+	// add to payload.
+	CapacitySuspectFactor float64
+	SlackBytes            int64
+	SlackPieces           int
 	// BurstWindow is added to the time in capacity bounds: rates are
 	// bursty over 5–10 s and counters are read at announce time.
 	BurstWindow time.Duration
@@ -279,7 +285,7 @@ type Config struct {
 	MinChokedProbes int
 }
 
-// DefaultConfig returns the defaults: SuspectFactor 1.15, MisreportFactor
+// DefaultConfig returns the defaults: SuspectFactor 1.15, CapacitySuspectFactor 1.05, MisreportFactor
 // 1.5, SlackBytes 32 MiB, SlackPieces 8, BurstWindow 10 s,
 // CapacityMisreportFactor 0 (off), MaxRate 1.25e9 B/s (10 Gbit/s),
 // InFlightPieces 32, LeftSlackPieces 1, AnnounceLatency 5 s, ShortSession 2 min, AnnounceGrace
@@ -290,6 +296,7 @@ func DefaultConfig() Config {
 		Timeline:               timeline.DefaultOptions(),
 		Estimate:               estimate.DefaultConfig(),
 		SuspectFactor:          1.15,
+		CapacitySuspectFactor:  1.05,
 		MisreportFactor:        1.5,
 		SlackBytes:             32 << 20,
 		SlackPieces:            8,
@@ -315,6 +322,8 @@ func (c Config) Validate() error {
 	switch {
 	case !fin(c.SuspectFactor) || c.SuspectFactor < 1:
 		return fmt.Errorf("%w: SuspectFactor %v must be >= 1", ErrConfig, c.SuspectFactor)
+	case !fin(c.CapacitySuspectFactor) || c.CapacitySuspectFactor < 1 || c.CapacitySuspectFactor > c.MisreportFactor:
+		return fmt.Errorf("%w: CapacitySuspectFactor %v must be in [1, MisreportFactor]", ErrConfig, c.CapacitySuspectFactor)
 	case !fin(c.MisreportFactor) || c.MisreportFactor < c.SuspectFactor:
 		return fmt.Errorf("%w: MisreportFactor %v must be >= SuspectFactor", ErrConfig, c.MisreportFactor)
 	case !fin(c.CapacityMisreportFactor) || (c.CapacityMisreportFactor != 0 && c.CapacityMisreportFactor < c.SuspectFactor):
