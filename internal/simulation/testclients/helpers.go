@@ -116,16 +116,24 @@ func FreePort(t testing.TB, ip string) int {
 }
 
 // freePort is FreePort without the test.
+//
+// The port is drawn below the kernel's ephemeral range (32768 and up on
+// Linux): between this check and the client's own bind, an ephemeral port
+// the kernel hands out — a probe's source port, a uTP or DHT socket bound
+// to port 0 — cannot take it.
 func freePort(ip string) (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp4", net.JoinHostPort(ip, "0"))
+	var lastErr error
+	for range 200 {
+		port := minPickedPort + rand.IntN(maxPickedPort-minPickedPort)
+		l, err := net.Listen("tcp4", net.JoinHostPort(ip, strconv.Itoa(port)))
 		if err != nil {
-			return 0, fmt.Errorf("free port on %s: %w", ip, err)
+			lastErr = err // taken (or ip is no address of ours): draw again
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		u, uerr := net.ListenPacket("udp4", net.JoinHostPort(ip, fmt.Sprint(port)))
 		l.Close()
 		if uerr != nil {
+			lastErr = uerr
 			continue
 		}
 		u.Close()
@@ -137,8 +145,14 @@ func freePort(ip string) (int, error) {
 			return port, nil
 		}
 	}
-	return 0, fmt.Errorf("no port free for both TCP and UDP on %s after 50 tries", ip)
+	return 0, fmt.Errorf("no port free for both TCP and UDP on %s after 200 tries: %w", ip, lastErr)
 }
+
+// The range freePort draws from: below Linux's default ephemeral range.
+const (
+	minPickedPort = 20000
+	maxPickedPort = 32768
+)
 
 // MakePayload is WritePayload for tests: it fails the test on error.
 func MakePayload(t testing.TB, dir string, size int64, seed int64) string {

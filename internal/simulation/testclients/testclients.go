@@ -309,7 +309,19 @@ func Start(ctx context.Context, t testing.TB, o Options) *Client {
 		Require(t, "ip")
 	}
 	c, err := Launch(ctx, o)
-	return started(t, c, err)
+	c = started(t, c, err)
+	// A failed test shows how each of its clients fared: the tail of its
+	// log, with the Python stack of a libtorrent that crashed.
+	t.Cleanup(func() {
+		if t.Failed() {
+			exited := ""
+			if c.proc.hasExited() {
+				exited = " (its process had exited)"
+			}
+			t.Logf("testclients: %s at %s%s, log tail:\n%s", c.Kind, c.Addr, exited, c.Log())
+		}
+	})
+	return c
 }
 
 // started is the end of Start and StartOpentracker: it fails the test on
