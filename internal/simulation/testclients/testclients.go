@@ -316,7 +316,7 @@ func Start(ctx context.Context, t testing.TB, o Options) *Client {
 		if t.Failed() {
 			exited := ""
 			if c.proc.hasExited() {
-				exited = " (its process had exited)"
+				exited = " (its process had exited, or the test stopped it)"
 			}
 			t.Logf("testclients: %s at %s%s, log tail:\n%s", c.Kind, c.Addr, exited, c.Log())
 		}
