@@ -206,9 +206,9 @@ func TestAuditRealClientsAndCheaters(t *testing.T) {
 		s := startAuditedSwarm(t, 21)
 		tr := s.start(t, testclients.Transmission, s.torrent, true, testclients.Options{UploadLimitKiB: 1024, Encryption: testclients.EncRequired})
 		// The leecher downloads at 384 KiB/s, about 20 s for the payload: the
-	// audit sees it gain pieces (unlimited, a loaded CI could see it only
-	// complete).
-	leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.3", Encryption: testclients.EncRequired, DownloadLimitKiB: 384})
+		// audit sees it gain pieces (unlimited, a loaded CI could see it only
+		// complete).
+		leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.3", Encryption: testclients.EncRequired, DownloadLimitKiB: 384})
 		cheaters := map[cheat.Kind]*cheat.Cheater{}
 		for i, kind := range cheat.Kinds() {
 			c, err := cheat.Start(s.ctx, cheat.Config{Kind: kind, Announce: s.announce, InfoHash: s.ih, Size: 32 << 20, Rate: 2 << 20, Interval: 5 * time.Second, Seed: uint64(i + 1)})
