@@ -171,11 +171,14 @@ func TestSwarm50(t *testing.T) {
 			}
 		}
 	}
-	if !badBanned {
-		t.Error("no leecher banned the bad-data seeder")
-	}
-	if truth[3].Uploaded == 0 {
-		t.Error("the bad-data seeder was never asked for data: the test does not exercise bans")
+	// Whether a leecher asks the bad-data seeder for a piece before the
+	// others complete it is up to timing (a loaded CI once finished the
+	// swarm without it); TestBadDataBanned checks the ban on its own.
+	switch {
+	case truth[3].Uploaded == 0:
+		t.Log("the bad-data seeder was never asked for data: bans are left to TestBadDataBanned")
+	case !badBanned:
+		t.Error("the bad-data seeder served data and no leecher banned it")
 	}
 	t.Logf("total uploaded %d, downloaded %d; the busiest peer used %.0f%% of its upload allowance", total.up, total.down, 100*busiest)
 
