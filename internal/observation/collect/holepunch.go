@@ -135,7 +135,6 @@ func (c *Collector) throughHole(ctx context.Context, addr netip.AddrPort, opts p
 		}
 		c.punch.notePunched(ep.Addr(), time.Now())
 		opts.Dialer.Network.Transport = peerwire.TransportUTP
-		opts.ClientNameFromID = peerid.ClientName
 		r, err := probe.Run(ctx, ep, c.target(), opts)
 		if err != nil || r.Encryption == "" {
 			c.cfg.Logger.Debug("holepunch: our connection did not come through", "peer", addr, "relay", rl, "at", ep)

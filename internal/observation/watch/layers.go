@@ -75,10 +75,10 @@ func fetchLayers(c *peerwire.Conn, t *torrentmeta.Torrent) error {
 		return fmt.Errorf("piece layers: %w", err)
 	}
 	got := map[[sha256.Size]byte][][sha256.Size]byte{}
-	pending := len(reqs)
-	for read := 0; pending > 0; read++ {
-		if read > 10_000+4*len(reqs) {
-			return fmt.Errorf("piece layers: %d requests unanswered after %d messages", pending, read)
+	maxReads := 10_000 + 4*len(reqs)
+	for read := 0; len(reqs) > 0; read++ {
+		if read > maxReads {
+			return fmt.Errorf("piece layers: %d requests unanswered after %d messages", len(reqs), read)
 		}
 		m, err := c.ReadMessage()
 		if err != nil {
@@ -99,7 +99,6 @@ func fetchLayers(c *peerwire.Conn, t *torrentmeta.Torrent) error {
 		}
 		r := reqs[k]
 		reqs = append(reqs[:k], reqs[k+1:]...)
-		pending--
 		if m.Type == pp.HashReject {
 			return fmt.Errorf("piece layers: the peer rejected our hash request for pieces root %x", r.need.Root)
 		}

@@ -20,11 +20,10 @@ type ledbat struct {
 	cwnd      float64 // congestion window in bytes
 	slowStart bool
 	// base delay: the minimum over the current and the previous minute.
-	cur, prev    uint32
-	curSet       bool
-	prevSet      bool
-	curStart     time.Time
-	lastOurDelay uint32
+	cur, prev uint32
+	curSet    bool
+	prevSet   bool
+	curStart  time.Time
 }
 
 func newLedbat() ledbat { return ledbat{cwnd: minWindow, slowStart: true} }
@@ -58,7 +57,6 @@ func (l *ledbat) onAck(acked int, sample uint32, now time.Time) {
 	if ourDelay < 0 {
 		ourDelay = 0
 	}
-	l.lastOurDelay = uint32(min(ourDelay, 1<<31-1))
 	if l.slowStart {
 		if ourDelay > ledbatTarget*9/10 {
 			l.slowStart = false
