@@ -144,7 +144,7 @@ func RunOn(ctx context.Context, conn *peerwire.Conn, st *peerwire.PeerState, t T
 		s.allowedFast[i] = true
 	}
 	in0, out0 := conn.Bytes()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := peerwire.Interrupt(ctx, conn)
 	deadline, _ := ctx.Deadline()
 	var err error
 	if s.have.Count() > 0 && !o.BitfieldOnly {
@@ -256,7 +256,7 @@ func (s *session) run(ctx context.Context, addr netip.AddrPort) error {
 	}
 	s.conn = conn
 	// ctx cancellation (not just its deadline) must unblock reads too.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := peerwire.Interrupt(ctx, conn)
 	defer stop()
 	return s.talk(ctx)
 }

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/anacrolix/torrent/bencode"
 	pp "github.com/anacrolix/torrent/peer_protocol"
@@ -62,7 +61,7 @@ func Rendezvous(ctx context.Context, relay, target netip.AddrPort, cfg peerwire.
 	if d, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(d)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := peerwire.Interrupt(ctx, conn)
 	defer stop()
 	ep, err := talk(conn, target, client)
 	if err != nil {

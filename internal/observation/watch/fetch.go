@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
 
@@ -37,7 +36,7 @@ func FetchMetadata(ctx context.Context, addr netip.AddrPort, o Options) (*torren
 	if d, ok := ctx.Deadline(); ok {
 		c.SetDeadline(d)
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	stop := peerwire.Interrupt(ctx, c)
 	defer stop()
 	var (
 		f  *metadata.Fetcher

@@ -254,7 +254,7 @@ func follow(ctx context.Context, c *peerwire.Conn, o Options, ev Events, ext *pe
 			return ctx.Err()
 		}
 	} else {
-		stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		stop := peerwire.Interrupt(ctx, c)
 		defer stop()
 	}
 	clock := newClock(start, o, ev.Tick != nil)

@@ -269,12 +269,13 @@ func (w countingRW) Write(p []byte) (int, error) {
 }
 
 // withDeadline bounds the socket by ctx's deadline and closes it if ctx is
-// cancelled early; the returned func undoes both.
+// cancelled early; the returned func undoes both, after which no late
+// interrupt touches the socket its next owner reads.
 func withDeadline(ctx context.Context, conn net.Conn) (stop func()) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(d)
 	}
-	unhook := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	unhook := Interrupt(ctx, conn)
 	return func() {
 		unhook()
 		_ = conn.SetDeadline(time.Time{})
