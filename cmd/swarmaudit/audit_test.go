@@ -449,8 +449,26 @@ func waitListening(t *testing.T, addr string) {
 // info hash. The seeder is probed with its pieces checked against their
 // SHA-256 merkle roots, the leecher is watched completing pieces (its
 // timeline), and neither honest client is flagged.
+//
+// python3-libtorrent 2.0.8 at times dies of a segmentation fault in a v2
+// swarm before anything reached it (CI saw it twice); a run in which a
+// client crashed is run once more, and a second crash fails the test.
 func TestAuditV2Swarm(t *testing.T) {
 	testclients.Require(t, "libtorrent")
+	for attempt := 1; ; attempt++ {
+		crashed := ""
+		t.Run(fmt.Sprintf("attempt %d", attempt), func(t *testing.T) { auditV2Swarm(t, &crashed) })
+		if crashed == "" {
+			return
+		}
+		if attempt == 2 {
+			t.Fatalf("a client crashed in both runs, last: %s", crashed)
+		}
+		t.Logf("a client crashed (%s): running the audit again", crashed)
+	}
+}
+
+func auditV2Swarm(t *testing.T, crashed *string) {
 	s := startAuditedSwarmOf(t, 23, func(payloadDir, announce string) (string, [20]byte) {
 		dir := filepath.Join(payloadDir, "v2")
 		testclients.MakePayload(t, dir, 5<<20+4321, 23)
@@ -465,6 +483,13 @@ func TestAuditV2Swarm(t *testing.T) {
 	seeder := s.start(t, testclients.Libtorrent, s.torrent, true, testclients.Options{UploadLimitKiB: 1024})
 	leecher := s.start(t, testclients.Libtorrent, s.torrent, false, testclients.Options{IP: "127.0.0.3", Encryption: testclients.EncRequired})
 	time.Sleep(25 * time.Second) // the audit runs 35 s
+	for _, c := range []*testclients.Client{seeder, leecher} {
+		if how, ok := c.Crashed(); ok {
+			*crashed = how
+			s.finish(t, leecher, seeder)
+			t.Skipf("%s: not the auditor's doing; its log:\n%s", how, c.Log())
+		}
+	}
 	rows := s.finish(t, leecher, seeder)
 	sv, ok1 := rows.find(seeder.Addr)
 	lv, ok2 := rows.find(leecher.Addr)

@@ -90,6 +90,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -702,6 +703,23 @@ func (c *Client) Stop() {
 // Log returns the tail of the client's log files (its output and, where it
 // keeps one, its own log), for test failure messages.
 func (c *Client) Log() string { return c.proc.log() }
+
+// Crashed reports whether the client's process died of a fault of its own
+// (SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT), and how. python3-libtorrent
+// 2.0.8 does at times, inside libtorrent, before any peer reached it; a
+// test may then run again rather than judge an auditor that had no client
+// to audit.
+func (c *Client) Crashed() (string, bool) {
+	if !c.proc.hasExited() {
+		return "", false
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGILL, syscall.SIGFPE, syscall.SIGABRT} {
+		if c.proc.how == fmt.Sprintf("killed by signal %d", sig) {
+			return fmt.Sprintf("%s at %s: %s (%v)", c.Kind, c.Addr, c.proc.how, sig), true
+		}
+	}
+	return "", false
+}
 
 func withDefaultDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {

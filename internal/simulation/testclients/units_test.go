@@ -430,3 +430,33 @@ func TestProcessKillGroup(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCrashed: a client whose process died of SIGSEGV has crashed; one
+// that exited, or that the test killed, has not.
+func TestCrashed(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		shell string
+		want  bool
+	}{
+		{"segmentation fault", "kill -SEGV $$", true},
+		{"abort", "kill -ABRT $$", true},
+		{"exit status", "exit 3", false},
+		{"killed", "kill -KILL $$", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Client{Kind: Libtorrent, proc: newProcess()}
+			if err := c.proc.launch(exec.Command("sh", "-c", tt.shell), t.TempDir(), "log", nil); err != nil {
+				t.Fatal(err)
+			}
+			defer c.proc.kill()
+			if !c.proc.waitExit(10 * time.Second) {
+				t.Fatal("the process did not end")
+			}
+			how, got := c.Crashed()
+			if got != tt.want {
+				t.Fatalf("crashed %v (%q, process: %q), want %v", got, how, c.proc.how, tt.want)
+			}
+		})
+	}
+}
