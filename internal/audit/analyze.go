@@ -127,7 +127,8 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 		}
 		if p.ThroughputBytesPerSec > 0 {
 			// The probe's spread is relative; the estimate wants bytes/s.
-			w.Probes = append(w.Probes, estimate.Sample{At: p.At, BytesPerSec: p.ThroughputBytesPerSec, Spread: p.ThroughputSpread * p.ThroughputBytesPerSec, Bytes: p.BytesDownloaded})
+			w.Probes = append(w.Probes, estimate.Sample{At: p.At, BytesPerSec: p.ThroughputBytesPerSec, Spread: p.ThroughputSpread * p.ThroughputBytesPerSec,
+				Bytes: p.BytesDownloaded, Duration: probeDuration(p.Result)})
 		}
 		if p.PiecesFailed > 0 {
 			var r probe.Result
@@ -279,4 +280,16 @@ func keptChoked(p store.ProbeRecord) bool {
 	}
 	var r probe.Result
 	return json.Unmarshal(p.Result, &r) == nil && r.Choked && r.PiecesHave > 0 && r.UnchokeMS == 0
+}
+
+// probeDuration is how long a stored probe ran (its result's duration_ms);
+// 0 when the record does not say.
+func probeDuration(result json.RawMessage) time.Duration {
+	var r struct {
+		DurationMS float64 `json:"duration_ms"`
+	}
+	if json.Unmarshal(result, &r) != nil || !(r.DurationMS > 0) || r.DurationMS > float64(24*time.Hour/time.Millisecond) {
+		return 0
+	}
+	return time.Duration(r.DurationMS * float64(time.Millisecond))
 }

@@ -312,6 +312,9 @@ func (b *builder) estimate() error {
 		r.p.Capacity = Capacity{Known: ce.Known, Samples: ce.Samples, Central: fin(ce.Central), Spread: fin(median(spreads)),
 			MeasuredUpper: fin(ce.MeasuredUpper), Share: fin(ce.Share), Upper: fin(ce.Upper), Quiet: ce.Quiet}
 		bd := ab.Bounds
+		if pc := bd.Plausible.Capacity; pc.Known {
+			r.p.Capacity.PlausibleUpper, r.p.Capacity.PlausibleShare, r.p.Capacity.PlausibleQuiet = fin(pc.Upper), fin(pc.Share), pc.Quiet
+		}
 		r.p.ObservedDownloaded = bd.DownloadedLower
 		r.p.UploadBounds = &UploadBounds{Lower: bd.UploadLower, Upper: bd.UploadUpper, Limit: string(bd.Explain.Limit),
 			PlausibleUpper: bd.Plausible.UploadUpper, PlausibleLimit: string(bd.Plausible.Limit)}

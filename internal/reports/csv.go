@@ -48,6 +48,9 @@ var csvColumns = []csvColumn{
 	{"capacity_spread", func(_ *Report, p *Peer) string { return ifKnown(p.Capacity.Known, num(p.Capacity.Spread)) }},
 	{"capacity_measured_upper", func(_ *Report, p *Peer) string { return ifKnown(p.Capacity.Known, num(p.Capacity.MeasuredUpper)) }},
 	{"capacity_upper", func(_ *Report, p *Peer) string { return ifKnown(p.Capacity.Known, num(p.Capacity.Upper)) }},
+	{"capacity_plausible_upper", func(_ *Report, p *Peer) string {
+		return ifKnown(p.Capacity.Known && p.Capacity.PlausibleUpper > 0, num(p.Capacity.PlausibleUpper))
+	}},
 	{"upload_lower", func(_ *Report, p *Peer) string {
 		return bounds(p, func(b *UploadBounds) string { return i64(b.Lower) })
 	}},

@@ -186,6 +186,14 @@ type Capacity struct {
 	// taken while no other peer may have been downloading, which saw the
 	// peer's whole upload (docs/estimation.md).
 	Quiet bool `json:"quiet"`
+	// PlausibleUpper, PlausibleShare and PlausibleQuiet are the same under
+	// the plausible tier, which the suspect findings use: only peers that
+	// plausibly downloaded during a probe (by their reports, and, for those
+	// watched, by the pieces they completed while it ran) share its upload,
+	// and the headroom is the plausible one. 0 without a measure.
+	PlausibleUpper float64 `json:"plausible_upper"`
+	PlausibleShare float64 `json:"plausible_share"`
+	PlausibleQuiet bool    `json:"plausible_quiet"`
 }
 
 // UploadBounds bound what the address uploaded over the whole audit span.

@@ -130,6 +130,9 @@ type Sample struct {
 	BytesPerSec float64
 	Spread      float64
 	Bytes       int64
+	// Duration is how long the probe ran from At; 0 when unknown (then
+	// Bytes / BytesPerSec).
+	Duration time.Duration
 }
 
 // Capacity is what the probes of one peer measured.
@@ -241,6 +244,14 @@ type Config struct {
 	// ReportLatency is how long before an announce the client may have read
 	// the counters it reports: a reported span starts that much earlier.
 	ReportLatency time.Duration
+	// SlicedCapacityFactor and SlicedAvailabilityFactor scale the two sides
+	// of the sliced bound for Plausible.SlicedThreshold: each slice's
+	// capacity bound, and what the others absorbed (counters exceed the
+	// payload others kept by protocol waste: blocks sent twice or cancelled
+	// late, pieces failing their hash). The verdict sets them to its
+	// tolerances. 0 means 1.
+	SlicedCapacityFactor     float64
+	SlicedAvailabilityFactor float64
 }
 
 // SameClockSlack is the ClockSlack for announces stamped by this process
@@ -250,11 +261,11 @@ const SameClockSlack = 50 * time.Millisecond
 
 // DefaultConfig returns the defaults: Headroom 1.5, SpreadZ 2, MaxShare 20,
 // TransferLead 2 min, UnresolvedTail 45 min, PresenceGap 10 min, ClockSlack
-// 2 s, UnobservedRate 0 (uncapped), PlausibleHeadroom 1.15,
+// 2 s, UnobservedRate 0 (uncapped), PlausibleHeadroom 1.05,
 // PlausibleMinPieceRate 16 KiB/s, ReportLatency 5 s.
 func DefaultConfig() Config {
 	return Config{
-		PlausibleHeadroom:     1.15,
+		PlausibleHeadroom:     1.05,
 		PlausibleMinPieceRate: 16 << 10,
 		ReportLatency:         5 * time.Second,
 		Headroom:              1.5,
@@ -274,6 +285,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Headroom %v must be >= 1", ErrConfig, c.Headroom)
 	case !(c.PlausibleHeadroom >= 1) || c.PlausibleHeadroom > c.Headroom:
 		return fmt.Errorf("%w: PlausibleHeadroom %v must be in [1, Headroom]", ErrConfig, c.PlausibleHeadroom)
+	case !(c.SlicedCapacityFactor == 0 || c.SlicedCapacityFactor >= 1) || math.IsInf(c.SlicedCapacityFactor, 0):
+		return fmt.Errorf("%w: SlicedCapacityFactor %v must be 0 or >= 1", ErrConfig, c.SlicedCapacityFactor)
+	case !(c.SlicedAvailabilityFactor == 0 || c.SlicedAvailabilityFactor >= 1) || math.IsInf(c.SlicedAvailabilityFactor, 0):
+		return fmt.Errorf("%w: SlicedAvailabilityFactor %v must be 0 or >= 1", ErrConfig, c.SlicedAvailabilityFactor)
 	case !(c.PlausibleMinPieceRate >= 0) || math.IsInf(c.PlausibleMinPieceRate, 0):
 		return fmt.Errorf("%w: PlausibleMinPieceRate %v must be >= 0 and finite", ErrConfig, c.PlausibleMinPieceRate)
 	case c.ReportLatency < 0:
@@ -386,6 +401,7 @@ type SwarmBounds struct {
 
 type probe struct {
 	at    int64
+	end   int64 // at + its duration
 	rate  float64
 	sprd  float64
 	bytes int64
@@ -567,12 +583,18 @@ func probes(c Capacity) []probe {
 		if !ok || s.At.IsZero() {
 			continue
 		}
-		p := probe{at: at, bytes: max(s.Bytes, 0)}
+		p := probe{at: at, end: at, bytes: max(s.Bytes, 0)}
 		if s.BytesPerSec > 0 && !math.IsInf(s.BytesPerSec, 0) {
 			p.rate = s.BytesPerSec
 			if s.Spread > 0 && !math.IsInf(s.Spread, 0) {
 				p.sprd = s.Spread
 			}
+		}
+		switch {
+		case s.Duration > 0:
+			p.end = bytesize.Add(at, int64(s.Duration))
+		case p.rate > 0:
+			p.end = bytesize.Add(at, bytesize.FromFloat(float64(p.bytes)/p.rate*float64(time.Second)))
 		}
 		out = append(out, p)
 	}
@@ -636,12 +658,12 @@ func (e *Estimator) ownSpan(k int) [][2]int64 {
 }
 
 func (e *Estimator) capacity(k int) CapacityEstimate {
-	return e.capacityWith(k, func(t int64) int { return e.competitors(k, t) }, e.cfg.Headroom)
+	return e.capacityWith(k, func(p probe) int { return e.competitors(k, p.at) }, e.cfg.Headroom)
 }
 
 // capacityWith estimates peer k's capacity from its probes, with competitors
-// counting the other peers that may have shared its upload at a time.
-func (e *Estimator) capacityWith(k int, competitors func(int64) int, headroom float64) CapacityEstimate {
+// counting the other peers that may have shared its upload during a probe.
+func (e *Estimator) capacityWith(k int, competitors func(probe) int, headroom float64) CapacityEstimate {
 	var ce CapacityEstimate
 	var rates, quietRates []float64
 	quietUpper := 0.0
@@ -651,7 +673,7 @@ func (e *Estimator) capacityWith(k int, competitors func(int64) int, headroom fl
 		}
 		rates = append(rates, p.rate)
 		mu := p.rate + e.cfg.SpreadZ*p.sprd
-		n := competitors(p.at)
+		n := competitors(p)
 		share := min(1+float64(n), e.cfg.MaxShare)
 		up := mu * share * headroom
 		ce.MeasuredUpper = max(ce.MeasuredUpper, mu)

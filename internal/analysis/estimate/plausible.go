@@ -88,6 +88,12 @@ type Plausible struct {
 	// a capacity.
 	SlicedBound int64 `json:"sliced_bound"`
 	Slices      int   `json:"slices"`
+	// SlicedThreshold is SlicedBound with each slice's capacity bound
+	// scaled by Config.SlicedCapacityFactor and what the others absorbed by
+	// Config.SlicedAvailabilityFactor: the most a report may claim before
+	// it exceeds one side or the other beyond its tolerance. −1 without a
+	// capacity.
+	SlicedThreshold int64 `json:"sliced_threshold"`
 }
 
 // MaxSlices caps how many slices SlicedBound cuts a window into.
@@ -201,26 +207,26 @@ func (e *Estimator) preparePlausible(in Input) {
 		e.unobs[j].rep = newRepData(u.Reported, lat)
 		e.anyRep = e.anyRep || u.Reported != nil
 	}
-	if e.anyRep {
-		plead := int64(e.cfg.TransferLead)
-		if e.cfg.PlausibleMinPieceRate > 0 {
-			plead = min(plead, int64(float64(e.tor.PieceLength)/e.cfg.PlausibleMinPieceRate*float64(time.Second)))
+	// Every observed peer's events again, with the plausible transfer lead
+	// (the sliced bound's availability and plausibleCompetitors).
+	plead := int64(e.cfg.TransferLead)
+	if e.cfg.PlausibleMinPieceRate > 0 {
+		plead = min(plead, int64(float64(e.tor.PieceLength)/e.cfg.PlausibleMinPieceRate*float64(time.Second)))
+	}
+	for k := range e.peers {
+		pd := &e.peers[k]
+		if !pd.info {
+			continue
 		}
-		for k := range e.peers {
-			pd := &e.peers[k]
-			if !pd.info {
-				continue
+		// Its events again, with the plausible transfer lead.
+		pd.sa, pd.sb = slices.Clone(pd.a), slices.Clone(pd.b)
+		for i, l := range pd.lacked {
+			if l != negInf && pd.a[i] != posInf {
+				pd.sa[i] = min(bytesize.Add(l, -plead), pd.sb[i]-1)
 			}
-			// Its events again, with the plausible transfer lead.
-			pd.sa, pd.sb = slices.Clone(pd.a), slices.Clone(pd.b)
-			for i, l := range pd.lacked {
-				if l != negInf && pd.a[i] != posInf {
-					pd.sa[i] = min(bytesize.Add(l, -plead), pd.sb[i]-1)
-				}
-			}
-			slices.Sort(pd.sa)
-			slices.Sort(pd.sb)
 		}
+		slices.Sort(pd.sa)
+		slices.Sort(pd.sb)
 	}
 	var spans [][2]int64
 	for k := range e.peers {
@@ -253,16 +259,60 @@ func (e *Estimator) preparePlausible(in Input) {
 	}
 	slices.Sort(cuts)
 	e.cuts = slices.Compact(cuts)
-	for k := range e.peers {
-		pd := &e.peers[k]
-		pd.pcap = e.capacityWith(k, func(t int64) int {
-			n := e.pdemand.at(t)
-			if within(pd.pown, t) {
+	count := e.plausibleCompetitors
+	if len(e.peers)+len(e.unobs) > MaxProbeCompetitorScan {
+		count = func(k int, p probe) int {
+			n := e.pdemand.at(p.at)
+			if within(e.peers[k].pown, p.at) {
 				n--
 			}
 			return max(n, 0)
-		}, e.cfg.PlausibleHeadroom)
+		}
 	}
+	for k := range e.peers {
+		e.peers[k].pcap = e.capacityWith(k, func(p probe) int { return count(k, p) }, e.cfg.PlausibleHeadroom)
+	}
+}
+
+// MaxProbeCompetitorScan caps the swarm size for which each probe's
+// competitors are checked one by one (plausibleCompetitors); larger swarms
+// count the plausible demand at the probe's start, which is never fewer.
+const MaxProbeCompetitorScan = 1024
+
+// plausibleCompetitors counts the identities other than peer k that may
+// have shared k's upload with probe p under AssumeIdleNoCompetitors and
+// AssumeMinPieceRate: those downloading when it started (the plausible
+// demand), less the observed peers whose pieces show they received none
+// while it ran. Such a peer may have gained no piece from shortly before
+// the probe (a piece in flight at PlausibleMinPieceRate) to shortly after
+// it; the blocks it took from k would have completed one.
+func (e *Estimator) plausibleCompetitors(k int, p probe) int {
+	s := int64(e.cfg.ClockSlack)
+	w := window{uf: bytesize.Add(p.at, -s), ut: bytesize.Add(max(p.end, p.at), s)}
+	n := 0
+	for q := range e.peers {
+		pd := &e.peers[q]
+		if q == k || !within(pd.pown, p.at) {
+			continue
+		}
+		if pd.info && e.gains(pd, w) == 0 {
+			continue // it was watched, and completed nothing it could have been sent
+		}
+		n++
+	}
+	for _, u := range e.unobs {
+		switch {
+		case u.rep != nil:
+			if within(u.rep.demand, p.at) {
+				n++
+			}
+		case !u.seeding:
+			if within(u.present, p.at) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // plausibleOwn is observed peer k's demand under AssumeIdleNoCompetitors:
@@ -364,44 +414,196 @@ func (e *Estimator) plausible(i int, w window, x *Explanation) Plausible {
 		if pl.CapacityBound < pl.UploadUpper {
 			pl.UploadUpper, pl.Limit = pl.CapacityBound, LimitCapacity
 		}
-		pl.SlicedBound, pl.Slices = e.sliced(i, w, x.PossiblyHeldBytes)
+		pl.SlicedBound, pl.SlicedThreshold, pl.Slices = e.sliced(i, w, x.PossiblyHeldBytes)
 		if pl.SlicedBound < pl.UploadUpper {
 			pl.UploadUpper, pl.Limit = pl.SlicedBound, LimitSliced
 		}
 	} else {
-		pl.SlicedBound = -1
+		pl.SlicedBound, pl.SlicedThreshold = -1, -1
 	}
 	return pl
 }
 
 // sliced is Plausible.SlicedBound for observed peer i (with a capacity).
-func (e *Estimator) sliced(i int, w window, held int64) (int64, int) {
-	p := &e.peers[i]
+//
+// In each slice, i uploaded at most its capacity over the time others
+// were downloading there, and at most what the others absorbed there. What
+// another identity absorbed is not fixed per slice: a piece it gained may
+// fall in any slice its possible-gain interval meets, and a reported span
+// of its downloads may fall in any slice the span meets. So the bound is a
+// maximum flow: each other identity's bytes (at most what it may have
+// gained in the window, at most each reported span's bytes) flow into the
+// slices they may fall in (at most what it may have gained in each), and
+// each slice passes at most i's capacity bound there. Counting an
+// identity's bytes in full in every slice they may fall in (slicedSum)
+// counts a span of reports met by three slices three times; the flow
+// counts it once. Swarms too large for the flow get that per-slice sum,
+// which is never smaller.
+func (e *Estimator) sliced(i int, w window, held int64) (bound, threshold int64, slices int) {
 	cuts := e.cutsIn(w.uf, w.ut)
-	var total int64
+	sw := make([]window, len(cuts)+1)
 	from := w.uf
-	for k := 0; k <= len(cuts); k++ {
+	for k := range sw {
 		to := w.ut
 		if k < len(cuts) {
 			to = cuts[k]
 		}
-		sw := window{uf: from, ut: to}
-		var probes int64
-		for _, pr := range p.probes {
-			if pr.at >= sw.uf && pr.at < sw.ut {
-				probes += pr.bytes
-			}
-		}
-		obs, _ := e.plausibleObserved(i, sw, math.MaxInt64)
-		unobs, _ := e.plausibleAllowance(-1, sw, held)
-		avail := bytesize.Add(bytesize.Add(obs, unobs), probes)
-		present := time.Duration(sw.ut-sw.uf) - time.Duration(overlap(p.absence, sw.uf, sw.ut))
-		busy := time.Duration(e.pdemand.busy(sw.uf, sw.ut, p.pown))
-		capB := bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, busy).Seconds()), probes)
-		total = bytesize.Add(total, min(avail, capB))
+		sw[k] = window{uf: from, ut: to}
 		from = to
 	}
-	return total, len(cuts) + 1
+	cf, af := factorOr1(e.cfg.SlicedCapacityFactor), factorOr1(e.cfg.SlicedAvailabilityFactor)
+	if e.slicedFlowSize(i, len(sw)) > MaxSlicedFlowEdges {
+		return e.slicedSum(i, sw, held, 1, 1), e.slicedSum(i, sw, held, cf, af), len(sw)
+	}
+	bound = e.slicedFlow(i, w, sw, held, 1, 1)
+	if cf == 1 && af == 1 {
+		return bound, bound, len(sw)
+	}
+	return bound, e.slicedFlow(i, w, sw, held, cf, af), len(sw)
+}
+
+func factorOr1(f float64) float64 {
+	if f == 0 {
+		return 1
+	}
+	return f
+}
+
+// scale is n×f in bytes, saturating.
+func scale(n int64, f float64) int64 {
+	if f == 1 {
+		return n
+	}
+	return bytesize.FromFloat(float64(n) * f)
+}
+
+// MaxSlicedFlowEdges caps the flow network of the sliced bound; larger
+// swarms get the per-slice sum.
+const MaxSlicedFlowEdges = 1 << 16
+
+// slicedFlowSize bounds the edges of peer i's flow network over m slices.
+func (e *Estimator) slicedFlowSize(i, m int) int {
+	n := 3 * m
+	for q := range e.peers {
+		if pd := &e.peers[q]; q != i && pd.info {
+			n += 1 + 2*m
+			if pd.rep != nil {
+				n += len(pd.rep.spans) * (1 + m)
+			}
+		}
+	}
+	for _, u := range e.unobs {
+		n += 1 + m
+		if u.rep != nil {
+			n += len(u.rep.spans) * (1 + m)
+		}
+	}
+	return n
+}
+
+// sliceCapacity is peer i's capacity bound in slice sw (its probe bytes
+// there included) and those probe bytes.
+func (e *Estimator) sliceCapacity(i int, sw window) (capB, probes int64) {
+	p := &e.peers[i]
+	for _, pr := range p.probes {
+		if pr.at >= sw.uf && pr.at < sw.ut {
+			probes += pr.bytes
+		}
+	}
+	present := time.Duration(sw.ut-sw.uf) - time.Duration(overlap(p.absence, sw.uf, sw.ut))
+	busy := time.Duration(e.pdemand.busy(sw.uf, sw.ut, p.pown))
+	return bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, busy).Seconds()), probes), probes
+}
+
+// slicedSum is the sliced bound with every identity's bytes counted in
+// full in each slice they may fall in; cf and af scale the capacity and
+// the availability sides.
+func (e *Estimator) slicedSum(i int, sw []window, held int64, cf, af float64) int64 {
+	var total int64
+	for _, s := range sw {
+		capB, probes := e.sliceCapacity(i, s)
+		obs, _ := e.plausibleObserved(i, s, math.MaxInt64)
+		unobs, _ := e.plausibleAllowance(-1, s, held)
+		avail := bytesize.Add(bytesize.Add(obs, unobs), probes)
+		total = bytesize.Add(total, min(scale(avail, af), scale(capB, cf)))
+	}
+	return total
+}
+
+// slicedFlow is the sliced bound as a maximum flow: source → identity (what
+// it may have absorbed in the window) → its reported spans (their bytes) →
+// the slices they meet (what it may have gained in each) → sink (i's
+// capacity bound in each); i's own probe bytes go straight to their slice.
+// cf scales the capacity side, af every byte the others absorbed.
+func (e *Estimator) slicedFlow(i int, w window, sw []window, held int64, cf, af float64) int64 {
+	m := len(sw)
+	f := newFlowNet(2 + m)
+	slice := func(s int) int { return 2 + s }
+	meets := func(span [2]int64, s window) bool { return span[0] < s.ut && span[1] >= s.uf }
+	for s := range sw {
+		capB, probes := e.sliceCapacity(i, sw[s])
+		f.edge(slice(s), flowSink, scale(capB, cf))
+		f.edge(flowSource, slice(s), scale(probes, af))
+	}
+	// spansTo connects an identity's node to its reported spans in the
+	// window, each to the nodes of the slices it meets.
+	spansTo := func(from int, rep *repData, into []int) {
+		for r, span := range rep.spans {
+			if rep.bytes[r] <= 0 || !meets(span, w) {
+				continue
+			}
+			rn := f.node()
+			f.edge(from, rn, scale(rep.bytes[r], af))
+			for s := range sw {
+				if into[s] >= 0 && meets(span, sw[s]) {
+					f.edge(rn, into[s], flowInf)
+				}
+			}
+		}
+	}
+	atoms := make([]int, m)
+	for q := range e.peers {
+		pd := &e.peers[q]
+		if q == i || !pd.info {
+			continue
+		}
+		total := e.gains(pd, w)
+		if total <= 0 {
+			continue
+		}
+		qn := f.node()
+		f.edge(flowSource, qn, scale(total, af))
+		for s := range sw {
+			atoms[s] = -1
+			if g := scale(e.gains(pd, sw[s]), af); g > 0 {
+				if pd.rep == nil {
+					f.edge(qn, slice(s), g)
+					continue
+				}
+				atoms[s] = f.node()
+				f.edge(atoms[s], slice(s), g)
+			}
+		}
+		if pd.rep != nil {
+			spansTo(qn, pd.rep, atoms)
+		}
+	}
+	direct := make([]int, m)
+	for s := range direct {
+		direct[s] = slice(s)
+	}
+	for _, u := range e.unobs {
+		un := f.node()
+		f.edge(flowSource, un, scale(min(u.maxGain, held), af))
+		if u.rep != nil {
+			spansTo(un, u.rep, direct)
+			continue
+		}
+		for s := range sw {
+			f.edge(un, slice(s), scale(e.unobsAllowance(u, sw[s], held), af))
+		}
+	}
+	return f.max()
 }
 
 // plausibleUnobserved fills the plausible tier of unobserved identity j's

@@ -246,3 +246,119 @@ func TestTransfersBracketTheTruth(t *testing.T) {
 		}
 	}
 }
+
+// TestSlicedFlow: in random honest swarms whose observed peers have a
+// capacity too large to bind, the sliced bound (a maximum flow of what the
+// others absorbed into the slices) still holds every peer's true upload,
+// never exceeds the per-slice sum it replaces, and its threshold scales
+// it by at least the smaller factor.
+func TestSlicedFlow(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 17))
+	cfg := exact()
+	cfg.SlicedCapacityFactor, cfg.SlicedAvailabilityFactor = 1.05, 1.15
+	tighter := 0
+	for iter := range 300 {
+		peers := 3 + r.IntN(4)
+		nObs := 1 + r.IntN(peers)
+		h := newHonestSwarm(r, 1+r.IntN(2), peers, nObs)
+		for p := range h.in.Peers {
+			h.in.Peers[p].Capacity = Capacity{Samples: []Sample{{At: at(50), BytesPerSec: 1e9, Bytes: 0}}}
+		}
+		e := mustNew(t, h.in, cfg)
+		for range 10 {
+			f := float64(r.IntN(100))
+			to := f + 1 + float64(r.IntN(60))
+			truth := make([]int64, peers)
+			for _, tr := range h.transfers {
+				if tr.at >= f && tr.at < to {
+					truth[tr.from] += tr.bytes
+				}
+			}
+			for p := range nObs {
+				b := mustPeer(t, e, p, f, to)
+				pl := b.Plausible
+				if pl.SlicedBound < 0 {
+					t.Fatalf("iter %d peer %d: no sliced bound with a capacity", iter, p)
+				}
+				if truth[p] > pl.SlicedBound {
+					t.Fatalf("iter %d peer %d [%v,%v): uploaded %d, sliced bound %d over %d slices", iter, p, f, to, truth[p], pl.SlicedBound, pl.Slices)
+				}
+				w, _, err := e.window(at(f), at(to))
+				if err != nil {
+					t.Fatal(err)
+				}
+				cuts := e.cutsIn(w.uf, w.ut)
+				sw := make([]window, 0, len(cuts)+1)
+				from := w.uf
+				for _, c := range append(cuts, w.ut) {
+					sw = append(sw, window{uf: from, ut: c})
+					from = c
+				}
+				sum := e.slicedSum(p, sw, b.Explain.PossiblyHeldBytes, 1, 1)
+				if pl.SlicedBound > sum {
+					t.Fatalf("iter %d peer %d [%v,%v): flow %d above the per-slice sum %d", iter, p, f, to, pl.SlicedBound, sum)
+				}
+				if pl.SlicedBound < sum {
+					tighter++
+				}
+				if float64(pl.SlicedThreshold) < float64(pl.SlicedBound)*1.05-1 {
+					t.Fatalf("iter %d peer %d: threshold %d below the bound %d × 1.05", iter, p, pl.SlicedThreshold, pl.SlicedBound)
+				}
+			}
+		}
+	}
+	if tighter == 0 {
+		t.Fatal("the flow never came out below the per-slice sum: the test does not exercise it")
+	}
+	t.Logf("the flow was below the per-slice sum in %d cases", tighter)
+}
+
+// TestBusyProbeCompetitors: a probe of a seed while a watched leecher is
+// downloading by its own reports counts that leecher as a competitor under
+// the plausible tier only if the leecher completed a piece while the probe
+// ran; the worst case counts it either way.
+func TestBusyProbeCompetitors(t *testing.T) {
+	tor := Torrent{NumPieces: 10, PieceLength: 100, TotalLength: 1000}
+	// The leecher gains piece 0 by 10 s and piece 1 between 40 s (a
+	// snapshot lacking it) and 61 s; it reports downloading throughout
+	// (0, 100].
+	leecher := Peer{ID: "L", Timeline: timeline.Build(10, []timeline.Observation{
+		{At: at(1), Kind: timeline.KindBitfield, Pieces: bf(10)},
+		{At: at(10), Kind: timeline.KindHave, Piece: 0},
+		{At: at(40), Kind: timeline.KindBitfield, Pieces: bf(10, 0)},
+		{At: at(61), Kind: timeline.KindHave, Piece: 1},
+		{At: at(99), Kind: timeline.KindBitfield, Pieces: bf(10, 0, 1)},
+	}), Reported: &Reported{Spans: []ReportedSpan{{From: at(0), To: at(100), Downloaded: 200}}}, PresentUntil: at(100)}
+	seed := func(probeAt float64) Peer {
+		return Peer{ID: "S", Timeline: timeline.Build(10, []timeline.Observation{
+			{At: at(1), Kind: timeline.KindBitfield, Pieces: bitfield.Full(10)},
+			{At: at(99), Kind: timeline.KindBitfield, Pieces: bitfield.Full(10)},
+		}), Capacity: Capacity{Samples: []Sample{{At: at(probeAt), BytesPerSec: 1000, Bytes: 5000, Duration: 5 * time.Second}}},
+			Reported: &Reported{Spans: []ReportedSpan{{From: at(0), To: at(100)}}}, PresentUntil: at(100)}
+	}
+	cfg := exact()
+	cfg.PlausibleMinPieceRate = 100 // a piece takes at most 1 s
+	for _, tt := range []struct {
+		name      string
+		probeAt   float64
+		wantShare float64
+	}{
+		{"the leecher completed nothing during the probe", 30, 1},
+		{"the leecher completed a piece during the probe", 57, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustNew(t, Input{Torrent: tor, Peers: []Peer{seed(tt.probeAt), leecher}}, cfg)
+			worst, err := e.Capacity(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl := mustPeer(t, e, 0, 0, 100).Plausible.Capacity
+			if worst.Share != 2 || pl.Share != tt.wantShare || pl.Quiet != (tt.wantShare == 1) {
+				t.Fatalf("worst-case share %v; plausible share %v quiet %v, want %v", worst.Share, pl.Share, pl.Quiet, tt.wantShare)
+			}
+			if want := 1000 * tt.wantShare * cfg.PlausibleHeadroom; pl.Upper != want {
+				t.Fatalf("plausible upper %v, want %v", pl.Upper, want)
+			}
+		})
+	}
+}

@@ -41,12 +41,18 @@ func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[st
 				"observed_gains": float64(pl.Observed), "unobserved_allowance": float64(pl.Unobserved), "slack": float64(j.pslack)})})
 	}
 	if pl.Capacity.Known {
-		capB := pl.CapacityBound
-		if pl.SlicedBound >= 0 && pl.SlicedBound < capB {
-			capB = pl.SlicedBound // slice by slice, the smaller of capacity and what others absorbed
+		burst := int64(pl.Capacity.Upper * j.cfg.BurstWindow.Seconds())
+		capB := pl.CapacityBound + burst
+		t := j.thrCap(capB)
+		if pl.SlicedBound >= 0 {
+			// Slice by slice, the smaller of capacity and what the others
+			// absorbed, each side with its own tolerance (the estimate
+			// scales them: Estimate.Sliced*Factor).
+			if ts := float64(pl.SlicedThreshold) + float64(burst)*j.cfg.CapacitySuspectFactor + float64(j.pslack); ts < t {
+				capB, t = pl.SlicedBound+burst, ts
+			}
 		}
-		capB += int64(pl.Capacity.Upper * j.cfg.BurstWindow.Seconds())
-		if t := j.thrCap(capB); up > t {
+		if up > t {
 			as := []string{estimate.AssumeIdleNoCompetitors}
 			if pl.Capacity.Quiet {
 				as = append(as, estimate.AssumeQuietProbeWhole)

@@ -865,7 +865,9 @@ func (j *judge) estimate() error {
 		id.unobs = len(in.Unobserved)
 		in.Unobserved = append(in.Unobserved, u)
 	}
-	e, err := estimate.New(in, j.cfg.Estimate)
+	ecfg := j.cfg.Estimate
+	ecfg.SlicedCapacityFactor, ecfg.SlicedAvailabilityFactor = j.cfg.CapacitySuspectFactor, j.cfg.SuspectFactor
+	e, err := estimate.New(in, ecfg)
 	if err != nil {
 		return err
 	}
