@@ -84,6 +84,9 @@ type PeerResult struct {
 	// Upper is the report's capacity.upper, the bound the verdicts use:
 	// it must not be below the goodput, or an honest peer could be accused.
 	Upper float64 `json:"upper"`
+	// PlausibleUpper is capacity.plausible_upper, the same under the
+	// plausible tier (the suspect findings'); 0 when the report has none.
+	PlausibleUpper float64 `json:"plausible_upper,omitempty"`
 	// Probe success, for real clients (Connectable): the auditor connected
 	// and learnt its pieces.
 	Connectable bool `json:"connectable"`
@@ -313,6 +316,7 @@ func evaluatePeer(h HostInfo, info *RunInfo, rep *reports.Report, samples []Samp
 		}
 	}
 	p.CapacityKnown, p.Samples, p.Central, p.Quiet, p.Upper = best.Capacity.Known, best.Capacity.Samples, best.Capacity.Central, best.Capacity.Quiet, best.Capacity.Upper
+	p.PlausibleUpper = best.Capacity.PlausibleUpper
 	if h.UpKiB > 0 {
 		p.Goodput = Goodput(h.UpKiB)
 		if p.CapacityKnown {
@@ -476,6 +480,10 @@ type Overall struct {
 	// bound is at least the cap's goodput, of UpperRated.
 	UpperHolds   int       `json:"upper_holds"`
 	UpperRated   int       `json:"upper_rated"`
+	// PlausibleUpperHolds and PlausibleUpperRated: the same for the
+	// plausible capacity upper bound, where the report has one.
+	PlausibleUpperHolds int `json:"plausible_upper_holds"`
+	PlausibleUpperRated int `json:"plausible_upper_rated"`
 	Capped       int       `json:"capped"`       // real clients with an upload cap
 	CappedKnown  int       `json:"capped_known"` // of those, with a capacity estimate
 	DLErrs       []float64 `json:"dl_errs"`      // |relative error| per window
@@ -559,6 +567,12 @@ func Aggregate(rs []ScenarioResult) Overall {
 				o.UpperRated++
 				if p.Upper >= p.Goodput {
 					o.UpperHolds++
+				}
+				if p.PlausibleUpper > 0 {
+					o.PlausibleUpperRated++
+					if p.PlausibleUpper >= p.Goodput {
+						o.PlausibleUpperHolds++
+					}
 				}
 			}
 			if p.Connectable && p.UpKiB > 0 {
@@ -685,6 +699,8 @@ func (o Overall) Checks() []Check {
 			Target: "—", Pass: true, NoData: len(o.BusyErrs) == 0},
 		{Name: "capacity upper bound ≥ the cap's goodput", Value: pct(ratio(o.UpperHolds, o.UpperRated)) + " (" + itoa(o.UpperHolds) + "/" + itoa(o.UpperRated) + ")",
 			Target: "100%", Pass: o.UpperRated > 0 && o.UpperHolds == o.UpperRated, NoData: o.UpperRated == 0},
+		{Name: "plausible capacity upper bound ≥ the cap's goodput", Value: pct(ratio(o.PlausibleUpperHolds, o.PlausibleUpperRated)) + " (" + itoa(o.PlausibleUpperHolds) + "/" + itoa(o.PlausibleUpperRated) + ")",
+			Target: "100%", Pass: o.PlausibleUpperRated > 0 && o.PlausibleUpperHolds == o.PlausibleUpperRated, NoData: o.PlausibleUpperRated == 0},
 		{Name: "capped clients with a bandwidth estimate", Value: pct(ratio(o.CappedKnown, o.Capped)) + " (" + itoa(o.CappedKnown) + "/" + itoa(o.Capped) + ")",
 			Target: "—", Pass: true, NoData: o.Capped == 0},
 		le("download error per 60-s window, p90", o.DLP90, TargetDownloadP90, len(o.DLErrs),

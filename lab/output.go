@@ -307,14 +307,21 @@ func writeNotes(w io.Writer, runs []ScenarioRun, o Overall) {
 		add("  upload with them: it measures the auditor's share, a lower bound of the capacity, and the")
 		add("  report marks it (`capacity.quiet` false). The verdicts then use `capacity.upper`, the")
 		add("  measured rate times the number of peers that could have competed (`capacity.share`), which")
-		add("  must stay at or above the truth. Per peer (estimate and upper bound against the goodput):")
+		add("  must stay at or above the truth. The suspect findings use `capacity.plausible_upper`, which")
+		add("  counts only the competitors that plausibly downloaded while the probe ran (by their reports,")
+		add("  and, for watched peers, by completing a piece meanwhile) and the plausible headroom. Per peer")
+		add("  (estimate and upper bounds against the goodput):")
 		for _, r := range runs {
 			for _, p := range r.Result.Peers {
 				if p.BWErr == nil || p.Quiet {
 					continue
 				}
-				add("  %s/%s (%s, %s): estimate %s, upper bound %s KiB/s against %s KiB/s (×%.1f).", r.Scenario.Name, p.Host, p.Kind, p.Role,
+				line := fmt.Sprintf("  %s/%s (%s, %s): estimate %s, upper bound %s KiB/s against %s KiB/s (×%.1f)", r.Scenario.Name, p.Host, p.Kind, p.Role,
 					signedPct(*p.BWErr), kibps(p.Upper), kibps(p.Goodput), p.Upper/p.Goodput)
+				if p.PlausibleUpper > 0 {
+					line += fmt.Sprintf("; plausible %s KiB/s (×%.1f)", kibps(p.PlausibleUpper), p.PlausibleUpper/p.Goodput)
+				}
+				add("%s.", line)
 			}
 		}
 		add("  A busy probe comes close to the capacity only when the host's other uploads leave room")
@@ -462,9 +469,10 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 			add("  The plausible bound of a client that really uploads stands above its true upload by what the")
 			add("  wire cannot take from it: in the capacity bound, the headroom (×%g) and the time others were", estimate.DefaultConfig().PlausibleHeadroom)
 			add("  downloading while it was not busy; in the availability bound, what the other peers downloaded from")
-			add("  the other uploaders. A multiplier hides under it when the client used less than about 1/(1.3×")
-			add("  multiplier) of its capacity while the swarm was downloading, and got less than about")
-			add("  1/(1.15×multiplier) of the swarm's downloads (docs/estimation.md, \"Where it cannot help\").")
+			add("  the other uploaders. A multiplier hides under it when the client used less than about")
+			add("  1/multiplier of its capacity while the swarm was downloading (less the headroom, the tolerance")
+			add("  and the 10-s burst allowance), and got less than about 1/(1.15×multiplier) of the swarm's")
+			add("  downloads (docs/estimation.md, \"Where it cannot help\").")
 		}
 	}
 	if failed["honest peers called misreporting"] {
@@ -515,8 +523,10 @@ func writeDetection(w io.Writer, runs []ScenarioRun) {
 	p("run once with the detector before it and judged again with it: it changed no verdict, so it\n")
 	p("was dropped, and they are shown as run; `heldout4-*` were written before the capacity suspect factor\n")
 	p("(1.05 where the plausible bound is probed capacity, chosen on every earlier run, held-out ones\n")
-	p("included, which are tuned on since) and run only after it. The others were tuned on. A multiplier\n")
-	p("is *flagged* when its client is `suspect` or `misreporting`.\n\n")
+	p("included, which are tuned on since) and run only after it; `heldout5-*` were written before the\n")
+	p("fifth change (the plausible headroom 1.05 instead of 1.15, the sliced bound as a flow, busy probes\n")
+	p("shared only with peers seen downloading; chosen on every earlier run) and run only after it. The\n")
+	p("others were tuned on. A multiplier is *flagged* when its client is `suspect` or `misreporting`.\n\n")
 	p("| scenario | proxied clients (multiplier: verdict) | smallest multiplier flagged | other cheats flagged | honest suspect | honest misreporting |\n| --- | --- | --- | --- | --- | --- |\n")
 	var honest, honestSus, honestMis int
 	type bucket struct{ flagged, cheaters int }

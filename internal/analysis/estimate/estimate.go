@@ -473,6 +473,7 @@ type Estimator struct {
 	anyRep  bool
 	pdemand demand
 	cuts    []int64 // every reported span's end, sorted: the sliced bound's cuts
+	plead   int64   // the plausible transfer lead (AssumeMinPieceRate)
 }
 
 // New indexes the swarm. Peers whose timeline has no piece information (or

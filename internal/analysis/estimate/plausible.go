@@ -213,6 +213,7 @@ func (e *Estimator) preparePlausible(in Input) {
 	if e.cfg.PlausibleMinPieceRate > 0 {
 		plead = min(plead, int64(float64(e.tor.PieceLength)/e.cfg.PlausibleMinPieceRate*float64(time.Second)))
 	}
+	e.plead = plead
 	for k := range e.peers {
 		pd := &e.peers[k]
 		if !pd.info {
@@ -481,6 +482,47 @@ func scale(n int64, f float64) int64 {
 // swarms get the per-slice sum.
 const MaxSlicedFlowEdges = 1 << 16
 
+// MaxHeldFilterPeers caps the swarms (observed peers with piece
+// information) in which the sliced bound counts, of what another peer
+// gained, only the pieces the uploader may have held before it (a pass
+// over the pieces per pair); larger swarms count every piece gained.
+const MaxHeldFilterPeers = 64
+
+// heldFilterPeers is MaxHeldFilterPeers; tests lower it to exercise the
+// path of large swarms.
+var heldFilterPeers = MaxHeldFilterPeers
+
+// heldGains is what observed peer q may have gained in window w from
+// observed peer k: the pieces whose plausible possible-gain interval meets
+// w and which k may have held before q had them (after k's last snapshot
+// lacking them), each counted at its size. perSlice (len(sw)) receives the
+// same for each slice.
+func (e *Estimator) heldGains(k, q int, w window, sw []window, perSlice []int64) int64 {
+	pk, pq := &e.peers[k], &e.peers[q]
+	clear(perSlice)
+	var total int64
+	for i := range e.pieces {
+		a, b := pq.a[i], pq.b[i]
+		if a == posInf || b <= pk.lacked[i] {
+			continue // q never gained it, or k could not have sent it in time
+		}
+		if l := pq.lacked[i]; l != negInf {
+			a = min(bytesize.Add(l, -e.plead), b-1)
+		}
+		if b < w.uf || a >= w.ut {
+			continue
+		}
+		n := e.tor.PieceSize(i)
+		total += n
+		// the slices (a, b] meets: sw is sorted and contiguous
+		lo := sort.Search(len(sw), func(s int) bool { return sw[s].ut > a })
+		for s := lo; s < len(sw) && sw[s].uf <= b; s++ {
+			perSlice[s] += n
+		}
+	}
+	return total
+}
+
 // slicedFlowSize bounds the edges of peer i's flow network over m slices.
 func (e *Estimator) slicedFlowSize(i, m int) int {
 	n := 3 * m
@@ -562,12 +604,22 @@ func (e *Estimator) slicedFlow(i int, w window, sw []window, held int64, cf, af 
 		}
 	}
 	atoms := make([]int, m)
+	pairwise := e.nInfo <= heldFilterPeers && e.peers[i].info
+	perSlice := make([]int64, m)
 	for q := range e.peers {
 		pd := &e.peers[q]
 		if q == i || !pd.info {
 			continue
 		}
-		total := e.gains(pd, w)
+		var total int64
+		if pairwise {
+			total = e.heldGains(i, q, w, sw, perSlice)
+		} else {
+			total = e.gains(pd, w)
+			for s := range sw {
+				perSlice[s] = e.gains(pd, sw[s])
+			}
+		}
 		if total <= 0 {
 			continue
 		}
@@ -575,7 +627,7 @@ func (e *Estimator) slicedFlow(i int, w window, sw []window, held int64, cf, af 
 		f.edge(flowSource, qn, scale(total, af))
 		for s := range sw {
 			atoms[s] = -1
-			if g := scale(e.gains(pd, sw[s]), af); g > 0 {
+			if g := scale(perSlice[s], af); g > 0 {
 				if pd.rep == nil {
 					f.edge(qn, slice(s), g)
 					continue

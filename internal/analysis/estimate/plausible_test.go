@@ -1,6 +1,7 @@
 package estimate
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -251,8 +252,21 @@ func TestTransfersBracketTheTruth(t *testing.T) {
 // capacity too large to bind, the sliced bound (a maximum flow of what the
 // others absorbed into the slices) still holds every peer's true upload,
 // never exceeds the per-slice sum it replaces, and its threshold scales
-// it by at least the smaller factor.
+// it by at least the smaller factor; with the pieces the uploader held
+// (small swarms) and without (large ones).
 func TestSlicedFlow(t *testing.T) {
+	for _, pairwise := range []bool{true, false} {
+		t.Run(fmt.Sprintf("held pieces %v", pairwise), func(t *testing.T) {
+			if !pairwise {
+				defer func(n int) { heldFilterPeers = n }(heldFilterPeers)
+				heldFilterPeers = 0
+			}
+			testSlicedFlow(t)
+		})
+	}
+}
+
+func testSlicedFlow(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 17))
 	cfg := exact()
 	cfg.SlicedCapacityFactor, cfg.SlicedAvailabilityFactor = 1.05, 1.15
