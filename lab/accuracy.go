@@ -478,29 +478,29 @@ type Overall struct {
 	BusyMax    float64   `json:"busy_max"`
 	// UpperHolds counts the capped, measured peers whose capacity upper
 	// bound is at least the cap's goodput, of UpperRated.
-	UpperHolds   int       `json:"upper_holds"`
-	UpperRated   int       `json:"upper_rated"`
+	UpperHolds int `json:"upper_holds"`
+	UpperRated int `json:"upper_rated"`
 	// PlausibleUpperHolds and PlausibleUpperRated: the same for the
 	// plausible capacity upper bound, where the report has one.
-	PlausibleUpperHolds int `json:"plausible_upper_holds"`
-	PlausibleUpperRated int `json:"plausible_upper_rated"`
-	Capped       int       `json:"capped"`       // real clients with an upload cap
-	CappedKnown  int       `json:"capped_known"` // of those, with a capacity estimate
-	DLErrs       []float64 `json:"dl_errs"`      // |relative error| per window
-	DLMedian     float64   `json:"dl_median"`
-	DLP90        float64   `json:"dl_p90"`
-	DLMax        float64   `json:"dl_max"`
-	HaveErrs     []float64 `json:"have_errs"` // |relative error| per window against verified bytes
-	HaveMedian   float64   `json:"have_median"`
-	HaveP90      float64   `json:"have_p90"`
-	Spurious     int       `json:"spurious"`
-	TP           int       `json:"tp"`
-	FP           int       `json:"fp"`
-	FN           int       `json:"fn"`
-	TN           int       `json:"tn"`
-	Precision    float64   `json:"precision"` // NaN (null in JSON) when nothing was flagged
-	Recall       float64   `json:"recall"`    // NaN (null in JSON) without cheaters
-	HonestMisrep int       `json:"honest_misreporting"`
+	PlausibleUpperHolds int       `json:"plausible_upper_holds"`
+	PlausibleUpperRated int       `json:"plausible_upper_rated"`
+	Capped              int       `json:"capped"`       // real clients with an upload cap
+	CappedKnown         int       `json:"capped_known"` // of those, with a capacity estimate
+	DLErrs              []float64 `json:"dl_errs"`      // |relative error| per window
+	DLMedian            float64   `json:"dl_median"`
+	DLP90               float64   `json:"dl_p90"`
+	DLMax               float64   `json:"dl_max"`
+	HaveErrs            []float64 `json:"have_errs"` // |relative error| per window against verified bytes
+	HaveMedian          float64   `json:"have_median"`
+	HaveP90             float64   `json:"have_p90"`
+	Spurious            int       `json:"spurious"`
+	TP                  int       `json:"tp"`
+	FP                  int       `json:"fp"`
+	FN                  int       `json:"fn"`
+	TN                  int       `json:"tn"`
+	Precision           float64   `json:"precision"` // NaN (null in JSON) when nothing was flagged
+	Recall              float64   `json:"recall"`    // NaN (null in JSON) without cheaters
+	HonestMisrep        int       `json:"honest_misreporting"`
 	// Probed counts probed and connectable peers per encryption policy;
 	// ByReach the probed ones by how they were reached ("direct",
 	// "incoming only"), and the connectable ones not probed ("not probed").
