@@ -49,3 +49,47 @@ func FuzzBounds(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSlicedFlow drives random honest swarms with capacities (the sliced
+// bound's flow) and windows from the fuzzer's seeds: the flow holds every
+// observed peer's true upload and never exceeds the per-slice sum.
+func FuzzSlicedFlow(f *testing.F) {
+	f.Add(uint64(1), uint64(2), uint16(10), uint16(40), false)
+	f.Add(uint64(7), uint64(5), uint16(0), uint16(100), true)
+	f.Fuzz(func(t *testing.T, s1, s2 uint64, from, length uint16, large bool) {
+		if large {
+			defer func(n int) { heldFilterPeers = n }(heldFilterPeers)
+			heldFilterPeers = 0
+		}
+		r := rand.New(rand.NewPCG(s1, s2))
+		peers := 2 + r.IntN(6)
+		nObs := 1 + r.IntN(peers)
+		h := newHonestSwarm(r, 1+r.IntN(2), peers, nObs)
+		for p := range h.in.Peers {
+			h.in.Peers[p].Capacity = Capacity{Samples: []Sample{{At: at(float64(r.IntN(100))), BytesPerSec: 1e9, Duration: time.Second}}}
+		}
+		cfg := exact()
+		cfg.SlicedCapacityFactor, cfg.SlicedAvailabilityFactor = 1+r.Float64(), 1+r.Float64()
+		e, err := New(h.in, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs, ts := float64(from%200), float64(from%200)+1+float64(length%200)
+		for p := range nObs {
+			var truth int64
+			for _, tr := range h.transfers {
+				if tr.from == p && tr.at >= fs && tr.at < ts {
+					truth += tr.bytes
+				}
+			}
+			b, err := e.Peer(p, at(fs), at(ts))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl := b.Plausible
+			if truth > pl.SlicedBound || pl.SlicedBound > pl.SlicedThreshold {
+				t.Fatalf("peer %d [%v,%v): uploaded %d, sliced bound %d, threshold %d", p, fs, ts, truth, pl.SlicedBound, pl.SlicedThreshold)
+			}
+		}
+	})
+}
