@@ -18,8 +18,10 @@ const (
 	flowInf    = math.MaxInt64 / 4
 )
 
-func newFlowNet(nodes int) *flowNet {
-	f := &flowNet{head: make([]int32, nodes)}
+// newFlowNet makes a network of nodes nodes with room for edges edges.
+func newFlowNet(nodes, edges int) *flowNet {
+	f := &flowNet{head: make([]int32, nodes, nodes+edges/2), to: make([]int32, 0, 2*edges),
+		next: make([]int32, 0, 2*edges), cap: make([]int64, 0, 2*edges)}
 	for i := range f.head {
 		f.head[i] = -1
 	}

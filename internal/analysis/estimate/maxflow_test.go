@@ -28,7 +28,7 @@ func TestMaxFlowBruteForce(t *testing.T) {
 			}
 			es = append(es, e{u, v, c})
 		}
-		f := newFlowNet(n)
+		f := newFlowNet(n, len(es))
 		for _, x := range es {
 			f.edge(x.u, x.v, x.c)
 		}

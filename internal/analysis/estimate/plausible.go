@@ -453,14 +453,15 @@ func (e *Estimator) sliced(i int, w window, held int64) (bound, threshold int64,
 		from = to
 	}
 	cf, af := factorOr1(e.cfg.SlicedCapacityFactor), factorOr1(e.cfg.SlicedAvailabilityFactor)
-	if e.slicedFlowSize(i, len(sw)) > MaxSlicedFlowEdges {
+	size := e.slicedFlowSize(i, len(sw))
+	if size > MaxSlicedFlowEdges {
 		return e.slicedSum(i, sw, held, 1, 1), e.slicedSum(i, sw, held, cf, af), len(sw)
 	}
-	bound = e.slicedFlow(i, w, sw, held, 1, 1)
+	bound = e.slicedFlow(i, w, sw, held, 1, 1, size)
 	if cf == 1 && af == 1 {
 		return bound, bound, len(sw)
 	}
-	return bound, e.slicedFlow(i, w, sw, held, cf, af), len(sw)
+	return bound, e.slicedFlow(i, w, sw, held, cf, af, size), len(sw)
 }
 
 func factorOr1(f float64) float64 {
@@ -576,10 +577,11 @@ func (e *Estimator) slicedSum(i int, sw []window, held int64, cf, af float64) in
 // it may have absorbed in the window) → its reported spans (their bytes) →
 // the slices they meet (what it may have gained in each) → sink (i's
 // capacity bound in each); i's own probe bytes go straight to their slice.
-// cf scales the capacity side, af every byte the others absorbed.
-func (e *Estimator) slicedFlow(i int, w window, sw []window, held int64, cf, af float64) int64 {
+// cf scales the capacity side, af every byte the others absorbed; size
+// bounds the edges (slicedFlowSize).
+func (e *Estimator) slicedFlow(i int, w window, sw []window, held int64, cf, af float64, size int) int64 {
 	m := len(sw)
-	f := newFlowNet(2 + m)
+	f := newFlowNet(2+m, size)
 	slice := func(s int) int { return 2 + s }
 	meets := func(span [2]int64, s window) bool { return span[0] < s.ut && span[1] >= s.uf }
 	for s := range sw {
@@ -616,8 +618,12 @@ func (e *Estimator) slicedFlow(i int, w window, sw []window, held int64, cf, af 
 			total = e.heldGains(i, q, w, sw, perSlice)
 		} else {
 			total = e.gains(pd, w)
-			for s := range sw {
-				perSlice[s] = e.gains(pd, sw[s])
+			if len(sw) == 1 {
+				perSlice[0] = total // the one slice is the window
+			} else {
+				for s := range sw {
+					perSlice[s] = e.gains(pd, sw[s])
+				}
 			}
 		}
 		if total <= 0 {
