@@ -532,6 +532,9 @@ func TestAuditUTPSwarm(t *testing.T) {
 	if sv.Capacity.Samples == 0 {
 		t.Errorf("the uTP-only seeder was never measured")
 	}
+	if lv.ObservedDownloaded == 0 {
+		t.Errorf("the uTP-only leecher was never seen completing a piece")
+	}
 	checkHonest(t, rows, map[string]*testclients.Client{"uTP seeder": seeder, "uTP leecher": leecher})
 	t.Logf("seeder %s %.2f [%s]; leecher %s %.2f [%s]", sv.Verdict, sv.Confidence, codes(sv), lv.Verdict, lv.Confidence, codes(lv))
 }

@@ -308,8 +308,11 @@ func (e *Estimator) plausibleCompetitors(k int, p probe) int {
 				n++
 			}
 		case !u.seeding:
-			if within(u.present, p.at) {
-				n++
+			for _, iv := range u.present { // as given: not merged
+				if iv[0] <= p.at && p.at < iv[1] {
+					n++
+					break
+				}
 			}
 		}
 	}
