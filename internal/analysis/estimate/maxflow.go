@@ -1,6 +1,9 @@
 package estimate
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // flowNet is a small flow network for the sliced bound (Plausible.SlicedBound):
 // Dinic's algorithm, int64 capacities. A node is an index; 0 and 1 are the
@@ -10,7 +13,13 @@ type flowNet struct {
 	to   []int32 // per edge: its head; edge e^1 is its reverse
 	next []int32 // per edge: the next edge of its tail
 	cap  []int64 // per edge: residual capacity
+	// max's work space, kept for the next network drawn from the pool
+	level, iter, queue []int32
 }
+
+// flowNets keeps networks between bounds: an estimator computes one per
+// sliced bound, and concurrent callers each draw their own.
+var flowNets = sync.Pool{New: func() any { return new(flowNet) }}
 
 const (
 	flowSource = 0
@@ -18,14 +27,28 @@ const (
 	flowInf    = math.MaxInt64 / 4
 )
 
-// newFlowNet makes a network of nodes nodes with room for edges edges.
+// newFlowNet draws a network of nodes nodes, with room for edges edges,
+// from the pool; release returns it.
 func newFlowNet(nodes, edges int) *flowNet {
-	f := &flowNet{head: make([]int32, nodes, nodes+edges/2), to: make([]int32, 0, 2*edges),
-		next: make([]int32, 0, 2*edges), cap: make([]int64, 0, 2*edges)}
+	f := flowNets.Get().(*flowNet)
+	f.head = grow(f.head[:0], nodes+edges/2)[:nodes]
 	for i := range f.head {
 		f.head[i] = -1
 	}
+	f.to, f.next = grow(f.to[:0], 2*edges), grow(f.next[:0], 2*edges)
+	f.cap = grow(f.cap[:0], 2*edges)
 	return f
+}
+
+// release returns f to the pool; f is not used after.
+func (f *flowNet) release() { flowNets.Put(f) }
+
+// grow returns s (empty) with room for n elements.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, 0, n)
+	}
+	return s[:0]
 }
 
 // node adds a node and returns it.
@@ -54,9 +77,8 @@ func (f *flowNet) edge(u, v int, c int64) {
 // flowInf.
 func (f *flowNet) max() int64 {
 	n := len(f.head)
-	level := make([]int32, n)
-	iter := make([]int32, n)
-	queue := make([]int32, 0, n)
+	f.level, f.iter, f.queue = grow(f.level, n)[:n], grow(f.iter, n)[:n], grow(f.queue, n)
+	level, iter, queue := f.level, f.iter, f.queue
 	var total int64
 	for {
 		for i := range level {

@@ -585,6 +585,7 @@ func (e *Estimator) slicedSum(i int, sw []window, held int64, cf, af float64) in
 func (e *Estimator) slicedFlow(i int, w window, sw []window, held int64, cf, af float64, size int) int64 {
 	m := len(sw)
 	f := newFlowNet(2+m, size)
+	defer f.release()
 	slice := func(s int) int { return 2 + s }
 	meets := func(span [2]int64, s window) bool { return span[0] < s.ut && span[1] >= s.uf }
 	for s := range sw {
