@@ -122,20 +122,22 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 	}
 	for _, p := range probes {
 		w := get(p.Addr)
-		if keptChoked(p) {
+		// Its stored record, read once (empty when unreadable).
+		var r probe.Result
+		if json.Unmarshal(p.Result, &r) != nil {
+			r = probe.Result{}
+		}
+		if keptChoked(p, &r) {
 			w.ChokedProbes++
 		}
 		if p.ThroughputBytesPerSec > 0 {
 			// The probe's spread is relative; the estimate wants bytes/s.
 			w.Probes = append(w.Probes, estimate.Sample{At: p.At, BytesPerSec: p.ThroughputBytesPerSec, Spread: p.ThroughputSpread * p.ThroughputBytesPerSec,
-				Bytes: p.BytesDownloaded, Duration: probeDuration(p.Result)})
+				Bytes: p.BytesDownloaded, Duration: probeDuration(r.DurationMS)})
 		}
 		if p.PiecesFailed > 0 {
-			var r probe.Result
-			if json.Unmarshal(p.Result, &r) == nil {
-				for _, i := range r.FailedPieces {
-					w.BadPieces = append(w.BadPieces, verdict.BadPiece{At: p.At, Piece: i})
-				}
+			for _, i := range r.FailedPieces {
+				w.BadPieces = append(w.BadPieces, verdict.BadPiece{At: p.At, Piece: i})
 			}
 		}
 	}
@@ -270,26 +272,22 @@ func RejudgeSince(ctx context.Context, st *store.Store, tor *torrentmeta.Torrent
 // keptChoked reports whether a bandwidth probe ended with us still choked
 // and no payload, after the peer completed the handshake and showed pieces:
 // the choked outcome, or a probe the peer cut short (closed, protocol error,
-// timeout) before it ever unchoked us.
-func keptChoked(p store.ProbeRecord) bool {
+// timeout) before it ever unchoked us. r is its stored record.
+func keptChoked(p store.ProbeRecord, r *probe.Result) bool {
 	if p.Outcome == string(probe.OutcomeChoked) {
 		return true
 	}
 	if p.BytesDownloaded > 0 || p.Encryption == "" {
 		return false
 	}
-	var r probe.Result
-	return json.Unmarshal(p.Result, &r) == nil && r.Choked && r.PiecesHave > 0 && r.UnchokeMS == 0
+	return r.Choked && r.PiecesHave > 0 && r.UnchokeMS == 0
 }
 
-// probeDuration is how long a stored probe ran (its result's duration_ms);
-// 0 when the record does not say.
-func probeDuration(result json.RawMessage) time.Duration {
-	var r struct {
-		DurationMS float64 `json:"duration_ms"`
-	}
-	if json.Unmarshal(result, &r) != nil || !(r.DurationMS > 0) || r.DurationMS > float64(24*time.Hour/time.Millisecond) {
+// probeDuration is how long a stored probe ran, from its record's
+// duration_ms; 0 when the record does not say (or says nonsense).
+func probeDuration(ms float64) time.Duration {
+	if !(ms > 0) || ms > float64(24*time.Hour/time.Millisecond) {
 		return 0
 	}
-	return time.Duration(r.DurationMS * float64(time.Millisecond))
+	return time.Duration(ms * float64(time.Millisecond))
 }
