@@ -30,8 +30,10 @@ type process struct {
 	reaped bool
 	status string // exit status once reaped
 	// how says how it ended ("exit status 1", "killed by signal 9"), from
-	// waitid before the reaping; set before exited is closed.
+	// waitid before the reaping, and sig the signal that ended it (0: none);
+	// set before exited is closed.
 	how string
+	sig syscall.Signal
 }
 
 func newProcess() *process { return &process{exited: make(chan struct{})} }
@@ -73,11 +75,11 @@ func (p *process) launch(cmd *exec.Cmd, dir, logName string, env []string) error
 	pid := cmd.Process.Pid
 	go func() {
 		defer close(p.exited)
-		how, err := waitExitNoReap(pid)
+		how, sig, err := waitExitNoReap(pid)
 		if err != nil {
 			slog.Warn("testclients: waitid", "pid", pid, "err", err)
 		}
-		p.how = how
+		p.how, p.sig = how, sig
 	}()
 	return nil
 }
@@ -91,7 +93,7 @@ func (p *process) launch(cmd *exec.Cmd, dir, logName string, env []string) error
 // It says how the process ended, from the siginfo_t waitid fills: si_code
 // at byte 8 (CLD_EXITED 1, CLD_KILLED 2, CLD_DUMPED 3) and si_status at 24
 // on Linux.
-func waitExitNoReap(pid int) (string, error) {
+func waitExitNoReap(pid int) (string, syscall.Signal, error) {
 	const (
 		pPID    = 1         // P_PID
 		wExited = 0x4       // WEXITED
@@ -107,15 +109,15 @@ func waitExitNoReap(pid int) (string, error) {
 			status := *(*int32)(unsafe.Pointer(&siginfo[24]))
 			switch code {
 			case 1:
-				return fmt.Sprintf("exit status %d", status), nil
+				return fmt.Sprintf("exit status %d", status), 0, nil
 			case 2, 3:
-				return fmt.Sprintf("killed by signal %d", status), nil
+				return fmt.Sprintf("killed by signal %d", status), syscall.Signal(status), nil
 			}
-			return fmt.Sprintf("ended (si_code %d, si_status %d)", code, status), nil
+			return fmt.Sprintf("ended (si_code %d, si_status %d)", code, status), 0, nil
 		case syscall.EINTR:
 			continue
 		default:
-			return "", fmt.Errorf("waitid %d: %w", pid, errno)
+			return "", 0, fmt.Errorf("waitid %d: %w", pid, errno)
 		}
 	}
 }

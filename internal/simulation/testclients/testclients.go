@@ -713,10 +713,9 @@ func (c *Client) Crashed() (string, bool) {
 	if !c.proc.hasExited() {
 		return "", false
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGILL, syscall.SIGFPE, syscall.SIGABRT} {
-		if c.proc.how == fmt.Sprintf("killed by signal %d", sig) {
-			return fmt.Sprintf("%s at %s: %s (%v)", c.Kind, c.Addr, c.proc.how, sig), true
-		}
+	switch sig := c.proc.sig; sig {
+	case syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGILL, syscall.SIGFPE, syscall.SIGABRT:
+		return fmt.Sprintf("%s at %s: %s (%v)", c.Kind, c.Addr, c.proc.how, sig), true
 	}
 	return "", false
 }
