@@ -14,6 +14,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/labnet"
 	"github.com/swarmaudit/swarmaudit/internal/simulation/testclients"
+	"github.com/swarmaudit/swarmaudit/internal/wire/bitfield"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
 	"github.com/swarmaudit/swarmaudit/internal/wire/torrentmeta"
@@ -176,7 +177,11 @@ func checkLeecher(t *testing.T, c *peerwire.Conn, public netip.Addr, numPieces i
 		}
 		switch m.Type {
 		case pp.Bitfield:
-			t.Logf("its bitfield: %d of %d pieces", count(m.Bitfield), numPieces)
+			bf, err := bitfield.FromBools(m.Bitfield, numPieces)
+			if err != nil {
+				t.Fatalf("its bitfield: %v", err)
+			}
+			t.Logf("its bitfield: %d of %d pieces", bf.Count(), numPieces)
 			return
 		case pp.HaveNone, pp.HaveAll:
 			t.Logf("its piece set: %v", m.Type)
@@ -184,14 +189,4 @@ func checkLeecher(t *testing.T, c *peerwire.Conn, public netip.Addr, numPieces i
 		}
 	}
 	t.Fatal("no piece set in 100 messages")
-}
-
-func count(bits []bool) int {
-	n := 0
-	for _, b := range bits {
-		if b {
-			n++
-		}
-	}
-	return n
 }

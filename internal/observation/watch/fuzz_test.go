@@ -81,7 +81,7 @@ func FuzzFetchLayers(f *testing.F) {
 		for i := range r.count {
 			var h [32]byte
 			if k := r.index + i; k < r.need.Pieces {
-				h = layerHash(full, r.need, k)
+				h = full.PieceLayerHash(r.need.First + k)
 			}
 			m.Hashes = append(m.Hashes, h)
 		}
@@ -106,10 +106,4 @@ func FuzzFetchLayers(f *testing.F) {
 			t.Fatal("fetchLayers succeeded with layers missing")
 		}
 	})
-}
-
-// layerHash is the hash of piece k of a file's layer in a loaded torrent:
-// the torrent verifies that piece against it.
-func layerHash(t *torrentmeta.Torrent, need torrentmeta.PieceLayerNeed, k int) [32]byte {
-	return t.PieceLayerHash(need.First + k)
 }

@@ -43,6 +43,14 @@ func TestInterrupt(t *testing.T) {
 			stop := Interrupt(ctx, d)
 			cancel() // the interrupt starts on its own goroutine
 			stop()
+			// stop returned after the interrupt had finished: its deadline
+			// is in, and nothing of it is still to come.
+			d.mu.Lock()
+			n := len(d.set)
+			d.mu.Unlock()
+			if n != 1 {
+				t.Fatalf("stop returned with %d deadlines set, want the interrupt's", n)
+			}
 			d.SetDeadline(time.Time{})
 			if got := d.last(); !got.IsZero() {
 				t.Fatalf("the deadline set after stop was overwritten by %v", got)
