@@ -471,7 +471,7 @@ func writeMisses(w io.Writer, runs []ScenarioRun, o Overall) {
 			add("  downloading while it was not busy; in the availability bound, what the other peers downloaded from")
 			add("  the other uploaders. A multiplier hides under it when the client used less than about")
 			add("  1/multiplier of its capacity while the swarm was downloading (less the headroom, the tolerance")
-			add("  and the 10-s burst allowance), and got less than about 1/(1.15×multiplier) of the swarm's")
+			add("  and the %v burst allowance), and got less than about 1/(%g×multiplier) of the swarm's", verdict.DefaultConfig().BurstWindow, verdict.DefaultConfig().SuspectFactor)
 			add("  downloads (docs/estimation.md, \"Where it cannot help\").")
 		}
 	}

@@ -23,6 +23,10 @@
 //
 // Upper bounds are taken over the interval widened by Config.ClockSlack on
 // both sides, lower bounds over the interval narrowed by it.
+//
+// The plausible tier (plausible.go) bounds uploads again under stated
+// assumptions; its sliced bound is a maximum flow (maxflow.go) of what the
+// others absorbed into the slices of the interval.
 package estimate
 
 import (
