@@ -527,7 +527,9 @@ func writeDetection(w io.Writer, runs []ScenarioRun) {
 	p("fifth change (the plausible headroom 1.05 instead of 1.15, the sliced bound as a flow, busy probes\n")
 	p("shared only with peers seen downloading; chosen on every earlier run) and run only after it (a\n")
 	p("filter added after them, which counts only pieces the uploader held, changed no verdict of any\n")
-	p("run); `heldout6-*` were written after that filter and run once with the detector as it stands.\n")
+	p("run); `heldout6-*` were written after that filter and run once with the detector of that time;\n")
+	p("`heldout7-*` were written before the seventh change (runs of consecutive announce intervals checked\n")
+	p("together) and run only after it.\n")
 	p("The others were tuned on. A multiplier is *flagged* when its client is `suspect` or `misreporting`.\n\n")
 	p("| scenario | proxied clients (multiplier: verdict) | smallest multiplier flagged | other cheats flagged | honest suspect | honest misreporting |\n| --- | --- | --- | --- | --- | --- |\n")
 	var honest, honestSus, honestMis int
