@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/analysis/bytesize"
@@ -405,57 +406,139 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// pairSumReasons check an identity's claims summed over all its announce
-// pairs against the sum of the pairs' bounds. Each pair's true upload is
-// at most its bound, so the sum is at most the sum of the bounds; checked
-// pair by pair, every pair gets the slack, while the sum needs it once
-// (announce-time bursts move bytes between neighbouring pairs, they do not
-// add any). The worst-case availability gives a proof, the plausible
-// bound a plausible finding.
+// pairSumReasons check an identity's claims summed over runs of its
+// announce pairs against the sum of the pairs' bounds. Each pair's true
+// upload is at most its bound, so a run's is at most the sum of its
+// pairs' bounds; checked pair by pair, every pair gets the slack and the
+// burst allowance, while a run needs the slack once (announce-time bursts
+// move bytes between neighbouring pairs, they do not add any). The
+// worst-case availability, summed over every pair, gives a proof; the
+// plausible bounds give a plausible finding over the run whose claims
+// exceed their bounds most (planRun).
 func (j *judge) pairSumReasons(checks []Check) []Reason {
-	// Sums in float64: bounds may saturate at MaxInt64.
-	var up, avail, plaus, capLimited float64
-	pairs := 0
+	var pairs []Check
 	for _, c := range checks {
-		if c.Session {
-			continue
-		}
-		pairs++
-		up += float64(max(c.Uploaded, 0))
-		avail += float64(max(c.Bounds.Explain.AvailabilityBound, 0))
-		pl := float64(max(c.Bounds.Plausible.UploadUpper, 0))
-		plaus += pl
-		if c.Bounds.Plausible.Limit != estimate.LimitAvailability {
-			capLimited += pl
+		if !c.Session {
+			pairs = append(pairs, c)
 		}
 	}
-	if pairs < 2 {
+	if len(pairs) < 2 {
 		return nil // one pair: its own check covers it
 	}
 	var out []Reason
-	nums := func(bound, t float64) map[string]float64 {
-		return map[string]float64{"reported_uploaded": up, "pairs": float64(pairs), "bound": bound, "threshold": t}
+	// Sums in float64: bounds may saturate at MaxInt64.
+	var up, avail float64
+	for _, c := range pairs {
+		up += float64(max(c.Uploaded, 0))
+		avail += float64(max(c.Bounds.Explain.AvailabilityBound, 0))
 	}
 	if t := avail*j.cfg.MisreportFactor + float64(j.slack); up > t {
 		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusMisreporting, Tier: TierProof, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, but in those intervals the peers that gained pieces it may have held could have received at most %s",
-				bytesize.Format(up), pairs, bytesize.Format(avail)),
-			Numbers: nums(avail, t)})
+				bytesize.Format(up), len(pairs), bytesize.Format(avail)),
+			Numbers: map[string]float64{"reported_uploaded": up, "pairs": float64(len(pairs)), "bound": avail, "threshold": t}})
 	}
-	// The capacity-limited pairs' bounds take the capacity factor, the
-	// others the plausible tier's.
-	threshold := func(bound, capPart float64) float64 {
-		return capPart*j.cfg.CapacitySuspectFactor + (bound-capPart)*j.cfg.SuspectFactor + float64(j.pslack)
-	}
-	if t := threshold(plaus, capLimited); up > t {
-		code, as := CodeUploadExceedsAvailability, []string{estimate.AssumeOwnDownloads}
-		if 2*capLimited > plaus {
-			code, as = CodeUploadExceedsCapacity, []string{estimate.AssumeOwnDownloads, estimate.AssumeIdleNoCompetitors, estimate.AssumeQuietProbeWhole}
-		}
-		out = append(out, Reason{Code: code, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(up, t),
-			Message: fmt.Sprintf("reported %s uploaded over %d announce intervals, more than the %s their plausible bounds (probed capacity while others downloaded, and what they reported downloading) add up to",
-				bytesize.Format(up), pairs, bytesize.Format(plaus)),
-			Numbers: nums(plaus, t)})
+	if r, ok := j.runReason(pairs); ok {
+		out = append(out, r)
 	}
 	return out
+}
+
+// pairRun is a run of consecutive announce pairs, pairs[from:to].
+type pairRun struct {
+	from, to int
+	// up is Σ claims; bound Σ plausible bounds, capPart the part of it
+	// that is probed capacity; edges what may have moved in across its
+	// ends; threshold what the claims may reach.
+	up, bound, capPart, edges, threshold float64
+}
+
+// runThreshold is the plausible threshold of one pair's bound, without
+// slack: the capacity factor where the bound is probed capacity, the
+// suspect factor where it is what others absorbed.
+func (j *judge) runThreshold(c Check) (t, capPart float64) {
+	b := float64(max(c.Bounds.Plausible.UploadUpper, 0))
+	if c.Bounds.Plausible.Limit != estimate.LimitAvailability {
+		return b * j.cfg.CapacitySuspectFactor, b
+	}
+	return b * j.cfg.SuspectFactor, 0
+}
+
+// runEdge is what may have moved into a run across its end at pair k from
+// the neighbouring pair nb (counters read a little before or after the
+// announce): at most what nb's bound lets it have uploaded, and at most a
+// BurstWindow at k's plausible capacity. Nothing moves in across a gap (a
+// session's start or end).
+func (j *judge) runEdge(pairs []Check, k, nb int) float64 {
+	if nb < 0 || nb >= len(pairs) {
+		return 0
+	}
+	a, b := pairs[k], pairs[nb]
+	if !a.From.Equal(b.To) && !a.To.Equal(b.From) {
+		return 0
+	}
+	t, _ := j.runThreshold(b)
+	if c := a.Bounds.Plausible.Capacity; c.Known {
+		t = min(t, c.Upper*j.cfg.BurstWindow.Seconds()*j.cfg.CapacitySuspectFactor)
+	}
+	return t
+}
+
+// planRun finds the run of at least two consecutive pairs whose claims
+// exceed their threshold by the most: Σ (claim − pair threshold) − what
+// may have moved in across its two ends, in one pass (the best left end
+// for each right end is kept as the pass goes). The threshold is the
+// pairs' thresholds, the edges and the plausible slack once.
+func (j *judge) planRun(pairs []Check) (pairRun, bool) {
+	n := len(pairs)
+	ex := make([]float64, n+1) // prefix sums of claim − threshold
+	for k, c := range pairs {
+		t, _ := j.runThreshold(c)
+		ex[k+1] = ex[k] + float64(max(c.Uploaded, 0)) - t
+	}
+	best, bestI, bestJ := math.Inf(-1), -1, -1
+	// minLeft is min over i ≤ j−1 of ex[i] + left edge at i.
+	minLeft, minI := math.Inf(1), -1
+	for jj := 1; jj < n; jj++ {
+		i := jj - 1
+		if v := ex[i] + j.runEdge(pairs, i, i-1); v < minLeft {
+			minLeft, minI = v, i
+		}
+		if v := ex[jj+1] - minLeft - j.runEdge(pairs, jj, jj+1); v > best {
+			best, bestI, bestJ = v, minI, jj
+		}
+	}
+	if bestI < 0 {
+		return pairRun{}, false
+	}
+	r := pairRun{from: bestI, to: bestJ + 1}
+	for k := r.from; k < r.to; k++ {
+		t, cp := j.runThreshold(pairs[k])
+		r.up += float64(max(pairs[k].Uploaded, 0))
+		r.bound += float64(max(pairs[k].Bounds.Plausible.UploadUpper, 0))
+		r.capPart += cp
+		r.threshold += t
+	}
+	r.edges = j.runEdge(pairs, r.from, r.from-1) + j.runEdge(pairs, r.to-1, r.to)
+	r.threshold += r.edges + float64(j.pslack)
+	return r, true
+}
+
+// runReason is the plausible finding of the run planRun found, if its
+// claims exceed its threshold.
+func (j *judge) runReason(pairs []Check) (Reason, bool) {
+	r, ok := j.planRun(pairs)
+	if !ok || r.up <= r.threshold {
+		return Reason{}, false
+	}
+	code, as := CodeUploadExceedsAvailability, []string{estimate.AssumeOwnDownloads}
+	if 2*r.capPart > r.bound {
+		code, as = CodeUploadExceedsCapacity, []string{estimate.AssumeOwnDownloads, estimate.AssumeIdleNoCompetitors, estimate.AssumeQuietProbeWhole}
+	}
+	from, to := pairs[r.from].From, pairs[r.to-1].To
+	return Reason{Code: code, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(r.up, r.threshold),
+		Message: fmt.Sprintf("reported %s uploaded over %d consecutive announce intervals between %s and %s, more than the %s their plausible bounds (probed capacity while others downloaded, and what they reported downloading) add up to",
+			bytesize.Format(r.up), r.to-r.from, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), bytesize.Format(r.bound)),
+		Numbers: map[string]float64{"reported_uploaded": r.up, "pairs": float64(r.to - r.from), "bound": r.bound, "threshold": r.threshold,
+			"edge_allowance": r.edges, "slack": float64(j.pslack), "from_unix": float64(from.Unix()), "to_unix": float64(to.Unix())}}, true
 }
