@@ -14,9 +14,13 @@ import (
 // unobserved peers could have sent it (docs/estimation.md, "The swarm's
 // interactions"). A client holds pieces only once they are hashed, so a
 // window's end is read a piece late: the slack is one piece each side.
+// The plausible matrix (plausible_upper) is held to the same test:
+// PlausibleViolations are windows where a client gained more than it
+// allows.
 type TransferCheck struct {
-	Receivers  int      `json:"receivers"` // client × window pairs checked
-	Violations []string `json:"violations,omitempty"`
+	Receivers           int      `json:"receivers"` // client × window pairs checked
+	Violations          []string `json:"violations,omitempty"`
+	PlausibleViolations []string `json:"plausible_violations,omitempty"`
 }
 
 // checkTransfers evaluates the matrix of every window for every client
@@ -25,11 +29,12 @@ func checkTransfers(info *RunInfo, rep *reports.Report, truth map[string][]Sampl
 	var tc TransferCheck
 	slack := rep.Swarm.PieceLength
 	for _, w := range rep.Windows {
-		lower, upper := map[string]int64{}, map[string]int64{}
+		lower, upper, plausible := map[string]int64{}, map[string]int64{}, map[string]int64{}
 		for _, x := range w.Transfers {
 			to := hostOf(x.To)
 			lower[to] += x.Lower
 			upper[to] += x.Upper
+			plausible[to] += x.PlausibleUpper
 		}
 		for _, h := range info.Hosts {
 			if !h.Client() {
@@ -46,6 +51,10 @@ func checkTransfers(info *RunInfo, rep *reports.Report, truth map[string][]Sampl
 			if gained+slack < lower[h.IP] || gained > hi {
 				tc.Violations = append(tc.Violations, fmt.Sprintf("%s, window %s–%s: gained %d bytes by its own counters, the matrix says %d to %d",
 					h.Name, w.From.Format(time.TimeOnly), w.To.Format(time.TimeOnly), gained, lower[h.IP], upper[h.IP]+w.GainUnobserved))
+			}
+			if gained > plausible[h.IP]+w.GainUnobserved+slack {
+				tc.PlausibleViolations = append(tc.PlausibleViolations, fmt.Sprintf("%s, window %s–%s: gained %d bytes by its own counters, the plausible matrix allows %d",
+					h.Name, w.From.Format(time.TimeOnly), w.To.Format(time.TimeOnly), gained, plausible[h.IP]+w.GainUnobserved))
 			}
 		}
 	}

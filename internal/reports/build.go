@@ -677,7 +677,7 @@ func (b *builder) summary() {
 			GainUnobserved: w.Swarm.GainUnobserved, ProbeBytes: w.Swarm.ProbeBytes, ObservedPeers: w.Swarm.ObservedPeers,
 			UnobservedPeers: w.Swarm.UnobservedPeers, Status: string(w.Status), Reasons: []Reason{}, Contributors: []string{}, Transfers: []Transfer{}}
 		for _, t := range w.Transfers {
-			x.Transfers = append(x.Transfers, Transfer{From: addrString(t.From), To: addrString(t.To), Lower: t.Lower, Upper: t.Upper})
+			x.Transfers = append(x.Transfers, Transfer{From: addrString(t.From), To: addrString(t.To), Lower: t.Lower, Upper: t.Upper, PlausibleUpper: t.PlausibleUpper})
 		}
 		for _, r := range w.Reasons {
 			x.Reasons = append(x.Reasons, convReason(r))

@@ -103,10 +103,11 @@ type chartBar struct {
 }
 
 type chartFlow struct {
-	From  int   `json:"from"` // index into FlowLabels
-	To    int   `json:"to"`
-	Lower int64 `json:"lower"`
-	Upper int64 `json:"upper"`
+	From      int   `json:"from"` // index into FlowLabels
+	To        int   `json:"to"`
+	Lower     int64 `json:"lower"`
+	Upper     int64 `json:"upper"`
+	Plausible int64 `json:"plausible"`
 }
 
 // MaxFlowPeers caps the transfer chart's peers (those with the largest
@@ -128,6 +129,7 @@ func (c *chartData) flows(r *Report) {
 				sum[k] = f
 			}
 			f.Lower, f.Upper = bytesize.Add(f.Lower, t.Lower), bytesize.Add(f.Upper, t.Upper)
+			f.Plausible = bytesize.Add(f.Plausible, t.PlausibleUpper)
 			weight[t.From] = bytesize.Add(weight[t.From], t.Upper)
 			weight[t.To] = bytesize.Add(weight[t.To], t.Upper)
 		}
@@ -156,7 +158,7 @@ func (c *chartData) flows(r *Report) {
 		i, ok1 := index[k.from]
 		j, ok2 := index[k.to]
 		if ok1 && ok2 {
-			c.Flows = append(c.Flows, chartFlow{From: i, To: j, Lower: f.Lower, Upper: f.Upper})
+			c.Flows = append(c.Flows, chartFlow{From: i, To: j, Lower: f.Lower, Upper: f.Upper, Plausible: f.Plausible})
 		}
 	}
 	sort.Slice(c.Flows, func(a, b int) bool {

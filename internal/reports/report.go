@@ -277,12 +277,15 @@ type Window struct {
 // Transfer bounds the bytes one observed peer sent another in a window
 // (verdict.Transfer): Lower from pieces only it could have sent, Upper from
 // the pieces the receiver gained that the sender may have held, capped by
-// the sender's upload bound.
+// the sender's upload bound; PlausibleUpper the same under the plausible
+// tier (the sender's plausible bound, and what the receiver reported
+// downloading).
 type Transfer struct {
-	From  string `json:"from"`
-	To    string `json:"to"`
-	Lower int64  `json:"lower"`
-	Upper int64  `json:"upper"`
+	From           string `json:"from"`
+	To             string `json:"to"`
+	Lower          int64  `json:"lower"`
+	Upper          int64  `json:"upper"`
+	PlausibleUpper int64  `json:"plausible_upper"`
 }
 
 // Timeline is the swarm over time, in buckets of equal length.

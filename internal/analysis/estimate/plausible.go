@@ -779,10 +779,15 @@ func (d *repData) downloadsOver(ws []window) int64 {
 // have gained in the window that From may have held before To had them,
 // capped by From's own upload bound; Lower the pieces To gained in the
 // window of which From was the only observed possible source (assuming
-// every holder is observed, as UploadLower does).
+// every holder is observed, as UploadLower does). PlausibleUpper is Upper
+// under the plausible tier: To's possible gains with the plausible
+// transfer lead, capped by From's plausible upload bound and by what To
+// reported downloading in the window (when its reports are usable).
 type Transfer struct {
 	From, To     int
 	Lower, Upper int64
+	// PlausibleUpper ≤ Upper.
+	PlausibleUpper int64
 }
 
 // MaxTransferPeers caps the observed peers Transfers pairs up (the cost is
@@ -825,9 +830,17 @@ func (e *Estimator) Transfers(from, to time.Time) ([]Transfer, error) {
 				if q.a[i] == posInf || q.b[i] <= m || q.a[i] >= w.ut {
 					continue
 				}
-				t.Upper += e.tor.PieceSize(i)
+				n := e.tor.PieceSize(i)
+				t.Upper += n
+				if l := q.lacked[i]; l == negInf || min(bytesize.Add(l, -e.plead), q.b[i]-1) < w.ut {
+					t.PlausibleUpper += n
+				}
 			}
 			t.Upper = min(t.Upper, b.UploadUpper)
+			t.PlausibleUpper = min(t.PlausibleUpper, t.Upper, max(b.Plausible.UploadUpper, 0))
+			if q.rep != nil {
+				t.PlausibleUpper = min(t.PlausibleUpper, q.rep.downloads(w.uf, w.ut))
+			}
 			for _, s := range p.sole {
 				if s.to == qi && s.start >= w.lf && s.end < w.lt {
 					t.Lower += s.bytes

@@ -213,7 +213,8 @@ func TestReportedSpans(t *testing.T) {
 
 // TestTransfersBracketTheTruth: in random honest swarms where every peer
 // is observed, what each peer really sent each other peer in a window lies
-// between the matrix's lower and upper bounds.
+// between the matrix's lower and upper bounds, and under its plausible
+// upper bound (the peers report their downloads truly).
 func TestTransfersBracketTheTruth(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 8))
 	cfg := exact()
@@ -242,6 +243,11 @@ func TestTransfersBracketTheTruth(t *testing.T) {
 				k := [2]int{p, q}
 				if x := got[k]; truth[k] < x.Lower || truth[k] > x.Upper {
 					t.Fatalf("iter %d [%v,%v): %d sent %d bytes to %d, matrix says [%d, %d]", iter, f, to, p, truth[k], q, x.Lower, x.Upper)
+				}
+				// Peers report their downloads truly: the plausible
+				// upper bound holds the truth too, and is the tighter.
+				if x := got[k]; truth[k] > x.PlausibleUpper || x.PlausibleUpper > x.Upper {
+					t.Fatalf("iter %d [%v,%v): %d sent %d bytes to %d, plausibly at most %d (worst case %d)", iter, f, to, p, truth[k], q, x.PlausibleUpper, x.Upper)
 				}
 			}
 		}

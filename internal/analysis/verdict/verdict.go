@@ -429,10 +429,11 @@ type Window struct {
 // receiver gained that the sender may have held, capped by the sender's
 // upload bound.
 type Transfer struct {
-	From  netip.AddrPort `json:"from"`
-	To    netip.AddrPort `json:"to"`
-	Lower int64          `json:"lower"`
-	Upper int64          `json:"upper"`
+	From           netip.AddrPort `json:"from"`
+	To             netip.AddrPort `json:"to"`
+	Lower          int64          `json:"lower"`
+	Upper          int64          `json:"upper"`
+	PlausibleUpper int64          `json:"plausible_upper"`
 }
 
 // Summary is the swarm-wide outcome.
@@ -1351,7 +1352,7 @@ func (j *judge) conservation(rep *Report) error {
 		win := Window{From: w.From, To: w.To, Swarm: sw, Status: StatusOK}
 		if ts, err := j.est.Transfers(w.From, w.To); err == nil {
 			for _, t := range ts {
-				win.Transfers = append(win.Transfers, Transfer{From: j.estAddr[t.From], To: j.estAddr[t.To], Lower: t.Lower, Upper: t.Upper})
+				win.Transfers = append(win.Transfers, Transfer{From: j.estAddr[t.From], To: j.estAddr[t.To], Lower: t.Lower, Upper: t.Upper, PlausibleUpper: t.PlausibleUpper})
 			}
 		} else if !errors.Is(err, estimate.ErrTooMany) {
 			return err

@@ -162,20 +162,20 @@
   });
   done('chart-heatmap');
 
-  // The transfer matrix: sender (y) × receiver (x), shaded by the upper
-  // bound.
+  // The transfer matrix: sender (y) × receiver (x), shaded by the
+  // plausible upper bound.
   const fl = C.flow_labels;
-  const maxUp = C.flows.reduce((m, f) => Math.max(m, f.upper), 0);
+  const maxUp = C.flows.reduce((m, f) => Math.max(m, f.plausible), 0);
   new Chart('chart-flows', {
     type: 'matrix',
     data: {
       datasets: [{
         label: 'could have sent',
-        data: C.flows.map(f => ({ x: fl[f.to], y: fl[f.from], lower: f.lower, upper: f.upper })),
+        data: C.flows.map(f => ({ x: fl[f.to], y: fl[f.from], lower: f.lower, upper: f.upper, plausible: f.plausible })),
         backgroundColor: ctx => {
           const c = ctx.raw;
           if (!c || maxUp <= 0) return 'transparent';
-          return 'rgba(21,101,192,' + (0.08 + 0.92 * c.upper / maxUp).toFixed(3) + ')';
+          return 'rgba(21,101,192,' + (0.08 + 0.92 * c.plausible / maxUp).toFixed(3) + ')';
         },
         borderWidth: 0,
         width: ({ chart }) => Math.max(1, ((chart.chartArea || {}).width || 0) / Math.max(fl.length, 1) - 1),
@@ -189,7 +189,7 @@
         tooltip: {
           callbacks: {
             title: items => items.length ? items[0].raw.y + ' → ' + items[0].raw.x : '',
-            label: ctx => 'between ' + iec(ctx.raw.lower) + ' and ' + iec(ctx.raw.upper)
+            label: ctx => 'between ' + iec(ctx.raw.lower) + ' and ' + iec(ctx.raw.upper) + '; plausibly at most ' + iec(ctx.raw.plausible)
           }
         }
       },
