@@ -1140,7 +1140,8 @@ func (j *judge) absent(k int, a1, a2 reported.Announce, up float64, x estimate.E
 func (j *judge) wireReasons(id *identity, gr *group, uploaded int64) []Reason {
 	var out []Reason
 	counts := gr.raw.Counts()
-	claims := float64(uploaded) > float64(j.slack)
+	// Both findings below are plausible: they take the plausible slack.
+	claims := float64(uploaded) > float64(j.pslack)
 	if claims && counts.Connected == 0 {
 		var refused, unreach, hsFail int
 		for _, o := range gr.obs {

@@ -303,6 +303,18 @@ func TestCheats(t *testing.T) {
 			mustNot: []Code{CodeUploadExceedsAvailability},
 		},
 		{
+			// a JOAL-like seeder claiming 20 MiB, under the proof slack
+			// but over the plausible one that never_handshaked takes
+			name: "accepts TCP but never handshakes, small claims",
+			setup: func(s *sim) {
+				s.wire(cheat, attempts(0, 7200, timeline.KindHandshakeFailed))
+				ratioMaster(s, 5*mib) // 20 MiB in all
+			},
+			status:  StatusSuspect,
+			must:    []Code{CodeNeverHandshaked},
+			mustNot: []Code{CodeUploadExceedsAvailability},
+		},
+		{
 			name: "accepts TCP but never handshakes",
 			setup: func(s *sim) {
 				s.wire(cheat, attempts(0, 7200, timeline.KindHandshakeFailed))
