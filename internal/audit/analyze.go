@@ -91,7 +91,14 @@ func LoadEvidence(ctx context.Context, st *store.Store, swarm store.SwarmID, tor
 		w := get(e.Addr)
 		switch e.Outcome {
 		case store.ConnOK:
-			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: timeline.KindConnected})
+			kind := timeline.KindConnected
+			switch e.Detail {
+			case store.DetailHeartbeat:
+				kind = timeline.KindHeartbeat // the same connection, still up
+			case store.DetailWatch, store.DetailIncomingWatch, store.DetailHolepunchWatch:
+				kind = timeline.KindWatch // its piece set is in; every message is recorded from now
+			}
+			w.Observations = append(w.Observations, timeline.Observation{At: e.At, Kind: kind})
 			if e.Transport == "utp" {
 				w.Reach.UTP = true
 			} else {

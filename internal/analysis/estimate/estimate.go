@@ -248,6 +248,11 @@ type Config struct {
 	// ReportLatency is how long before an announce the client may have read
 	// the counters it reports: a reported span starts that much earlier.
 	ReportLatency time.Duration
+	// PlausibleHaveDelay is how soon after completing a piece a peer
+	// announces it on an established connection (AssumePromptHaves): the
+	// plausible tier reads a watched peer's silence as lacking
+	// (timeline.PromptLacked). 0 keeps only snapshots as negative evidence.
+	PlausibleHaveDelay time.Duration
 	// SlicedCapacityFactor and SlicedAvailabilityFactor scale the two sides
 	// of the sliced bound for Plausible.SlicedThreshold: each slice's
 	// capacity bound, and what the others absorbed (counters exceed the
@@ -266,12 +271,14 @@ const SameClockSlack = 50 * time.Millisecond
 // DefaultConfig returns the defaults: Headroom 1.5, SpreadZ 2, MaxShare 20,
 // TransferLead 2 min, UnresolvedTail 45 min, PresenceGap 10 min, ClockSlack
 // 2 s, UnobservedRate 0 (uncapped), PlausibleHeadroom 1.05,
-// PlausibleMinPieceRate 16 KiB/s, ReportLatency 5 s.
+// PlausibleMinPieceRate 16 KiB/s, ReportLatency 5 s, PlausibleHaveDelay
+// 10 s.
 func DefaultConfig() Config {
 	return Config{
 		PlausibleHeadroom:     1.05,
 		PlausibleMinPieceRate: 16 << 10,
 		ReportLatency:         5 * time.Second,
+		PlausibleHaveDelay:    10 * time.Second,
 		Headroom:              1.5,
 		SpreadZ:               2,
 		MaxShare:              20,
@@ -297,6 +304,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: PlausibleMinPieceRate %v must be >= 0 and finite", ErrConfig, c.PlausibleMinPieceRate)
 	case c.ReportLatency < 0:
 		return fmt.Errorf("%w: ReportLatency must not be negative", ErrConfig)
+	case c.PlausibleHaveDelay < 0:
+		return fmt.Errorf("%w: PlausibleHaveDelay must not be negative", ErrConfig)
 	case !(c.SpreadZ >= 0) || math.IsInf(c.SpreadZ, 0):
 		return fmt.Errorf("%w: SpreadZ %v must be >= 0", ErrConfig, c.SpreadZ)
 	case !(c.MaxShare >= 1) || math.IsInf(c.MaxShare, 0):
@@ -437,6 +446,8 @@ type peerData struct {
 	sole     []transfer // sorted by start
 	// the plausible tier (plausible.go)
 	rep    *repData
+	plk    []int64 // per piece: lacked under AssumePromptHaves (≥ lacked)
+	pspanA int64   // the first of sa: its plausible span is (pspanA, spanB]
 	sa, sb []int64 // this peer's event starts and ends, sorted
 	pown   [][2]int64
 	pcap   CapacityEstimate

@@ -35,11 +35,18 @@ import (
 //   - AssumeQuietProbeWhole: a probe nobody else competed with measured the
 //     peer's whole upload; PlausibleHeadroom (smaller than Headroom) covers
 //     TCP variance and rate-limiter granularity only.
+//   - AssumePromptHaves: a peer announces each piece it completes within
+//     PlausibleHaveDelay on an established connection (BEP 3 HAVE; clients
+//     send them at once, to a peer lacking the piece as we do), so a piece
+//     a continuous watch heard nothing of was lacked PlausibleHaveDelay
+//     before (timeline.PromptLacked). Pieces an uploader gains after that
+//     are not its to send before; what a watched leecher gains starts then.
 const (
 	AssumeOwnDownloads      = "own_downloads_as_reported"
 	AssumeIdleNoCompetitors = "idle_peers_no_competitors"
 	AssumeQuietProbeWhole   = "quiet_probe_measures_capacity"
 	AssumeMinPieceRate      = "pieces_arrive_at_a_minimum_rate"
+	AssumePromptHaves       = "haves_are_prompt"
 )
 
 // Reported is what an identity told the tracker about its own downloads:
@@ -219,15 +226,25 @@ func (e *Estimator) preparePlausible(in Input) {
 		if !pd.info {
 			continue
 		}
-		// Its events again, with the plausible transfer lead.
+		// What it lacked when under AssumePromptHaves.
+		pd.plk = pd.lacked
+		if d := e.cfg.PlausibleHaveDelay; d > 0 {
+			pd.plk = in.Peers[k].Timeline.PromptLacked(d)
+		}
+		// Its events again, with the plausible transfer lead, from when
+		// it plausibly lacked each piece.
 		pd.sa, pd.sb = slices.Clone(pd.a), slices.Clone(pd.b)
-		for i, l := range pd.lacked {
+		for i, l := range pd.plk {
 			if l != negInf && pd.a[i] != posInf {
 				pd.sa[i] = min(bytesize.Add(l, -plead), pd.sb[i]-1)
 			}
 		}
 		slices.Sort(pd.sa)
 		slices.Sort(pd.sb)
+		pd.pspanA = posInf
+		if len(pd.sa) > 0 {
+			pd.pspanA = pd.sa[0] // posInf entries (no event) sort last
+		}
 	}
 	var spans [][2]int64
 	for k := range e.peers {
@@ -320,22 +337,29 @@ func (e *Estimator) plausibleCompetitors(k int, p probe) int {
 }
 
 // plausibleOwn is observed peer k's demand under AssumeIdleNoCompetitors:
-// the spans in which it reported downloading, or its worst-case span when
-// it has no usable reports.
+// the spans in which it reported downloading, or its span of possible
+// gains when it has no usable reports.
 func (e *Estimator) plausibleOwn(k int) [][2]int64 {
 	pd := &e.peers[k]
-	if pd.rep == nil {
-		return e.ownSpan(k)
-	}
-	if !pd.info {
+	if pd.rep != nil && !pd.info {
 		return pd.rep.demand
 	}
 	// The wire bounds when it can have been downloading: from its first
-	// possible gain to its last (completion, or its tail).
+	// plausible gain to its last (completion, or its tail).
+	a, b := pd.spanA, pd.spanB
+	if pd.info {
+		a = max(a, pd.pspanA)
+	}
+	if pd.rep == nil {
+		if pd.demands() && a < b {
+			return [][2]int64{{a, b}}
+		}
+		return nil
+	}
 	var out [][2]int64
 	for _, s := range pd.rep.demand {
-		if a, b := max(s[0], pd.spanA), min(s[1], pd.spanB); a < b {
-			out = append(out, [2]int64{a, b})
+		if x, y := max(s[0], a), min(s[1], b); x < y {
+			out = append(out, [2]int64{x, y})
 		}
 	}
 	return out
@@ -507,10 +531,10 @@ func (e *Estimator) heldGains(k, q int, w window, sw []window, perSlice []int64)
 	var total int64
 	for i := range e.pieces {
 		a, b := pq.a[i], pq.b[i]
-		if a == posInf || b <= pk.lacked[i] {
+		if a == posInf || b <= pk.plk[i] {
 			continue // q never gained it, or k could not have sent it in time
 		}
-		if l := pq.lacked[i]; l != negInf {
+		if l := pq.plk[i]; l != negInf {
 			a = min(bytesize.Add(l, -e.plead), b-1)
 		}
 		if b < w.uf || a >= w.ut {
@@ -832,7 +856,10 @@ func (e *Estimator) Transfers(from, to time.Time) ([]Transfer, error) {
 				}
 				n := e.tor.PieceSize(i)
 				t.Upper += n
-				if l := q.lacked[i]; l == negInf || min(bytesize.Add(l, -e.plead), q.b[i]-1) < w.ut {
+				if q.b[i] <= max(p.plk[i], w.uf-1) {
+					continue // p plausibly did not hold it in time
+				}
+				if l := q.plk[i]; l == negInf || min(bytesize.Add(l, -e.plead), q.b[i]-1) < w.ut {
 					t.PlausibleUpper += n
 				}
 			}

@@ -25,7 +25,13 @@ type honestSwarm struct {
 }
 
 func newHonestSwarm(r *rand.Rand, seeders, peers, nObserved int) *honestSwarm {
-	tor := Torrent{NumPieces: 2 + r.IntN(7), PieceLength: 100}
+	return newHonestSwarmOf(r, 2+r.IntN(7), 3, seeders, peers, nObserved)
+}
+
+// newHonestSwarmOf is newHonestSwarm of a torrent of numPieces pieces,
+// with up to attempts−1 transfers tried each second.
+func newHonestSwarmOf(r *rand.Rand, numPieces, attempts, seeders, peers, nObserved int) *honestSwarm {
+	tor := Torrent{NumPieces: numPieces, PieceLength: 100}
 	tor.TotalLength = int64(tor.NumPieces)*100 - int64(r.IntN(50))
 	h := &honestSwarm{tor: tor}
 	held := make([]bitfield.Bitfield, peers)
@@ -36,18 +42,34 @@ func newHonestSwarm(r *rand.Rand, seeders, peers, nObserved int) *honestSwarm {
 		}
 	}
 	obs := make([][]timeline.Observation, peers)
+	// Half the observed peers are watched for a while: a connection with
+	// its bitfield, heartbeats, and a HAVE for every piece gained while it
+	// lasts, each within 9.5 s (AssumePromptHaves allows 10).
+	type watchSpan struct {
+		from, to, delay float64
+	}
+	watches := make([]*watchSpan, peers)
+	for p := range min(nObserved, peers) {
+		if r.IntN(2) == 0 {
+			from := float64(r.IntN(80))
+			watches[p] = &watchSpan{from: from, to: from + 5 + float64(r.IntN(40)), delay: r.Float64() * 9.5}
+		}
+	}
 	reports := make([][]ReportedSpan, peers)
 	down := make([]int64, peers)
 	lastAnn := make([]float64, peers)
 	lastDown := make([]int64, peers)
 	for t := 1.0; t <= 100; t++ {
 		// a few transfers
-		for range r.IntN(3) {
+		for range r.IntN(attempts) {
 			from, to, piece := r.IntN(peers), r.IntN(peers), r.IntN(tor.NumPieces)
 			if from == to || !held[from].Has(piece) || held[to].Has(piece) {
 				continue
 			}
 			held[to].Set(piece)
+			if w := watches[to]; w != nil && t > w.from && t+w.delay < w.to {
+				obs[to] = append(obs[to], timeline.Observation{At: at(t + w.delay), Kind: timeline.KindHave, Piece: piece})
+			}
 			n := tor.PieceSize(piece)
 			down[to] += n
 			h.transfers = append(h.transfers, struct {
@@ -55,6 +77,18 @@ func newHonestSwarm(r *rand.Rand, seeders, peers, nObserved int) *honestSwarm {
 				at       float64
 				bytes    int64
 			}{from, to, t, n})
+		}
+		for p, w := range watches {
+			switch {
+			case w == nil:
+			case t == w.from:
+				obs[p] = append(obs[p], timeline.Observation{At: at(t + 0.1), Kind: timeline.KindConnected},
+					timeline.Observation{At: at(t + 0.2), Kind: timeline.KindBitfield, Pieces: held[p].Clone()})
+			case t == w.to:
+				obs[p] = append(obs[p], timeline.Observation{At: at(t), Kind: timeline.KindDisconnected})
+			case t > w.from && t < w.to && r.IntN(3) == 0:
+				obs[p] = append(obs[p], timeline.Observation{At: at(t + 0.5), Kind: timeline.KindHeartbeat})
+			}
 		}
 		for p := range peers {
 			// snapshots of observed peers, announces of everyone
@@ -392,4 +426,62 @@ func TestBusyProbeCompetitors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPromptHavesHold: in random honest swarms of larger torrents, whose
+// watched peers announce every piece within 9.5 s (AssumePromptHaves
+// allows 10), reading their silence as lacking keeps every true transfer
+// under the plausible matrix and every true upload under the plausible
+// bound.
+func TestPromptHavesHold(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 10))
+	cfg := exact()
+	prompt := 0
+	for iter := range 200 {
+		peers := 3 + r.IntN(4)
+		h := newHonestSwarmOf(r, 40+r.IntN(60), 8, 1, peers, peers)
+		for _, p := range h.in.Peers {
+			pl := p.Timeline.PromptLacked(cfg.PlausibleHaveDelay)
+			for i := range pl {
+				if l, _ := p.Timeline.PieceNanos(i); pl[i] != l {
+					prompt++
+				}
+			}
+		}
+		e := mustNew(t, h.in, cfg)
+		for range 5 {
+			f := float64(r.IntN(100))
+			to := f + 1 + float64(r.IntN(30))
+			ts, err := e.Transfers(at(f), at(to))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[[2]int]int64{}
+			for _, x := range ts {
+				got[[2]int{x.From, x.To}] = x.PlausibleUpper
+			}
+			truth := map[[2]int]int64{}
+			up := make([]int64, peers)
+			for _, tr := range h.transfers {
+				if tr.at >= f && tr.at < to {
+					truth[[2]int{tr.from, tr.to}] += tr.bytes
+					up[tr.from] += tr.bytes
+				}
+			}
+			for k, n := range truth {
+				if n > got[k] {
+					t.Fatalf("iter %d [%v,%v): %d sent %d bytes to %d, plausibly at most %d", iter, f, to, k[0], n, k[1], got[k])
+				}
+			}
+			for p := range peers {
+				if b := mustPeer(t, e, p, f, to); up[p] > b.Plausible.UploadUpper {
+					t.Fatalf("iter %d peer %d [%v,%v): uploaded %d, plausible bound %d", iter, p, f, to, up[p], b.Plausible.UploadUpper)
+				}
+			}
+		}
+	}
+	if prompt == 0 {
+		t.Fatal("no piece's lacked time moved: the watches were never read")
+	}
+	t.Logf("%d pieces lacked later under prompt HAVEs", prompt)
 }

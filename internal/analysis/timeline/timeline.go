@@ -11,7 +11,10 @@
 // says the peer held a piece at that instant. Negative evidence comes only
 // from full snapshots (bitfield, HaveAll, HaveNone, or a connection whose
 // first message carried no piece set) and says it lacked the piece then. A
-// missing HAVE is never negative evidence, because clients suppress HAVEs.
+// missing HAVE is never negative evidence here, because a client may
+// suppress HAVEs. PromptLacked reads it as such under an assumption, for
+// the estimate's plausible tier only: that a peer which announces its gains
+// on a watched connection announces each within a delay.
 package timeline
 
 import (
@@ -59,6 +62,16 @@ const (
 	// handshake for the torrent completed (closed, garbage, wrong infohash,
 	// MSE failure, timeout).
 	KindHandshakeFailed
+	// KindHeartbeat is a watch's connection seen still established (the
+	// collector records one every snapshot interval). It is a contact and
+	// counts in Counts.Connected like KindConnected, but it starts no new
+	// connection.
+	KindHeartbeat
+	// KindWatch is the start of a watch: from now on the connection, whose
+	// piece set is already in (read by the watch's hello or by the probe
+	// that lent it), reports every message it carries. It counts like
+	// KindConnected.
+	KindWatch
 	kindEnd
 )
 
@@ -73,6 +86,8 @@ var kindNames = [...]string{
 	KindRefused:         "refused",
 	KindUnreachable:     "unreachable",
 	KindHandshakeFailed: "handshake_failed",
+	KindHeartbeat:       "heartbeat",
+	KindWatch:           "watch",
 }
 
 // String is the kind's snake_case name.
@@ -91,7 +106,7 @@ func (k Kind) snapshot() bool {
 // contact reports whether the kind proves a BitTorrent connection to the peer
 // at that instant.
 func (k Kind) contact() bool {
-	return k.snapshot() || k == KindHave || k == KindConnected || k == KindDisconnected
+	return k.snapshot() || k == KindHave || k == KindConnected || k == KindDisconnected || k == KindHeartbeat || k == KindWatch
 }
 
 // Observation is one thing the auditor saw of a peer.
@@ -246,7 +261,13 @@ type Timeline struct {
 	contacts []int64 // contact times, sorted
 	spans    [][2]int64
 	refused  []int64 // refused attempt times, sorted
-	firstPI  int64   // first piece information, PosInf if none
+	// watched: runs [from, to] in which one connection stayed established
+	// after its piece set arrived (see PromptLacked), sorted, disjoint.
+	watched [][2]int64
+	// runHaves counts HAVEs that came inside a run, HaveSettle or more
+	// after its piece set: signs that the peer announces what it gains.
+	runHaves int
+	firstPI  int64 // first piece information, PosInf if none
 	counts   Counts
 	anoms    []Anomaly
 	anomN    int
@@ -296,10 +317,45 @@ func BuildWith(numPieces int, obs []Observation, opt Options) *Timeline {
 	full := bitfield.Full(numPieces)
 	empty := bitfield.New(numPieces)
 	connStart := NegInf
+	// The run of the connection being watched: from its first piece set
+	// (run[0] ≥ 0 once it arrived) to the last sign it was still up.
+	run := [2]int64{NegInf, NegInf}
+	awaitSet := false // a connection is up whose piece set has not come
+	endRun := func() {
+		if run[0] != NegInf && run[1] > run[0] {
+			t.watched = append(t.watched, run)
+		}
+		run = [2]int64{NegInf, NegInf}
+	}
 	for _, o := range valid {
 		at := o.At.UnixNano()
 		if o.Kind.contact() {
 			t.contacts = append(t.contacts, at)
+		}
+		switch {
+		case o.Kind == KindConnected:
+			endRun()
+			awaitSet = true
+		case o.Kind == KindWatch:
+			// The watch of the connection whose piece set just arrived
+			// goes on with its run; any other starts one now.
+			if run[0] == NegInf || run[1] != run[0] || at-run[0] > int64(t.settle) {
+				endRun()
+				run = [2]int64{at, at}
+			}
+			awaitSet = false
+		case o.Kind.snapshot() && awaitSet:
+			run, awaitSet = [2]int64{at, at}, false
+		case o.Kind == KindDisconnected:
+			if run[0] != NegInf {
+				run[1] = at
+			}
+			endRun()
+			awaitSet = false
+		case o.Kind == KindHeartbeat && run[0] != NegInf:
+			run[1] = at
+		case o.Kind == KindHave && run[0] != NegInf && at-run[0] >= int64(t.settle):
+			t.runHaves++
 		}
 		switch o.Kind {
 		case KindBitfield, KindHaveAll, KindHaveNone, KindNoBitfield:
@@ -338,9 +394,11 @@ func BuildWith(numPieces int, obs []Observation, opt Options) *Timeline {
 				byHave[o.Piece] = true
 			}
 			t.firstPI = min(t.firstPI, at)
-		case KindConnected:
+		case KindConnected, KindWatch:
 			t.counts.Connected++
 			connStart = at
+		case KindHeartbeat:
+			t.counts.Connected++
 		case KindDisconnected:
 			t.counts.Disconnected++
 			if connStart != NegInf {
@@ -356,6 +414,8 @@ func BuildWith(numPieces int, obs []Observation, opt Options) *Timeline {
 			t.counts.HandshakeFailed++
 		}
 	}
+
+	endRun()
 
 	// Negative evidence. Pieces only grow, so every snapshot before the first
 	// positive evidence lacked the piece: the latest one is the gain
@@ -523,6 +583,43 @@ func (t *Timeline) PieceNanos(i int) (lacked, had int64) {
 	}
 	return t.lacked[i], t.had[i]
 }
+
+// PromptLacked is, per piece, the latest time at which the peer lacked it
+// if it announces every piece it completes within delay on a connection
+// that stays up (BEP 3 HAVEs; the plausible tier's AssumePromptHaves):
+// the later of PieceNanos's lacked and, over the runs in which one
+// connection stayed established after its piece set arrived, min(had,
+// run end) − delay, when that is still inside the run. A piece held at
+// such a time would have been announced on that connection by the time
+// plus delay, before it first was. NegInf where nothing says more. A peer
+// that never announced a piece inside such a run (later than HaveSettle
+// after its piece set) shows no sign of announcing what it gains: for it
+// the rule says nothing. The slice is new on each call.
+func (t *Timeline) PromptLacked(delay time.Duration) []int64 {
+	out := slices.Clone(t.lacked)
+	if t.runHaves == 0 {
+		return out
+	}
+	d := int64(max(delay, 0))
+	for i, h := range t.had {
+		// The runs starting before h, latest first: the first one the
+		// rule holds in gives the latest time.
+		k := sort.Search(len(t.watched), func(j int) bool { return t.watched[j][0] >= h })
+		stop := k - maxPromptRuns
+		for k--; k >= max(stop, 0); k-- {
+			w := t.watched[k]
+			if c := min(h, w[1]) - d; c >= w[0] {
+				out[i] = max(out[i], c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// maxPromptRuns bounds how many runs PromptLacked looks back through per
+// piece.
+const maxPromptRuns = 64
 
 // Presence lists the spans in which the peer was seen in the swarm:
 // established connections, and runs of successful contacts no more than

@@ -441,3 +441,62 @@ func TestKindStrings(t *testing.T) {
 		t.Error("fallback names")
 	}
 }
+
+// TestPromptLacked: under prompt HAVEs (delay 10 s), a piece first
+// announced at h was lacked at min(h, run end) − 10 s for the latest run of
+// one established connection that began before h, when that time lies in
+// the run; otherwise PieceNanos's lacked stands.
+func TestPromptLacked(t *testing.T) {
+	const n = 3
+	never := -1.0 // NegInf
+	for _, tc := range []struct {
+		name string
+		obs  []Observation
+		want [n]float64 // seconds after t0, never for NegInf
+	}{
+		{"a watch with heartbeats", []Observation{ev(0, KindConnected), snap(1, n), ev(15, KindHeartbeat), ev(30, KindHeartbeat), have(40, 0),
+			ev(45, KindHeartbeat), ev(50, KindDisconnected)},
+			[n]float64{30, 40, 40}},
+		{"a connection that only ended", []Observation{ev(0, KindConnected), snap(1, n, 2), have(40, 0), ev(50, KindDisconnected)},
+			[n]float64{30, 40, never}},
+		{"a peer that never announced a gain", []Observation{ev(0, KindConnected), snap(1, n), ev(30, KindHeartbeat), ev(50, KindDisconnected),
+			ev(60, KindConnected), snap(61, n, 0), ev(90, KindDisconnected)},
+			[n]float64{1, 61, 61}},
+		{"no heartbeat, no end: no run", []Observation{ev(0, KindConnected), snap(1, n), have(40, 0)},
+			[n]float64{1, 1, 1}},
+		{"lazy HAVEs right after the bitfield", []Observation{ev(0, KindConnected), snap(1, n), have(2, 0), have(25, 2), ev(30, KindHeartbeat)},
+			[n]float64{never, 20, 15}},
+		{"a heartbeat before the piece set starts no run", []Observation{ev(0, KindConnected), ev(5, KindHeartbeat), snap(6, n), ev(20, KindHeartbeat),
+			have(30, 1), ev(40, KindDisconnected)},
+			[n]float64{30, 20, 30}},
+		{"an earlier connection speaks for a later bitfield", []Observation{ev(0, KindConnected), snap(1, n), have(15, 1), ev(20, KindDisconnected),
+			ev(100, KindConnected), snap(101, n, 0, 1)},
+			[n]float64{10, 5, 101}},
+		{"a watch on the connection whose bitfield just came", []Observation{ev(0, KindConnected), snap(1, n), ev(1.01, KindWatch), have(30, 0),
+			ev(45, KindHeartbeat)},
+			[n]float64{20, 35, 35}},
+		{"a watch whose piece set a probe read", []Observation{ev(0, KindConnected), snap(1, n), ev(9, KindDisconnected), ev(50, KindWatch), have(70, 0),
+			ev(80, KindHeartbeat)},
+			[n]float64{60, 70, 70}},
+		{"a new connection ends the run", []Observation{ev(0, KindConnected), snap(1, n), have(10, 2), ev(15, KindHeartbeat), ev(20, KindConnected),
+			ev(30, KindHeartbeat), have(60, 0)},
+			[n]float64{5, 5, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl := Build(n, tc.obs)
+			got := tl.PromptLacked(10 * time.Second)
+			for i, w := range tc.want {
+				want := NegInf
+				if w != never {
+					want = at(w).UnixNano()
+				}
+				if got[i] != want {
+					t.Errorf("piece %d: %s, want %s", i, fromNanos(got[i]).Format(time.TimeOnly), fromNanos(want).Format(time.TimeOnly))
+				}
+				if l, _ := tl.PieceNanos(i); got[i] < l {
+					t.Errorf("piece %d: earlier than the snapshot's lacked", i)
+				}
+			}
+		})
+	}
+}

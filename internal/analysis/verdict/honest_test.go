@@ -31,12 +31,21 @@ type simSwarm struct {
 	gainStep [][]int // per peer, per piece: step it completed (-1: before joining, MaxInt: never)
 	up, down [][]int64
 	active   [][]int // per step, per peer: how many peers it sent to
+	// watched: the auditor holds a watch on every peer from its first
+	// step to its last (as `swarmaudit audit` does): its bitfield, a
+	// HAVE for every piece it completes, a heartbeat every 150 s. Set by
+	// tests before input().
+	watched bool
+	// cheat, when ≥ 0, is a peer whose reported upload is multiplied by
+	// factor (a ratio proxy).
+	cheat  int
+	factor float64
 }
 
 const stepSecs = 10
 
 func newSimSwarm(r *rand.Rand, seeders, leechers int) *simSwarm {
-	s := &simSwarm{r: r, tor: estimate.Torrent{NumPieces: 120, PieceLength: mib, TotalLength: 120*mib - 777}, steps: 4 * 360}
+	s := &simSwarm{r: r, tor: estimate.Torrent{NumPieces: 120, PieceLength: mib, TotalLength: 120*mib - 777}, steps: 4 * 360, cheat: -1}
 	s.n = seeders + leechers
 	for p := 0; p < s.n; p++ {
 		g := make([]int, s.tor.NumPieces)
@@ -133,7 +142,18 @@ func (s *simSwarm) input() Input {
 		n := byte(100 + p)
 		w := WirePeer{Addr: addr(n), PeerIDs: [][20]byte{pid(n)}}
 		lazy, haves := s.r.IntN(4) == 0, s.r.IntN(3) == 0
+		if s.watched {
+			s.watch(&w, p)
+		}
 		for st := s.r.IntN(30); st < s.steps; st += 25 + s.r.IntN(12) {
+			if s.watched {
+				// The watch sees it all; probes still measure.
+				if st >= s.join[p] && st < s.leave[p] && s.r.IntN(8) == 0 {
+					rate := float64(s.capUp[p]) * float64(s.tor.PieceLength) / stepSecs / float64(1+s.active[st][p])
+					w.Probes = append(w.Probes, estimate.Sample{At: stepTime(st), BytesPerSec: rate, Spread: rate / 10, Bytes: 2 * mib})
+				}
+				continue
+			}
 			t := stepTime(st)
 			if st < s.join[p] || st >= s.leave[p] {
 				if st >= s.leave[p] {
@@ -172,6 +192,9 @@ func (s *simSwarm) input() Input {
 		in.Peers = append(in.Peers, w)
 
 		over := 1 + s.r.Float64()/10
+		if p == s.cheat {
+			over *= s.factor
+		}
 		skipStop := s.r.IntN(3) == 0
 		var last int
 		for st := s.join[p]; st < s.leave[p]; st += 170 + s.r.IntN(20) {
@@ -187,6 +210,28 @@ func (s *simSwarm) input() Input {
 		}
 	}
 	return in
+}
+
+// watch records a watch of peer p over its whole presence: connected at
+// its first step, its bitfield, the watch's start, a HAVE one step after
+// each piece it gains, a heartbeat every 15 steps, and the end when it
+// leaves.
+func (s *simSwarm) watch(w *WirePeer, p int) {
+	t := stepTime(s.join[p])
+	w.Observations = append(w.Observations, timeline.Observation{At: t, Kind: timeline.KindConnected},
+		timeline.Observation{At: t.Add(500 * time.Millisecond), Kind: timeline.KindBitfield, Pieces: s.heldAt(p, s.join[p])},
+		timeline.Observation{At: t.Add(600 * time.Millisecond), Kind: timeline.KindWatch})
+	for i, g := range s.gainStep[p] {
+		if g >= s.join[p] && g+1 < s.leave[p] {
+			w.Observations = append(w.Observations, timeline.Observation{At: stepTime(g + 1).Add(time.Second), Kind: timeline.KindHave, Piece: i})
+		}
+	}
+	for st := s.join[p] + 15; st < s.leave[p]; st += 15 {
+		w.Observations = append(w.Observations, timeline.Observation{At: stepTime(st), Kind: timeline.KindHeartbeat})
+	}
+	if s.leave[p] < s.steps {
+		w.Observations = append(w.Observations, timeline.Observation{At: stepTime(s.leave[p]), Kind: timeline.KindDisconnected})
+	}
 }
 
 func (s *simSwarm) ann(in *Input, p, st int, over float64, ev reported.Event) {
@@ -268,5 +313,57 @@ func TestHonestSwarmsNeverMisreporting(t *testing.T) {
 	// not fail.
 	if maxUp < 0.7 || maxDown < 0.7 {
 		t.Errorf("bounds never approached: uploaded/upper %.2f, downloaded-lower/downloaded %.2f", maxUp, maxDown)
+	}
+}
+
+// TestWatchedSwarms: in honest swarms the auditor watches throughout (a
+// HAVE for every piece, heartbeats), no honest identity gets a plausible
+// finding, with or without reading the watches' silence as lacking
+// (AssumePromptHaves); and a ratio proxy ×3 on one peer is flagged at
+// least as often with it as without.
+func TestWatchedSwarms(t *testing.T) {
+	with := DefaultConfig()
+	with.SlackBytes, with.SlackPieces = 4*mib, 4
+	without := with
+	without.Estimate.PlausibleHaveDelay = 0
+	flagged := map[bool]int{}
+	cheats := 0
+	for round := 0; round < 30; round++ {
+		for _, prompt := range []bool{false, true} {
+			r := rand.New(rand.NewPCG(uint64(round), 1818))
+			s := newSimSwarm(r, 1+r.IntN(2), 2+r.IntN(6))
+			s.watched = true
+			s.cheat, s.factor = s.n-1-r.IntN(s.n-1), 3
+			cfg := without
+			if prompt {
+				cfg = with
+			}
+			rep, err := Judge(s.input(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cheater := string(addr(byte(100 + s.cheat)).Addr().String())
+			for _, v := range rep.Verdicts {
+				isCheat := len(v.WirePeers) > 0 && v.WirePeers[0].Addr().String() == cheater
+				if isCheat {
+					if prompt && s.up[s.cheat][s.steps] > 16*mib {
+						cheats++
+					}
+					if v.Status.Severity() >= StatusSuspect.Severity() && s.up[s.cheat][s.steps] > 16*mib {
+						flagged[prompt]++
+					}
+					continue
+				}
+				for _, r := range v.Reasons {
+					if r.Tier == TierPlausible && r.Code != CodeUploadExceedsCapacity || v.Status == StatusMisreporting {
+						t.Errorf("round %d (prompt %v): honest %s: %s %s: %s", round, prompt, v.Identity.Key, r.Tier, r.Code, r.Message)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("×3 proxies that uploaded over 16 MiB: %d; flagged with prompt HAVEs %d, without %d", cheats, flagged[true], flagged[false])
+	if cheats == 0 || flagged[true] < flagged[false] {
+		t.Errorf("flagged %d with prompt HAVEs, %d without, of %d", flagged[true], flagged[false], cheats)
 	}
 }

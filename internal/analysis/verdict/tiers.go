@@ -35,7 +35,7 @@ func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[st
 	pl := b.Plausible
 	if t := j.thrP(pl.AvailabilityBound); up > t && float64(pl.AvailabilityBound) < float64(b.Explain.AvailabilityBound) {
 		out = append(out, Reason{Code: CodeUploadExceedsAvailability, Status: StatusSuspect, Tier: TierPlausible,
-			Assumptions: []string{estimate.AssumeOwnDownloads}, Confidence: conf(up, t),
+			Assumptions: []string{estimate.AssumeOwnDownloads, estimate.AssumePromptHaves}, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded %s, but the other peers reported downloading %s and could have gained at most %s of it from pieces it may have held",
 				bytesize.Format(up), when, bytesize.Format(float64(pl.ReportedDownloads)), bytesize.Format(float64(pl.AvailabilityBound))),
 			Numbers: base(map[string]float64{"bound": float64(pl.AvailabilityBound), "threshold": t, "reported_downloads": float64(pl.ReportedDownloads),
@@ -54,7 +54,7 @@ func (j *judge) plausibleReasons(up float64, b estimate.Bounds, base func(map[st
 			}
 		}
 		if up > t {
-			as := []string{estimate.AssumeIdleNoCompetitors}
+			as := []string{estimate.AssumeIdleNoCompetitors, estimate.AssumePromptHaves}
 			if pl.Capacity.Quiet {
 				as = append(as, estimate.AssumeQuietProbeWhole)
 			} else {
@@ -292,7 +292,7 @@ func (j *judge) identityReason(k int, uploaded int64) (Reason, bool) {
 		return Reason{}, false
 	}
 	return Reason{Code: CodeUploadExceedsAvailability, Status: StatusSuspect, Tier: TierPlausible,
-		Assumptions: []string{estimate.AssumeOwnDownloads}, Confidence: conf(up, t),
+		Assumptions: []string{estimate.AssumeOwnDownloads, estimate.AssumePromptHaves}, Confidence: conf(up, t),
 		Message: fmt.Sprintf("reported %s uploaded over %d sessions, but the other peers reported downloading %s in them and could have gained at most %s of it",
 			bytesize.Format(up), len(ws), bytesize.Format(float64(pl.ReportedDownloads)), bytesize.Format(float64(pl.AvailabilityBound))),
 		Numbers: map[string]float64{"reported_uploaded": up, "sessions": float64(len(ws)), "bound": float64(pl.AvailabilityBound), "threshold": t,
@@ -369,7 +369,7 @@ func (j *judge) unserved(rep *Report) error {
 			continue
 		}
 		v.Reasons = Strongest(append(v.Reasons, Reason{Code: CodeNeverUnchoked, Status: StatusSuspect, Tier: TierPlausible,
-			Assumptions: []string{estimate.AssumeOwnDownloads, AssumeUnservedResidual}, Confidence: conf(up, t),
+			Assumptions: []string{estimate.AssumeOwnDownloads, estimate.AssumePromptHaves, AssumeUnservedResidual}, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded, but it kept us choked in all %d bandwidth probes, so it served no verifiable byte; of the %s the swarm plausibly absorbed in its sessions, measured peers' claims leave %s",
 				bytesize.Format(up), j.grps[id.group].choked, bytesize.Format(float64(pl.AvailabilityBound)), bytesize.Format(float64(residual))),
 			Numbers: map[string]float64{"reported_uploaded": up, "choked_probes": float64(j.grps[id.group].choked), "absorbed": float64(pl.AvailabilityBound),
@@ -531,9 +531,9 @@ func (j *judge) runReason(pairs []Check) (Reason, bool) {
 	if !ok || r.up <= r.threshold {
 		return Reason{}, false
 	}
-	code, as := CodeUploadExceedsAvailability, []string{estimate.AssumeOwnDownloads}
+	code, as := CodeUploadExceedsAvailability, []string{estimate.AssumeOwnDownloads, estimate.AssumePromptHaves}
 	if 2*r.capPart > r.bound {
-		code, as = CodeUploadExceedsCapacity, []string{estimate.AssumeOwnDownloads, estimate.AssumeIdleNoCompetitors, estimate.AssumeQuietProbeWhole}
+		code, as = CodeUploadExceedsCapacity, []string{estimate.AssumeOwnDownloads, estimate.AssumeIdleNoCompetitors, estimate.AssumeQuietProbeWhole, estimate.AssumePromptHaves}
 	}
 	from, to := pairs[r.from].From, pairs[r.to-1].To
 	return Reason{Code: code, Status: StatusSuspect, Tier: TierPlausible, Assumptions: as, Confidence: conf(r.up, r.threshold),

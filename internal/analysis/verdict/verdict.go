@@ -782,7 +782,7 @@ func (j *judge) negativeUnreliable(g int) bool {
 					return false
 				}
 			}
-		case timeline.KindConnected, timeline.KindDisconnected, timeline.KindBitfield, timeline.KindHaveAll:
+		case timeline.KindConnected, timeline.KindWatch, timeline.KindHeartbeat, timeline.KindDisconnected, timeline.KindBitfield, timeline.KindHaveAll:
 			revealing = false
 		}
 	}
