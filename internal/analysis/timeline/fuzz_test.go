@@ -40,6 +40,8 @@ func decodeObs(data []byte, n int) []Observation {
 func FuzzBuild(f *testing.F) {
 	f.Add(uint8(10), []byte{1, 0, 0, 0, 0xf0, 0x00, 2, 0, 10, 5, 1, 0, 20, 0, 0xff, 0xc0})
 	f.Add(uint8(1), []byte{3, 0, 1, 0, 6, 0, 2, 0, 7, 0, 3, 0})
+	// connected, bitfield, watch, have, heartbeat, disconnected
+	f.Add(uint8(8), []byte{6, 0, 0, 0, 1, 0, 1, 0, 0x00, 12, 0, 2, 0, 2, 0, 40, 3, 11, 0, 60, 0, 7, 0, 90, 0})
 	f.Fuzz(func(t *testing.T, np uint8, data []byte) {
 		n := int(np)
 		obs := decodeObs(data, n)
@@ -58,6 +60,15 @@ func FuzzBuild(f *testing.F) {
 			}
 			if !g.AtFirstSight() && tl.LackingFrom(g.Had).Has(g.Piece) {
 				t.Fatalf("piece %d both held and lacking at %v", g.Piece, g.Had)
+			}
+		}
+		// Prompt HAVEs only ever move a piece's lacked time later, and
+		// never to or past the time it was first seen held.
+		pl := tl.PromptLacked(10 * time.Second)
+		for i := range n {
+			l, h := tl.PieceNanos(i)
+			if pl[i] < l || (h != PosInf && pl[i] >= h) {
+				t.Fatalf("piece %d: prompt lacked %d, lacked %d, had %d", i, pl[i], l, h)
 			}
 		}
 		for _, ivs := range [][]Interval{tl.Presence(time.Minute), tl.Absence(time.Minute)} {
