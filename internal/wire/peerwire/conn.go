@@ -13,6 +13,7 @@ package peerwire
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -139,17 +140,22 @@ type Conn struct {
 	HandshakeDuration time.Duration
 
 	wire *wireCounter
-	// torn: a read timed out inside a message, so the stream has lost its
-	// framing and every later read fails.
-	torn bool
+	// A message larger than the read buffer in the middle of arriving
+	// (ReadMessage resumes it): large holds it, largeGot bytes of it read;
+	// largeRd and largeBR decode it once whole. skip is an unknown one
+	// being discarded.
+	large    []byte
+	largeGot int
+	largeRd  bytes.Reader
+	largeBR  *bufio.Reader
+	skip     skipped
 }
 
 // readBufSize holds the small messages (HAVE, choke, an extension
 // handshake, PEX, a bitfield of up to 4,000 pieces) that idle watches
-// receive.
-// Larger messages (blocks) are read through it: once its bytes are used the
-// decoder's reads go straight to the socket, so a bigger buffer would buy
-// no throughput and cost memory on each of the auditor's many connections.
+// receive. Larger messages (blocks) are gathered in a buffer of their own
+// (ReadMessage): a bigger read buffer would buy no throughput and cost
+// memory on each of the auditor's many connections.
 const readBufSize = 512
 
 func newConn(raw net.Conn, rw io.ReadWriter, method Method, maxMsg int) *Conn {

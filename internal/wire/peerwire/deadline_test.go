@@ -32,38 +32,69 @@ func tcpPair(t *testing.T) (*Conn, net.Conn) {
 }
 
 // TestReadDeadlineBetweenMessages: a read deadline that passes while a
-// small message is half arrived consumes nothing, and the next read gets
-// the whole message; one that passes inside a block tears the stream.
+// message is half arrived loses nothing, whatever its size: the next read
+// gets the whole message, and the one after it the next message. A peer
+// that hangs up inside a message closes the connection.
 func TestReadDeadlineBetweenMessages(t *testing.T) {
-	t.Run("small message", func(t *testing.T) {
+	have, _ := pp.Message{Type: pp.Have, Index: 77}.MarshalBinary()
+	payload := make([]byte, 16<<10)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	block, _ := pp.Message{Type: pp.Piece, Index: 3, Begin: 16 << 10, Piece: payload}.MarshalBinary()
+	bools := make([]bool, 40000)
+	for i := range bools {
+		bools[i] = i%3 == 0
+	}
+	bigBitfield, _ := pp.Message{Type: pp.Bitfield, Bitfield: bools}.MarshalBinary()
+	unknown := make([]byte, 4+1+3000)
+	binary.BigEndian.PutUint32(unknown, uint32(len(unknown)-4))
+	unknown[4] = 0xee
+	for _, tc := range []struct {
+		name  string
+		msg   []byte
+		cuts  []int // the peer pauses after these many bytes
+		check func(Message) bool
+	}{
+		{"small message", have, []int{6}, func(m Message) bool { return m.Type == pp.Have && m.Index == 77 }},
+		{"block", block, []int{3, 8000, 12000}, func(m Message) bool {
+			return m.Type == pp.Piece && m.Index == 3 && m.Begin == 16<<10 && string(m.Piece) == string(payload)
+		}},
+		{"bitfield of 40,000 pieces", bigBitfield, []int{4000}, func(m Message) bool {
+			return m.Type == pp.Bitfield && len(m.Bitfield) >= len(bools) && m.Bitfield[3] && !m.Bitfield[4]
+		}},
+		{"unknown message", unknown, []int{100, 2000}, func(m Message) bool { return m.Unknown && m.Type == 0xee && m.Size == len(unknown) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, peer := tcpPair(t)
+			from := 0
+			for _, cut := range tc.cuts {
+				peer.Write(tc.msg[from:cut])
+				from = cut
+				c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				if _, err := c.ReadMessage(); !errors.Is(err, ErrTimeout) {
+					t.Fatalf("after %d bytes: err %v, want a timeout", cut, err)
+				}
+			}
+			peer.Write(tc.msg[from:])
+			peer.Write(have)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			m, err := c.ReadMessage()
+			if err != nil || !tc.check(m) {
+				t.Fatalf("after the timeouts: %v, %v", m.Type, err)
+			}
+			if m, err := c.ReadMessage(); err != nil || m.Type != pp.Have || m.Index != 77 {
+				t.Fatalf("the message after it: %+v, %v", m, err)
+			}
+		})
+	}
+	t.Run("hang-up inside a block", func(t *testing.T) {
 		c, peer := tcpPair(t)
-		have, _ := pp.Message{Type: pp.Have, Index: 77}.MarshalBinary()
-		peer.Write(have[:6])
-		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		if _, err := c.ReadMessage(); !errors.Is(err, ErrTimeout) {
-			t.Fatalf("err %v, want a timeout", err)
-		}
-		peer.Write(have[6:])
+		peer.Write(block[:9000])
+		peer.Close()
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		m, err := c.ReadMessage()
-		if err != nil || m.Type != pp.Have || m.Index != 77 {
-			t.Fatalf("after the timeout: %+v, %v", m, err)
-		}
-	})
-	t.Run("block", func(t *testing.T) {
-		c, peer := tcpPair(t)
-		block := make([]byte, 4+9+16<<10)
-		binary.BigEndian.PutUint32(block, uint32(len(block)-4))
-		block[4] = byte(pp.Piece)
-		peer.Write(block[:8000])
-		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		if _, err := c.ReadMessage(); !errors.Is(err, ErrTimeout) {
-			t.Fatalf("err %v, want a timeout", err)
-		}
-		peer.Write(block[8000:])
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.ReadMessage(); !errors.Is(err, ErrProtocol) {
-			t.Fatalf("a torn stream read on: %v", err)
+		if _, err := c.ReadMessage(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("err %v, want closed", err)
 		}
 	})
 }

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/anacrolix/torrent/bencode"
+	pp "github.com/anacrolix/torrent/peer_protocol"
 
 	"github.com/anacrolix/torrent/types/infohash"
 )
@@ -118,6 +121,71 @@ func FuzzDialMSE(f *testing.F) {
 		defer c.Close()
 		if c.InfoHash != (infohash.T{1}) {
 			t.Fatalf("handshake accepted for info hash %x", c.InfoHash)
+		}
+	})
+}
+
+// choppyConn delivers its data in pieces with a read timeout after each
+// (a watch lending its connection, a probe's deadline): cuts are the
+// positions after which a timeout comes.
+type choppyConn struct {
+	streamConn
+	cuts    []int
+	pos     int
+	timeout bool
+}
+
+func (c *choppyConn) Read(p []byte) (int, error) {
+	if c.timeout {
+		c.timeout = false
+		return 0, os.ErrDeadlineExceeded
+	}
+	if len(c.cuts) > 0 {
+		p = p[:min(len(p), max(c.cuts[0]-c.pos, 1))]
+	}
+	n, err := c.r.Read(p)
+	c.pos += n
+	for len(c.cuts) > 0 && c.pos >= c.cuts[0] {
+		c.cuts = c.cuts[1:]
+		c.timeout = true
+	}
+	return n, err
+}
+
+// FuzzReadMessageTimeouts: read timeouts anywhere in the stream change
+// nothing but the timeouts: the same messages come out, then the same end.
+func FuzzReadMessageTimeouts(f *testing.F) {
+	block, _ := pp.Message{Type: pp.Piece, Index: 1, Begin: 0, Piece: bytes.Repeat([]byte{7}, 3000)}.MarshalBinary()
+	f.Add(append(append([]byte{0, 0, 0, 5, 4, 0, 0, 0, 9}, block...), 0, 0, 0, 0), []byte{2, 7, 40, 200})
+	f.Add([]byte{0, 0, 3, 0, 0xee}, []byte{1, 3, 255})
+	f.Fuzz(func(t *testing.T, data, cutBytes []byte) {
+		const maxMsg = 1 << 12
+		read := func(c *Conn) (msgs []Message, end error) {
+			for range 1000 {
+				m, err := c.ReadMessage()
+				switch {
+				case errors.Is(err, ErrTimeout):
+					continue
+				case err != nil:
+					return msgs, err
+				}
+				msgs = append(msgs, m)
+			}
+			return msgs, nil
+		}
+		want, wantEnd := read(NewStreamConn(data, maxMsg))
+		cc := &choppyConn{streamConn: streamConn{r: bytes.NewReader(data)}}
+		pos := 0
+		for _, b := range cutBytes {
+			pos += int(b)
+			cc.cuts = append(cc.cuts, pos)
+		}
+		got, gotEnd := read(newConn(cc, cc, MethodPlaintext, maxMsg))
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("with timeouts at %v: %d messages, without: %d", cc.cuts, len(got), len(want))
+		}
+		if errors.Is(gotEnd, ErrProtocol) != errors.Is(wantEnd, ErrProtocol) || errors.Is(gotEnd, ErrClosed) != errors.Is(wantEnd, ErrClosed) {
+			t.Fatalf("ends with %v, without timeouts %v", gotEnd, wantEnd)
 		}
 	})
 }

@@ -1,10 +1,11 @@
 package peerwire
 
 import (
+	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
 )
@@ -36,15 +37,19 @@ func known(t pp.MessageType) bool {
 // the cap before anything is allocated; a keep-alive comes back as a Message
 // with Keepalive set. Errors wrap ErrProtocol, ErrClosed or ErrTimeout.
 //
-// A message that fits the read buffer (every message but blocks and large
-// bitfields) is buffered whole before it is decoded, so a read deadline
-// that passes while it arrives consumes nothing: ReadMessage returns
-// ErrTimeout and the next call reads the message. A deadline that passes
-// inside a larger message returns ErrTimeout too, and the connection is
-// then unusable (later calls return ErrProtocol).
+// A read deadline that passes while a message arrives loses nothing:
+// ReadMessage returns ErrTimeout and the next call goes on with the same
+// message. A message that fits the read buffer (every message but blocks
+// and large bitfields) is buffered whole before it is decoded; a larger one
+// is gathered in a buffer of its size (resumed where a timeout left it),
+// then decoded. So a watch can lend its connection, or a probe give it
+// back, in the middle of any message.
 func (c *Conn) ReadMessage() (Message, error) {
-	if c.torn {
-		return Message{}, newErr(ErrProtocol, errTorn)
+	switch {
+	case c.skip.left > 0:
+		return c.skipRest()
+	case c.large != nil:
+		return c.readLarge()
 	}
 	// Frame by hand with Peek so an oversized or unknown message is
 	// classified before peer_protocol's decoder allocates or gives up
@@ -67,36 +72,95 @@ func (c *Conn) ReadMessage() (Message, error) {
 		return Message{}, c.readErr(err)
 	}
 	typ := pp.MessageType(head[4])
-	if whole := 4 + int(length); whole <= c.br.Size() {
-		if _, err := c.br.Peek(whole); err != nil {
-			return Message{}, c.readErr(err)
+	whole := 4 + int(length)
+	if whole > c.br.Size() {
+		if !known(typ) {
+			c.skip = skipped{left: whole, msg: Message{Message: pp.Message{Type: typ}, Unknown: true, Size: whole}}
+			return c.skipRest()
 		}
+		c.large, c.largeGot = largeBuf(whole), 0
+		return c.readLarge()
+	}
+	if _, err := c.br.Peek(whole); err != nil {
+		return Message{}, c.readErr(err)
 	}
 	if !known(typ) {
-		if n, err := c.br.Discard(4 + int(length)); err != nil {
-			c.torn = n > 0
-			return Message{}, c.readErr(err)
-		}
-		return Message{Message: pp.Message{Type: typ}, Unknown: true, Size: 4 + int(length)}, nil
+		_, _ = c.br.Discard(whole) // buffered: cannot fail
+		return Message{Message: pp.Message{Type: typ}, Unknown: true, Size: whole}, nil
 	}
 	var m pp.Message
 	if err := c.dec.Decode(&m); err != nil {
-		if isTimeout(err) {
-			c.torn = true
-			return Message{}, newErr(ErrTimeout, err)
-		}
-		if isDrop(err) {
-			return Message{}, newErr(ErrClosed, err)
-		}
 		return Message{}, newErr(ErrProtocol, fmt.Errorf("decode %v: %w", typ, err))
 	}
-	return Message{Message: m, Size: 4 + int(length)}, nil
+	return Message{Message: m, Size: whole}, nil
 }
 
-var errTorn = errors.New("an earlier read timed out inside a message")
+// skipped is an unknown message larger than the read buffer being
+// discarded: left bytes to go, and what ReadMessage returns once they are.
+type skipped struct {
+	left int
+	msg  Message
+}
+
+// skipRest discards the rest of c.skip.
+func (c *Conn) skipRest() (Message, error) {
+	n, err := c.br.Discard(c.skip.left)
+	c.skip.left -= n
+	if err != nil {
+		return Message{}, c.readErr(err)
+	}
+	return c.skip.msg, nil
+}
+
+// readLarge reads the rest of c.large, then decodes it.
+func (c *Conn) readLarge() (Message, error) {
+	n, err := io.ReadFull(c.br, c.large[c.largeGot:])
+	c.largeGot += n
+	if err != nil {
+		return Message{}, c.readErr(err)
+	}
+	buf := c.large
+	c.large = nil
+	defer putLargeBuf(buf)
+	c.largeRd.Reset(buf)
+	if c.largeBR == nil {
+		// Small: the decoder reads block payloads past it, straight from
+		// the buffer.
+		c.largeBR = bufio.NewReaderSize(&c.largeRd, 16)
+	} else {
+		c.largeBR.Reset(&c.largeRd)
+	}
+	dec := pp.Decoder{R: c.largeBR, MaxLength: c.dec.MaxLength}
+	var m pp.Message
+	if err := dec.Decode(&m); err != nil {
+		return Message{}, newErr(ErrProtocol, fmt.Errorf("decode %v: %w", pp.MessageType(buf[4]), err))
+	}
+	return Message{Message: m, Size: len(buf)}, nil
+}
+
+// largeBufs holds buffers for messages up to a block's size (the large
+// messages a probe reads by the thousand); larger ones are allocated.
+var largeBufs = sync.Pool{New: func() any { b := make([]byte, largePooled); return &b }}
+
+// largePooled is a block message: length, type, index, begin, 16 KiB.
+const largePooled = 4 + 9 + 16<<10
+
+func largeBuf(n int) []byte {
+	if n > largePooled {
+		return make([]byte, n)
+	}
+	return (*largeBufs.Get().(*[]byte))[:n]
+}
+
+func putLargeBuf(b []byte) {
+	if cap(b) == largePooled {
+		b = b[:largePooled]
+		largeBufs.Put(&b)
+	}
+}
 
 func (c *Conn) readErr(err error) error {
-	if err == io.EOF || isDrop(err) {
+	if err == io.EOF || err == io.ErrUnexpectedEOF || isDrop(err) {
 		return newErr(ErrClosed, err)
 	}
 	return classify(err, ErrProtocol)
