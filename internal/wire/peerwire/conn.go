@@ -13,7 +13,6 @@ package peerwire
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -140,15 +139,12 @@ type Conn struct {
 	HandshakeDuration time.Duration
 
 	wire *wireCounter
-	// A message larger than the read buffer in the middle of arriving
-	// (ReadMessage resumes it): large holds it, largeGot bytes of it read;
-	// largeRd and largeBR decode it once whole. skip is an unknown one
-	// being discarded.
-	large    []byte
-	largeGot int
-	largeRd  bytes.Reader
-	largeBR  *bufio.Reader
-	skip     skipped
+	// A message larger than the read buffer (ReadMessage gathers it, and
+	// resumes it after a timeout): nil until the first one comes, so an
+	// idle watch pays a pointer for it. skip is an unknown one being
+	// discarded.
+	large *largeMsg
+	skip  skipped
 }
 
 // readBufSize holds the small messages (HAVE, choke, an extension

@@ -2,6 +2,7 @@ package peerwire
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -48,7 +49,7 @@ func (c *Conn) ReadMessage() (Message, error) {
 	switch {
 	case c.skip.left > 0:
 		return c.skipRest()
-	case c.large != nil:
+	case c.large != nil && c.large.buf != nil:
 		return c.readLarge()
 	}
 	// Frame by hand with Peek so an oversized or unknown message is
@@ -75,10 +76,13 @@ func (c *Conn) ReadMessage() (Message, error) {
 	whole := 4 + int(length)
 	if whole > c.br.Size() {
 		if !known(typ) {
-			c.skip = skipped{left: whole, msg: Message{Message: pp.Message{Type: typ}, Unknown: true, Size: whole}}
+			c.skip = skipped{left: whole, size: whole, typ: typ}
 			return c.skipRest()
 		}
-		c.large, c.largeGot = largeBuf(whole), 0
+		if c.large == nil {
+			c.large = &largeMsg{}
+		}
+		c.large.buf, c.large.got = largeBuf(whole), 0
 		return c.readLarge()
 	}
 	if _, err := c.br.Peek(whole); err != nil {
@@ -96,10 +100,10 @@ func (c *Conn) ReadMessage() (Message, error) {
 }
 
 // skipped is an unknown message larger than the read buffer being
-// discarded: left bytes to go, and what ReadMessage returns once they are.
+// discarded: left bytes to go of size, of type typ.
 type skipped struct {
-	left int
-	msg  Message
+	left, size int
+	typ        pp.MessageType
 }
 
 // skipRest discards the rest of c.skip.
@@ -109,28 +113,38 @@ func (c *Conn) skipRest() (Message, error) {
 	if err != nil {
 		return Message{}, c.readErr(err)
 	}
-	return c.skip.msg, nil
+	return Message{Message: pp.Message{Type: c.skip.typ}, Unknown: true, Size: c.skip.size}, nil
+}
+
+// largeMsg gathers a message larger than the read buffer: buf (nil
+// between messages), got bytes of it read; rd and br decode it once whole.
+type largeMsg struct {
+	buf []byte
+	got int
+	rd  bytes.Reader
+	br  *bufio.Reader
 }
 
 // readLarge reads the rest of c.large, then decodes it.
 func (c *Conn) readLarge() (Message, error) {
-	n, err := io.ReadFull(c.br, c.large[c.largeGot:])
-	c.largeGot += n
+	l := c.large
+	n, err := io.ReadFull(c.br, l.buf[l.got:])
+	l.got += n
 	if err != nil {
 		return Message{}, c.readErr(err)
 	}
-	buf := c.large
-	c.large = nil
+	buf := l.buf
+	l.buf = nil
 	defer putLargeBuf(buf)
-	c.largeRd.Reset(buf)
-	if c.largeBR == nil {
+	l.rd.Reset(buf)
+	if l.br == nil {
 		// Small: the decoder reads block payloads past it, straight from
 		// the buffer.
-		c.largeBR = bufio.NewReaderSize(&c.largeRd, 16)
+		l.br = bufio.NewReaderSize(&l.rd, 16)
 	} else {
-		c.largeBR.Reset(&c.largeRd)
+		l.br.Reset(&l.rd)
 	}
-	dec := pp.Decoder{R: c.largeBR, MaxLength: c.dec.MaxLength}
+	dec := pp.Decoder{R: l.br, MaxLength: c.dec.MaxLength}
 	var m pp.Message
 	if err := dec.Decode(&m); err != nil {
 		return Message{}, newErr(ErrProtocol, fmt.Errorf("decode %v: %w", pp.MessageType(buf[4]), err))
