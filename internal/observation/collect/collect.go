@@ -1168,9 +1168,17 @@ func (w *watcher) events() watch.Events {
 		},
 		PEX: func(_ time.Time, m pex.Message) {
 			c.counts.pexMsgs.Add(1)
-			if c.cfg.PEX && w.addr.IsValid() { // an unclaimed incoming connection names no source
+			if !w.addr.IsValid() {
+				return // an unclaimed incoming connection names no source
+			}
+			if c.cfg.PEX {
 				c.counts.pexAdded.Add(int64(c.cfg.Book.AddPEX(w.addr, m)))
 			}
+			added := make([]netip.AddrPort, len(m.Added))
+			for i, a := range m.Added {
+				added[i] = a.Addr
+			}
+			c.punch.notePEX(w.addr, added, m.Dropped)
 		},
 	}
 }

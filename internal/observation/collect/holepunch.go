@@ -15,7 +15,9 @@ import (
 
 // Holepunching (BEP 55, see package relay): a peer no connection of ours
 // reaches (behind a NAT) is introduced to us by a watched peer that speaks
-// ut_holepunch, and both sides open a uTP connection. Ours becomes the
+// ut_holepunch, and both sides open a uTP connection. A relay can only
+// introduce a peer it is connected to: those that named the peer in their
+// PEX (BEP 11 lists a peer's connections) are asked first. Ours becomes the
 // probe's; or the peer's comes in on the uTP listener and becomes an
 // incoming watch (parked until this probe ends). Either way its
 // connection events say "holepunch".
@@ -30,11 +32,19 @@ const (
 // punches is what holepunching shares between the connection goroutines;
 // its methods do nothing on nil (no holepunching).
 type punches struct {
-	mu      sync.Mutex
-	relays  map[netip.AddrPort]bool      // watched peers that speak ut_holepunch
+	mu sync.Mutex
+	// relays: watched peers that speak ut_holepunch, each with the peers
+	// its PEX said it is connected to (added and not dropped since; at
+	// most maxKnownPerRelay).
+	relays  map[netip.AddrPort]map[netip.AddrPort]bool
 	tried   map[netip.AddrPort]time.Time // last introduction asked per peer
 	punched map[netip.Addr]time.Time     // IPs introduced lately
 }
+
+// maxKnownPerRelay bounds the PEX peers remembered per relay (BEP 11
+// messages add at most 50 at a time; a relay rarely keeps more than a few
+// hundred connections).
+const maxKnownPerRelay = 1024
 
 func (p *punches) setRelay(addr netip.AddrPort, ok bool) {
 	if p == nil {
@@ -42,15 +52,39 @@ func (p *punches) setRelay(addr netip.AddrPort, ok bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if ok {
-		p.relays[addr] = true
-	} else {
+	if !ok {
 		delete(p.relays, addr)
+	} else if p.relays[addr] == nil {
+		p.relays[addr] = map[netip.AddrPort]bool{}
 	}
 }
 
-// pick returns up to n relays other than target, in random order, if
-// target was not tried within every.
+// notePEX records whom a relay's PEX message says it is connected to.
+// Messages from peers that are not relays are ignored.
+func (p *punches) notePEX(from netip.AddrPort, added, dropped []netip.AddrPort) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	known := p.relays[from]
+	if known == nil {
+		return
+	}
+	for _, a := range dropped {
+		delete(known, a)
+	}
+	for _, a := range added {
+		if len(known) >= maxKnownPerRelay {
+			break
+		}
+		known[a] = true
+	}
+}
+
+// pick returns up to n relays other than target if target was not tried
+// within every: first those whose PEX named target, then the others, each
+// group in random order.
 func (p *punches) pick(target netip.AddrPort, n int, every time.Duration, now time.Time) []netip.AddrPort {
 	if p == nil {
 		return nil
@@ -60,13 +94,17 @@ func (p *punches) pick(target netip.AddrPort, n int, every time.Duration, now ti
 	if at, ok := p.tried[target]; ok && now.Sub(at) < every {
 		return nil
 	}
-	var out []netip.AddrPort
-	for a := range p.relays {
-		if a != target {
-			out = append(out, a)
+	var knowing, others []netip.AddrPort
+	for a, known := range p.relays {
+		switch {
+		case a == target:
+		case known[target]:
+			knowing = append(knowing, a)
+		default:
+			others = append(others, a)
 		}
 	}
-	if len(out) == 0 {
+	if len(knowing)+len(others) == 0 {
 		return nil
 	}
 	for a, at := range p.tried { // forget what is due again: the map stays small
@@ -75,7 +113,10 @@ func (p *punches) pick(target netip.AddrPort, n int, every time.Duration, now ti
 		}
 	}
 	p.tried[target] = now
-	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	for _, s := range [][]netip.AddrPort{knowing, others} {
+		rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+	}
+	out := append(knowing, others...)
 	return out[:min(n, len(out))]
 }
 
@@ -150,5 +191,5 @@ func (c *Collector) throughHole(ctx context.Context, addr netip.AddrPort, opts p
 }
 
 func newPunches() *punches {
-	return &punches{relays: map[netip.AddrPort]bool{}, tried: map[netip.AddrPort]time.Time{}, punched: map[netip.Addr]time.Time{}}
+	return &punches{relays: map[netip.AddrPort]map[netip.AddrPort]bool{}, tried: map[netip.AddrPort]time.Time{}, punched: map[netip.Addr]time.Time{}}
 }

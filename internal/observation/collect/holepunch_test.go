@@ -40,6 +40,7 @@ func TestPunchesPick(t *testing.T) {
 	}
 	var none *punches // no holepunching: every method is a no-op
 	none.setRelay(target, true)
+	none.notePEX(target, []netip.AddrPort{target}, nil)
 	if none.pick(target, 3, time.Minute, now) != nil || none.wasPunched(target.Addr(), now) {
 		t.Fatal("a nil punches holepunches")
 	}
@@ -61,5 +62,46 @@ func TestUnreached(t *testing.T) {
 		if got := unreached(&tc.r); got != tc.want {
 			t.Errorf("%s (connected %v, encryption %q): unreached %v, want %v", tc.r.Outcome, tc.r.TCPConnected, tc.r.Encryption, got, tc.want)
 		}
+	}
+}
+
+// TestPunchesPickKnowing: relays whose PEX named the target are asked
+// first, until they drop it; PEX from a peer that is no relay changes
+// nothing.
+func TestPunchesPickKnowing(t *testing.T) {
+	p := newPunches()
+	now := time.Now()
+	target := netip.MustParseAddrPort("10.0.0.9:6881")
+	relay := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 6881)
+	}
+	for i := 1; i <= 8; i++ {
+		p.setRelay(relay(i), true)
+	}
+	other := netip.MustParseAddrPort("10.0.0.99:6881")
+	p.notePEX(other, []netip.AddrPort{target}, nil) // not a relay
+	p.notePEX(relay(3), []netip.AddrPort{target, other}, nil)
+	p.notePEX(relay(6), []netip.AddrPort{target}, nil)
+	for round := range 20 {
+		at := now.Add(time.Duration(round) * time.Minute)
+		got := p.pick(target, 3, time.Minute, at)
+		if len(got) != 3 {
+			t.Fatalf("round %d: picked %v", round, got)
+		}
+		first := map[netip.AddrPort]bool{got[0]: true, got[1]: true}
+		if !first[relay(3)] || !first[relay(6)] || got[2] == other {
+			t.Fatalf("round %d: picked %v, want 10.0.0.3 and 10.0.0.6 first", round, got)
+		}
+	}
+	p.notePEX(relay(3), nil, []netip.AddrPort{target})
+	p.setRelay(relay(6), false)
+	p.setRelay(relay(6), true) // a new watch of it: its old PEX is gone
+	seen := map[netip.AddrPort]bool{}
+	for round := range 40 {
+		got := p.pick(target, 1, time.Minute, now.Add(time.Duration(100+round)*time.Minute))
+		seen[got[0]] = true
+	}
+	if len(seen) < 4 {
+		t.Fatalf("after the drops, picks concentrate on %v", seen)
 	}
 }
