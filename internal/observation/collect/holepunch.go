@@ -2,6 +2,7 @@ package collect
 
 import (
 	"context"
+	"hash/maphash"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -34,17 +35,49 @@ const (
 type punches struct {
 	mu sync.Mutex
 	// relays: watched peers that speak ut_holepunch, each with the peers
-	// its PEX said it is connected to (added and not dropped since; at
-	// most maxKnownPerRelay).
-	relays  map[netip.AddrPort]map[netip.AddrPort]bool
+	// its PEX said lately it is connected to.
+	relays  map[netip.AddrPort]*pexSeen
 	tried   map[netip.AddrPort]time.Time // last introduction asked per peer
 	punched map[netip.Addr]time.Time     // IPs introduced lately
 }
 
-// maxKnownPerRelay bounds the PEX peers remembered per relay (BEP 11
-// messages add at most 50 at a time; a relay rarely keeps more than a few
-// hundred connections).
-const maxKnownPerRelay = 1024
+// pexSeen remembers the last pexRing peers a relay's PEX added, as hashes
+// (a fixed 512 B per relay, however many peers it names; a collision only
+// puts a relay first that may not know the target).
+type pexSeen struct {
+	h [pexRing]uint64 // 0: empty
+	n int             // adds so far: the next slot is n % pexRing
+}
+
+const pexRing = 64
+
+var pexSeed = maphash.MakeSeed()
+
+func pexHash(a netip.AddrPort) uint64 { return max(maphash.Comparable(pexSeed, a), 1) }
+
+func (s *pexSeen) add(a netip.AddrPort) {
+	s.h[s.n%pexRing] = pexHash(a)
+	s.n++
+}
+
+func (s *pexSeen) drop(a netip.AddrPort) {
+	h := pexHash(a)
+	for i := range s.h {
+		if s.h[i] == h {
+			s.h[i] = 0
+		}
+	}
+}
+
+func (s *pexSeen) has(a netip.AddrPort) bool {
+	h := pexHash(a)
+	for _, x := range s.h {
+		if x == h {
+			return true
+		}
+	}
+	return false
+}
 
 func (p *punches) setRelay(addr netip.AddrPort, ok bool) {
 	if p == nil {
@@ -55,7 +88,7 @@ func (p *punches) setRelay(addr netip.AddrPort, ok bool) {
 	if !ok {
 		delete(p.relays, addr)
 	} else if p.relays[addr] == nil {
-		p.relays[addr] = map[netip.AddrPort]bool{}
+		p.relays[addr] = &pexSeen{}
 	}
 }
 
@@ -67,18 +100,15 @@ func (p *punches) notePEX(from netip.AddrPort, added, dropped []netip.AddrPort) 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	known := p.relays[from]
-	if known == nil {
+	seen := p.relays[from]
+	if seen == nil {
 		return
 	}
 	for _, a := range dropped {
-		delete(known, a)
+		seen.drop(a)
 	}
 	for _, a := range added {
-		if len(known) >= maxKnownPerRelay {
-			break
-		}
-		known[a] = true
+		seen.add(a)
 	}
 }
 
@@ -95,10 +125,10 @@ func (p *punches) pick(target netip.AddrPort, n int, every time.Duration, now ti
 		return nil
 	}
 	var knowing, others []netip.AddrPort
-	for a, known := range p.relays {
+	for a, seen := range p.relays {
 		switch {
 		case a == target:
-		case known[target]:
+		case seen.has(target):
 			knowing = append(knowing, a)
 		default:
 			others = append(others, a)
@@ -191,5 +221,5 @@ func (c *Collector) throughHole(ctx context.Context, addr netip.AddrPort, opts p
 }
 
 func newPunches() *punches {
-	return &punches{relays: map[netip.AddrPort]map[netip.AddrPort]bool{}, tried: map[netip.AddrPort]time.Time{}, punched: map[netip.Addr]time.Time{}}
+	return &punches{relays: map[netip.AddrPort]*pexSeen{}, tried: map[netip.AddrPort]time.Time{}, punched: map[netip.Addr]time.Time{}}
 }

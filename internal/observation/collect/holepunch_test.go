@@ -105,3 +105,26 @@ func TestPunchesPickKnowing(t *testing.T) {
 		t.Fatalf("after the drops, picks concentrate on %v", seen)
 	}
 }
+
+// TestPexSeenForgets: a relay's PEX memory is a ring: the target is
+// forgotten once pexRing newer peers were added after it, or dropped.
+func TestPexSeenForgets(t *testing.T) {
+	var s pexSeen
+	target := netip.MustParseAddrPort("10.0.0.9:6881")
+	s.add(target)
+	for i := range pexRing - 1 {
+		s.add(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), 6881))
+	}
+	if !s.has(target) {
+		t.Fatal("forgotten too soon")
+	}
+	s.add(netip.MustParseAddrPort("10.2.0.1:6881"))
+	if s.has(target) {
+		t.Fatalf("remembered past %d newer peers", pexRing)
+	}
+	s.add(target)
+	s.drop(target)
+	if s.has(target) {
+		t.Fatal("remembered after a drop")
+	}
+}
