@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"sync"
 
 	pp "github.com/anacrolix/torrent/peer_protocol"
 )
@@ -82,7 +81,7 @@ func (c *Conn) ReadMessage() (Message, error) {
 		if c.large == nil {
 			c.large = &largeMsg{}
 		}
-		c.large.buf, c.large.got = largeBuf(whole), 0
+		c.large.buf, c.large.got = make([]byte, whole), 0
 		return c.readLarge()
 	}
 	if _, err := c.br.Peek(whole); err != nil {
@@ -125,7 +124,10 @@ type largeMsg struct {
 	br  *bufio.Reader
 }
 
-// readLarge reads the rest of c.large, then decodes it.
+// readLarge reads the rest of c.large, then decodes it. A block (nearly
+// every large message: a probe reads them by the thousand) keeps the
+// buffer as its payload, as peer_protocol's decoder would have allocated
+// one; other messages are decoded from it.
 func (c *Conn) readLarge() (Message, error) {
 	l := c.large
 	n, err := io.ReadFull(c.br, l.buf[l.got:])
@@ -135,11 +137,16 @@ func (c *Conn) readLarge() (Message, error) {
 	}
 	buf := l.buf
 	l.buf = nil
-	defer putLargeBuf(buf)
+	typ := pp.MessageType(buf[4])
+	if typ == pp.Piece { // length, type, index, begin, data; whole > readBufSize
+		m := pp.Message{Type: pp.Piece, Index: pp.Integer(binary.BigEndian.Uint32(buf[5:])),
+			Begin: pp.Integer(binary.BigEndian.Uint32(buf[9:])), Piece: buf[13:]}
+		return Message{Message: m, Size: len(buf)}, nil
+	}
 	l.rd.Reset(buf)
 	if l.br == nil {
-		// Small: the decoder reads block payloads past it, straight from
-		// the buffer.
+		// Small: the decoder's reads of a payload go past it, straight
+		// to the buffer.
 		l.br = bufio.NewReaderSize(&l.rd, 16)
 	} else {
 		l.br.Reset(&l.rd)
@@ -147,30 +154,9 @@ func (c *Conn) readLarge() (Message, error) {
 	dec := pp.Decoder{R: l.br, MaxLength: c.dec.MaxLength}
 	var m pp.Message
 	if err := dec.Decode(&m); err != nil {
-		return Message{}, newErr(ErrProtocol, fmt.Errorf("decode %v: %w", pp.MessageType(buf[4]), err))
+		return Message{}, newErr(ErrProtocol, fmt.Errorf("decode %v: %w", typ, err))
 	}
 	return Message{Message: m, Size: len(buf)}, nil
-}
-
-// largeBufs holds buffers for messages up to a block's size (the large
-// messages a probe reads by the thousand); larger ones are allocated.
-var largeBufs = sync.Pool{New: func() any { b := make([]byte, largePooled); return &b }}
-
-// largePooled is a block message: length, type, index, begin, 16 KiB.
-const largePooled = 4 + 9 + 16<<10
-
-func largeBuf(n int) []byte {
-	if n > largePooled {
-		return make([]byte, n)
-	}
-	return (*largeBufs.Get().(*[]byte))[:n]
-}
-
-func putLargeBuf(b []byte) {
-	if cap(b) == largePooled {
-		b = b[:largePooled]
-		largeBufs.Put(&b)
-	}
 }
 
 func (c *Conn) readErr(err error) error {
