@@ -1174,11 +1174,7 @@ func (w *watcher) events() watch.Events {
 			if c.cfg.PEX {
 				c.counts.pexAdded.Add(int64(c.cfg.Book.AddPEX(w.addr, m)))
 			}
-			added := make([]netip.AddrPort, len(m.Added))
-			for i, a := range m.Added {
-				added[i] = a.Addr
-			}
-			c.punch.notePEX(w.addr, added, m.Dropped)
+			c.punch.notePEX(w.addr, m)
 		},
 	}
 }

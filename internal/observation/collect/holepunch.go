@@ -12,6 +12,7 @@ import (
 	"github.com/swarmaudit/swarmaudit/internal/observation/relay"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerid"
 	"github.com/swarmaudit/swarmaudit/internal/wire/peerwire"
+	"github.com/swarmaudit/swarmaudit/internal/wire/pex"
 )
 
 // Holepunching (BEP 55, see package relay): a peer no connection of ours
@@ -94,7 +95,7 @@ func (p *punches) setRelay(addr netip.AddrPort, ok bool) {
 
 // notePEX records whom a relay's PEX message says it is connected to.
 // Messages from peers that are not relays are ignored.
-func (p *punches) notePEX(from netip.AddrPort, added, dropped []netip.AddrPort) {
+func (p *punches) notePEX(from netip.AddrPort, m pex.Message) {
 	if p == nil {
 		return
 	}
@@ -104,11 +105,11 @@ func (p *punches) notePEX(from netip.AddrPort, added, dropped []netip.AddrPort) 
 	if seen == nil {
 		return
 	}
-	for _, a := range dropped {
+	for _, a := range m.Dropped {
 		seen.drop(a)
 	}
-	for _, a := range added {
-		seen.add(a)
+	for _, a := range m.Added {
+		seen.add(a.Addr)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/swarmaudit/swarmaudit/internal/observation/probe"
+	"github.com/swarmaudit/swarmaudit/internal/wire/pex"
 )
 
 func TestPunchesPick(t *testing.T) {
@@ -40,7 +41,7 @@ func TestPunchesPick(t *testing.T) {
 	}
 	var none *punches // no holepunching: every method is a no-op
 	none.setRelay(target, true)
-	none.notePEX(target, []netip.AddrPort{target}, nil)
+	none.notePEX(target, pex.Message{Added: []pex.Peer{{Addr: target}}})
 	if none.pick(target, 3, time.Minute, now) != nil || none.wasPunched(target.Addr(), now) {
 		t.Fatal("a nil punches holepunches")
 	}
@@ -79,9 +80,9 @@ func TestPunchesPickKnowing(t *testing.T) {
 		p.setRelay(relay(i), true)
 	}
 	other := netip.MustParseAddrPort("10.0.0.99:6881")
-	p.notePEX(other, []netip.AddrPort{target}, nil) // not a relay
-	p.notePEX(relay(3), []netip.AddrPort{target, other}, nil)
-	p.notePEX(relay(6), []netip.AddrPort{target}, nil)
+	p.notePEX(other, pex.Message{Added: []pex.Peer{{Addr: target}}}) // not a relay
+	p.notePEX(relay(3), pex.Message{Added: []pex.Peer{{Addr: target}, {Addr: other}}})
+	p.notePEX(relay(6), pex.Message{Added: []pex.Peer{{Addr: target}}})
 	for round := range 20 {
 		at := now.Add(time.Duration(round) * time.Minute)
 		got := p.pick(target, 3, time.Minute, at)
@@ -93,7 +94,7 @@ func TestPunchesPickKnowing(t *testing.T) {
 			t.Fatalf("round %d: picked %v, want 10.0.0.3 and 10.0.0.6 first", round, got)
 		}
 	}
-	p.notePEX(relay(3), nil, []netip.AddrPort{target})
+	p.notePEX(relay(3), pex.Message{Dropped: []netip.AddrPort{target}})
 	p.setRelay(relay(6), false)
 	p.setRelay(relay(6), true) // a new watch of it: its old PEX is gone
 	seen := map[netip.AddrPort]bool{}
