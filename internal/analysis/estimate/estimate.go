@@ -447,8 +447,7 @@ type peerData struct {
 	// the plausible tier (plausible.go)
 	rep    *repData
 	plk    []int64 // per piece: lacked under AssumePromptHaves (≥ lacked)
-	pspanA int64   // the first of sa: its plausible span is (pspanA, spanB]
-	sa, sb []int64 // this peer's event starts and ends, sorted
+	sa, sb []int64 // this peer's plausible event starts (pstart) and ends, sorted
 	pown   [][2]int64
 	pcap   CapacityEstimate
 }

@@ -233,18 +233,12 @@ func (e *Estimator) preparePlausible(in Input) {
 		}
 		// Its events again, with the plausible transfer lead, from when
 		// it plausibly lacked each piece.
-		pd.sa, pd.sb = slices.Clone(pd.a), slices.Clone(pd.b)
-		for i, l := range pd.plk {
-			if l != negInf && pd.a[i] != posInf {
-				pd.sa[i] = min(bytesize.Add(l, -plead), pd.sb[i]-1)
-			}
+		pd.sa, pd.sb = make([]int64, len(pd.a)), slices.Clone(pd.b)
+		for i := range pd.sa {
+			pd.sa[i] = e.pstart(pd, i)
 		}
 		slices.Sort(pd.sa)
 		slices.Sort(pd.sb)
-		pd.pspanA = posInf
-		if len(pd.sa) > 0 {
-			pd.pspanA = pd.sa[0] // posInf entries (no event) sort last
-		}
 	}
 	var spans [][2]int64
 	for k := range e.peers {
@@ -290,6 +284,17 @@ func (e *Estimator) preparePlausible(in Input) {
 	for k := range e.peers {
 		e.peers[k].pcap = e.capacityWith(k, func(p probe) int { return count(k, p) }, e.cfg.PlausibleHeadroom)
 	}
+}
+
+// pstart is the start of observed peer pd's possible-gain event for piece
+// i under the plausible tier: a piece in flight began at most the
+// plausible transfer lead (AssumeMinPieceRate) before the time it was
+// plausibly lacked (AssumePromptHaves). posInf when it has no event.
+func (e *Estimator) pstart(pd *peerData, i int) int64 {
+	if l := pd.plk[i]; l != negInf && pd.a[i] != posInf {
+		return min(bytesize.Add(l, -e.plead), pd.b[i]-1)
+	}
+	return pd.a[i]
 }
 
 // MaxProbeCompetitorScan caps the swarm size for which each probe's
@@ -347,8 +352,8 @@ func (e *Estimator) plausibleOwn(k int) [][2]int64 {
 	// The wire bounds when it can have been downloading: from its first
 	// plausible gain to its last (completion, or its tail).
 	a, b := pd.spanA, pd.spanB
-	if pd.info {
-		a = max(a, pd.pspanA)
+	if len(pd.sa) > 0 {
+		a = max(a, pd.sa[0]) // its first plausible start; no event sorts last
 	}
 	if pd.rep == nil {
 		if pd.demands() && a < b {
@@ -530,13 +535,11 @@ func (e *Estimator) heldGains(k, q int, w window, sw []window, perSlice []int64)
 	clear(perSlice)
 	var total int64
 	for i := range e.pieces {
-		a, b := pq.a[i], pq.b[i]
-		if a == posInf || b <= pk.plk[i] {
+		b := pq.b[i]
+		if pq.a[i] == posInf || b <= pk.plk[i] {
 			continue // q never gained it, or k could not have sent it in time
 		}
-		if l := pq.plk[i]; l != negInf {
-			a = min(bytesize.Add(l, -e.plead), b-1)
-		}
+		a := e.pstart(pq, i)
 		if b < w.uf || a >= w.ut {
 			continue
 		}
@@ -859,7 +862,7 @@ func (e *Estimator) Transfers(from, to time.Time) ([]Transfer, error) {
 				if q.b[i] <= max(p.plk[i], w.uf-1) {
 					continue // p plausibly did not hold it in time
 				}
-				if l := q.plk[i]; l == negInf || min(bytesize.Add(l, -e.plead), q.b[i]-1) < w.ut {
+				if e.pstart(q, i) < w.ut {
 					t.PlausibleUpper += n
 				}
 			}
