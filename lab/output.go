@@ -531,7 +531,8 @@ func writeDetection(w io.Writer, runs []ScenarioRun) {
 	p("`heldout7-*` were written before the seventh change (runs of consecutive announce intervals checked\n")
 	p("together) and run only after it; `heldout8-*` were written before the eighth (HAVEs on a continuous\n")
 	p("watch read as prompt, plausible tier only) and run only after it: it changed no verdict of any run,\n")
-	p("theirs included (judged again without it).\n")
+	p("theirs included (judged again without it); `heldout9-*` were written before the ninth (the swarm's claims\n")
+	p("checked together, slice by slice) and run only after it.\n")
 	p("The others were tuned on. A multiplier is *flagged* when its client is `suspect` or `misreporting`.\n\n")
 	p("| scenario | proxied clients (multiplier: verdict) | smallest multiplier flagged | other cheats flagged | honest suspect | honest misreporting |\n| --- | --- | --- | --- | --- | --- |\n")
 	var honest, honestSus, honestMis int
