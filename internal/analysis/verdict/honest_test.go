@@ -367,3 +367,63 @@ func TestWatchedSwarms(t *testing.T) {
 		t.Errorf("flagged %d with prompt HAVEs, %d without, of %d", flagged[true], flagged[false], cheats)
 	}
 }
+
+// TestJointClaims: in simulated swarms with one ratio proxy (×1.5, ×2, ×3;
+// peers watched or looked at every ~5 min), checking the claims together
+// never flags an honest identity (whose counters carry up to 10% overhead),
+// and flags the proxy at least as often as the checks without it.
+func TestJointClaims(t *testing.T) {
+	with := DefaultConfig()
+	with.SlackBytes, with.SlackPieces = 4*mib, 4
+	without := with
+	without.JointAvailabilityFactor = 0
+	flagged := map[bool]int{}
+	joint, cheats := 0, 0
+	for round := range 30 {
+		for _, factor := range []float64{1.5, 2, 3} {
+			for _, on := range []bool{false, true} {
+				r := rand.New(rand.NewPCG(uint64(round), 2718))
+				s := newSimSwarm(r, 1+r.IntN(2), 2+r.IntN(6))
+				s.watched = round%2 == 0
+				s.cheat, s.factor = s.n-1-r.IntN(s.n-1), factor
+				cfg := without
+				if on {
+					cfg = with
+				}
+				rep, err := Judge(s.input(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cheater := addr(byte(100 + s.cheat)).Addr().String()
+				for _, v := range rep.Verdicts {
+					if len(v.WirePeers) > 0 && v.WirePeers[0].Addr().String() == cheater {
+						if s.up[s.cheat][s.steps] <= 16*mib {
+							continue
+						}
+						if on {
+							cheats++
+						}
+						if v.Status.Severity() >= StatusSuspect.Severity() {
+							flagged[on]++
+						}
+						for _, r := range v.Reasons {
+							if r.Code == CodeClaimsDoNotFit && on {
+								joint++
+							}
+						}
+						continue
+					}
+					for _, r := range v.Reasons {
+						if r.Code == CodeClaimsDoNotFit {
+							t.Errorf("round %d ×%v: honest %s: %s", round, factor, v.Identity.Key, r.Message)
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("proxies that uploaded over 16 MiB: %d; flagged with the joint check %d (by it %d), without %d", cheats, flagged[true], joint, flagged[false])
+	if cheats == 0 || flagged[true] < flagged[false] {
+		t.Errorf("flagged %d with the joint check, %d without, of %d", flagged[true], flagged[false], cheats)
+	}
+}

@@ -91,6 +91,8 @@ const (
 	CodeLeftWithoutDownload Code = "left_without_download"
 	CodeCounterDecreased    Code = "counter_decreased"
 	CodeNeverUnchoked       Code = "never_unchoked"
+	// The swarm's claims fit together only without this one (joint.go).
+	CodeClaimsDoNotFit Code = "claims_do_not_fit"
 )
 
 // Tier says under which assumptions a finding holds.
@@ -125,6 +127,9 @@ const (
 	// AssumeNoRecheck: a client does not hash-check data copied in from
 	// disk while it runs (cross-seeding tools do).
 	AssumeNoRecheck = "no_data_from_disk"
+	// AssumeOneOverclaimer: of the identities no other finding flagged, at
+	// most one over-reports its uploads.
+	AssumeOneOverclaimer = "one_overclaimer"
 )
 
 // Reason is one finding with the numbers behind it. Status is what the
@@ -283,36 +288,43 @@ type Config struct {
 	// MinChokedProbes probes that kept us choked, and none that got data,
 	// make a peer that showed pieces "never unchoked".
 	MinChokedProbes int
+	// JointAvailabilityFactor scales what the receivers absorbed when the
+	// swarm's claims are checked together (joint.go): the whole swarm's
+	// demand counts once there, and real clients' upload counters summed
+	// over a swarm exceed the pieces completed plus the auditor's payload
+	// by a few percent at most (docs/estimation.md). 0 disables the check.
+	JointAvailabilityFactor float64
 }
 
 // DefaultConfig returns the defaults: SuspectFactor 1.15, CapacitySuspectFactor 1.05, MisreportFactor
 // 1.5, SlackBytes 32 MiB, SlackPieces 8, BurstWindow 10 s,
 // CapacityMisreportFactor 0 (off), MaxRate 1.25e9 B/s (10 Gbit/s),
 // InFlightPieces 32, LeftSlackPieces 1, AnnounceLatency 5 s, ShortSession 2 min, AnnounceGrace
-// 45 min, MaxAnnounceGap 3 h, MinFailedAttempts 3, BadDataMisreportPieces 8,
+// 45 min, MaxAnnounceGap 3 h, MinFailedAttempts 3, BadDataMisreportPieces 8, JointAvailabilityFactor 1.05,
 // and the timeline and estimate defaults.
 func DefaultConfig() Config {
 	return Config{
-		Timeline:               timeline.DefaultOptions(),
-		Estimate:               estimate.DefaultConfig(),
-		SuspectFactor:          1.15,
-		CapacitySuspectFactor:  1.05,
-		MisreportFactor:        1.5,
-		SlackBytes:             32 << 20,
-		SlackPieces:            8,
-		BurstWindow:            10 * time.Second,
-		MaxRate:                1.25e9,
-		InFlightPieces:         32,
-		LeftSlackPieces:        1,
-		AnnounceLatency:        5 * time.Second,
-		ShortSession:           2 * time.Minute,
-		AnnounceGrace:          45 * time.Minute,
-		MaxAnnounceGap:         3 * time.Hour,
-		MinFailedAttempts:      3,
-		BadDataMisreportPieces: 8,
-		PlausibleSlackBytes:    4 << 20,
-		PlausibleSlackPieces:   4,
-		MinChokedProbes:        3,
+		Timeline:                timeline.DefaultOptions(),
+		Estimate:                estimate.DefaultConfig(),
+		SuspectFactor:           1.15,
+		CapacitySuspectFactor:   1.05,
+		MisreportFactor:         1.5,
+		SlackBytes:              32 << 20,
+		SlackPieces:             8,
+		BurstWindow:             10 * time.Second,
+		MaxRate:                 1.25e9,
+		InFlightPieces:          32,
+		LeftSlackPieces:         1,
+		AnnounceLatency:         5 * time.Second,
+		ShortSession:            2 * time.Minute,
+		AnnounceGrace:           45 * time.Minute,
+		MaxAnnounceGap:          3 * time.Hour,
+		MinFailedAttempts:       3,
+		BadDataMisreportPieces:  8,
+		PlausibleSlackBytes:     4 << 20,
+		PlausibleSlackPieces:    4,
+		MinChokedProbes:         3,
+		JointAvailabilityFactor: 1.05,
 	}
 }
 
@@ -326,6 +338,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: CapacitySuspectFactor %v must be in [1, MisreportFactor]", ErrConfig, c.CapacitySuspectFactor)
 	case !fin(c.MisreportFactor) || c.MisreportFactor < c.SuspectFactor:
 		return fmt.Errorf("%w: MisreportFactor %v must be >= SuspectFactor", ErrConfig, c.MisreportFactor)
+	case !fin(c.JointAvailabilityFactor) || (c.JointAvailabilityFactor != 0 && (c.JointAvailabilityFactor < 1 || c.JointAvailabilityFactor > c.SuspectFactor)):
+		return fmt.Errorf("%w: JointAvailabilityFactor %v must be 0 or in [1, SuspectFactor]", ErrConfig, c.JointAvailabilityFactor)
 	case !fin(c.CapacityMisreportFactor) || (c.CapacityMisreportFactor != 0 && c.CapacityMisreportFactor < c.SuspectFactor):
 		return fmt.Errorf("%w: CapacityMisreportFactor %v must be 0 or >= SuspectFactor", ErrConfig, c.CapacityMisreportFactor)
 	case !fin(c.MaxRate) || c.MaxRate < 0:
@@ -544,6 +558,9 @@ func Judge(in Input, cfg Config) (*Report, error) {
 	}
 	if err := j.unserved(rep); err != nil {
 		return nil, fmt.Errorf("judge: %w", err)
+	}
+	if err := j.joint(rep); err != nil {
+		return nil, fmt.Errorf("judge: joint claims: %w", err)
 	}
 	if err := j.addresses(rep); err != nil {
 		return nil, fmt.Errorf("judge: %w", err)
