@@ -93,3 +93,47 @@ func FuzzSlicedFlow(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJoint drives random honest swarms from the fuzzer's seeds through
+// the joint claims network: every peer's true uploads, announce interval
+// by announce interval, fit with no tolerance (with and without the held
+// filter, some peers without a capacity), and with one peer's claims
+// multiplied, leaving that peer out always makes the rest fit.
+func FuzzJoint(f *testing.F) {
+	f.Add(uint64(1), uint64(2), uint8(3), false)
+	f.Add(uint64(7), uint64(5), uint8(30), true)
+	f.Fuzz(func(t *testing.T, s1, s2 uint64, factor uint8, large bool) {
+		if large {
+			defer func(n int) { heldFilterPeers = n }(heldFilterPeers)
+			heldFilterPeers = 0
+		}
+		r := rand.New(rand.NewPCG(s1, s2))
+		peers := 2 + r.IntN(6)
+		nObs := 1 + r.IntN(peers)
+		h := newHonestSwarm(r, 1+r.IntN(2), peers, nObs)
+		for p := range h.in.Peers {
+			if r.IntN(3) > 0 {
+				h.in.Peers[p].Capacity = Capacity{Samples: []Sample{{At: at(float64(r.IntN(100))), BytesPerSec: 1e9, Duration: time.Second}}}
+			}
+		}
+		e, err := New(h.in, exact())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cheat := r.IntN(peers)
+		for _, k := range []float64{1, 1 + float64(factor)/10} {
+			sets := honestClaims(r, h, nObs, cheat, k)
+			jt, err := e.Joint(at(0), at(101), sets, JointConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == 1 {
+				if u := jt.Unmet(-1); u != 0 {
+					t.Fatalf("honest claims leave %d unmet", u)
+				}
+			} else if u := jt.Unmet(cheat); u != 0 {
+				t.Fatalf("without the over-claimer %d (×%v), %d unmet", cheat, k, u)
+			}
+		}
+	})
+}
