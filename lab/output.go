@@ -532,7 +532,8 @@ func writeDetection(w io.Writer, runs []ScenarioRun) {
 	p("together) and run only after it; `heldout8-*` were written before the eighth (HAVEs on a continuous\n")
 	p("watch read as prompt, plausible tier only) and run only after it: it changed no verdict of any run,\n")
 	p("theirs included (judged again without it); `heldout9-*` were written before the ninth (the swarm's claims\n")
-	p("checked together, slice by slice) and run only after it.\n")
+	p("checked together, slice by slice) and run only after it; `heldout10-*` were written before the tenth (a\n")
+	p("busy probe's seconds counted once in capacity bounds) and run only after it.\n")
 	p("The others were tuned on. A multiplier is *flagged* when its client is `suspect` or `misreporting`.\n\n")
 	p("| scenario | proxied clients (multiplier: verdict) | smallest multiplier flagged | other cheats flagged | honest suspect | honest misreporting |\n| --- | --- | --- | --- | --- | --- |\n")
 	var honest, honestSus, honestMis int
