@@ -358,8 +358,9 @@ type Explanation struct {
 	KnownAbsent     time.Duration
 	Capacity        CapacityEstimate
 	// CapacityBound is Capacity.Upper × min(upper window − KnownAbsent,
-	// DemandTime) + ProbeBytes, or −1 when the capacity is unknown (never
-	// probed: no capacity bound).
+	// DemandTime) + the probe bytes that rate did not carry in the probes'
+	// own demand seconds (probeExcess), or −1 when the capacity is unknown
+	// (never probed: no capacity bound).
 	CapacityBound int64
 	// DemandTime is how long in the upper window somebody else may have
 	// been downloading: an observed peer within its possible-gain span, or
@@ -832,7 +833,8 @@ func (e *Estimator) Peer(i int, from, to time.Time) (Bounds, error) {
 	x.DemandTime = time.Duration(e.demand.busy(w.uf, w.ut, e.ownSpan(i)))
 	if p.capacity.Known {
 		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
-		x.CapacityBound = bytesize.Add(bytesize.FromFloat(p.capacity.Upper*min(present, x.DemandTime).Seconds()), x.ProbeBytes)
+		x.CapacityBound = bytesize.Add(bytesize.FromFloat(p.capacity.Upper*min(present, x.DemandTime).Seconds()),
+			probeExcess(p, w.uf, w.ut, p.capacity.Upper, &e.demand, e.ownSpan(i)))
 		if x.CapacityBound < b.UploadUpper {
 			b.UploadUpper, x.Limit = x.CapacityBound, LimitCapacity
 		}
@@ -1092,4 +1094,22 @@ func cmpInt(a, b int64) int {
 		return 1
 	}
 	return 0
+}
+
+// probeExcess is what peer p's probes in [uf, ut) add to a capacity bound
+// of rate × demand time: a probe's bytes beyond what rate carries in the
+// probe's own seconds of demand, which that bound counts already. While
+// others downloaded during a probe, one link carried the probe's bytes and
+// theirs, at most rate × those seconds together; a probe in a quiet
+// moment adds all its bytes.
+func probeExcess(p *peerData, uf, ut int64, rate float64, d *demand, own [][2]int64) int64 {
+	var n int64
+	for _, pr := range p.probes {
+		if pr.at < uf || pr.at >= ut {
+			continue
+		}
+		ov := d.busy(pr.at, min(pr.end, ut), own)
+		n = bytesize.Add(n, max(0, pr.bytes-bytesize.FromFloat(rate*ov/float64(time.Second))))
+	}
+	return n
 }

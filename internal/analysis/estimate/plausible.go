@@ -84,7 +84,8 @@ type Plausible struct {
 	ReportedDownloads int64 `json:"reported_downloads"`
 	// Capacity is the capacity estimate with plausible competitors and
 	// PlausibleHeadroom; CapacityBound = Capacity.Upper × min(present,
-	// DemandTime) + ProbeBytes, or −1 without a capacity.
+	// DemandTime) + the probe bytes beyond what that rate carried in the
+	// probes' own demand seconds, or −1 without a capacity.
 	Capacity      CapacityEstimate `json:"capacity"`
 	CapacityBound int64            `json:"capacity_bound"`
 	DemandTime    time.Duration    `json:"demand_time"`
@@ -443,7 +444,8 @@ func (e *Estimator) plausible(i int, w window, x *Explanation) Plausible {
 	pl.CapacityBound = -1
 	if p.pcap.Known {
 		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
-		pl.CapacityBound = bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, pl.DemandTime).Seconds()), x.ProbeBytes)
+		pl.CapacityBound = bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, pl.DemandTime).Seconds()),
+			probeExcess(p, w.uf, w.ut, p.pcap.Upper, &e.pdemand, p.pown))
 		if pl.CapacityBound < pl.UploadUpper {
 			pl.UploadUpper, pl.Limit = pl.CapacityBound, LimitCapacity
 		}
@@ -585,7 +587,7 @@ func (e *Estimator) sliceCapacity(i int, sw window) (capB, probes int64) {
 	}
 	present := time.Duration(sw.ut-sw.uf) - time.Duration(overlap(p.absence, sw.uf, sw.ut))
 	busy := time.Duration(e.pdemand.busy(sw.uf, sw.ut, p.pown))
-	return bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, busy).Seconds()), probes), probes
+	return bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, busy).Seconds()), probeExcess(p, sw.uf, sw.ut, p.pcap.Upper, &e.pdemand, p.pown)), probes
 }
 
 // slicedSum is the sliced bound with every identity's bytes counted in

@@ -485,3 +485,51 @@ func TestPromptHavesHold(t *testing.T) {
 	}
 	t.Logf("%d pieces lacked later under prompt HAVEs", prompt)
 }
+
+// TestProbeSecondsCountedOnce: a probe's bytes count in a capacity bound
+// only beyond what the capacity carries in the probe's own seconds of
+// demand (one link carried the probe's bytes and the others' then), in
+// both tiers and in every slice of the sliced bound.
+func TestProbeSecondsCountedOnce(t *testing.T) {
+	tor := Torrent{NumPieces: 10, PieceLength: 100, TotalLength: 1000}
+	full, empty := bitfield.Full(10), bitfield.New(10)
+	tests := []struct {
+		name     string
+		probeAt  float64
+		busySecs float64 // of the probe's 10 s, while the leecher downloaded (1, 100]
+	}{
+		{"inside the demand", 40, 10},
+		{"across its end", 95, 5},
+		{"quiet", 150, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			seed := timeline.Build(10, []timeline.Observation{{At: at(0.5), Kind: timeline.KindBitfield, Pieces: full}})
+			leech := timeline.Build(10, []timeline.Observation{{At: at(1), Kind: timeline.KindBitfield, Pieces: empty},
+				{At: at(100), Kind: timeline.KindBitfield, Pieces: full}})
+			in := Input{Torrent: tor, Peers: []Peer{
+				{ID: "S", Timeline: seed, PresentUntil: at(200), Capacity: Capacity{Samples: []Sample{{At: at(tc.probeAt), BytesPerSec: 50, Bytes: 500, Duration: 10 * time.Second}}}},
+				{ID: "L", Timeline: leech, PresentUntil: at(200)},
+			}}
+			e := mustNew(t, in, exact())
+			b := mustPeer(t, e, 0, 0, 200)
+			for _, tier := range []struct {
+				name  string
+				upper float64
+				got   int64
+				dt    time.Duration
+			}{
+				{"worst case", b.Explain.Capacity.Upper, b.Explain.CapacityBound, b.Explain.DemandTime},
+				{"plausible", b.Plausible.Capacity.Upper, b.Plausible.CapacityBound, b.Plausible.DemandTime},
+			} {
+				want := int64(tier.upper*tier.dt.Seconds()) + max(0, 500-int64(tier.upper*tc.busySecs))
+				if d := tier.got - want; d < -1 || d > 1 {
+					t.Errorf("%s: capacity bound %d, want %d (rate %.1f over %v of demand)", tier.name, tier.got, want, tier.upper, tier.dt)
+				}
+			}
+			if pl := b.Plausible; pl.SlicedBound > pl.CapacityBound+1 {
+				t.Errorf("sliced bound %d above the capacity bound %d", pl.SlicedBound, pl.CapacityBound)
+			}
+		})
+	}
+}
