@@ -666,6 +666,7 @@ func (b *builder) summary() {
 	}
 	s.AuditorBytesIn, s.AuditorBytesOut = b.res.Progress.BytesIn, b.res.Progress.BytesOut
 	s.DroppedAnnounces = vr.Summary.DroppedAnnounces
+	s.SkippedChecks = append([]string{}, vr.Summary.Skipped...)
 	s.Reasons = []Reason{}
 	for _, r := range vr.Summary.Reasons {
 		s.Reasons = append(s.Reasons, convReason(r))

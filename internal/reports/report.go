@@ -86,12 +86,15 @@ type Summary struct {
 	// deltas; ObservedDownloaded sums the windows' lower bounds of what
 	// the observed peers downloaded; GainUpper the most the swarm could
 	// have absorbed.
-	ReportedUploaded   int64    `json:"reported_uploaded"`
-	ReportedDownloaded int64    `json:"reported_downloaded"`
-	ObservedDownloaded int64    `json:"observed_downloaded"`
-	GainUpper          int64    `json:"gain_upper"`
-	DroppedAnnounces   int      `json:"dropped_announces"`
-	Reasons            []Reason `json:"reasons"`
+	ReportedUploaded   int64 `json:"reported_uploaded"`
+	ReportedDownloaded int64 `json:"reported_downloaded"`
+	ObservedDownloaded int64 `json:"observed_downloaded"`
+	GainUpper          int64 `json:"gain_upper"`
+	DroppedAnnounces   int   `json:"dropped_announces"`
+	// SkippedChecks names the swarm-wide checks the swarm was too large
+	// for, and why.
+	SkippedChecks []string `json:"skipped_checks"`
+	Reasons       []Reason `json:"reasons"`
 }
 
 // VerdictCounts counts by verdict.

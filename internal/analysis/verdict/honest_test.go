@@ -3,6 +3,7 @@ package verdict
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -425,5 +426,24 @@ func TestJointClaims(t *testing.T) {
 	t.Logf("proxies that uploaded over 16 MiB: %d; flagged with the joint check %d (by it %d), without %d", cheats, flagged[true], joint, flagged[false])
 	if cheats == 0 || flagged[true] < flagged[false] {
 		t.Errorf("flagged %d with the joint check, %d without, of %d", flagged[true], flagged[false], cheats)
+	}
+}
+
+// TestJointSkippedIsReported: a swarm too large for the joint claims
+// network says so in the summary instead of passing over it in silence.
+func TestJointSkippedIsReported(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	s := newSimSwarm(r, 3, 90)
+	s.watched = true
+	rep, err := Judge(s.input(), DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Summary.Skipped) != 1 || !strings.HasPrefix(rep.Summary.Skipped[0], string(CodeClaimsDoNotFit)+":") {
+		t.Fatalf("skipped checks: %q", rep.Summary.Skipped)
+	}
+	small := newSimSwarm(rand.New(rand.NewPCG(5, 8)), 1, 4)
+	if rep, err = Judge(small.input(), DefaultConfig()); err != nil || len(rep.Summary.Skipped) != 0 {
+		t.Fatalf("small swarm: skipped %q, %v", rep.Summary.Skipped, err)
 	}
 }

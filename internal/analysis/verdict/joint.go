@@ -65,6 +65,7 @@ func (j *judge) joint(rep *Report) error {
 	jt, err := j.est.Joint(from, to, sets, estimate.JointConfig{CapacityFactor: j.cfg.CapacitySuspectFactor,
 		AvailabilityFactor: j.cfg.JointAvailabilityFactor, Widen: j.cfg.BurstWindow, NotUnobserved: notUnobs})
 	if errors.Is(err, estimate.ErrJointTooLarge) {
+		rep.Summary.Skipped = append(rep.Summary.Skipped, fmt.Sprintf("%s: %v", CodeClaimsDoNotFit, err))
 		return nil
 	}
 	if err != nil {

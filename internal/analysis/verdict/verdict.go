@@ -456,6 +456,9 @@ type Summary struct {
 	Reasons          []Reason       `json:"reasons,omitempty"`
 	Counts           map[Status]int `json:"counts"`
 	DroppedAnnounces int            `json:"dropped_announces"`
+	// Skipped names the swarm-wide checks this swarm was too large for,
+	// and why.
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 // Report is the outcome of Judge.
