@@ -26,7 +26,8 @@
 //
 // The plausible tier (plausible.go) bounds uploads again under stated
 // assumptions; its sliced bound is a maximum flow (maxflow.go) of what the
-// others absorbed into the slices of the interval.
+// others absorbed into the slices of the interval. Joint (joint.go) puts
+// the claims of the whole swarm into one such network.
 package estimate
 
 import (
@@ -833,8 +834,8 @@ func (e *Estimator) Peer(i int, from, to time.Time) (Bounds, error) {
 	x.DemandTime = time.Duration(e.demand.busy(w.uf, w.ut, e.ownSpan(i)))
 	if p.capacity.Known {
 		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
-		x.CapacityBound = bytesize.Add(bytesize.FromFloat(p.capacity.Upper*min(present, x.DemandTime).Seconds()),
-			probeExcess(p, w.uf, w.ut, p.capacity.Upper, &e.demand, e.ownSpan(i)))
+		excess, _ := probeExcess(p, w.uf, w.ut, p.capacity.Upper, &e.demand, e.ownSpan(i))
+		x.CapacityBound = bytesize.Add(bytesize.FromFloat(p.capacity.Upper*min(present, x.DemandTime).Seconds()), excess)
 		if x.CapacityBound < b.UploadUpper {
 			b.UploadUpper, x.Limit = x.CapacityBound, LimitCapacity
 		}
@@ -1096,20 +1097,20 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
-// probeExcess is what peer p's probes in [uf, ut) add to a capacity bound
-// of rate × demand time: a probe's bytes beyond what rate carries in the
-// probe's own seconds of demand, which that bound counts already. While
-// others downloaded during a probe, one link carried the probe's bytes and
-// theirs, at most rate × those seconds together; a probe in a quiet
-// moment adds all its bytes.
-func probeExcess(p *peerData, uf, ut int64, rate float64, d *demand, own [][2]int64) int64 {
-	var n int64
+// probeExcess is what peer p's probes starting in [uf, ut) add to a
+// capacity bound of rate × demand time: a probe's bytes beyond what rate
+// carries in the probe's own seconds of demand, which that bound counts
+// already. While others downloaded during a probe, one link carried the
+// probe's bytes and theirs, at most rate × those seconds together; a probe
+// in a quiet moment adds all its bytes. bytes is all those probes' bytes.
+func probeExcess(p *peerData, uf, ut int64, rate float64, d *demand, own [][2]int64) (excess, bytes int64) {
 	for _, pr := range p.probes {
 		if pr.at < uf || pr.at >= ut {
 			continue
 		}
+		bytes = bytesize.Add(bytes, pr.bytes)
 		ov := d.busy(pr.at, min(pr.end, ut), own)
-		n = bytesize.Add(n, max(0, pr.bytes-bytesize.FromFloat(rate*ov/float64(time.Second))))
+		excess = bytesize.Add(excess, max(0, pr.bytes-bytesize.FromFloat(rate*ov/float64(time.Second))))
 	}
-	return n
+	return excess, bytes
 }

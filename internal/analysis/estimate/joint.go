@@ -46,9 +46,9 @@ type JointConfig struct {
 	CapacityFactor     float64
 	AvailabilityFactor float64
 	Widen              time.Duration
-	// NotReceivers are identities whose absorption is left out: observed
-	// peers by index, unobserved identities by index.
-	NotPeers, NotUnobserved map[int]bool
+	// NotUnobserved are the unobserved identities (by index) whose
+	// absorption is left out.
+	NotUnobserved map[int]bool
 }
 
 // MaxJointEdges caps the network of Joint; larger swarms get ErrJointTooLarge.
@@ -82,17 +82,7 @@ func (e *Estimator) Joint(from, to time.Time, sets []ClaimSet, cfg JointConfig) 
 			return nil, fmt.Errorf("%w: claim set %d: peer %d, unobserved %d", ErrNoPeer, k, s.Peer, s.Unobserved)
 		}
 	}
-	cuts := e.cutsIn(w.uf, w.ut)
-	sw := make([]window, len(cuts)+1)
-	f := w.uf
-	for k := range sw {
-		t := w.ut
-		if k < len(cuts) {
-			t = cuts[k]
-		}
-		sw[k] = window{uf: f, ut: t}
-		f = t
-	}
+	sw := e.slices(w)
 	m := len(sw)
 	receivers := 0
 	for q := range e.peers {
@@ -137,7 +127,7 @@ func (e *Estimator) Joint(from, to time.Time, sets []ClaimSet, cfg JointConfig) 
 	}
 	for q := range e.peers {
 		pd := &e.peers[q]
-		if !pd.info || cfg.NotPeers[q] {
+		if !pd.info {
 			continue
 		}
 		g := e.gains(pd, w)
@@ -232,11 +222,11 @@ func (e *Estimator) Joint(from, to time.Time, sets []ClaimSet, cfg JointConfig) 
 				}
 			}
 		}
+		held := set.Peer >= 0 && pairwise && e.peers[set.Peer].info
 		for q := range e.peers {
 			if q == set.Peer || obsIn[q] == nil {
 				continue
 			}
-			held := set.Peer >= 0 && pairwise && e.peers[set.Peer].info
 			if held {
 				e.heldGains(set.Peer, q, w, sw, perSlice)
 			}

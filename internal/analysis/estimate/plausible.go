@@ -123,6 +123,22 @@ type repData struct {
 	demand [][2]int64
 }
 
+// slices cuts window w at cutsIn: contiguous, in order, covering it.
+func (e *Estimator) slices(w window) []window {
+	cuts := e.cutsIn(w.uf, w.ut)
+	sw := make([]window, len(cuts)+1)
+	from := w.uf
+	for k := range sw {
+		to := w.ut
+		if k < len(cuts) {
+			to = cuts[k]
+		}
+		sw[k] = window{uf: from, ut: to}
+		from = to
+	}
+	return sw
+}
+
 // cutsIn are the swarm's announce times inside (uf, ut), thinned evenly to
 // at most MaxSlices−1.
 func (e *Estimator) cutsIn(uf, ut int64) []int64 {
@@ -444,8 +460,8 @@ func (e *Estimator) plausible(i int, w window, x *Explanation) Plausible {
 	pl.CapacityBound = -1
 	if p.pcap.Known {
 		present := time.Duration(w.ut-w.uf) - x.KnownAbsent
-		pl.CapacityBound = bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, pl.DemandTime).Seconds()),
-			probeExcess(p, w.uf, w.ut, p.pcap.Upper, &e.pdemand, p.pown))
+		excess, _ := probeExcess(p, w.uf, w.ut, p.pcap.Upper, &e.pdemand, p.pown)
+		pl.CapacityBound = bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, pl.DemandTime).Seconds()), excess)
 		if pl.CapacityBound < pl.UploadUpper {
 			pl.UploadUpper, pl.Limit = pl.CapacityBound, LimitCapacity
 		}
@@ -475,17 +491,7 @@ func (e *Estimator) plausible(i int, w window, x *Explanation) Plausible {
 // counts it once. Swarms too large for the flow get that per-slice sum,
 // which is never smaller.
 func (e *Estimator) sliced(i int, w window, held int64) (bound, threshold int64, slices int) {
-	cuts := e.cutsIn(w.uf, w.ut)
-	sw := make([]window, len(cuts)+1)
-	from := w.uf
-	for k := range sw {
-		to := w.ut
-		if k < len(cuts) {
-			to = cuts[k]
-		}
-		sw[k] = window{uf: from, ut: to}
-		from = to
-	}
+	sw := e.slices(w)
 	cf, af := factorOr1(e.cfg.SlicedCapacityFactor), factorOr1(e.cfg.SlicedAvailabilityFactor)
 	size := e.slicedFlowSize(i, len(sw))
 	if size > MaxSlicedFlowEdges {
@@ -580,14 +586,10 @@ func (e *Estimator) slicedFlowSize(i, m int) int {
 // there included) and those probe bytes.
 func (e *Estimator) sliceCapacity(i int, sw window) (capB, probes int64) {
 	p := &e.peers[i]
-	for _, pr := range p.probes {
-		if pr.at >= sw.uf && pr.at < sw.ut {
-			probes += pr.bytes
-		}
-	}
+	excess, probes := probeExcess(p, sw.uf, sw.ut, p.pcap.Upper, &e.pdemand, p.pown)
 	present := time.Duration(sw.ut-sw.uf) - time.Duration(overlap(p.absence, sw.uf, sw.ut))
 	busy := time.Duration(e.pdemand.busy(sw.uf, sw.ut, p.pown))
-	return bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, busy).Seconds()), probeExcess(p, sw.uf, sw.ut, p.pcap.Upper, &e.pdemand, p.pown)), probes
+	return bytesize.Add(bytesize.FromFloat(p.pcap.Upper*min(present, busy).Seconds()), excess), probes
 }
 
 // slicedSum is the sliced bound with every identity's bytes counted in

@@ -3,8 +3,10 @@
 // every session it compares the reported upload and download with the bounds
 // of package estimate, checks `left` against the observed bitfield, and
 // flags addresses that never speak BitTorrent, serve no pieces or serve bad
-// data. It does no I/O. docs/estimation.md explains the reasons and the
-// tolerances.
+// data. Passes over the whole swarm follow: the claims of peers that never
+// unchoked us (tiers.go), the swarm's claims checked together (joint.go),
+// and conservation per window. It does no I/O. docs/estimation.md explains
+// the reasons and the tolerances.
 package verdict
 
 import (
