@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,10 +23,9 @@ import (
 // pair under every bound's tolerance — is flagged because the swarm's
 // claims fit together only without its own.
 func TestCatalogueEvidence(t *testing.T) {
-	src := filepath.Join("testdata", "catalogue-evidence")
 	dir := t.TempDir()
-	for _, f := range []string{"audit.db", torrentFile, runFile} {
-		copyFile(t, filepath.Join(src, f), filepath.Join(dir, f))
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "catalogue-evidence"))); err != nil {
+		t.Fatal(err)
 	}
 	var info RunInfo
 	b, err := os.ReadFile(filepath.Join(dir, runFile))
@@ -90,23 +88,4 @@ func hasCode(v *verdict.Verdict, c verdict.Code) bool {
 		}
 	}
 	return false
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
