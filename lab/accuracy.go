@@ -166,6 +166,15 @@ type ScenarioResult struct {
 	Opentracker *TrackerResult `json:"opentracker,omitempty"`
 	// Transfers holds the transfer matrix against the clients' counters.
 	Transfers TransferCheck `json:"transfers"`
+	// CountersUploaded sums the real clients' own upload counters at their
+	// last sample; CountersGained what they completed over the run (a
+	// leecher's size − left at its last sample; seeds start full); ProbeBytes
+	// the auditor's probe payload (the report's windows). Their ratio is
+	// how far honest claims summed over a swarm exceed what it absorbed
+	// (verdict.Config.JointAvailabilityFactor).
+	CountersUploaded int64 `json:"counters_uploaded"`
+	CountersGained   int64 `json:"counters_gained"`
+	ProbeBytes       int64 `json:"probe_bytes"`
 }
 
 // TrackerResult is what an external tracker gave the audit: the clients it
@@ -187,6 +196,7 @@ func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) Sce
 	for _, w := range rep.Windows {
 		res.GainUnobserved += w.GainUnobserved
 		res.UnobservedPeers = max(res.UnobservedPeers, w.UnobservedPeers)
+		res.ProbeBytes += w.ProbeBytes
 	}
 	for _, h := range info.Hosts {
 		if ss := truth[h.Name]; len(ss) > 0 {
@@ -196,6 +206,12 @@ func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) Sce
 				res.AuditorWire = last.WireSent + last.WireRecv
 			case h.Client():
 				res.SwarmWire += last.WireSent
+			}
+		}
+		if c, ok := lastClientSample(truth[h.Name]); ok && h.Client() {
+			res.CountersUploaded += c.Uploaded
+			if h.Role == "leech" {
+				res.CountersGained += c.Size - c.Left
 			}
 		}
 		if h.Role == "auditor" || h.Role == "tracker" {
@@ -211,6 +227,17 @@ func Evaluate(info *RunInfo, rep *reports.Report, truth map[string][]Sample) Sce
 	}
 	res.Transfers = checkTransfers(info, rep, truth)
 	return res
+}
+
+// lastClientSample is the last sample with the client's counters and the
+// torrent's size.
+func lastClientSample(ss []Sample) (Sample, bool) {
+	for i := len(ss) - 1; i >= 0; i-- {
+		if ss[i].Client && ss[i].Size > 0 {
+			return ss[i], true
+		}
+	}
+	return Sample{}, false
 }
 
 // evaluateTracker finds what the tracker at info.Opentracker gave the audit.
@@ -514,6 +541,11 @@ type Overall struct {
 	DefaultAuditorWire  uint64  `json:"default_auditor_wire"`
 	DefaultSwarmWire    uint64  `json:"default_swarm_wire"`
 	DefaultAuditorShare float64 `json:"default_auditor_share"`
+	// CounterRatios: per scenario, the clients' upload counters over what
+	// they completed plus the auditor's probes (ScenarioResult.Counters*).
+	CounterRatios []float64 `json:"counter_ratios"`
+	CounterMedian float64   `json:"counter_median"`
+	CounterMax    float64   `json:"counter_max"`
 }
 
 // MarshalJSON writes the statistics that have no data (NaN) as null:
@@ -549,10 +581,13 @@ func (o Overall) MarshalJSON() ([]byte, error) {
 
 // Aggregate computes the overall numbers from the scenarios' results.
 func Aggregate(rs []ScenarioResult) Overall {
-	o := Overall{Probed: map[string][2]int{}, ByReach: map[string]int{}, BWErrs: []float64{}, BusyErrs: []float64{}, DLErrs: []float64{}, HaveErrs: []float64{}}
+	o := Overall{Probed: map[string][2]int{}, ByReach: map[string]int{}, BWErrs: []float64{}, BusyErrs: []float64{}, DLErrs: []float64{}, HaveErrs: []float64{}, CounterRatios: []float64{}}
 	for _, r := range rs {
 		o.AuditorWire += r.AuditorWire
 		o.SwarmWire += r.SwarmWire
+		if d := r.CountersGained + r.ProbeBytes; d > 0 && r.CountersUploaded > 0 {
+			o.CounterRatios = append(o.CounterRatios, float64(r.CountersUploaded)/float64(d))
+		}
 		if r.DefaultIntervals {
 			o.DefaultAuditorWire += r.AuditorWire
 			o.DefaultSwarmWire += r.SwarmWire
@@ -642,6 +677,7 @@ func Aggregate(rs []ScenarioResult) Overall {
 	o.BusyMedian, o.BusyMax = Quantile(o.BusyErrs, 0.5), Quantile(o.BusyErrs, 1)
 	o.DLMedian, o.DLP90, o.DLMax = Quantile(o.DLErrs, 0.5), Quantile(o.DLErrs, 0.9), Quantile(o.DLErrs, 1)
 	o.HaveMedian, o.HaveP90 = Quantile(o.HaveErrs, 0.5), Quantile(o.HaveErrs, 0.9)
+	o.CounterMedian, o.CounterMax = Quantile(o.CounterRatios, 0.5), Quantile(o.CounterRatios, 1)
 	o.Precision = ratio(o.TP, o.TP+o.FP)
 	o.Recall = ratio(o.TP, o.TP+o.FN)
 	o.AuditorShare = ratio(o.AuditorWire, o.SwarmWire)
@@ -709,6 +745,9 @@ func (o Overall) Checks() []Check {
 	cs = append(cs, Check{Name: "download error vs verified bytes (size − left), p90",
 		Value:  pct(o.HaveP90) + " (median " + pct(o.HaveMedian) + ", " + itoa(len(o.HaveErrs)) + " windows)",
 		Target: "—", Pass: true, NoData: len(o.HaveErrs) == 0})
+	cs = append(cs, Check{Name: "clients' upload counters summed over a swarm, over what its leechers completed plus the auditor's probes",
+		Value:  fmt.Sprintf("×%.3f median, ×%.3f max (%d scenarios)", o.CounterMedian, o.CounterMax, len(o.CounterRatios)),
+		Target: "—", Pass: true, NoData: len(o.CounterRatios) == 0})
 	rc := Check{Name: "recall (cheaters flagged)", Value: pct(o.Recall) + " (" + itoa(o.TP) + "/" + itoa(o.TP+o.FN) + ")", Target: "100%"}
 	rc.NoData = math.IsNaN(o.Recall)
 	rc.Pass = !rc.NoData && o.Recall >= TargetRecall
