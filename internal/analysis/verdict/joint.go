@@ -103,17 +103,14 @@ func (j *judge) joint(rep *Report) error {
 	}
 	claimed := float64(jt.Claimed(culprit))
 	t := claimed - float64(unmet)
-	v.Reasons = Strongest(append(v.Reasons, Reason{Code: CodeClaimsDoNotFit, Status: StatusSuspect, Tier: TierPlausible,
+	rep.addFinding(v, Reason{Code: CodeClaimsDoNotFit, Status: StatusSuspect, Tier: TierPlausible,
 		Assumptions: []string{estimate.AssumeOwnDownloads, estimate.AssumePromptHaves, AssumeOneOverclaimer}, Confidence: conf(claimed, t),
 		Message: fmt.Sprintf("reported %s uploaded: the claims of the %d identities whose uploads no finding contradicts fit what the swarm plausibly absorbed, slice by slice, only without its claims (with them, %s is claimed that nobody can have absorbed); over %s–%s it claimed %s, above its own plausible bound of %s",
 			bytesize.Format(float64(v.Uploaded)), len(sets), bytesize.Format(float64(unmet)), over.From.UTC().Format(time.RFC3339), over.To.UTC().Format(time.RFC3339),
 			bytesize.Format(float64(over.Uploaded)), bytesize.Format(float64(over.Bounds.Plausible.UploadUpper))),
 		Numbers: map[string]float64{"claimed": claimed, "unmet": float64(unmet), "threshold": t, "identities": float64(len(sets)),
 			"tolerance": float64(sets[culprit].Tolerance), "session_bound": float64(over.Bounds.Plausible.UploadUpper),
-			"session_uploaded": float64(over.Uploaded), "from_unix": float64(over.From.Unix()), "to_unix": float64(over.To.Unix())}}))
-	rep.Summary.Counts[v.Status]--
-	v.Status, v.Confidence = statusOf(v.Reasons)
-	rep.Summary.Counts[v.Status]++
+			"session_uploaded": float64(over.Uploaded), "from_unix": float64(over.From.Unix()), "to_unix": float64(over.To.Unix())}})
 	return nil
 }
 

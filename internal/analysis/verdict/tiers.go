@@ -368,15 +368,12 @@ func (j *judge) unserved(rep *Report) error {
 		if up <= t {
 			continue
 		}
-		v.Reasons = Strongest(append(v.Reasons, Reason{Code: CodeNeverUnchoked, Status: StatusSuspect, Tier: TierPlausible,
+		rep.addFinding(v, Reason{Code: CodeNeverUnchoked, Status: StatusSuspect, Tier: TierPlausible,
 			Assumptions: []string{estimate.AssumeOwnDownloads, estimate.AssumePromptHaves, AssumeUnservedResidual}, Confidence: conf(up, t),
 			Message: fmt.Sprintf("reported %s uploaded, but it kept us choked in all %d bandwidth probes, so it served no verifiable byte; of the %s the swarm plausibly absorbed in its sessions, measured peers' claims leave %s",
 				bytesize.Format(up), j.grps[id.group].choked, bytesize.Format(float64(pl.AvailabilityBound)), bytesize.Format(float64(residual))),
 			Numbers: map[string]float64{"reported_uploaded": up, "choked_probes": float64(j.grps[id.group].choked), "absorbed": float64(pl.AvailabilityBound),
-				"measured_credit": float64(credit), "bound": float64(residual), "threshold": t}}))
-		rep.Summary.Counts[v.Status]--
-		v.Status, v.Confidence = statusOf(v.Reasons)
-		rep.Summary.Counts[v.Status]++
+				"measured_credit": float64(credit), "bound": float64(residual), "threshold": t}})
 	}
 	return nil
 }
@@ -541,4 +538,13 @@ func (j *judge) runReason(pairs []Check) (Reason, bool) {
 			bytesize.Format(r.up), r.to-r.from, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), bytesize.Format(r.bound)),
 		Numbers: map[string]float64{"reported_uploaded": r.up, "pairs": float64(r.to - r.from), "bound": r.bound, "threshold": r.threshold,
 			"edge_allowance": r.edges, "slack": float64(j.pslack), "from_unix": float64(from.Unix()), "to_unix": float64(to.Unix())}}, true
+}
+
+// addFinding adds a swarm-wide pass's finding to verdict v (one of rep's)
+// and moves it between the summary's counts if its status changes.
+func (rep *Report) addFinding(v *Verdict, r Reason) {
+	v.Reasons = Strongest(append(v.Reasons, r))
+	rep.Summary.Counts[v.Status]--
+	v.Status, v.Confidence = statusOf(v.Reasons)
+	rep.Summary.Counts[v.Status]++
 }
